@@ -1,0 +1,121 @@
+//! Every protocol and runtime constant, in one place, each with its unit in its name or doc.
+//! Timer values follow WireGuard's (research/qkd-kms.md §4) unless a comment says why not.
+
+use std::time::Duration;
+
+// ---------------------------------------------------------------- wire sizes (bytes)
+
+/// Largest UDP payload any handshake or cookie datagram may have, so that the handshake
+/// never depends on IP fragmentation (IPv6 minimum MTU 1280 − 40 IPv6 − 8 UDP > 1200).
+pub const MAX_HANDSHAKE_DATAGRAM_BYTES: usize = 1200;
+/// Data message header: type(1) reserved(3) receiver_index(4) counter(8).
+pub const DATA_HEADER_BYTES: usize = 16;
+/// AEAD tag length for both cipher suites.
+pub const AEAD_TAG_BYTES: usize = 16;
+/// Bytes a data message adds around an inner packet.
+pub const DATA_OVERHEAD_BYTES: usize = DATA_HEADER_BYTES + AEAD_TAG_BYTES;
+/// IPv6 header (the larger underlay header) plus UDP header.
+pub const UNDERLAY_HEADERS_MAX_BYTES: usize = 40 + 8;
+/// Default tunnel MTU: a 1500-byte underlay minus IPv6+UDP and the data overhead.
+pub const DEFAULT_TUNNEL_MTU_BYTES: u16 =
+    (1500 - UNDERLAY_HEADERS_MAX_BYTES - DATA_OVERHEAD_BYTES) as u16;
+/// Smallest tunnel MTU accepted (IPv6 requires 1280 inside the tunnel).
+pub const MIN_TUNNEL_MTU_BYTES: u16 = 1280;
+/// Largest tunnel MTU accepted (jumbo underlay 9000 minus headers and overhead).
+pub const MAX_TUNNEL_MTU_BYTES: u16 =
+    (9000 - UNDERLAY_HEADERS_MAX_BYTES - DATA_OVERHEAD_BYTES) as u16;
+/// Inner packets are padded to a multiple of this many bytes before encryption (WireGuard's).
+pub const PADDING_MULTIPLE_BYTES: usize = 16;
+
+// ---------------------------------------------------------------- handshake timers
+
+/// First handshake retransmission timeout; doubles per retry up to [`REKEY_TIMEOUT_MAX`].
+pub const REKEY_TIMEOUT_INITIAL: Duration = Duration::from_secs(1);
+/// Cap of the retransmission timeout (WireGuard's fixed REKEY_TIMEOUT).
+pub const REKEY_TIMEOUT_MAX: Duration = Duration::from_secs(5);
+/// Random jitter added to every retransmission timeout, at most this much.
+pub const REKEY_TIMEOUT_JITTER_MAX: Duration = Duration::from_millis(334);
+/// Give up a handshake attempt series after this long (then wait for new traffic).
+pub const REKEY_ATTEMPT_TIME: Duration = Duration::from_secs(90);
+/// Send a keepalive this long after receiving data if nothing was sent meanwhile.
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Minimum spacing of initiations accepted from one peer (50 per second).
+pub const MIN_INITIATION_INTERVAL: Duration = Duration::from_millis(20);
+/// All keys of a peer are erased after this long without a new session.
+pub const ZERO_KEYS_AFTER: Duration = Duration::from_secs(540);
+/// A half-reassembled handshake message is discarded after this long.
+pub const REASSEMBLY_TIMEOUT: Duration = Duration::from_secs(5);
+/// At most this many handshake messages are being reassembled at once (all sources).
+pub const REASSEMBLY_SLOTS_MAX: usize = 64;
+/// At most this many of those slots belong to one source address.
+pub const REASSEMBLY_SLOTS_PER_SOURCE_MAX: usize = 4;
+/// Packets staged per peer while no session can carry them.
+pub const STAGED_PACKETS_MAX: usize = 128;
+
+// ---------------------------------------------------------------- DoS protection
+
+/// The cookie secret is replaced this often.
+pub const COOKIE_SECRET_MAX_AGE: Duration = Duration::from_secs(120);
+/// An initiator uses a received cookie for this long (max age minus latency allowance).
+pub const COOKIE_VALID_FOR: Duration = Duration::from_secs(115);
+/// Above this many handshake datagrams per second the responder is "under load" and
+/// demands a valid mac2 (a cookie round trip) before doing any public-key work.
+pub const UNDER_LOAD_HANDSHAKE_DATAGRAMS_PER_SECOND: u32 = 200;
+/// Token bucket per source address: sustained handshake datagrams per second.
+pub const HANDSHAKE_DATAGRAMS_PER_SOURCE_PER_SECOND: u32 = 60;
+/// Token bucket per source address: burst size (one full exchange plus retries).
+pub const HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST: u32 = 30;
+/// Sources tracked by the rate limiter; the oldest is forgotten beyond this.
+pub const RATE_LIMITER_SOURCES_MAX: usize = 4096;
+
+// ---------------------------------------------------------------- data plane
+
+/// Anti-replay window, in packets (RFC 6479 ring of 64-bit words).
+pub const REPLAY_WINDOW_BITS: u64 = 8192;
+/// Packets accepted below the highest counter seen (one word is kept as slack).
+pub const REPLAY_WINDOW_PACKETS: u64 = REPLAY_WINDOW_BITS - 64;
+
+// ---------------------------------------------------------------- key budgets
+
+/// Default soft byte budget per key (plaintext bytes sent under it).
+pub const DEFAULT_REKEY_AFTER_BYTES: u64 = 8 << 30;
+/// Default soft time budget per key.
+pub const DEFAULT_REKEY_AFTER: Duration = Duration::from_secs(120);
+/// Default hard budgets are this many times the soft ones (bytes: ×5/4, time: ×3/2).
+pub const DEFAULT_REJECT_BYTES_NUMERATOR: u64 = 5;
+/// See [`DEFAULT_REJECT_BYTES_NUMERATOR`].
+pub const DEFAULT_REJECT_BYTES_DENOMINATOR: u64 = 4;
+/// See [`DEFAULT_REJECT_BYTES_NUMERATOR`]; time: ×3/2 as WireGuard's 120 s / 180 s.
+pub const DEFAULT_REJECT_TIME_NUMERATOR: u32 = 3;
+/// See [`DEFAULT_REJECT_TIME_NUMERATOR`].
+pub const DEFAULT_REJECT_TIME_DENOMINATOR: u32 = 2;
+/// Smallest soft byte budget accepted.
+pub const MIN_REKEY_AFTER_BYTES: u64 = 1 << 20;
+/// Smallest soft time budget accepted.
+pub const MIN_REKEY_AFTER: Duration = Duration::from_secs(1);
+/// Largest time budget accepted (FortiGate's keylifeseconds maximum, 48 h).
+pub const MAX_REKEY_AFTER: Duration = Duration::from_secs(172_800);
+
+/// AES-256-GCM confidentiality limit, in packets per key. draft-irtf-cfrg-aead-limits:
+/// q·(L+1) ≤ 2^((129−57)/2) = 2^36 blocks for an advantage of 2^-57; a data packet of at most
+/// 9000 bytes is L+1 ≤ 2^9.2 blocks, so q ≤ 2^26.8: we use 2^26 (about 67 million packets).
+pub const AES_GCM_MAX_PACKETS_PER_KEY: u64 = 1 << 26;
+/// AES-256-GCM integrity limit: failed decryptions tolerated per key (RFC 9001 §6.6: 2^52).
+pub const AES_GCM_MAX_FORGERIES_PER_KEY: u64 = 1 << 52;
+/// ChaCha20-Poly1305 packets per key: the counter space WireGuard allows (REKEY_AFTER_MESSAGES).
+pub const CHACHA_MAX_PACKETS_PER_KEY: u64 = 1 << 60;
+/// ChaCha20-Poly1305 integrity limit: failed decryptions tolerated per key (RFC 9001: 2^36).
+pub const CHACHA_MAX_FORGERIES_PER_KEY: u64 = 1 << 36;
+/// The packet cap's soft point: a new handshake starts when this fraction (7/8) is used.
+pub const PACKET_CAP_SOFT_NUMERATOR: u64 = 7;
+/// See [`PACKET_CAP_SOFT_NUMERATOR`].
+pub const PACKET_CAP_SOFT_DENOMINATOR: u64 = 8;
+
+// ---------------------------------------------------------------- runtime
+
+/// Default UDP listen port.
+pub const DEFAULT_LISTEN_PORT: u16 = 51820;
+/// Packets moved per batch between TUN, core and UDP.
+pub const BATCH_PACKETS: usize = 64;
+/// Default directory of control sockets (`<dir>/<interface>.sock`).
+pub const DEFAULT_CONTROL_DIR: &str = "/run/qshield";

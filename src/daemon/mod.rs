@@ -1,0 +1,1 @@
+//! The runtime (placeholder until it lands).

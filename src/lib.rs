@@ -1,0 +1,18 @@
+//! qshield: a userspace site-to-site VPN whose session keys are quantum-safe.
+//!
+//! Layout (dependencies point inward):
+//! - [`proto`]: the sans-IO protocol core (wire format, handshake, sessions, rotation).
+//! - [`crypto`]: thin, typed wrappers over aws-lc-rs plus every KDF label.
+//! - [`config`]: the TOML schema, validated into typed values.
+//! - [`net`]: TUN and UDP I/O behind batch-shaped traits, each with an in-memory twin.
+//! - [`daemon`]: the runtime that wires net + proto, timers and the control socket.
+//! - [`constants`]: every protocol constant, with its unit.
+
+pub mod batch;
+pub mod cidr;
+pub mod config;
+pub mod constants;
+pub mod crypto;
+pub mod daemon;
+pub mod net;
+pub mod proto;

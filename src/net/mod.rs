@@ -1,0 +1,1 @@
+//! Network I/O (placeholder until the net module lands).

@@ -1,0 +1,1 @@
+//! The sans-IO protocol core (placeholder until it lands).
