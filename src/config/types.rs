@@ -1,0 +1,87 @@
+//! The validated, typed configuration that the rest of the program consumes. Produced only
+//! by [`super::load`] / [`super::parse`]; every field here has already been checked.
+
+use crate::cidr::IpCidr;
+use crate::crypto::{CipherSuite, PublicIdentity};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A whole daemon configuration (one TUN interface, its peers).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The local interface and identity.
+    pub interface: InterfaceConfig,
+    /// Key rotation budgets, shared by every peer of the interface.
+    pub rotation: RotationConfig,
+    /// QKD key source settings.
+    pub qkd: QkdConfig,
+    /// The remote sites; at least one, names and public keys unique.
+    pub peers: Vec<PeerConfig>,
+}
+
+/// `[interface]`.
+#[derive(Debug, Clone)]
+pub struct InterfaceConfig {
+    /// TUN device name (1..=15 bytes, `[A-Za-z0-9_.-]`).
+    pub name: String,
+    /// Addresses assigned to the TUN (IPv4 and/or IPv6, with prefix), at least one.
+    pub addresses: Vec<IpCidr>,
+    /// Tunnel MTU in bytes (default [`crate::constants::DEFAULT_TUNNEL_MTU_BYTES`]).
+    pub mtu: u16,
+    /// Underlay UDP socket address to bind (default `0.0.0.0:51820`; `[::]:PORT` for dual stack).
+    pub listen: SocketAddr,
+    /// Directory holding the identity written by `qshield keygen`.
+    pub identity_dir: PathBuf,
+    /// Data-plane cipher (default AES-256-GCM).
+    pub cipher: CipherSuite,
+    /// Control socket path for `qshield status` (default `/run/qshield/<name>.sock`).
+    pub control_socket: PathBuf,
+}
+
+/// `[rotation]`: soft budgets start a new handshake, hard budgets refuse the old key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RotationConfig {
+    /// Soft byte budget per key (plaintext bytes sent under it).
+    pub rekey_after_bytes: u64,
+    /// Soft time budget per key.
+    pub rekey_after: Duration,
+    /// Hard byte budget per key (> soft).
+    pub reject_after_bytes: u64,
+    /// Hard time budget per key (> soft).
+    pub reject_after: Duration,
+}
+
+/// How a peer's sessions use QKD keys (FortiGate's names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QkdPolicy {
+    /// No QKD: sessions rest on the hybrid X25519 + ML-KEM-768 handshake alone.
+    #[default]
+    Disable,
+    /// Use QKD keys when the KME delivers them; fall back to the hybrid handshake loudly.
+    Allow,
+    /// No QKD key, no new session (fail closed at the hard limit).
+    Require,
+}
+
+/// `[qkd]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct QkdConfig {
+    /// The policy; only `Disable` is accepted until the KME integration lands.
+    pub policy: QkdPolicy,
+}
+
+/// One `[[peer]]`.
+#[derive(Debug, Clone)]
+pub struct PeerConfig {
+    /// Operator's name for the peer (unique, used in logs and status).
+    pub name: String,
+    /// Underlay address to send initiations to; `None` = wait for the peer to initiate.
+    pub endpoint: Option<SocketAddr>,
+    /// The peer's public identity (X25519 + ML-KEM-768).
+    pub public_key: PublicIdentity,
+    /// Inner addresses routed to this peer and accepted from it (at least one).
+    pub allowed_ips: Vec<IpCidr>,
+    /// Send a keepalive after this much silence (`None` = off).
+    pub persistent_keepalive: Option<Duration>,
+}
