@@ -1,1 +1,13 @@
-//! The sans-IO protocol core (placeholder until it lands).
+//! The sans-IO protocol core. No sockets, no threads, no clock: the runtime feeds it
+//! datagrams, inner packets and the time, and drains what it wants sent.
+//!
+//! - [`wire`]: message formats. [`handshake`]: the key schedule. [`session`]: keys in use,
+//!   budgets. [`replay`]: the anti-replay window. [`fragment`]: reassembly with bounded
+//!   state. [`cookie`]: mac1/mac2, cookies, rate limits. [`peer`]: one peer's state machine.
+//!   [`endpoint`]: the interface: demultiplexing, routing, timers, events, status.
+
+pub mod handshake;
+pub mod replay;
+pub mod session;
+pub mod time;
+pub mod wire;
