@@ -41,8 +41,6 @@ pub const REKEY_ATTEMPT_TIME: Duration = Duration::from_secs(90);
 pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Minimum spacing of initiations accepted from one peer (50 per second).
 pub const MIN_INITIATION_INTERVAL: Duration = Duration::from_millis(20);
-/// All keys of a peer are erased after this long without a new session.
-pub const ZERO_KEYS_AFTER: Duration = Duration::from_secs(540);
 /// A half-reassembled handshake message is discarded after this long.
 pub const REASSEMBLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// At most this many handshake messages are being reassembled at once (all sources).

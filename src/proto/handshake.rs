@@ -81,6 +81,7 @@ pub struct SessionKeys {
 }
 
 /// Running chaining key and transcript hash.
+#[derive(Clone)]
 struct Transcript {
     ck: Secret<32>,
     h: [u8; 32],
@@ -315,11 +316,14 @@ pub fn create_response<P>(
 /// the full tag, so a QKD mismatch is told apart from a broken handshake.
 pub fn consume_response(
     local: &StaticIdentity,
-    state: InitiatorState,
+    state: &InitiatorState,
     message: &[u8],
 ) -> Result<SessionKeys, HandshakeError> {
     let msg = Response::decode(message)?;
-    let mut t = state.transcript;
+    if msg.receiver_index != state.sender_index {
+        return Err(HandshakeError::Wire(WireError::BadField("response receiver index")));
+    }
+    let mut t = state.transcript.clone();
     t.absorb(&msg.public_part());
     let e_r = DhPublic(msg.ephemeral_dh);
     t.mix(labels::MIX_EE, &state.ephemeral_dh.agree(&e_r)?);
@@ -395,7 +399,7 @@ mod tests {
             (*k == a_pub.dh).then(|| ((), a_pub.clone()))
         })?;
         let (resp, kb) = create_response(rx, &a.public, 22, qb.as_ref())?;
-        let ka = consume_response(&a.id, state, &resp)?;
+        let ka = consume_response(&a.id, &state, &resp)?;
         Ok((ka, kb))
     }
 

@@ -6,7 +6,14 @@
 //!   state. [`cookie`]: mac1/mac2, cookies, rate limits. [`peer`]: one peer's state machine.
 //!   [`endpoint`]: the interface: demultiplexing, routing, timers, events, status.
 
+pub mod cookie;
+pub mod endpoint;
+pub mod events;
+mod exchange;
+pub mod fragment;
 pub mod handshake;
+pub mod inner;
+pub mod peer;
 pub mod replay;
 pub mod session;
 pub mod time;

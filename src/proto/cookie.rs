@@ -1,0 +1,225 @@
+//! Denial-of-service defences for handshakes, after WireGuard's: a mac1 on every fragment
+//! keyed by the receiver's public key (checked before any other work), a mac2 keyed by a
+//! cookie that the responder hands out under load (binding the source address), a cookie
+//! reply sealed to the initiator, and per-source token buckets.
+
+use super::time::Instant;
+use super::wire::{CookieReply, Fragment};
+use crate::constants::{
+    COOKIE_SECRET_MAX_AGE, HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST, HANDSHAKE_DATAGRAMS_PER_SOURCE_PER_SECOND,
+    RATE_LIMITER_SOURCES_MAX, UNDER_LOAD_HANDSHAKE_DATAGRAMS_PER_SECOND,
+};
+use crate::crypto::dh::DhPublic;
+use crate::crypto::random::Rng;
+use crate::crypto::{CipherSuite, PacketKey, Secret, kdf, labels};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+/// A 16-byte MAC: HMAC-SHA-256 truncated.
+pub fn mac16(key: &[u8], data: &[u8]) -> [u8; 16] {
+    kdf::hmac(key, &[data])[..16].try_into().expect("16 bytes")
+}
+
+/// The mac1 key of messages addressed to the holder of `receiver`.
+pub fn mac1_key(receiver: &DhPublic) -> [u8; 32] {
+    kdf::hash(&[labels::MAC1, &receiver.0])
+}
+
+/// The key that seals cookie replies from the holder of `responder`.
+fn cookie_seal_key(responder: &DhPublic) -> Secret<32> {
+    Secret::new(kdf::hash(&[labels::COOKIE_KEY, &responder.0]))
+}
+
+/// Appends mac1 and mac2 to a fragment (`header ‖ payload`); returns the mac1.
+pub fn append_macs(fragment: &mut Vec<u8>, receiver_mac1_key: &[u8; 32], cookie: Option<&[u8; 16]>) -> [u8; 16] {
+    let mac1 = mac16(receiver_mac1_key, fragment);
+    fragment.extend_from_slice(&mac1);
+    let mac2 = cookie.map_or([0u8; 16], |c| mac16(c, fragment));
+    fragment.extend_from_slice(&mac2);
+    mac1
+}
+
+/// True when the fragment's mac1 is right for our key (constant time).
+pub fn mac1_valid(our_mac1_key: &[u8; 32], frag: &Fragment<'_>) -> bool {
+    let expect = mac16(our_mac1_key, frag.mac1_input);
+    aws_lc_rs::constant_time::verify_slices_are_equal(&expect, frag.mac1).is_ok()
+}
+
+/// Opens a cookie reply from the holder of `responder`, matching one of the mac1 values we
+/// sent; returns the cookie.
+pub fn open_cookie_reply(responder: &DhPublic, reply: &CookieReply, mac1s_sent: &[[u8; 16]]) -> Option<[u8; 16]> {
+    let key = PacketKey::new(CipherSuite::ChaCha20Poly1305, &cookie_seal_key(responder));
+    mac1s_sent.iter().find_map(|mac1| {
+        let nonce = u64::from_le_bytes(reply.nonce[4..].try_into().ok()?);
+        let aad = [&reply.nonce[..4], &mac1[..]].concat();
+        let opened = key.open_to_vec(nonce, &aad, &reply.sealed_cookie).ok()?;
+        opened.try_into().ok()
+    })
+}
+
+/// The responder's side: rotating cookie secret, load meter, cookie replies.
+pub struct CookieChecker {
+    our_mac1_key: [u8; 32],
+    seal_key: PacketKey,
+    secret: Secret<32>,
+    secret_born: Option<Instant>,
+    window_start: Instant,
+    datagrams_in_window: u32,
+}
+
+impl CookieChecker {
+    /// A checker for the holder of `our_public`.
+    pub fn new(our_public: &DhPublic) -> Self {
+        Self {
+            our_mac1_key: mac1_key(our_public),
+            seal_key: PacketKey::new(CipherSuite::ChaCha20Poly1305, &cookie_seal_key(our_public)),
+            secret: Secret::zero(),
+            secret_born: None,
+            window_start: Instant::ZERO,
+            datagrams_in_window: 0,
+        }
+    }
+
+    /// Our mac1 key (fragments addressed to us).
+    pub fn mac1_key(&self) -> &[u8; 32] {
+        &self.our_mac1_key
+    }
+
+    /// Counts one handshake datagram; true when the responder is under load.
+    pub fn note_datagram(&mut self, now: Instant) -> bool {
+        if now - self.window_start >= Duration::from_secs(1) {
+            self.window_start = now;
+            self.datagrams_in_window = 0;
+        }
+        self.datagrams_in_window = self.datagrams_in_window.saturating_add(1);
+        self.datagrams_in_window > UNDER_LOAD_HANDSHAKE_DATAGRAMS_PER_SECOND
+    }
+
+    /// True when the fragment's mac2 is the MAC under the cookie for `source`.
+    pub fn mac2_valid(&mut self, now: Instant, source: SocketAddr, frag: &Fragment<'_>, rng: &mut dyn Rng) -> bool {
+        let cookie = self.cookie_for(now, source, rng);
+        let expect = mac16(&cookie, frag.mac2_input);
+        aws_lc_rs::constant_time::verify_slices_are_equal(&expect, frag.mac2).is_ok()
+    }
+
+    /// A cookie reply for `source`, answering a fragment with this mac1 and sender index.
+    pub fn reply(&mut self, now: Instant, source: SocketAddr, frag: &Fragment<'_>, rng: &mut dyn Rng) -> Vec<u8> {
+        let cookie = self.cookie_for(now, source, rng);
+        let mut nonce = [0u8; 12];
+        rng.fill(&mut nonce);
+        let counter = u64::from_le_bytes(nonce[4..].try_into().expect("8 bytes"));
+        let aad = [&nonce[..4], &frag.mac1[..]].concat();
+        let sealed = self.seal_key.seal_to_vec(counter, &aad, &cookie);
+        CookieReply {
+            receiver_index: frag.header.sender_index,
+            nonce,
+            sealed_cookie: sealed.try_into().expect("16 + 16 bytes"),
+        }
+        .encode()
+    }
+
+    fn cookie_for(&mut self, now: Instant, source: SocketAddr, rng: &mut dyn Rng) -> [u8; 16] {
+        let stale = self.secret_born.is_none_or(|born| now - born >= COOKIE_SECRET_MAX_AGE);
+        if stale {
+            let mut s = [0u8; 32];
+            rng.fill(&mut s);
+            self.secret = Secret::new(s);
+            self.secret_born = Some(now);
+        }
+        let addr = address_bytes(source);
+        mac16(self.secret.expose(), &[labels::COOKIE_VALUE, &addr].concat())
+    }
+}
+
+fn address_bytes(a: SocketAddr) -> Vec<u8> {
+    let mut v = match a.ip() {
+        IpAddr::V4(ip) => ip.octets().to_vec(),
+        IpAddr::V6(ip) => ip.octets().to_vec(),
+    };
+    v.extend_from_slice(&a.port().to_le_bytes());
+    v
+}
+
+/// Token buckets per source IP for handshake datagrams, with bounded memory.
+#[derive(Default)]
+pub struct RateLimiter {
+    buckets: HashMap<IpAddr, (f64, Instant)>,
+}
+
+impl RateLimiter {
+    /// Takes one token for `ip`; false when the source is over its rate.
+    pub fn allow(&mut self, now: Instant, ip: IpAddr) -> bool {
+        if self.buckets.len() >= RATE_LIMITER_SOURCES_MAX && !self.buckets.contains_key(&ip) {
+            self.forget_idle(now);
+        }
+        let burst = f64::from(HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST);
+        let rate = f64::from(HANDSHAKE_DATAGRAMS_PER_SOURCE_PER_SECOND);
+        let (tokens, last) = self.buckets.entry(ip).or_insert((burst, now));
+        *tokens = (*tokens + (now - *last).as_secs_f64() * rate).min(burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn forget_idle(&mut self, now: Instant) {
+        let full_after = Duration::from_secs_f64(
+            f64::from(HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST) / f64::from(HANDSHAKE_DATAGRAMS_PER_SOURCE_PER_SECOND),
+        );
+        self.buckets.retain(|_, (_, last)| now - *last < full_after);
+        if self.buckets.len() >= RATE_LIMITER_SOURCES_MAX {
+            self.buckets.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::dh::DhSecret;
+    use crate::crypto::random::SeededRng;
+    use crate::proto::wire::{TYPE_INITIATION, parse_fragment, split_message};
+
+    #[test]
+    fn cookie_round_trip_makes_mac2_valid() {
+        let responder = DhSecret::generate().unwrap().public();
+        let mut checker = CookieChecker::new(&responder);
+        let mut rng = SeededRng::new(1);
+        let src: SocketAddr = "198.18.0.1:5000".parse().unwrap();
+        let mut frag = split_message(TYPE_INITIATION, 9, &[7u8; 100]).remove(0);
+        let mut plain = frag.clone();
+        let mac1 = append_macs(&mut plain, &mac1_key(&responder), None);
+        let parsed = parse_fragment(&plain).unwrap();
+        assert!(mac1_valid(checker.mac1_key(), &parsed));
+        assert!(!checker.mac2_valid(Instant::ZERO, src, &parsed, &mut rng));
+        let reply = CookieReply::decode(&checker.reply(Instant::ZERO, src, &parsed, &mut rng)).unwrap();
+        let cookie = open_cookie_reply(&responder, &reply, &[mac1]).expect("cookie opens");
+        append_macs(&mut frag, &mac1_key(&responder), Some(&cookie));
+        let parsed = parse_fragment(&frag).unwrap();
+        assert!(checker.mac2_valid(Instant::ZERO, src, &parsed, &mut rng));
+        let other: SocketAddr = "198.18.0.2:5000".parse().unwrap();
+        assert!(!checker.mac2_valid(Instant::ZERO, other, &parsed, &mut rng), "cookie is bound to the source");
+    }
+
+    #[test]
+    fn wrong_receiver_key_fails_mac1() {
+        let a = DhSecret::generate().unwrap().public();
+        let b = DhSecret::generate().unwrap().public();
+        let mut frag = split_message(TYPE_INITIATION, 9, &[7u8; 100]).remove(0);
+        append_macs(&mut frag, &mac1_key(&a), None);
+        assert!(!mac1_valid(&mac1_key(&b), &parse_fragment(&frag).unwrap()));
+    }
+
+    #[test]
+    fn rate_limiter_allows_burst_then_refills() {
+        let mut r = RateLimiter::default();
+        let ip: IpAddr = "198.18.0.1".parse().unwrap();
+        let burst = HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST as usize;
+        assert_eq!((0..burst * 2).filter(|_| r.allow(Instant::ZERO, ip)).count(), burst);
+        assert!(r.allow(Instant::ZERO + Duration::from_millis(100), ip));
+    }
+}

@@ -1,0 +1,221 @@
+//! What the core tells the runtime: events worth a log line, datagrams to send, and the
+//! status snapshot behind `qshield status`.
+
+use super::handshake::HandshakeError;
+use super::session::{ExpiryReason, RekeyReason};
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// A datagram the core wants sent (handshake, cookie reply, keepalive, staged data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// Underlay destination.
+    pub to: SocketAddr,
+    /// The datagram.
+    pub payload: Vec<u8>,
+}
+
+/// Which side of a handshake this site played.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// We sent the initiation.
+    Initiator,
+    /// We answered it.
+    Responder,
+}
+
+/// Why a handshake was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitiationReason {
+    /// The daemon started and the peer has an endpoint.
+    Startup,
+    /// Traffic is waiting and no session can carry it.
+    Traffic,
+    /// The current key passed a soft budget.
+    Rekey(RekeyReason),
+    /// Data was sent but nothing came back for too long.
+    DeadPeer,
+}
+
+/// Something the runtime should log or count.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// We sent an initiation.
+    HandshakeStarted {
+        /// Peer name.
+        peer: String,
+        /// Why.
+        reason: InitiationReason,
+    },
+    /// A new session exists. The initiator uses it at once; the responder after the first
+    /// packet under it ([`Event::SessionConfirmed`]).
+    SessionEstablished {
+        /// Peer name.
+        peer: String,
+        /// Session sequence number.
+        epoch: u64,
+        /// Our role.
+        role: Role,
+        /// A QKD key was mixed in.
+        qkd: bool,
+        /// Initiation to response (initiator only).
+        round_trip: Option<Duration>,
+    },
+    /// The responder saw the first packet under its new session and switched to it.
+    SessionConfirmed {
+        /// Peer name.
+        peer: String,
+        /// Session sequence number.
+        epoch: u64,
+    },
+    /// A handshake message was refused.
+    HandshakeRejected {
+        /// Peer name when known.
+        peer: Option<String>,
+        /// Underlay source.
+        from: SocketAddr,
+        /// Why.
+        error: HandshakeError,
+    },
+    /// An initiation was dropped by policy (replay, rate, collision).
+    InitiationIgnored {
+        /// Peer name.
+        peer: String,
+        /// Why.
+        why: &'static str,
+    },
+    /// A handshake datagram failed mac1: the sender lacks our public key.
+    BadMac1 {
+        /// Underlay source.
+        from: SocketAddr,
+    },
+    /// We gave up a handshake after retrying for the attempt time.
+    HandshakeTimedOut {
+        /// Peer name.
+        peer: String,
+        /// Initiations sent.
+        attempts: u32,
+    },
+    /// A key passed a hard budget and was dropped.
+    SessionExpired {
+        /// Peer name.
+        peer: String,
+        /// Session sequence number.
+        epoch: u64,
+        /// Which budget.
+        reason: ExpiryReason,
+    },
+    /// The peer's underlay address changed (roaming), learned from an authenticated packet.
+    EndpointChanged {
+        /// Peer name.
+        peer: String,
+        /// New address.
+        to: SocketAddr,
+    },
+    /// Under load: a cookie reply was sent instead of doing handshake work.
+    CookieSent {
+        /// Underlay destination.
+        to: SocketAddr,
+    },
+}
+
+/// Drops counted for one peer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PeerDrops {
+    /// Data packets whose tag failed.
+    pub bad_tag: u64,
+    /// Replayed or too-old data packets.
+    pub replay: u64,
+    /// Data under a key past its hard budget.
+    pub key_expired: u64,
+    /// Inner packets whose source is not in the peer's allowed IPs, or not IP.
+    pub disallowed_source: u64,
+    /// Inner packets dropped because no session existed and the staging queue was full.
+    pub no_session: u64,
+}
+
+/// Drops that cannot be charged to a peer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct InterfaceDrops {
+    /// Datagrams that do not parse.
+    pub malformed: u64,
+    /// Data for a session index we do not have.
+    pub unknown_index: u64,
+    /// Handshake datagrams with a wrong mac1.
+    pub bad_mac1: u64,
+    /// Handshake datagrams over the per-source rate.
+    pub rate_limited: u64,
+    /// Handshake messages refused (see the log for each reason).
+    pub handshake_rejected: u64,
+    /// Inner packets to an address no peer's allowed IPs cover.
+    pub no_route: u64,
+}
+
+/// One peer in `qshield status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerStatus {
+    /// Peer name.
+    pub name: String,
+    /// Current underlay address.
+    pub endpoint: Option<SocketAddr>,
+    /// Seconds since the last completed handshake.
+    pub last_handshake_seconds_ago: Option<f64>,
+    /// Data cipher.
+    pub cipher: &'static str,
+    /// The current key, if any.
+    pub current_key: Option<KeyStatus>,
+    /// Sessions that replaced an earlier one.
+    pub rotations: u64,
+    /// Handshakes completed (both roles).
+    pub handshakes: u64,
+    /// A handshake we started is awaiting its response.
+    pub handshake_in_progress: bool,
+    /// Inner bytes sent and received, all keys.
+    pub total_bytes_sent: u64,
+    /// See `total_bytes_sent`.
+    pub total_bytes_received: u64,
+    /// Drops by reason.
+    pub drops: PeerDrops,
+}
+
+/// The key in use for a peer.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyStatus {
+    /// Session sequence number.
+    pub epoch: u64,
+    /// Our role in its handshake.
+    pub role: Role,
+    /// Seconds since it was established.
+    pub age_seconds: f64,
+    /// Inner bytes sent under it.
+    pub bytes_sent: u64,
+    /// Inner bytes received under it.
+    pub bytes_received: u64,
+    /// Packets sent under it.
+    pub packets_sent: u64,
+    /// Packets received under it.
+    pub packets_received: u64,
+    /// Bytes left before the soft budget starts a rotation (0 when due).
+    pub rekey_in_bytes: u64,
+    /// Seconds left before the soft budget starts a rotation (0 when due).
+    pub rekey_in_seconds: f64,
+    /// Bytes left before the hard budget refuses the key.
+    pub reject_in_bytes: u64,
+    /// Seconds left before the hard budget refuses the key.
+    pub reject_in_seconds: f64,
+    /// Packets left under the cipher's usage limit.
+    pub packets_left: u64,
+    /// Key sources mixed into it.
+    pub sources: Vec<&'static str>,
+}
+
+/// The whole interface in `qshield status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EndpointStatus {
+    /// Peers, in config order.
+    pub peers: Vec<PeerStatus>,
+    /// Drops not charged to a peer.
+    pub drops: InterfaceDrops,
+}

@@ -1,0 +1,297 @@
+//! The handshake side of the endpoint: starting and retrying initiations, the DoS checks
+//! on every handshake fragment, answering initiations (with the replay guard and the
+//! simultaneous-initiation rule), completing our own handshakes, and cookie replies.
+
+use super::cookie::{append_macs, mac1_valid, open_cookie_reply};
+use super::endpoint::Endpoint;
+use super::events::{Event, InitiationReason, Role};
+use super::handshake::{
+    HandshakeError, InitiationParams, ReceivedInitiation, consume_initiation, consume_response, create_initiation,
+    create_response, response_receiver_index,
+};
+use super::peer::{CachedResponse, PendingHandshake};
+use super::time::Instant;
+use super::wire::{CookieReply, TYPE_INITIATION, TYPE_RESPONSE, parse_fragment, split_message};
+use crate::constants::{
+    COOKIE_VALID_FOR, MIN_INITIATION_INTERVAL, REKEY_ATTEMPT_TIME, REKEY_TIMEOUT_INITIAL, REKEY_TIMEOUT_JITTER_MAX,
+    REKEY_TIMEOUT_MAX,
+};
+use crate::crypto::kdf;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+impl Endpoint {
+    /// Starts a handshake with peer `p` unless one is in flight or its endpoint is unknown.
+    pub(crate) fn initiate(&mut self, now: Instant, p: usize, reason: InitiationReason) {
+        if self.peers[p].pending.is_some() || self.peers[p].endpoint.is_none() {
+            return;
+        }
+        let index = self.new_index(p);
+        let params = InitiationParams {
+            suite: self.suite,
+            sender_index: index,
+            timestamp_unix_ns: self.unix_ns(now),
+            qkd: None,
+            local_public: &self.public,
+        };
+        let (message, state) = match create_initiation(&self.identity, &self.peers[p].settings.public, params) {
+            Ok(v) => v,
+            Err(error) => {
+                self.indices.remove(&index);
+                return self.reject(Some(p), self.peers[p].endpoint.expect("checked above"), error);
+            }
+        };
+        let next_retry = now + self.retry_timeout(1);
+        let pending =
+            PendingHandshake { state, message, first_sent: now, last_sent: now, next_retry, attempts: 1, mac1s: Vec::new() };
+        self.peers[p].pending = Some(pending);
+        self.send_pending(now, p);
+        let peer = self.peers[p].settings.name.clone();
+        self.events.push_back(Event::HandshakeStarted { peer, reason });
+    }
+
+    /// Retransmission timeout for attempt `n` (1-based): doubling from the initial value up
+    /// to the cap, plus random jitter.
+    fn retry_timeout(&mut self, attempt: u32) -> Duration {
+        let base = REKEY_TIMEOUT_INITIAL.saturating_mul(1 << attempt.saturating_sub(1).min(8)).min(REKEY_TIMEOUT_MAX);
+        let jitter_ms = u64::from(self.rng.next_u32()) % (REKEY_TIMEOUT_JITTER_MAX.as_millis() as u64 + 1);
+        base + Duration::from_millis(jitter_ms)
+    }
+
+    /// (Re)sends our pending initiation's fragments, with mac2 when we hold a fresh cookie.
+    fn send_pending(&mut self, now: Instant, p: usize) {
+        let peer = &mut self.peers[p];
+        let (Some(to), Some(pending)) = (peer.endpoint, peer.pending.as_mut()) else { return };
+        let cookie = peer.cookie.filter(|(_, at)| now - *at < COOKIE_VALID_FOR).map(|(c, _)| c);
+        pending.mac1s.clear();
+        for mut fragment in split_message(TYPE_INITIATION, pending.state.sender_index, &pending.message) {
+            pending.mac1s.push(append_macs(&mut fragment, &peer.mac1_key, cookie.as_ref()));
+            self.transmits.push_back(super::events::Transmit { to, payload: fragment });
+        }
+        pending.last_sent = now;
+    }
+
+    /// Retransmits or abandons our pending initiation when its timer fires.
+    pub(crate) fn retry_handshake(&mut self, now: Instant, p: usize) {
+        let Some(pending) = self.peers[p].pending.as_ref() else { return };
+        if now < pending.next_retry {
+            return;
+        }
+        if now - pending.first_sent >= REKEY_ATTEMPT_TIME {
+            return self.give_up(p);
+        }
+        let attempts = pending.attempts + 1;
+        let next_retry = now + self.retry_timeout(attempts);
+        if let Some(pending) = self.peers[p].pending.as_mut() {
+            pending.attempts = attempts;
+            pending.next_retry = next_retry;
+        }
+        self.send_pending(now, p);
+    }
+
+    fn give_up(&mut self, p: usize) {
+        let peer = &mut self.peers[p];
+        let Some(pending) = peer.pending.take() else { return };
+        self.indices.remove(&pending.state.sender_index);
+        peer.drops.no_session += peer.staged.len() as u64;
+        peer.staged.clear();
+        let name = peer.settings.name.clone();
+        self.events.push_back(Event::HandshakeTimedOut { peer: name, attempts: pending.attempts });
+    }
+
+    fn reject(&mut self, p: Option<usize>, from: SocketAddr, error: HandshakeError) {
+        self.drops.handshake_rejected += 1;
+        let peer = p.map(|p| self.peers[p].settings.name.clone());
+        self.events.push_back(Event::HandshakeRejected { peer, from, error });
+    }
+
+    // ------------------------------------------------------------ incoming fragments
+
+    /// Checks a handshake fragment (mac1, load and cookie, rate) and reassembles it.
+    pub(crate) fn receive_fragment(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        let Ok(frag) = parse_fragment(datagram) else {
+            self.drops.malformed += 1;
+            return;
+        };
+        if !mac1_valid(self.cookies.mac1_key(), &frag) {
+            return self.bad_mac1(now, from);
+        }
+        let under_load = self.cookies.note_datagram(now);
+        if under_load && frag.header.msg_type == TYPE_INITIATION && !self.cookies.mac2_valid(now, from, &frag, &mut *self.rng) {
+            let reply = self.cookies.reply(now, from, &frag, &mut *self.rng);
+            self.transmits.push_back(super::events::Transmit { to: from, payload: reply });
+            self.events.push_back(Event::CookieSent { to: from });
+            return;
+        }
+        if !self.limiter.allow(now, from.ip()) {
+            self.drops.rate_limited += 1;
+            return;
+        }
+        let msg_type = frag.header.msg_type;
+        if let Some(message) = self.reassembler.insert(now, from, &frag) {
+            match msg_type {
+                TYPE_RESPONSE => self.on_response(now, from, &message),
+                _ => self.on_initiation(now, from, &message),
+            }
+        }
+    }
+
+    fn bad_mac1(&mut self, now: Instant, from: SocketAddr) {
+        self.drops.bad_mac1 += 1;
+        if self.last_bad_mac1_event.is_none_or(|t| now - t >= Duration::from_secs(1)) {
+            self.last_bad_mac1_event = Some(now);
+            self.events.push_back(Event::BadMac1 { from });
+        }
+    }
+
+    fn on_initiation(&mut self, now: Instant, from: SocketAddr, message: &[u8]) {
+        let digest = kdf::hash(&[message]);
+        if self.resend_cached_response(now, from, &digest) {
+            return;
+        }
+        let by_static = &self.by_static;
+        let peers = &self.peers;
+        let lookup = |k: &_| by_static.get(k).map(|&p| (p, peers[p].settings.public.clone()));
+        match consume_initiation(&self.identity, &self.public, self.suite, message, lookup) {
+            Ok(received) => self.answer(now, from, received, digest),
+            Err(error) => self.reject(None, from, error),
+        }
+    }
+
+    /// A retransmitted initiation we already answered gets the same response again.
+    fn resend_cached_response(&mut self, now: Instant, from: SocketAddr, digest: &[u8; 32]) -> bool {
+        let Some(p) = self.peers.iter().position(|peer| {
+            peer.cached_response.as_ref().is_some_and(|c| &c.initiation_digest == digest)
+        }) else {
+            return false;
+        };
+        let cached = self.peers[p].cached_response.as_mut().expect("found above");
+        if now - cached.sent_at >= MIN_INITIATION_INTERVAL {
+            cached.sent_at = now;
+            let (index, response) = (cached.sender_index, cached.response.clone());
+            self.send_response(p, from, index, &response);
+        }
+        true
+    }
+
+    /// Applies the replay guard and the simultaneous-initiation rule, then responds.
+    fn answer(&mut self, now: Instant, from: SocketAddr, received: ReceivedInitiation<usize>, digest: [u8; 32]) {
+        let p = received.peer;
+        if let Some(why) = self.initiation_refusal(now, p, received.payload.timestamp_unix_ns) {
+            let peer = self.peers[p].settings.name.clone();
+            self.events.push_back(Event::InitiationIgnored { peer, why });
+            return;
+        }
+        if let Some(ours) = self.peers[p].pending.take() {
+            self.indices.remove(&ours.state.sender_index);
+        }
+        self.peers[p].last_initiation = Some((received.payload.timestamp_unix_ns, now));
+        let index = self.new_index(p);
+        let remote = self.peers[p].settings.public.clone();
+        match create_response(received, &remote, index, None) {
+            Ok((response, keys)) => {
+                let session = self.new_session(p, &keys, now);
+                let freed = self.peers[p].install_responded(session);
+                self.forget_indices(freed);
+                self.peers[p].endpoint = Some(from);
+                self.peers[p].cached_response =
+                    Some(CachedResponse { initiation_digest: digest, response: response.clone(), sender_index: index, sent_at: now });
+                self.send_response(p, from, index, &response);
+                self.established(p, Role::Responder, keys.qkd_mixed, None);
+            }
+            Err(error) => {
+                self.indices.remove(&index);
+                self.reject(Some(p), from, error);
+            }
+        }
+    }
+
+    /// Why an authenticated initiation from `p` must be ignored, if it must.
+    fn initiation_refusal(&self, now: Instant, p: usize, timestamp: u64) -> Option<&'static str> {
+        let peer = &self.peers[p];
+        if let Some((last_ts, last_at)) = peer.last_initiation {
+            if timestamp <= last_ts {
+                return Some("replayed initiation (timestamp not newer than the last one)");
+            }
+            if now - last_at < MIN_INITIATION_INTERVAL {
+                return Some("initiation flood (more than 50 per second)");
+            }
+        }
+        if peer.pending.is_some() && self.public.dh.0 < peer.settings.public.dh.0 {
+            return Some("simultaneous initiation: ours proceeds (this site has the lower static key)");
+        }
+        None
+    }
+
+    fn send_response(&mut self, p: usize, to: SocketAddr, sender_index: u32, response: &[u8]) {
+        let peer = &self.peers[p];
+        for mut fragment in split_message(TYPE_RESPONSE, sender_index, response) {
+            append_macs(&mut fragment, &peer.mac1_key, None);
+            self.transmits.push_back(super::events::Transmit { to, payload: fragment });
+        }
+    }
+
+    fn on_response(&mut self, now: Instant, from: SocketAddr, message: &[u8]) {
+        let Ok(index) = response_receiver_index(message) else {
+            self.drops.malformed += 1;
+            return;
+        };
+        let Some(&p) = self.indices.get(&index) else {
+            self.drops.unknown_index += 1;
+            return;
+        };
+        let Some(pending) = self.peers[p].pending.as_ref().filter(|h| h.state.sender_index == index) else {
+            self.drops.unknown_index += 1;
+            return;
+        };
+        match consume_response(&self.identity, &pending.state, message) {
+            Ok(keys) => self.complete(now, from, p, &keys),
+            Err(error) => self.reject(Some(p), from, error),
+        }
+    }
+
+    /// Our handshake completed: the new session becomes current; confirm it at once.
+    fn complete(&mut self, now: Instant, from: SocketAddr, p: usize, keys: &super::handshake::SessionKeys) {
+        let pending = self.peers[p].pending.take().expect("checked by the caller");
+        let session = self.new_session(p, keys, now);
+        let freed = self.peers[p].install_initiated(session);
+        self.forget_indices(freed);
+        self.peers[p].endpoint = Some(from);
+        self.established(p, Role::Initiator, keys.qkd_mixed, Some(now - pending.last_sent));
+        if self.flush_staged(now, p) == 0 {
+            self.send_single(now, p, &[]);
+        }
+    }
+
+    fn established(&mut self, p: usize, role: Role, qkd: bool, round_trip: Option<Duration>) {
+        let peer = &self.peers[p];
+        self.events.push_back(Event::SessionEstablished {
+            peer: peer.settings.name.clone(),
+            epoch: peer.epoch,
+            role,
+            qkd,
+            round_trip,
+        });
+    }
+
+    /// A cookie reply for one of our pending initiations: keep the cookie for mac2.
+    pub(crate) fn receive_cookie_reply(&mut self, now: Instant, datagram: &[u8]) {
+        let Ok(reply) = CookieReply::decode(datagram) else {
+            self.drops.malformed += 1;
+            return;
+        };
+        let Some(&p) = self.indices.get(&reply.receiver_index) else {
+            self.drops.unknown_index += 1;
+            return;
+        };
+        let peer = &mut self.peers[p];
+        let Some(pending) = peer.pending.as_ref().filter(|h| h.state.sender_index == reply.receiver_index) else {
+            self.drops.unknown_index += 1;
+            return;
+        };
+        match open_cookie_reply(&peer.settings.public.dh, &reply, &pending.mac1s) {
+            Some(cookie) => peer.cookie = Some((cookie, now)),
+            None => self.drops.malformed += 1,
+        }
+    }
+}

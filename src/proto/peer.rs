@@ -1,0 +1,208 @@
+//! One peer's state: its three session slots (previous / current / next, as WireGuard
+//! keeps them, so no packet is lost to a rotation), the handshake we have in flight, the
+//! replay guard for its initiations, staged packets, keepalive timers and counters.
+
+use super::events::{KeyStatus, PeerDrops, PeerStatus, Role};
+use super::handshake::InitiatorState;
+use super::session::{RotationBudget, Session};
+use super::time::Instant;
+use crate::cidr::IpCidr;
+use crate::crypto::PublicIdentity;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// What the core needs to know about a configured peer.
+#[derive(Debug, Clone)]
+pub struct PeerSettings {
+    /// Name for logs and status.
+    pub name: String,
+    /// The peer's public identity.
+    pub public: PublicIdentity,
+    /// Where to send initiations (`None`: wait for the peer).
+    pub endpoint: Option<SocketAddr>,
+    /// Inner prefixes routed to and accepted from the peer.
+    pub allowed_ips: Vec<IpCidr>,
+    /// Keepalive interval when idle (`None`: off).
+    pub persistent_keepalive: Option<Duration>,
+}
+
+/// Our initiation awaiting its response.
+pub(crate) struct PendingHandshake {
+    pub state: InitiatorState,
+    pub message: Vec<u8>,
+    pub first_sent: Instant,
+    pub last_sent: Instant,
+    pub next_retry: Instant,
+    pub attempts: u32,
+    pub mac1s: Vec<[u8; 16]>,
+}
+
+/// The last response we sent, kept so a retransmitted initiation gets the same answer
+/// without new key material.
+pub(crate) struct CachedResponse {
+    pub initiation_digest: [u8; 32],
+    pub response: Vec<u8>,
+    pub sender_index: u32,
+    pub sent_at: Instant,
+}
+
+/// A peer's whole state.
+pub(crate) struct Peer {
+    pub settings: PeerSettings,
+    pub mac1_key: [u8; 32],
+    pub endpoint: Option<SocketAddr>,
+    pub previous: Option<Session>,
+    pub current: Option<Session>,
+    pub next: Option<Session>,
+    pub pending: Option<PendingHandshake>,
+    pub cached_response: Option<CachedResponse>,
+    pub last_initiation: Option<(u64, Instant)>,
+    pub cookie: Option<([u8; 16], Instant)>,
+    pub staged: VecDeque<Vec<u8>>,
+    pub epoch: u64,
+    pub rotations: u64,
+    pub handshakes: u64,
+    pub last_handshake: Option<Instant>,
+    pub keepalive_due: Option<Instant>,
+    pub dead_peer_due: Option<Instant>,
+    pub last_sent: Option<Instant>,
+    pub total_sent: u64,
+    pub total_received: u64,
+    pub drops: PeerDrops,
+}
+
+impl Peer {
+    pub fn new(settings: PeerSettings) -> Self {
+        Self {
+            mac1_key: super::cookie::mac1_key(&settings.public.dh),
+            endpoint: settings.endpoint,
+            settings,
+            previous: None,
+            current: None,
+            next: None,
+            pending: None,
+            cached_response: None,
+            last_initiation: None,
+            cookie: None,
+            staged: VecDeque::new(),
+            epoch: 0,
+            rotations: 0,
+            handshakes: 0,
+            last_handshake: None,
+            keepalive_due: None,
+            dead_peer_due: None,
+            last_sent: None,
+            total_sent: 0,
+            total_received: 0,
+            drops: PeerDrops::default(),
+        }
+    }
+
+    /// The session (any slot) whose local index is `index`.
+    pub fn session_mut(&mut self, index: u32) -> Option<(&mut Session, Slot)> {
+        if self.current.as_ref().is_some_and(|s| s.local_index == index) {
+            return self.current.as_mut().map(|s| (s, Slot::Current));
+        }
+        if self.next.as_ref().is_some_and(|s| s.local_index == index) {
+            return self.next.as_mut().map(|s| (s, Slot::Next));
+        }
+        if self.previous.as_ref().is_some_and(|s| s.local_index == index) {
+            return self.previous.as_mut().map(|s| (s, Slot::Previous));
+        }
+        None
+    }
+
+    /// Installs a session we initiated: it becomes current at once. Returns the local
+    /// indices of the sessions this displaced, to be forgotten.
+    pub fn install_initiated(&mut self, session: Session) -> Vec<u32> {
+        let mut freed = Vec::new();
+        let old_previous = match self.next.take() {
+            Some(next) => {
+                freed.extend(self.current.take().map(|s| s.local_index));
+                self.previous.replace(next)
+            }
+            None => std::mem::replace(&mut self.previous, self.current.take()),
+        };
+        freed.extend(old_previous.map(|s| s.local_index));
+        self.count_rotation();
+        self.current = Some(session);
+        freed
+    }
+
+    /// Installs a session we responded to: it waits in `next` until the peer uses it.
+    pub fn install_responded(&mut self, session: Session) -> Vec<u32> {
+        self.next.replace(session).map(|s| s.local_index).into_iter().collect()
+    }
+
+    /// The peer used `next`: it becomes current. Returns the freed index.
+    pub fn promote_next(&mut self) -> Option<u32> {
+        let next = self.next.take()?;
+        self.count_rotation();
+        let old_previous = std::mem::replace(&mut self.previous, self.current.replace(next));
+        old_previous.map(|s| s.local_index)
+    }
+
+    fn count_rotation(&mut self) {
+        if self.current.is_some() {
+            self.rotations += 1;
+        }
+    }
+
+    /// Every local index this peer holds (sessions and the pending handshake).
+    #[cfg(test)]
+    pub fn indices(&self) -> Vec<u32> {
+        let sessions = [&self.previous, &self.current, &self.next];
+        let mut v: Vec<u32> = sessions.iter().filter_map(|s| s.as_ref().map(|s| s.local_index)).collect();
+        v.extend(self.pending.as_ref().map(|p| p.state.sender_index));
+        v
+    }
+
+    /// Snapshot for `qshield status`.
+    pub fn status(&self, now: Instant, budget: &RotationBudget, cipher: &'static str) -> PeerStatus {
+        PeerStatus {
+            name: self.settings.name.clone(),
+            endpoint: self.endpoint,
+            last_handshake_seconds_ago: self.last_handshake.map(|t| (now - t).as_secs_f64()),
+            cipher,
+            current_key: self.current.as_ref().map(|s| key_status(s, now, budget)),
+            rotations: self.rotations,
+            handshakes: self.handshakes,
+            handshake_in_progress: self.pending.is_some(),
+            total_bytes_sent: self.total_sent,
+            total_bytes_received: self.total_received,
+            drops: self.drops,
+        }
+    }
+}
+
+/// Which slot a session sits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slot {
+    Previous,
+    Current,
+    Next,
+}
+
+fn key_status(s: &Session, now: Instant, budget: &RotationBudget) -> KeyStatus {
+    let age = s.age(now);
+    let mut sources = vec!["x25519", "ml-kem-768"];
+    if s.qkd_mixed {
+        sources.push("qkd");
+    }
+    KeyStatus {
+        epoch: s.epoch,
+        role: if s.is_initiator { Role::Initiator } else { Role::Responder },
+        age_seconds: age.as_secs_f64(),
+        bytes_sent: s.usage.bytes_sent,
+        bytes_received: s.usage.bytes_received,
+        packets_sent: s.usage.packets_sent,
+        packets_received: s.usage.packets_received,
+        rekey_in_bytes: budget.rekey_after_bytes.saturating_sub(s.usage.bytes_sent),
+        rekey_in_seconds: s.rekey_after(budget).saturating_sub(age).as_secs_f64(),
+        reject_in_bytes: budget.reject_after_bytes.saturating_sub(s.usage.bytes_sent.max(s.usage.bytes_received)),
+        reject_in_seconds: budget.reject_after.saturating_sub(age).as_secs_f64(),
+        packets_left: s.packets_left(),
+        sources,
+    }
+}
