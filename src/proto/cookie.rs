@@ -6,8 +6,9 @@
 use super::time::Instant;
 use super::wire::{CookieReply, Fragment};
 use crate::constants::{
-    COOKIE_SECRET_MAX_AGE, HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST, HANDSHAKE_DATAGRAMS_PER_SOURCE_PER_SECOND,
-    RATE_LIMITER_SOURCES_MAX, UNDER_LOAD_HANDSHAKE_DATAGRAMS_PER_SECOND,
+    COOKIE_SECRET_MAX_AGE, HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST,
+    HANDSHAKE_DATAGRAMS_PER_SOURCE_PER_SECOND, RATE_LIMITER_SOURCES_MAX,
+    UNDER_LOAD_HANDSHAKE_DATAGRAMS_PER_SECOND,
 };
 use crate::crypto::dh::DhPublic;
 use crate::crypto::random::Rng;
@@ -32,7 +33,11 @@ fn cookie_seal_key(responder: &DhPublic) -> Secret<32> {
 }
 
 /// Appends mac1 and mac2 to a fragment (`header ‖ payload`); returns the mac1.
-pub fn append_macs(fragment: &mut Vec<u8>, receiver_mac1_key: &[u8; 32], cookie: Option<&[u8; 16]>) -> [u8; 16] {
+pub fn append_macs(
+    fragment: &mut Vec<u8>,
+    receiver_mac1_key: &[u8; 32],
+    cookie: Option<&[u8; 16]>,
+) -> [u8; 16] {
     let mac1 = mac16(receiver_mac1_key, fragment);
     fragment.extend_from_slice(&mac1);
     let mac2 = cookie.map_or([0u8; 16], |c| mac16(c, fragment));
@@ -48,7 +53,11 @@ pub fn mac1_valid(our_mac1_key: &[u8; 32], frag: &Fragment<'_>) -> bool {
 
 /// Opens a cookie reply from the holder of `responder`, matching one of the mac1 values we
 /// sent; returns the cookie.
-pub fn open_cookie_reply(responder: &DhPublic, reply: &CookieReply, mac1s_sent: &[[u8; 16]]) -> Option<[u8; 16]> {
+pub fn open_cookie_reply(
+    responder: &DhPublic,
+    reply: &CookieReply,
+    mac1s_sent: &[[u8; 16]],
+) -> Option<[u8; 16]> {
     let key = PacketKey::new(CipherSuite::ChaCha20Poly1305, &cookie_seal_key(responder));
     mac1s_sent.iter().find_map(|mac1| {
         let nonce = u64::from_le_bytes(reply.nonce[4..].try_into().ok()?);
@@ -97,14 +106,26 @@ impl CookieChecker {
     }
 
     /// True when the fragment's mac2 is the MAC under the cookie for `source`.
-    pub fn mac2_valid(&mut self, now: Instant, source: SocketAddr, frag: &Fragment<'_>, rng: &mut dyn Rng) -> bool {
+    pub fn mac2_valid(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        frag: &Fragment<'_>,
+        rng: &mut dyn Rng,
+    ) -> bool {
         let cookie = self.cookie_for(now, source, rng);
         let expect = mac16(&cookie, frag.mac2_input);
         aws_lc_rs::constant_time::verify_slices_are_equal(&expect, frag.mac2).is_ok()
     }
 
     /// A cookie reply for `source`, answering a fragment with this mac1 and sender index.
-    pub fn reply(&mut self, now: Instant, source: SocketAddr, frag: &Fragment<'_>, rng: &mut dyn Rng) -> Vec<u8> {
+    pub fn reply(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        frag: &Fragment<'_>,
+        rng: &mut dyn Rng,
+    ) -> Vec<u8> {
         let cookie = self.cookie_for(now, source, rng);
         let mut nonce = [0u8; 12];
         rng.fill(&mut nonce);
@@ -120,7 +141,9 @@ impl CookieChecker {
     }
 
     fn cookie_for(&mut self, now: Instant, source: SocketAddr, rng: &mut dyn Rng) -> [u8; 16] {
-        let stale = self.secret_born.is_none_or(|born| now - born >= COOKIE_SECRET_MAX_AGE);
+        let stale = self
+            .secret_born
+            .is_none_or(|born| now - born >= COOKIE_SECRET_MAX_AGE);
         if stale {
             let mut s = [0u8; 32];
             rng.fill(&mut s);
@@ -128,7 +151,10 @@ impl CookieChecker {
             self.secret_born = Some(now);
         }
         let addr = address_bytes(source);
-        mac16(self.secret.expose(), &[labels::COOKIE_VALUE, &addr].concat())
+        mac16(
+            self.secret.expose(),
+            &[labels::COOKIE_VALUE, &addr].concat(),
+        )
     }
 }
 
@@ -168,7 +194,8 @@ impl RateLimiter {
 
     fn forget_idle(&mut self, now: Instant) {
         let full_after = Duration::from_secs_f64(
-            f64::from(HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST) / f64::from(HANDSHAKE_DATAGRAMS_PER_SOURCE_PER_SECOND),
+            f64::from(HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST)
+                / f64::from(HANDSHAKE_DATAGRAMS_PER_SOURCE_PER_SECOND),
         );
         self.buckets.retain(|_, (_, last)| now - *last < full_after);
         if self.buckets.len() >= RATE_LIMITER_SOURCES_MAX {
@@ -196,13 +223,17 @@ mod tests {
         let parsed = parse_fragment(&plain).unwrap();
         assert!(mac1_valid(checker.mac1_key(), &parsed));
         assert!(!checker.mac2_valid(Instant::ZERO, src, &parsed, &mut rng));
-        let reply = CookieReply::decode(&checker.reply(Instant::ZERO, src, &parsed, &mut rng)).unwrap();
+        let reply =
+            CookieReply::decode(&checker.reply(Instant::ZERO, src, &parsed, &mut rng)).unwrap();
         let cookie = open_cookie_reply(&responder, &reply, &[mac1]).expect("cookie opens");
         append_macs(&mut frag, &mac1_key(&responder), Some(&cookie));
         let parsed = parse_fragment(&frag).unwrap();
         assert!(checker.mac2_valid(Instant::ZERO, src, &parsed, &mut rng));
         let other: SocketAddr = "198.18.0.2:5000".parse().unwrap();
-        assert!(!checker.mac2_valid(Instant::ZERO, other, &parsed, &mut rng), "cookie is bound to the source");
+        assert!(
+            !checker.mac2_valid(Instant::ZERO, other, &parsed, &mut rng),
+            "cookie is bound to the source"
+        );
     }
 
     #[test]
@@ -219,7 +250,12 @@ mod tests {
         let mut r = RateLimiter::default();
         let ip: IpAddr = "198.18.0.1".parse().unwrap();
         let burst = HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST as usize;
-        assert_eq!((0..burst * 2).filter(|_| r.allow(Instant::ZERO, ip)).count(), burst);
+        assert_eq!(
+            (0..burst * 2)
+                .filter(|_| r.allow(Instant::ZERO, ip))
+                .count(),
+            burst
+        );
         assert!(r.allow(Instant::ZERO + Duration::from_millis(100), ip));
     }
 }

@@ -17,8 +17,8 @@ use super::wire::{DataHeader, TYPE_COOKIE_REPLY, TYPE_DATA, TYPE_INITIATION, TYP
 use crate::batch::{PacketBatch, SlotMeta};
 use crate::cidr::longest_match;
 use crate::constants::{
-    AEAD_TAG_BYTES, DATA_HEADER_BYTES, KEEPALIVE_TIMEOUT, PADDING_MULTIPLE_BYTES, REKEY_TIMEOUT_MAX,
-    STAGED_PACKETS_MAX,
+    AEAD_TAG_BYTES, DATA_HEADER_BYTES, KEEPALIVE_TIMEOUT, PADDING_MULTIPLE_BYTES,
+    REKEY_TIMEOUT_MAX, STAGED_PACKETS_MAX,
 };
 use crate::crypto::dh::DhPublic;
 use crate::crypto::random::Rng;
@@ -65,7 +65,12 @@ impl Endpoint {
     /// A new endpoint; nothing is sent until [`Endpoint::start`] or traffic.
     pub fn new(settings: EndpointSettings, rng: Box<dyn Rng>) -> Self {
         let public = settings.identity.public();
-        let by_static = settings.peers.iter().enumerate().map(|(i, p)| (p.public.dh, i)).collect();
+        let by_static = settings
+            .peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.public.dh, i))
+            .collect();
         Self {
             cookies: CookieChecker::new(&public.dh),
             identity: settings.identity,
@@ -111,7 +116,11 @@ impl Endpoint {
     /// A status snapshot.
     pub fn status(&self, now: Instant) -> EndpointStatus {
         EndpointStatus {
-            peers: self.peers.iter().map(|p| p.status(now, &self.budget, self.suite.name())).collect(),
+            peers: self
+                .peers
+                .iter()
+                .map(|p| p.status(now, &self.budget, self.suite.name()))
+                .collect(),
             drops: self.drops,
         }
     }
@@ -126,13 +135,22 @@ impl Endpoint {
             let (slot, meta) = batch.slot_and_meta_mut(i);
             let sealed = self.seal_one(now, slot, meta.len);
             *meta = match sealed {
-                Some((to, len)) => SlotMeta { start: 0, len, addr: Some(to) },
+                Some((to, len)) => SlotMeta {
+                    start: 0,
+                    len,
+                    addr: Some(to),
+                },
                 None => SlotMeta::default(),
             };
         }
     }
 
-    fn seal_one(&mut self, now: Instant, slot: &mut [u8], len: usize) -> Option<(SocketAddr, usize)> {
+    fn seal_one(
+        &mut self,
+        now: Instant,
+        slot: &mut [u8],
+        len: usize,
+    ) -> Option<(SocketAddr, usize)> {
         let packet = &slot[DATA_HEADER_BYTES..DATA_HEADER_BYTES + len];
         let Some(header) = inner::parse(packet) else {
             self.drops.malformed += 1;
@@ -155,7 +173,11 @@ impl Endpoint {
 
     /// The peer whose allowed IPs hold `dst` (longest prefix wins).
     fn route(&self, dst: IpAddr) -> Option<usize> {
-        let table = self.peers.iter().enumerate().flat_map(|(i, p)| p.settings.allowed_ips.iter().map(move |c| (c, i)));
+        let table = self
+            .peers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| p.settings.allowed_ips.iter().map(move |c| (c, i)));
         longest_match(table, dst)
     }
 
@@ -207,8 +229,11 @@ impl Endpoint {
     /// Seals one inner packet (or a keepalive when empty) into a new datagram.
     pub(crate) fn send_single(&mut self, now: Instant, p: usize, packet: &[u8]) {
         let peer = &mut self.peers[p];
-        let (Some(to), Some(session)) = (peer.endpoint, peer.current.as_mut()) else { return };
-        let mut buf = vec![0u8; DATA_HEADER_BYTES + packet.len() + PADDING_MULTIPLE_BYTES + AEAD_TAG_BYTES];
+        let (Some(to), Some(session)) = (peer.endpoint, peer.current.as_mut()) else {
+            return;
+        };
+        let mut buf =
+            vec![0u8; DATA_HEADER_BYTES + packet.len() + PADDING_MULTIPLE_BYTES + AEAD_TAG_BYTES];
         buf[DATA_HEADER_BYTES..DATA_HEADER_BYTES + packet.len()].copy_from_slice(packet);
         let n = session.seal(&mut buf, packet.len());
         buf.truncate(n);
@@ -220,7 +245,11 @@ impl Endpoint {
         if let Some(s) = self.peers[p].current.take() {
             self.indices.remove(&s.local_index);
             let peer = self.peers[p].settings.name.clone();
-            self.events.push_back(Event::SessionExpired { peer, epoch: s.epoch, reason });
+            self.events.push_back(Event::SessionExpired {
+                peer,
+                epoch: s.epoch,
+                reason,
+            });
         }
     }
 
@@ -232,10 +261,16 @@ impl Endpoint {
     pub fn open_batch(&mut self, now: Instant, batch: &mut PacketBatch) {
         for i in 0..batch.len() {
             let (slot, meta) = batch.slot_and_meta_mut(i);
-            let from = meta.addr.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+            let from = meta
+                .addr
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
             let opened = self.receive(now, from, &mut slot[..meta.len]);
             *meta = match opened {
-                Some(len) => SlotMeta { start: DATA_HEADER_BYTES, len, addr: meta.addr },
+                Some(len) => SlotMeta {
+                    start: DATA_HEADER_BYTES,
+                    len,
+                    addr: meta.addr,
+                },
                 None => SlotMeta::default(),
             };
         }
@@ -243,7 +278,12 @@ impl Endpoint {
 
     /// Processes one datagram; returns the inner packet length (at `DATA_HEADER_BYTES`)
     /// when it carried one.
-    pub fn receive(&mut self, now: Instant, from: SocketAddr, datagram: &mut [u8]) -> Option<usize> {
+    pub fn receive(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &mut [u8],
+    ) -> Option<usize> {
         match datagram.first() {
             Some(&TYPE_DATA) => self.receive_data(now, from, datagram),
             Some(&TYPE_INITIATION) | Some(&TYPE_RESPONSE) => {
@@ -261,7 +301,12 @@ impl Endpoint {
         }
     }
 
-    fn receive_data(&mut self, now: Instant, from: SocketAddr, datagram: &mut [u8]) -> Option<usize> {
+    fn receive_data(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &mut [u8],
+    ) -> Option<usize> {
         let Ok(header) = DataHeader::parse(datagram) else {
             self.drops.malformed += 1;
             return None;
@@ -283,7 +328,8 @@ impl Endpoint {
                 return None;
             }
         };
-        let inner_len = self.check_inner(p, &datagram[DATA_HEADER_BYTES..DATA_HEADER_BYTES + padded]);
+        let inner_len =
+            self.check_inner(p, &datagram[DATA_HEADER_BYTES..DATA_HEADER_BYTES + padded]);
         let peer = &mut self.peers[p];
         if let Some((session, _)) = peer.session_mut(header.receiver_index) {
             session.count_received_bytes(inner_len.unwrap_or(0));
@@ -308,7 +354,14 @@ impl Endpoint {
         }
     }
 
-    fn after_authenticated(&mut self, now: Instant, p: usize, slot: Slot, from: SocketAddr, inner_len: usize) {
+    fn after_authenticated(
+        &mut self,
+        now: Instant,
+        p: usize,
+        slot: Slot,
+        from: SocketAddr,
+        inner_len: usize,
+    ) {
         if slot == Slot::Next {
             self.confirm_next(now, p);
         }
@@ -316,7 +369,10 @@ impl Endpoint {
         if peer.endpoint != Some(from) && slot != Slot::Previous {
             peer.endpoint = Some(from);
             let name = peer.settings.name.clone();
-            self.events.push_back(Event::EndpointChanged { peer: name, to: from });
+            self.events.push_back(Event::EndpointChanged {
+                peer: name,
+                to: from,
+            });
         }
         let peer = &mut self.peers[p];
         peer.dead_peer_due = None;
@@ -332,7 +388,10 @@ impl Endpoint {
         }
         let peer = &self.peers[p];
         let epoch = peer.current.as_ref().map_or(0, |s| s.epoch);
-        self.events.push_back(Event::SessionConfirmed { peer: peer.settings.name.clone(), epoch });
+        self.events.push_back(Event::SessionConfirmed {
+            peer: peer.settings.name.clone(),
+            epoch,
+        });
         self.flush_staged(now, p);
     }
 
@@ -350,14 +409,28 @@ impl Endpoint {
 
     /// The earliest instant at which [`Endpoint::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.peers.iter().filter_map(|p| self.peer_deadline(p)).min()
+        self.peers
+            .iter()
+            .filter_map(|p| self.peer_deadline(p))
+            .min()
     }
 
     fn peer_deadline(&self, peer: &Peer) -> Option<Instant> {
         let b = &self.budget;
-        let expiries = [&peer.previous, &peer.current, &peer.next].into_iter().flatten().map(|s| s.created_at + b.reject_after);
-        let rekey = peer.current.as_ref().filter(|_| peer.pending.is_none()).map(|s| s.created_at + s.rekey_after(b));
-        let persistent = peer.settings.persistent_keepalive.zip(peer.last_sent).map(|(i, t)| t + i);
+        let expiries = [&peer.previous, &peer.current, &peer.next]
+            .into_iter()
+            .flatten()
+            .map(|s| s.created_at + b.reject_after);
+        let rekey = peer
+            .current
+            .as_ref()
+            .filter(|_| peer.pending.is_none())
+            .map(|s| s.created_at + s.rekey_after(b));
+        let persistent = peer
+            .settings
+            .persistent_keepalive
+            .zip(peer.last_sent)
+            .map(|(i, t)| t + i);
         expiries
             .chain(rekey)
             .chain(peer.pending.as_ref().map(|h| h.next_retry))
@@ -379,7 +452,11 @@ impl Endpoint {
         for i in freed {
             self.indices.remove(&i);
         }
-        if self.peers[p].current.as_ref().is_some_and(|s| s.age(now) >= reject_after) {
+        if self.peers[p]
+            .current
+            .as_ref()
+            .is_some_and(|s| s.age(now) >= reject_after)
+        {
             self.expire_current(p, super::session::ExpiryReason::Time);
         }
     }
@@ -400,7 +477,10 @@ impl Endpoint {
     fn keepalive_if_due(&mut self, now: Instant, p: usize) {
         let peer = &self.peers[p];
         let passive = peer.keepalive_due.is_some_and(|t| now >= t);
-        let persistent = peer.settings.persistent_keepalive.is_some_and(|i| peer.last_sent.is_none_or(|t| now - t >= i));
+        let persistent = peer
+            .settings
+            .persistent_keepalive
+            .is_some_and(|i| peer.last_sent.is_none_or(|t| now - t >= i));
         if passive {
             self.peers[p].keepalive_due = None;
         }
@@ -433,7 +513,12 @@ impl Endpoint {
     }
 
     /// Builds a session from handshake keys with the peer's next epoch.
-    pub(crate) fn new_session(&mut self, p: usize, keys: &super::handshake::SessionKeys, now: Instant) -> Session {
+    pub(crate) fn new_session(
+        &mut self,
+        p: usize,
+        keys: &super::handshake::SessionKeys,
+        now: Instant,
+    ) -> Session {
         let peer = &mut self.peers[p];
         peer.epoch += 1;
         peer.handshakes += 1;

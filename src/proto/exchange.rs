@@ -6,15 +6,15 @@ use super::cookie::{append_macs, mac1_valid, open_cookie_reply};
 use super::endpoint::Endpoint;
 use super::events::{Event, InitiationReason, Role};
 use super::handshake::{
-    HandshakeError, InitiationParams, ReceivedInitiation, consume_initiation, consume_response, create_initiation,
-    create_response, response_receiver_index,
+    HandshakeError, InitiationParams, ReceivedInitiation, consume_initiation, consume_response,
+    create_initiation, create_response, response_receiver_index,
 };
 use super::peer::{CachedResponse, PendingHandshake};
 use super::time::Instant;
 use super::wire::{CookieReply, TYPE_INITIATION, TYPE_RESPONSE, parse_fragment, split_message};
 use crate::constants::{
-    COOKIE_VALID_FOR, MIN_INITIATION_INTERVAL, REKEY_ATTEMPT_TIME, REKEY_TIMEOUT_INITIAL, REKEY_TIMEOUT_JITTER_MAX,
-    REKEY_TIMEOUT_MAX,
+    COOKIE_VALID_FOR, MIN_INITIATION_INTERVAL, REKEY_ATTEMPT_TIME, REKEY_TIMEOUT_INITIAL,
+    REKEY_TIMEOUT_JITTER_MAX, REKEY_TIMEOUT_MAX,
 };
 use crate::crypto::kdf;
 use std::net::SocketAddr;
@@ -34,46 +34,78 @@ impl Endpoint {
             qkd: None,
             local_public: &self.public,
         };
-        let (message, state) = match create_initiation(&self.identity, &self.peers[p].settings.public, params) {
-            Ok(v) => v,
-            Err(error) => {
-                self.indices.remove(&index);
-                return self.reject(Some(p), self.peers[p].endpoint.expect("checked above"), error);
-            }
-        };
+        let (message, state) =
+            match create_initiation(&self.identity, &self.peers[p].settings.public, params) {
+                Ok(v) => v,
+                Err(error) => {
+                    self.indices.remove(&index);
+                    return self.reject(
+                        Some(p),
+                        self.peers[p].endpoint.expect("checked above"),
+                        error,
+                    );
+                }
+            };
         let next_retry = now + self.retry_timeout(1);
-        let pending =
-            PendingHandshake { state, message, first_sent: now, last_sent: now, next_retry, attempts: 1, mac1s: Vec::new() };
+        let pending = PendingHandshake {
+            state,
+            message,
+            first_sent: now,
+            last_sent: now,
+            next_retry,
+            attempts: 1,
+            mac1s: Vec::new(),
+        };
         self.peers[p].pending = Some(pending);
         self.send_pending(now, p);
         let peer = self.peers[p].settings.name.clone();
-        self.events.push_back(Event::HandshakeStarted { peer, reason });
+        self.events
+            .push_back(Event::HandshakeStarted { peer, reason });
     }
 
     /// Retransmission timeout for attempt `n` (1-based): doubling from the initial value up
     /// to the cap, plus random jitter.
     fn retry_timeout(&mut self, attempt: u32) -> Duration {
-        let base = REKEY_TIMEOUT_INITIAL.saturating_mul(1 << attempt.saturating_sub(1).min(8)).min(REKEY_TIMEOUT_MAX);
-        let jitter_ms = u64::from(self.rng.next_u32()) % (REKEY_TIMEOUT_JITTER_MAX.as_millis() as u64 + 1);
+        let base = REKEY_TIMEOUT_INITIAL
+            .saturating_mul(1 << attempt.saturating_sub(1).min(8))
+            .min(REKEY_TIMEOUT_MAX);
+        let jitter_ms =
+            u64::from(self.rng.next_u32()) % (REKEY_TIMEOUT_JITTER_MAX.as_millis() as u64 + 1);
         base + Duration::from_millis(jitter_ms)
     }
 
     /// (Re)sends our pending initiation's fragments, with mac2 when we hold a fresh cookie.
     fn send_pending(&mut self, now: Instant, p: usize) {
         let peer = &mut self.peers[p];
-        let (Some(to), Some(pending)) = (peer.endpoint, peer.pending.as_mut()) else { return };
-        let cookie = peer.cookie.filter(|(_, at)| now - *at < COOKIE_VALID_FOR).map(|(c, _)| c);
+        let (Some(to), Some(pending)) = (peer.endpoint, peer.pending.as_mut()) else {
+            return;
+        };
+        let cookie = peer
+            .cookie
+            .filter(|(_, at)| now - *at < COOKIE_VALID_FOR)
+            .map(|(c, _)| c);
         pending.mac1s.clear();
-        for mut fragment in split_message(TYPE_INITIATION, pending.state.sender_index, &pending.message) {
-            pending.mac1s.push(append_macs(&mut fragment, &peer.mac1_key, cookie.as_ref()));
-            self.transmits.push_back(super::events::Transmit { to, payload: fragment });
+        for mut fragment in split_message(
+            TYPE_INITIATION,
+            pending.state.sender_index,
+            &pending.message,
+        ) {
+            pending
+                .mac1s
+                .push(append_macs(&mut fragment, &peer.mac1_key, cookie.as_ref()));
+            self.transmits.push_back(super::events::Transmit {
+                to,
+                payload: fragment,
+            });
         }
         pending.last_sent = now;
     }
 
     /// Retransmits or abandons our pending initiation when its timer fires.
     pub(crate) fn retry_handshake(&mut self, now: Instant, p: usize) {
-        let Some(pending) = self.peers[p].pending.as_ref() else { return };
+        let Some(pending) = self.peers[p].pending.as_ref() else {
+            return;
+        };
         if now < pending.next_retry {
             return;
         }
@@ -91,18 +123,24 @@ impl Endpoint {
 
     fn give_up(&mut self, p: usize) {
         let peer = &mut self.peers[p];
-        let Some(pending) = peer.pending.take() else { return };
+        let Some(pending) = peer.pending.take() else {
+            return;
+        };
         self.indices.remove(&pending.state.sender_index);
         peer.drops.no_session += peer.staged.len() as u64;
         peer.staged.clear();
         let name = peer.settings.name.clone();
-        self.events.push_back(Event::HandshakeTimedOut { peer: name, attempts: pending.attempts });
+        self.events.push_back(Event::HandshakeTimedOut {
+            peer: name,
+            attempts: pending.attempts,
+        });
     }
 
     fn reject(&mut self, p: Option<usize>, from: SocketAddr, error: HandshakeError) {
         self.drops.handshake_rejected += 1;
         let peer = p.map(|p| self.peers[p].settings.name.clone());
-        self.events.push_back(Event::HandshakeRejected { peer, from, error });
+        self.events
+            .push_back(Event::HandshakeRejected { peer, from, error });
     }
 
     // ------------------------------------------------------------ incoming fragments
@@ -117,9 +155,15 @@ impl Endpoint {
             return self.bad_mac1(now, from);
         }
         let under_load = self.cookies.note_datagram(now);
-        if under_load && frag.header.msg_type == TYPE_INITIATION && !self.cookies.mac2_valid(now, from, &frag, &mut *self.rng) {
+        if under_load
+            && frag.header.msg_type == TYPE_INITIATION
+            && !self.cookies.mac2_valid(now, from, &frag, &mut *self.rng)
+        {
             let reply = self.cookies.reply(now, from, &frag, &mut *self.rng);
-            self.transmits.push_back(super::events::Transmit { to: from, payload: reply });
+            self.transmits.push_back(super::events::Transmit {
+                to: from,
+                payload: reply,
+            });
             self.events.push_back(Event::CookieSent { to: from });
             return;
         }
@@ -138,7 +182,10 @@ impl Endpoint {
 
     fn bad_mac1(&mut self, now: Instant, from: SocketAddr) {
         self.drops.bad_mac1 += 1;
-        if self.last_bad_mac1_event.is_none_or(|t| now - t >= Duration::from_secs(1)) {
+        if self
+            .last_bad_mac1_event
+            .is_none_or(|t| now - t >= Duration::from_secs(1))
+        {
             self.last_bad_mac1_event = Some(now);
             self.events.push_back(Event::BadMac1 { from });
         }
@@ -151,7 +198,11 @@ impl Endpoint {
         }
         let by_static = &self.by_static;
         let peers = &self.peers;
-        let lookup = |k: &_| by_static.get(k).map(|&p| (p, peers[p].settings.public.clone()));
+        let lookup = |k: &_| {
+            by_static
+                .get(k)
+                .map(|&p| (p, peers[p].settings.public.clone()))
+        };
         match consume_initiation(&self.identity, &self.public, self.suite, message, lookup) {
             Ok(received) => self.answer(now, from, received, digest),
             Err(error) => self.reject(None, from, error),
@@ -159,9 +210,16 @@ impl Endpoint {
     }
 
     /// A retransmitted initiation we already answered gets the same response again.
-    fn resend_cached_response(&mut self, now: Instant, from: SocketAddr, digest: &[u8; 32]) -> bool {
+    fn resend_cached_response(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        digest: &[u8; 32],
+    ) -> bool {
         let Some(p) = self.peers.iter().position(|peer| {
-            peer.cached_response.as_ref().is_some_and(|c| &c.initiation_digest == digest)
+            peer.cached_response
+                .as_ref()
+                .is_some_and(|c| &c.initiation_digest == digest)
         }) else {
             return false;
         };
@@ -175,11 +233,18 @@ impl Endpoint {
     }
 
     /// Applies the replay guard and the simultaneous-initiation rule, then responds.
-    fn answer(&mut self, now: Instant, from: SocketAddr, received: ReceivedInitiation<usize>, digest: [u8; 32]) {
+    fn answer(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        received: ReceivedInitiation<usize>,
+        digest: [u8; 32],
+    ) {
         let p = received.peer;
         if let Some(why) = self.initiation_refusal(now, p, received.payload.timestamp_unix_ns) {
             let peer = self.peers[p].settings.name.clone();
-            self.events.push_back(Event::InitiationIgnored { peer, why });
+            self.events
+                .push_back(Event::InitiationIgnored { peer, why });
             return;
         }
         if let Some(ours) = self.peers[p].pending.take() {
@@ -194,8 +259,12 @@ impl Endpoint {
                 let freed = self.peers[p].install_responded(session);
                 self.forget_indices(freed);
                 self.peers[p].endpoint = Some(from);
-                self.peers[p].cached_response =
-                    Some(CachedResponse { initiation_digest: digest, response: response.clone(), sender_index: index, sent_at: now });
+                self.peers[p].cached_response = Some(CachedResponse {
+                    initiation_digest: digest,
+                    response: response.clone(),
+                    sender_index: index,
+                    sent_at: now,
+                });
                 self.send_response(p, from, index, &response);
                 self.established(p, Role::Responder, keys.qkd_mixed, None);
             }
@@ -214,11 +283,13 @@ impl Endpoint {
                 return Some("replayed initiation (timestamp not newer than the last one)");
             }
             if now - last_at < MIN_INITIATION_INTERVAL {
-                return Some("initiation flood (more than 50 per second)");
+                return Some("initiation flood (more than 500 per second)");
             }
         }
         if peer.pending.is_some() && self.public.dh.0 < peer.settings.public.dh.0 {
-            return Some("simultaneous initiation: ours proceeds (this site has the lower static key)");
+            return Some(
+                "simultaneous initiation: ours proceeds (this site has the lower static key)",
+            );
         }
         None
     }
@@ -227,7 +298,10 @@ impl Endpoint {
         let peer = &self.peers[p];
         for mut fragment in split_message(TYPE_RESPONSE, sender_index, response) {
             append_macs(&mut fragment, &peer.mac1_key, None);
-            self.transmits.push_back(super::events::Transmit { to, payload: fragment });
+            self.transmits.push_back(super::events::Transmit {
+                to,
+                payload: fragment,
+            });
         }
     }
 
@@ -240,7 +314,11 @@ impl Endpoint {
             self.drops.unknown_index += 1;
             return;
         };
-        let Some(pending) = self.peers[p].pending.as_ref().filter(|h| h.state.sender_index == index) else {
+        let Some(pending) = self.peers[p]
+            .pending
+            .as_ref()
+            .filter(|h| h.state.sender_index == index)
+        else {
             self.drops.unknown_index += 1;
             return;
         };
@@ -251,13 +329,24 @@ impl Endpoint {
     }
 
     /// Our handshake completed: the new session becomes current; confirm it at once.
-    fn complete(&mut self, now: Instant, from: SocketAddr, p: usize, keys: &super::handshake::SessionKeys) {
+    fn complete(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        p: usize,
+        keys: &super::handshake::SessionKeys,
+    ) {
         let pending = self.peers[p].pending.take().expect("checked by the caller");
         let session = self.new_session(p, keys, now);
         let freed = self.peers[p].install_initiated(session);
         self.forget_indices(freed);
         self.peers[p].endpoint = Some(from);
-        self.established(p, Role::Initiator, keys.qkd_mixed, Some(now - pending.last_sent));
+        self.established(
+            p,
+            Role::Initiator,
+            keys.qkd_mixed,
+            Some(now - pending.last_sent),
+        );
         if self.flush_staged(now, p) == 0 {
             self.send_single(now, p, &[]);
         }
@@ -285,7 +374,11 @@ impl Endpoint {
             return;
         };
         let peer = &mut self.peers[p];
-        let Some(pending) = peer.pending.as_ref().filter(|h| h.state.sender_index == reply.receiver_index) else {
+        let Some(pending) = peer
+            .pending
+            .as_ref()
+            .filter(|h| h.state.sender_index == reply.receiver_index)
+        else {
             self.drops.unknown_index += 1;
             return;
         };

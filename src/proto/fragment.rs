@@ -28,7 +28,12 @@ pub struct Reassembler {
 impl Reassembler {
     /// Adds a fragment (whose MACs were already checked). Returns the whole message when this
     /// fragment completes it.
-    pub fn insert(&mut self, now: Instant, source: SocketAddr, frag: &Fragment<'_>) -> Option<Vec<u8>> {
+    pub fn insert(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        frag: &Fragment<'_>,
+    ) -> Option<Vec<u8>> {
         let h = frag.header;
         if h.count == 1 {
             return Some(frag.payload.to_vec());
@@ -58,7 +63,14 @@ impl Reassembler {
         self.evicted
     }
 
-    fn find(&self, source: SocketAddr, msg_type: u8, sender_index: u32, count: u8, len: u16) -> Option<usize> {
+    fn find(
+        &self,
+        source: SocketAddr,
+        msg_type: u8,
+        sender_index: u32,
+        count: u8,
+        len: u16,
+    ) -> Option<usize> {
         self.slots.iter().position(|s| {
             s.source == source
                 && s.msg_type == msg_type
@@ -89,7 +101,13 @@ impl Reassembler {
     }
 
     fn evict_oldest(&mut self, filter: impl Fn(&Slot) -> bool) {
-        let oldest = self.slots.iter().enumerate().filter(|(_, s)| filter(s)).min_by_key(|(_, s)| s.started).map(|(i, _)| i);
+        let oldest = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| filter(s))
+            .min_by_key(|(_, s)| s.started)
+            .map(|(i, _)| i);
         if let Some(i) = oldest {
             self.slots.swap_remove(i);
             self.evicted += 1;
@@ -123,10 +141,21 @@ mod tests {
         assert_eq!(d.len(), 3);
         let src: SocketAddr = "198.18.0.1:1".parse().unwrap();
         let mut r = Reassembler::default();
-        assert!(r.insert(Instant::ZERO, src, &parse_fragment(&d[2]).unwrap()).is_none());
-        assert!(r.insert(Instant::ZERO, src, &parse_fragment(&d[2]).unwrap()).is_none());
-        assert!(r.insert(Instant::ZERO, src, &parse_fragment(&d[0]).unwrap()).is_none());
-        let out = r.insert(Instant::ZERO, src, &parse_fragment(&d[1]).unwrap()).unwrap();
+        assert!(
+            r.insert(Instant::ZERO, src, &parse_fragment(&d[2]).unwrap())
+                .is_none()
+        );
+        assert!(
+            r.insert(Instant::ZERO, src, &parse_fragment(&d[2]).unwrap())
+                .is_none()
+        );
+        assert!(
+            r.insert(Instant::ZERO, src, &parse_fragment(&d[0]).unwrap())
+                .is_none()
+        );
+        let out = r
+            .insert(Instant::ZERO, src, &parse_fragment(&d[1]).unwrap())
+            .unwrap();
         assert_eq!(out, msg);
         assert_eq!(r.in_progress(), 0);
     }
@@ -136,7 +165,9 @@ mod tests {
         let msg = vec![1u8; 2000];
         let mut r = Reassembler::default();
         for i in 0..(REASSEMBLY_SLOTS_MAX as u32 * 2) {
-            let src: SocketAddr = format!("198.18.{}.{}:9", i / 200, i % 200 + 1).parse().unwrap();
+            let src: SocketAddr = format!("198.18.{}.{}:9", i / 200, i % 200 + 1)
+                .parse()
+                .unwrap();
             let d = datagrams(i, &msg);
             r.insert(Instant::ZERO, src, &parse_fragment(&d[0]).unwrap());
         }
@@ -146,10 +177,16 @@ mod tests {
             let d = datagrams(1000 + i, &msg);
             r.insert(Instant::ZERO, one, &parse_fragment(&d[0]).unwrap());
         }
-        assert!(r.slots.iter().filter(|s| s.source == one).count() <= REASSEMBLY_SLOTS_PER_SOURCE_MAX);
+        assert!(
+            r.slots.iter().filter(|s| s.source == one).count() <= REASSEMBLY_SLOTS_PER_SOURCE_MAX
+        );
         let later = Instant::ZERO + REASSEMBLY_TIMEOUT;
         let d = datagrams(5000, &msg);
         r.insert(later, one, &parse_fragment(&d[0]).unwrap());
-        assert_eq!(r.in_progress(), 1, "everything older than the timeout is gone");
+        assert_eq!(
+            r.in_progress(),
+            1,
+            "everything older than the timeout is gone"
+        );
     }
 }

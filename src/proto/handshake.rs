@@ -7,10 +7,14 @@
 //! no-QKD marker). Every public value is hashed into the transcript `h`, which is the AAD of
 //! every sealed field and the input of both confirmation tags. See `docs/protocol.md`.
 
-use super::wire::{Initiation, InitiationPayload, RESPONSE_FLAG_QKD, Response, SEAL_TAG_BYTES, WireError};
+use super::wire::{
+    Initiation, InitiationPayload, RESPONSE_FLAG_QKD, Response, SEAL_TAG_BYTES, WireError,
+};
 use crate::crypto::dh::{DhPublic, DhSecret};
 use crate::crypto::kem::{KemPublic, KemSecret};
-use crate::crypto::{CipherSuite, CryptoError, PacketKey, PublicIdentity, Secret, StaticIdentity, kdf, labels};
+use crate::crypto::{
+    CipherSuite, CryptoError, PacketKey, PublicIdentity, Secret, StaticIdentity, kdf, labels,
+};
 use zeroize::Zeroizing;
 
 /// A QKD key delivered by a KME, with the ID both sides use to name it.
@@ -23,7 +27,11 @@ pub struct QkdKey {
 
 impl std::fmt::Debug for QkdKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "QkdKey({}, [redacted])", String::from_utf8_lossy(&self.key_id))
+        write!(
+            f,
+            "QkdKey({}, [redacted])",
+            String::from_utf8_lossy(&self.key_id)
+        )
     }
 }
 
@@ -37,7 +45,9 @@ pub enum HandshakeError {
     #[error("{0}")]
     Crypto(#[from] CryptoError),
     /// The initiator's identity could not be opened: it holds a wrong public key for us.
-    #[error("initiation is not sealed to this site's identity (the initiator is configured with a different public key for us)")]
+    #[error(
+        "initiation is not sealed to this site's identity (the initiator is configured with a different public key for us)"
+    )]
     NotForUs,
     /// The initiator's static key is not one of our configured peers.
     #[error("initiation from an unknown static key {0} (not configured as a peer here)")]
@@ -54,10 +64,14 @@ pub enum HandshakeError {
         ours: CipherSuite,
     },
     /// Classical key confirmation failed: wrong static keys or altered message.
-    #[error("response failed classical key confirmation (the responder does not hold the keys configured for it, or the message was altered)")]
+    #[error(
+        "response failed classical key confirmation (the responder does not hold the keys configured for it, or the message was altered)"
+    )]
     ClassicalConfirmationFailed,
     /// Classical confirmation passed but the full one did not: the QKD keys differ.
-    #[error("QKD key mismatch: classical confirmation passed but the keys after mixing the QKD key differ (KMEs out of sync or wrong key_ID)")]
+    #[error(
+        "QKD key mismatch: classical confirmation passed but the keys after mixing the QKD key differ (KMEs out of sync or wrong key_ID)"
+    )]
     QkdKeyMismatch,
     /// The responder claims a QKD key that the initiator never offered.
     #[error("response claims a QKD key that was not offered")]
@@ -91,7 +105,10 @@ impl Transcript {
     fn new(responder: &PublicIdentity) -> Self {
         let ck = kdf::hash(&[labels::PROTOCOL]);
         let h = kdf::hash(&[&ck, &responder.digest()]);
-        Self { ck: Secret::new(ck), h }
+        Self {
+            ck: Secret::new(ck),
+            h,
+        }
     }
 
     fn absorb(&mut self, data: &[u8]) {
@@ -196,7 +213,11 @@ pub fn create_initiation(
     t.mix(labels::MIX_SS, &local.dh.agree(&remote.dh)?);
     let payload = InitiationPayload {
         timestamp_unix_ns: params.timestamp_unix_ns,
-        qkd_key_id: params.qkd.as_ref().map(|k| k.key_id.clone()).unwrap_or_default(),
+        qkd_key_id: params
+            .qkd
+            .as_ref()
+            .map(|k| k.key_id.clone())
+            .unwrap_or_default(),
     };
     msg.sealed_payload = t.seal(labels::KEY_INITIATION_PAYLOAD, &payload.encode());
     t.absorb(&msg.sealed_payload);
@@ -238,14 +259,27 @@ pub fn consume_initiation<P>(
     t.absorb(&msg.public_part());
     let e_i = DhPublic(msg.ephemeral_dh);
     t.mix(labels::MIX_ES, &local.dh.agree(&e_i)?);
-    t.mix(labels::MIX_KEM_RESPONDER_STATIC, &local.kem.decapsulate(&msg.kem_to_responder_static)?);
-    let static_bytes = t.open(labels::KEY_INITIATOR_STATIC, &msg.sealed_static).map_err(|_| HandshakeError::NotForUs)?;
-    let static_dh = DhPublic(static_bytes.as_slice().try_into().map_err(|_| HandshakeError::NotForUs)?);
+    t.mix(
+        labels::MIX_KEM_RESPONDER_STATIC,
+        &local.kem.decapsulate(&msg.kem_to_responder_static)?,
+    );
+    let static_bytes = t
+        .open(labels::KEY_INITIATOR_STATIC, &msg.sealed_static)
+        .map_err(|_| HandshakeError::NotForUs)?;
+    let static_dh = DhPublic(
+        static_bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| HandshakeError::NotForUs)?,
+    );
     t.absorb(&msg.sealed_static);
-    let (peer, remote) = lookup(&static_dh).ok_or_else(|| HandshakeError::UnknownInitiator(hex8(&static_dh.0)))?;
+    let (peer, remote) =
+        lookup(&static_dh).ok_or_else(|| HandshakeError::UnknownInitiator(hex8(&static_dh.0)))?;
     t.absorb(&remote.digest());
     t.mix(labels::MIX_SS, &local.dh.agree(&remote.dh)?);
-    let payload = t.open(labels::KEY_INITIATION_PAYLOAD, &msg.sealed_payload).map_err(|_| HandshakeError::InitiatorAuthFailed)?;
+    let payload = t
+        .open(labels::KEY_INITIATION_PAYLOAD, &msg.sealed_payload)
+        .map_err(|_| HandshakeError::InitiatorAuthFailed)?;
     t.absorb(&msg.sealed_payload);
     Ok(ReceivedInitiation {
         transcript: t,
@@ -260,8 +294,14 @@ pub fn consume_initiation<P>(
 fn check_suite(offered: u8, ours: CipherSuite) -> Result<(), HandshakeError> {
     match CipherSuite::from_wire_id(offered) {
         Some(s) if s == ours => Ok(()),
-        Some(s) => Err(HandshakeError::SuiteMismatch { offered: s.name().to_string(), ours }),
-        None => Err(HandshakeError::SuiteMismatch { offered: format!("unknown id {offered}"), ours }),
+        Some(s) => Err(HandshakeError::SuiteMismatch {
+            offered: s.name().to_string(),
+            ours,
+        }),
+        None => Err(HandshakeError::SuiteMismatch {
+            offered: format!("unknown id {offered}"),
+            ours,
+        }),
     }
 }
 
@@ -292,7 +332,10 @@ pub fn create_response<P>(
         confirm_full: [0; 16],
     };
     t.absorb(&msg.public_part());
-    t.mix(labels::MIX_EE, &e_r.agree(&received.initiator_ephemeral_dh)?);
+    t.mix(
+        labels::MIX_EE,
+        &e_r.agree(&received.initiator_ephemeral_dh)?,
+    );
     t.mix(labels::MIX_SE, &e_r.agree(&remote.dh)?);
     t.mix(labels::MIX_KEM_EPHEMERAL, &ss_e);
     t.mix(labels::MIX_KEM_INITIATOR_STATIC, &ss_s);
@@ -321,15 +364,25 @@ pub fn consume_response(
 ) -> Result<SessionKeys, HandshakeError> {
     let msg = Response::decode(message)?;
     if msg.receiver_index != state.sender_index {
-        return Err(HandshakeError::Wire(WireError::BadField("response receiver index")));
+        return Err(HandshakeError::Wire(WireError::BadField(
+            "response receiver index",
+        )));
     }
     let mut t = state.transcript.clone();
     t.absorb(&msg.public_part());
     let e_r = DhPublic(msg.ephemeral_dh);
     t.mix(labels::MIX_EE, &state.ephemeral_dh.agree(&e_r)?);
     t.mix(labels::MIX_SE, &local.dh.agree(&e_r)?);
-    t.mix(labels::MIX_KEM_EPHEMERAL, &state.ephemeral_kem.decapsulate(&msg.kem_to_initiator_ephemeral)?);
-    t.mix(labels::MIX_KEM_INITIATOR_STATIC, &local.kem.decapsulate(&msg.kem_to_initiator_static)?);
+    t.mix(
+        labels::MIX_KEM_EPHEMERAL,
+        &state
+            .ephemeral_kem
+            .decapsulate(&msg.kem_to_initiator_ephemeral)?,
+    );
+    t.mix(
+        labels::MIX_KEM_INITIATOR_STATIC,
+        &local.kem.decapsulate(&msg.kem_to_initiator_static)?,
+    );
     if !ct_eq(&t.confirm_classical(), &msg.confirm_classical) {
         return Err(HandshakeError::ClassicalConfirmationFailed);
     }
@@ -382,10 +435,18 @@ mod tests {
     }
 
     fn qkd(id: &str, byte: u8) -> QkdKey {
-        QkdKey { key_id: id.as_bytes().to_vec(), material: Zeroizing::new(vec![byte; 32]) }
+        QkdKey {
+            key_id: id.as_bytes().to_vec(),
+            material: Zeroizing::new(vec![byte; 32]),
+        }
     }
 
-    fn run(a: &Site, b: &Site, qa: Option<QkdKey>, qb: Option<QkdKey>) -> Result<(SessionKeys, SessionKeys), HandshakeError> {
+    fn run(
+        a: &Site,
+        b: &Site,
+        qa: Option<QkdKey>,
+        qb: Option<QkdKey>,
+    ) -> Result<(SessionKeys, SessionKeys), HandshakeError> {
         let params = InitiationParams {
             suite: CipherSuite::Aes256Gcm,
             sender_index: 11,
@@ -410,7 +471,15 @@ mod tests {
         assert_eq!(ka.send, kb.receive);
         assert_eq!(ka.receive, kb.send);
         assert_ne!(ka.send, ka.receive);
-        assert_eq!((ka.local_index, ka.remote_index, kb.local_index, kb.remote_index), (11, 22, 22, 11));
+        assert_eq!(
+            (
+                ka.local_index,
+                ka.remote_index,
+                kb.local_index,
+                kb.remote_index
+            ),
+            (11, 22, 22, 11)
+        );
     }
 
     #[test]
@@ -424,7 +493,9 @@ mod tests {
     #[test]
     fn qkd_mismatch_is_named() {
         let (a, b) = (site(), site());
-        let err = run(&a, &b, Some(qkd("k1", 1)), Some(qkd("k1", 2))).err().unwrap();
+        let err = run(&a, &b, Some(qkd("k1", 1)), Some(qkd("k1", 2)))
+            .err()
+            .unwrap();
         assert_eq!(err, HandshakeError::QkdKeyMismatch);
     }
 
@@ -439,10 +510,21 @@ mod tests {
             local_public: &a.public,
         };
         let (init, _) = create_initiation(&a.id, &b.public, params).unwrap();
-        let err = consume_initiation(&b.id, &b.public, CipherSuite::Aes256Gcm, &init, |_| None::<((), PublicIdentity)>).err().unwrap();
+        let err = consume_initiation(&b.id, &b.public, CipherSuite::Aes256Gcm, &init, |_| {
+            None::<((), PublicIdentity)>
+        })
+        .err()
+        .unwrap();
         assert!(matches!(err, HandshakeError::UnknownInitiator(_)));
         // c is not b: the sealed static key does not open.
-        let err = consume_initiation(&c.id, &c.public, CipherSuite::Aes256Gcm, &init, |_| None::<((), PublicIdentity)>).err().unwrap();
-        assert!(matches!(err, HandshakeError::NotForUs | HandshakeError::Crypto(_)));
+        let err = consume_initiation(&c.id, &c.public, CipherSuite::Aes256Gcm, &init, |_| {
+            None::<((), PublicIdentity)>
+        })
+        .err()
+        .unwrap();
+        assert!(matches!(
+            err,
+            HandshakeError::NotForUs | HandshakeError::Crypto(_)
+        ));
     }
 }

@@ -21,7 +21,11 @@ pub fn parse(packet: &[u8]) -> Option<InnerHeader> {
             let len = usize::from(u16::from_be_bytes([packet[2], packet[3]]));
             let src = Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]);
             let dst = Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
-            (20..=packet.len()).contains(&len).then_some(InnerHeader { src: src.into(), dst: dst.into(), len })
+            (20..=packet.len()).contains(&len).then_some(InnerHeader {
+                src: src.into(),
+                dst: dst.into(),
+                len,
+            })
         }
         6 if packet.len() >= 40 => {
             let len = 40 + usize::from(u16::from_be_bytes([packet[4], packet[5]]));
@@ -49,8 +53,14 @@ mod tests {
         v4[12..16].copy_from_slice(&[198, 19, 0, 1]);
         v4[16..20].copy_from_slice(&[198, 19, 0, 2]);
         let h = parse(&v4).unwrap();
-        assert_eq!((h.src.to_string(), h.dst.to_string(), h.len), ("198.19.0.1".into(), "198.19.0.2".into(), 28));
-        assert!(parse(&v4[..27]).is_none(), "declared length beyond the buffer");
+        assert_eq!(
+            (h.src.to_string(), h.dst.to_string(), h.len),
+            ("198.19.0.1".into(), "198.19.0.2".into(), 28)
+        );
+        assert!(
+            parse(&v4[..27]).is_none(),
+            "declared length beyond the buffer"
+        );
         let mut v6 = [0u8; 48];
         v6[0] = 0x60;
         v6[4..6].copy_from_slice(&8u16.to_be_bytes());

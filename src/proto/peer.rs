@@ -101,13 +101,21 @@ impl Peer {
 
     /// The session (any slot) whose local index is `index`.
     pub fn session_mut(&mut self, index: u32) -> Option<(&mut Session, Slot)> {
-        if self.current.as_ref().is_some_and(|s| s.local_index == index) {
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|s| s.local_index == index)
+        {
             return self.current.as_mut().map(|s| (s, Slot::Current));
         }
         if self.next.as_ref().is_some_and(|s| s.local_index == index) {
             return self.next.as_mut().map(|s| (s, Slot::Next));
         }
-        if self.previous.as_ref().is_some_and(|s| s.local_index == index) {
+        if self
+            .previous
+            .as_ref()
+            .is_some_and(|s| s.local_index == index)
+        {
             return self.previous.as_mut().map(|s| (s, Slot::Previous));
         }
         None
@@ -117,6 +125,7 @@ impl Peer {
     /// indices of the sessions this displaced, to be forgotten.
     pub fn install_initiated(&mut self, session: Session) -> Vec<u32> {
         let mut freed = Vec::new();
+        self.count_rotation();
         let old_previous = match self.next.take() {
             Some(next) => {
                 freed.extend(self.current.take().map(|s| s.local_index));
@@ -125,14 +134,17 @@ impl Peer {
             None => std::mem::replace(&mut self.previous, self.current.take()),
         };
         freed.extend(old_previous.map(|s| s.local_index));
-        self.count_rotation();
         self.current = Some(session);
         freed
     }
 
     /// Installs a session we responded to: it waits in `next` until the peer uses it.
     pub fn install_responded(&mut self, session: Session) -> Vec<u32> {
-        self.next.replace(session).map(|s| s.local_index).into_iter().collect()
+        self.next
+            .replace(session)
+            .map(|s| s.local_index)
+            .into_iter()
+            .collect()
     }
 
     /// The peer used `next`: it becomes current. Returns the freed index.
@@ -153,13 +165,21 @@ impl Peer {
     #[cfg(test)]
     pub fn indices(&self) -> Vec<u32> {
         let sessions = [&self.previous, &self.current, &self.next];
-        let mut v: Vec<u32> = sessions.iter().filter_map(|s| s.as_ref().map(|s| s.local_index)).collect();
+        let mut v: Vec<u32> = sessions
+            .iter()
+            .filter_map(|s| s.as_ref().map(|s| s.local_index))
+            .collect();
         v.extend(self.pending.as_ref().map(|p| p.state.sender_index));
         v
     }
 
     /// Snapshot for `qshield status`.
-    pub fn status(&self, now: Instant, budget: &RotationBudget, cipher: &'static str) -> PeerStatus {
+    pub fn status(
+        &self,
+        now: Instant,
+        budget: &RotationBudget,
+        cipher: &'static str,
+    ) -> PeerStatus {
         PeerStatus {
             name: self.settings.name.clone(),
             endpoint: self.endpoint,
@@ -192,7 +212,11 @@ fn key_status(s: &Session, now: Instant, budget: &RotationBudget) -> KeyStatus {
     }
     KeyStatus {
         epoch: s.epoch,
-        role: if s.is_initiator { Role::Initiator } else { Role::Responder },
+        role: if s.is_initiator {
+            Role::Initiator
+        } else {
+            Role::Responder
+        },
         age_seconds: age.as_secs_f64(),
         bytes_sent: s.usage.bytes_sent,
         bytes_received: s.usage.bytes_received,
@@ -200,7 +224,9 @@ fn key_status(s: &Session, now: Instant, budget: &RotationBudget) -> KeyStatus {
         packets_received: s.usage.packets_received,
         rekey_in_bytes: budget.rekey_after_bytes.saturating_sub(s.usage.bytes_sent),
         rekey_in_seconds: s.rekey_after(budget).saturating_sub(age).as_secs_f64(),
-        reject_in_bytes: budget.reject_after_bytes.saturating_sub(s.usage.bytes_sent.max(s.usage.bytes_received)),
+        reject_in_bytes: budget
+            .reject_after_bytes
+            .saturating_sub(s.usage.bytes_sent.max(s.usage.bytes_received)),
         reject_in_seconds: budget.reject_after.saturating_sub(age).as_secs_f64(),
         packets_left: s.packets_left(),
         sources,

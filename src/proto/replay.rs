@@ -16,7 +16,10 @@ pub struct ReplayWindow {
 
 impl Default for ReplayWindow {
     fn default() -> Self {
-        Self { bitmap: [0; WORDS], next: 0 }
+        Self {
+            bitmap: [0; WORDS],
+            next: 0,
+        }
     }
 }
 
@@ -49,7 +52,11 @@ impl ReplayWindow {
 
     /// Clears the words that the window slides over when `counter` becomes the highest.
     fn advance_to(&mut self, counter: u64) {
-        let current_word = if self.next == 0 { None } else { Some((self.next - 1) / 64) };
+        let current_word = if self.next == 0 {
+            None
+        } else {
+            Some((self.next - 1) / 64)
+        };
         let new_word = counter / 64;
         match current_word {
             Some(cw) if new_word - cw < WORDS as u64 => {
@@ -63,7 +70,10 @@ impl ReplayWindow {
     }
 
     fn position(counter: u64) -> (usize, u32) {
-        (((counter / 64) % WORDS as u64) as usize, (counter % 64) as u32)
+        (
+            ((counter / 64) % WORDS as u64) as usize,
+            (counter % 64) as u32,
+        )
     }
 }
 

@@ -139,7 +139,11 @@ impl Session {
         slot[DATA_HEADER_BYTES + len..DATA_HEADER_BYTES + padded].fill(0);
         let counter = self.next_counter;
         self.next_counter += 1;
-        DataHeader { receiver_index: self.remote_index, counter }.write(slot);
+        DataHeader {
+            receiver_index: self.remote_index,
+            counter,
+        }
+        .write(slot);
         let (header, body) = slot.split_at_mut(DATA_HEADER_BYTES);
         let tag = self.send_key.seal(counter, header, &mut body[..padded]);
         body[padded..padded + AEAD_TAG_BYTES].copy_from_slice(&tag);
@@ -150,7 +154,13 @@ impl Session {
 
     /// Opens a data datagram in place. On success the padded inner packet is at
     /// `datagram[DATA_HEADER_BYTES..DATA_HEADER_BYTES + n]` and `n` is returned.
-    pub fn open(&mut self, header: &DataHeader, datagram: &mut [u8], now: Instant, budget: &RotationBudget) -> Result<usize, OpenError> {
+    pub fn open(
+        &mut self,
+        header: &DataHeader,
+        datagram: &mut [u8],
+        now: Instant,
+        budget: &RotationBudget,
+    ) -> Result<usize, OpenError> {
         if self.receive_expired(now, budget) {
             return Err(OpenError::Expired);
         }
@@ -181,7 +191,8 @@ impl Session {
 
     /// Where this key stands for sending at `now`.
     pub fn send_use(&self, now: Instant, budget: &RotationBudget) -> KeyUse {
-        if let Some(reason) = self.hard_limit(now, budget, self.usage.bytes_sent, self.next_counter) {
+        if let Some(reason) = self.hard_limit(now, budget, self.usage.bytes_sent, self.next_counter)
+        {
             return KeyUse::Exhausted(reason);
         }
         let cap = self.suite().max_packets_per_key();
@@ -209,10 +220,22 @@ impl Session {
 
     /// True when the key may no longer open packets.
     pub fn receive_expired(&self, now: Instant, budget: &RotationBudget) -> bool {
-        self.hard_limit(now, budget, self.usage.bytes_received, self.usage.packets_received).is_some()
+        self.hard_limit(
+            now,
+            budget,
+            self.usage.bytes_received,
+            self.usage.packets_received,
+        )
+        .is_some()
     }
 
-    fn hard_limit(&self, now: Instant, budget: &RotationBudget, bytes: u64, packets: u64) -> Option<ExpiryReason> {
+    fn hard_limit(
+        &self,
+        now: Instant,
+        budget: &RotationBudget,
+        bytes: u64,
+        packets: u64,
+    ) -> Option<ExpiryReason> {
         if self.age(now) >= budget.reject_after {
             Some(ExpiryReason::Time)
         } else if bytes >= budget.reject_after_bytes {
@@ -228,7 +251,9 @@ impl Session {
 
     /// Packets that may still be sealed before the cap (for status).
     pub fn packets_left(&self) -> u64 {
-        self.suite().max_packets_per_key().saturating_sub(self.next_counter)
+        self.suite()
+            .max_packets_per_key()
+            .saturating_sub(self.next_counter)
     }
 
     /// Sets the next send counter (tests of budget edges).
@@ -240,7 +265,8 @@ impl Session {
 
 /// Inner length rounded up to the padding multiple, but never beyond `room`.
 fn padded_len(len: usize, room: usize) -> usize {
-    len.next_multiple_of(PADDING_MULTIPLE_BYTES).min(room.max(len))
+    len.next_multiple_of(PADDING_MULTIPLE_BYTES)
+        .min(room.max(len))
 }
 
 #[cfg(test)]
@@ -251,9 +277,26 @@ mod tests {
     fn pair(suite: CipherSuite) -> (Session, Session) {
         let k1 = Secret::new([1u8; 32]);
         let k2 = Secret::new([2u8; 32]);
-        let a = SessionKeys { send: k1.clone(), receive: k2.clone(), local_index: 1, remote_index: 2, is_initiator: true, qkd_mixed: false };
-        let b = SessionKeys { send: k2, receive: k1, local_index: 2, remote_index: 1, is_initiator: false, qkd_mixed: false };
-        (Session::new(&a, suite, 1, Instant::ZERO), Session::new(&b, suite, 1, Instant::ZERO))
+        let a = SessionKeys {
+            send: k1.clone(),
+            receive: k2.clone(),
+            local_index: 1,
+            remote_index: 2,
+            is_initiator: true,
+            qkd_mixed: false,
+        };
+        let b = SessionKeys {
+            send: k2,
+            receive: k1,
+            local_index: 2,
+            remote_index: 1,
+            is_initiator: false,
+            qkd_mixed: false,
+        };
+        (
+            Session::new(&a, suite, 1, Instant::ZERO),
+            Session::new(&b, suite, 1, Instant::ZERO),
+        )
     }
 
     fn budget() -> RotationBudget {
@@ -275,7 +318,9 @@ mod tests {
             assert_eq!(n, 16 + 16 + 16);
             let hdr = DataHeader::parse(&slot[..n]).unwrap();
             assert_eq!(hdr.receiver_index, 2);
-            let pt = b.open(&hdr, &mut slot[..n], Instant::ZERO, &budget()).unwrap();
+            let pt = b
+                .open(&hdr, &mut slot[..n], Instant::ZERO, &budget())
+                .unwrap();
             assert_eq!(&slot[16..21], b"hello");
             assert_eq!(pt, 16);
         }
@@ -291,12 +336,18 @@ mod tests {
         let mut copy = sealed.clone();
         assert!(b.open(&hdr, &mut copy, Instant::ZERO, &budget()).is_ok());
         let mut copy = sealed.clone();
-        assert_eq!(b.open(&hdr, &mut copy, Instant::ZERO, &budget()), Err(OpenError::Replay));
+        assert_eq!(
+            b.open(&hdr, &mut copy, Instant::ZERO, &budget()),
+            Err(OpenError::Replay)
+        );
         let mut slot = vec![0u8; 64];
         let n = a.seal(&mut slot, 0);
         slot[n - 1] ^= 0x80;
         let hdr = DataHeader::parse(&slot[..n]).unwrap();
-        assert_eq!(b.open(&hdr, &mut slot[..n], Instant::ZERO, &budget()), Err(OpenError::BadTag));
+        assert_eq!(
+            b.open(&hdr, &mut slot[..n], Instant::ZERO, &budget()),
+            Err(OpenError::BadTag)
+        );
         assert_eq!(b.usage.forgeries, 1);
     }
 
@@ -305,24 +356,45 @@ mod tests {
         let (mut a, b) = pair(CipherSuite::Aes256Gcm);
         let t = |s| Instant::ZERO + Duration::from_secs(s);
         assert_eq!(a.send_use(t(9), &budget()), KeyUse::Fresh);
-        assert_eq!(a.send_use(t(10), &budget()), KeyUse::RekeyDue(RekeyReason::Time));
-        assert_eq!(a.send_use(t(20), &budget()), KeyUse::Exhausted(ExpiryReason::Time));
+        assert_eq!(
+            a.send_use(t(10), &budget()),
+            KeyUse::RekeyDue(RekeyReason::Time)
+        );
+        assert_eq!(
+            a.send_use(t(20), &budget()),
+            KeyUse::Exhausted(ExpiryReason::Time)
+        );
         // the responder's soft time is halfway between soft and hard
         assert_eq!(b.send_use(t(14), &budget()), KeyUse::Fresh);
-        assert_eq!(b.send_use(t(15), &budget()), KeyUse::RekeyDue(RekeyReason::Time));
+        assert_eq!(
+            b.send_use(t(15), &budget()),
+            KeyUse::RekeyDue(RekeyReason::Time)
+        );
         a.usage.bytes_sent = 999;
         assert_eq!(a.send_use(t(0), &budget()), KeyUse::Fresh);
         a.usage.bytes_sent = 1000;
-        assert_eq!(a.send_use(t(0), &budget()), KeyUse::RekeyDue(RekeyReason::Bytes));
+        assert_eq!(
+            a.send_use(t(0), &budget()),
+            KeyUse::RekeyDue(RekeyReason::Bytes)
+        );
         a.usage.bytes_sent = 2000;
-        assert_eq!(a.send_use(t(0), &budget()), KeyUse::Exhausted(ExpiryReason::Bytes));
+        assert_eq!(
+            a.send_use(t(0), &budget()),
+            KeyUse::Exhausted(ExpiryReason::Bytes)
+        );
         a.usage.bytes_sent = 0;
         let cap = CipherSuite::Aes256Gcm.max_packets_per_key();
         a.set_next_counter(cap / 8 * 7 - 1);
         assert_eq!(a.send_use(t(0), &budget()), KeyUse::Fresh);
         a.set_next_counter(cap / 8 * 7);
-        assert_eq!(a.send_use(t(0), &budget()), KeyUse::RekeyDue(RekeyReason::Packets));
+        assert_eq!(
+            a.send_use(t(0), &budget()),
+            KeyUse::RekeyDue(RekeyReason::Packets)
+        );
         a.set_next_counter(cap);
-        assert_eq!(a.send_use(t(0), &budget()), KeyUse::Exhausted(ExpiryReason::Packets));
+        assert_eq!(
+            a.send_use(t(0), &budget()),
+            KeyUse::Exhausted(ExpiryReason::Packets)
+        );
     }
 }

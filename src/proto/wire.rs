@@ -85,7 +85,10 @@ impl DataHeader {
             return Err(WireError::BadField("data reserved bytes"));
         }
         let counter = u64::from_le_bytes(b[8..16].try_into().expect("8 bytes"));
-        Ok(Self { receiver_index: u32_at(b, 4), counter })
+        Ok(Self {
+            receiver_index: u32_at(b, 4),
+            counter,
+        })
     }
 }
 
@@ -184,7 +187,13 @@ fn parse_fragment_header(b: &[u8]) -> Result<FragmentHeader, WireError> {
     if usize::from(count) != fragment_count(len) || index >= count {
         return Err(WireError::BadField("fragment index or count"));
     }
-    Ok(FragmentHeader { msg_type, index, count, sender_index: u32_at(b, 4), message_len })
+    Ok(FragmentHeader {
+        msg_type,
+        index,
+        count,
+        sender_index: u32_at(b, 4),
+        message_len,
+    })
 }
 
 /// Splits `message` into fragments; each is `header ‖ payload` with room left for the MACs,
@@ -423,7 +432,11 @@ impl CookieReply {
     /// Decodes a cookie-reply datagram.
     pub fn decode(b: &[u8]) -> Result<Self, WireError> {
         if b.len() != COOKIE_REPLY_BYTES {
-            return Err(if b.len() < COOKIE_REPLY_BYTES { WireError::Truncated } else { WireError::Oversized });
+            return Err(if b.len() < COOKIE_REPLY_BYTES {
+                WireError::Truncated
+            } else {
+                WireError::Oversized
+            });
         }
         if b[0] != TYPE_COOKIE_REPLY {
             return Err(WireError::UnknownType);

@@ -1,0 +1,372 @@
+//! A deterministic two-site network for the sans-IO core: two endpoints, a simulated clock,
+//! and a wire whose datagrams a test can drop, delay, duplicate, reorder or alter.
+
+#![allow(dead_code)]
+
+use qshield::batch::PacketBatch;
+use qshield::cidr::IpCidr;
+use qshield::constants::DATA_HEADER_BYTES;
+use qshield::crypto::random::SeededRng;
+use qshield::crypto::{CipherSuite, StaticIdentity};
+use qshield::proto::endpoint::{Endpoint, EndpointSettings};
+use qshield::proto::events::Event;
+use qshield::proto::peer::PeerSettings;
+use qshield::proto::session::RotationBudget;
+use qshield::proto::time::Instant;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Side A or B.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    A,
+    B,
+}
+
+impl Side {
+    pub fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+}
+
+/// A datagram on the simulated wire.
+#[derive(Clone, Debug)]
+pub struct Datagram {
+    pub from: Side,
+    pub deliver_at: Instant,
+    pub bytes: Vec<u8>,
+}
+
+/// What the wire does with a datagram.
+pub enum Fate {
+    Deliver,
+    Drop,
+    Delay(Duration),
+}
+
+pub type WireFilter = Box<dyn FnMut(&mut Datagram) -> Fate>;
+
+pub struct Site {
+    pub endpoint: Endpoint,
+    pub addr: SocketAddr,
+    pub overlay: [u8; 4],
+    pub received: Vec<Vec<u8>>,
+    pub events: Vec<Event>,
+}
+
+pub struct Sim {
+    pub now: Instant,
+    pub a: Site,
+    pub b: Site,
+    pub wire: Vec<Datagram>,
+    pub latency: Duration,
+    pub filter: Option<WireFilter>,
+    pub identities: (PublicPair, PublicPair),
+    pub budget: RotationBudget,
+    pub suite: CipherSuite,
+    pub delivered: u64,
+}
+
+/// Public identities and the private material needed to rebuild an endpoint (restart).
+pub struct PublicPair {
+    pub dh: [u8; 32],
+    pub kem: Vec<u8>,
+}
+
+pub fn budget(rekey_bytes: u64, rekey_secs: u64) -> RotationBudget {
+    RotationBudget {
+        rekey_after_bytes: rekey_bytes,
+        rekey_after: Duration::from_secs(rekey_secs),
+        reject_after_bytes: rekey_bytes + rekey_bytes / 4,
+        reject_after: Duration::from_secs(rekey_secs * 3 / 2),
+    }
+}
+
+fn export(id: &StaticIdentity) -> PublicPair {
+    PublicPair {
+        dh: *id.dh.to_bytes().unwrap().expose(),
+        kem: id.kem.to_bytes().unwrap().to_vec(),
+    }
+}
+
+fn import(p: &PublicPair) -> StaticIdentity {
+    use qshield::crypto::Secret;
+    use qshield::crypto::dh::DhSecret;
+    use qshield::crypto::kem::KemSecret;
+    StaticIdentity {
+        dh: DhSecret::from_bytes(&Secret::new(p.dh)).unwrap(),
+        kem: KemSecret::from_bytes(&p.kem).unwrap(),
+    }
+}
+
+const ADDR_A: &str = "198.18.0.1:51820";
+const ADDR_B: &str = "198.18.0.2:51820";
+
+fn endpoint(
+    own: &StaticIdentity,
+    peer: &StaticIdentity,
+    peer_addr: SocketAddr,
+    peer_overlay: [u8; 4],
+    budget: RotationBudget,
+    suite: CipherSuite,
+    seed: u64,
+    unix: u64,
+) -> Endpoint {
+    let own = import(&export(own));
+    let settings = EndpointSettings {
+        identity: own,
+        suite,
+        budget,
+        peers: vec![PeerSettings {
+            name: "peer".into(),
+            public: peer.public(),
+            endpoint: Some(peer_addr),
+            allowed_ips: vec![IpCidr::new(peer_overlay.into(), 32).unwrap()],
+            persistent_keepalive: None,
+        }],
+        unix_ns_at_origin: unix,
+    };
+    Endpoint::new(settings, Box::new(SeededRng::new(seed)))
+}
+
+impl Sim {
+    pub fn new(budget: RotationBudget) -> Sim {
+        Self::with_suite(budget, CipherSuite::Aes256Gcm)
+    }
+
+    pub fn with_suite(budget: RotationBudget, suite: CipherSuite) -> Sim {
+        let ia = StaticIdentity::generate().unwrap();
+        let ib = StaticIdentity::generate().unwrap();
+        let (aa, ab): (SocketAddr, SocketAddr) = (ADDR_A.parse().unwrap(), ADDR_B.parse().unwrap());
+        let ea = endpoint(&ia, &ib, ab, [198, 19, 0, 2], budget, suite, 1, 1_000_000);
+        let eb = endpoint(&ib, &ia, aa, [198, 19, 0, 1], budget, suite, 2, 2_000_000);
+        Sim {
+            now: Instant::ZERO,
+            a: Site {
+                endpoint: ea,
+                addr: aa,
+                overlay: [198, 19, 0, 1],
+                received: vec![],
+                events: vec![],
+            },
+            b: Site {
+                endpoint: eb,
+                addr: ab,
+                overlay: [198, 19, 0, 2],
+                received: vec![],
+                events: vec![],
+            },
+            wire: vec![],
+            latency: Duration::from_millis(1),
+            filter: None,
+            identities: (export(&ia), export(&ib)),
+            budget,
+            suite,
+            delivered: 0,
+        }
+    }
+
+    pub fn site(&mut self, s: Side) -> &mut Site {
+        match s {
+            Side::A => &mut self.a,
+            Side::B => &mut self.b,
+        }
+    }
+
+    /// Replaces a side's endpoint with a fresh one (same identity, later wall clock): a restart.
+    pub fn restart(&mut self, s: Side) {
+        let (own, peer) = match s {
+            Side::A => (&self.identities.0, &self.identities.1),
+            Side::B => (&self.identities.1, &self.identities.0),
+        };
+        let (own, peer) = (import(own), import(peer));
+        let (peer_addr, peer_overlay) = match s {
+            Side::A => (self.b.addr, self.b.overlay),
+            Side::B => (self.a.addr, self.a.overlay),
+        };
+        let unix = 10_000_000_000 + self.now.as_nanos();
+        let e = endpoint(
+            &own,
+            &peer,
+            peer_addr,
+            peer_overlay,
+            self.budget,
+            self.suite,
+            99,
+            unix,
+        );
+        let site = self.site(s);
+        site.endpoint = e;
+        site.received.clear();
+    }
+
+    /// An IPv4/UDP-shaped inner packet from `s` to the other side with `len` payload bytes.
+    pub fn packet(&self, s: Side, len: usize, tag: u32) -> Vec<u8> {
+        let (src, dst) = match s {
+            Side::A => (self.a.overlay, self.b.overlay),
+            Side::B => (self.b.overlay, self.a.overlay),
+        };
+        let total = 28 + len;
+        let mut p = vec![0u8; total];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        p[9] = 17;
+        p[12..16].copy_from_slice(&src);
+        p[16..20].copy_from_slice(&dst);
+        p[28..28 + len.min(4)].copy_from_slice(&tag.to_le_bytes()[..len.min(4)]);
+        p
+    }
+
+    /// Hands inner packets to `s`'s endpoint as if read from its TUN.
+    pub fn send(&mut self, s: Side, packets: &[Vec<u8>]) {
+        let now = self.now;
+        let mut batch = PacketBatch::new(packets.len().max(1), 1500);
+        for (i, p) in packets.iter().enumerate() {
+            batch.slot_mut(i)[DATA_HEADER_BYTES..DATA_HEADER_BYTES + p.len()].copy_from_slice(p);
+            batch.set_meta(
+                i,
+                qshield::batch::SlotMeta {
+                    start: DATA_HEADER_BYTES,
+                    len: p.len(),
+                    addr: None,
+                },
+            );
+        }
+        batch.set_len(packets.len());
+        self.site(s).endpoint.seal_batch(now, &mut batch);
+        for i in 0..batch.len() {
+            if batch.meta(i).len > 0 {
+                let bytes = batch.bytes(i).to_vec();
+                self.put_on_wire(s, bytes);
+            }
+        }
+        self.collect(s);
+    }
+
+    fn put_on_wire(&mut self, from: Side, bytes: Vec<u8>) {
+        let mut d = Datagram {
+            from,
+            deliver_at: self.now + self.latency,
+            bytes,
+        };
+        let fate = match self.filter.as_mut() {
+            Some(f) => f(&mut d),
+            None => Fate::Deliver,
+        };
+        match fate {
+            Fate::Deliver => self.wire.push(d),
+            Fate::Drop => {}
+            Fate::Delay(extra) => {
+                d.deliver_at = d.deliver_at + extra;
+                self.wire.push(d);
+            }
+        }
+    }
+
+    /// Moves a side's pending transmits onto the wire and its events into its log.
+    pub fn collect(&mut self, s: Side) {
+        loop {
+            let Some(t) = self.site(s).endpoint.poll_transmit() else {
+                break;
+            };
+            self.put_on_wire(s, t.payload);
+        }
+        while let Some(e) = self.site(s).endpoint.poll_event() {
+            self.site(s).events.push(e);
+        }
+    }
+
+    fn deliver_due(&mut self) -> bool {
+        let now = self.now;
+        let (due, rest): (Vec<_>, Vec<_>) = self.wire.drain(..).partition(|d| d.deliver_at <= now);
+        self.wire = rest;
+        let any = !due.is_empty();
+        for mut d in due {
+            let to = d.from.other();
+            let from_addr = self.site(d.from).addr;
+            let site = self.site(to);
+            if let Some(n) = site.endpoint.receive(now, from_addr, &mut d.bytes) {
+                site.received
+                    .push(d.bytes[DATA_HEADER_BYTES..DATA_HEADER_BYTES + n].to_vec());
+            }
+            self.delivered += 1;
+            self.collect(to);
+        }
+        any
+    }
+
+    /// Runs the network and timers until `until`.
+    pub fn run_until(&mut self, until: Instant) {
+        loop {
+            for s in [Side::A, Side::B] {
+                let now = self.now;
+                self.site(s).endpoint.handle_timeout(now);
+                self.collect(s);
+            }
+            while self.deliver_due() {}
+            let next = [
+                self.a.endpoint.poll_timeout(),
+                self.b.endpoint.poll_timeout(),
+            ]
+            .into_iter()
+            .flatten()
+            .chain(self.wire.iter().map(|d| d.deliver_at))
+            .filter(|&t| t > self.now)
+            .min();
+            match next {
+                Some(t) if t <= until => self.now = t,
+                _ => {
+                    self.now = until;
+                    for s in [Side::A, Side::B] {
+                        let now = self.now;
+                        self.site(s).endpoint.handle_timeout(now);
+                        self.collect(s);
+                    }
+                    while self.deliver_due() {}
+                    return;
+                }
+            }
+        }
+    }
+
+    pub fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        self.run_until(until);
+    }
+
+    /// Starts both endpoints and runs until both have a confirmed session.
+    pub fn establish(&mut self) {
+        self.a.endpoint.start(self.now);
+        self.collect(Side::A);
+        self.run_for(Duration::from_millis(50));
+    }
+
+    pub fn has_current(&self, s: Side) -> bool {
+        let site = match s {
+            Side::A => &self.a,
+            Side::B => &self.b,
+        };
+        site.endpoint.status(self.now).peers[0]
+            .current_key
+            .is_some()
+    }
+
+    pub fn status(&self, s: Side) -> qshield::proto::events::PeerStatus {
+        let site = match s {
+            Side::A => &self.a,
+            Side::B => &self.b,
+        };
+        site.endpoint.status(self.now).peers[0].clone()
+    }
+
+    pub fn drops(&self, s: Side) -> qshield::proto::events::InterfaceDrops {
+        let site = match s {
+            Side::A => &self.a,
+            Side::B => &self.b,
+        };
+        site.endpoint.status(self.now).drops
+    }
+}
