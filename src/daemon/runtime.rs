@@ -1,0 +1,173 @@
+//! The data-plane runtime: three threads around one [`Endpoint`] behind a mutex, each
+//! moving whole batches so the lock is taken once per batch, never per packet.
+//!
+//! - `tun→udp`: read inner packets from the TUN, seal them, send them with one batch call.
+//! - `udp→tun`: receive datagrams, open them, write the inner packets to the TUN.
+//! - `timers`: handshake retries, rekeys, keepalives, expiries.
+//!
+//! I/O objects are trait objects, so the same runtime runs over real devices or their
+//! in-memory twins.
+
+use super::clock::Clock;
+use super::logging::log_event;
+use crate::batch::PacketBatch;
+use crate::constants::BATCH_PACKETS;
+use crate::net::{TunIo, UdpIo};
+use crate::proto::endpoint::Endpoint;
+use crate::proto::events::{Event, Transmit};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How long a blocking read waits before checking for shutdown.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// Longest sleep of the timer thread (new deadlines are picked up at least this often).
+const TIMER_MAX_SLEEP: Duration = Duration::from_millis(50);
+/// Shortest sleep of the timer thread (a deadline already due does not spin).
+const TIMER_MIN_SLEEP: Duration = Duration::from_millis(1);
+
+/// What the threads share.
+pub struct Shared {
+    /// Interface name, for logs.
+    pub interface: String,
+    /// The protocol core.
+    pub endpoint: Mutex<Endpoint>,
+    /// The clock that drives it.
+    pub clock: Clock,
+    /// Inner side.
+    pub tun: Arc<dyn TunIo>,
+    /// Underlay side.
+    pub udp: Arc<dyn UdpIo>,
+    /// Set to stop every thread.
+    pub shutdown: Arc<AtomicBool>,
+    /// Tunnel MTU (sizes the batches).
+    pub mtu: usize,
+}
+
+impl Shared {
+    /// The endpoint, even if a thread panicked while holding it.
+    pub fn lock(&self) -> MutexGuard<'_, Endpoint> {
+        self.endpoint.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes what the core wants sent and logged (call with the lock held).
+    fn drain(endpoint: &mut Endpoint) -> (Vec<Transmit>, Vec<Event>) {
+        let transmits = std::iter::from_fn(|| endpoint.poll_transmit()).collect();
+        let events = std::iter::from_fn(|| endpoint.poll_event()).collect();
+        (transmits, events)
+    }
+
+    /// Sends and logs what [`Shared::drain`] took (call without the lock).
+    fn flush(&self, (transmits, events): (Vec<Transmit>, Vec<Event>)) {
+        for t in transmits {
+            if let Err(e) = self.udp.send_to(&t.payload, t.to) {
+                tracing::debug!(interface = %self.interface, to = %t.to, error = %e, "send failed");
+            }
+        }
+        for e in &events {
+            log_event(&self.interface, e);
+        }
+    }
+}
+
+/// The running threads.
+pub struct Runtime {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Runtime {
+    /// Starts the threads and the first handshakes.
+    pub fn start(shared: Arc<Shared>) -> std::io::Result<Self> {
+        let mut threads = Vec::new();
+        let s = shared.clone();
+        threads.push(std::thread::Builder::new().name("tun→udp".into()).spawn(move || tun_to_udp(&s))?);
+        let s = shared.clone();
+        threads.push(std::thread::Builder::new().name("udp→tun".into()).spawn(move || udp_to_tun(&s))?);
+        let s = shared.clone();
+        threads.push(std::thread::Builder::new().name("timers".into()).spawn(move || timers(&s))?);
+        let drained = {
+            let mut ep = shared.lock();
+            ep.start(shared.clock.now());
+            Shared::drain(&mut ep)
+        };
+        shared.flush(drained);
+        Ok(Self { shared, threads })
+    }
+
+    /// The shared state (status, tests).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Stops every thread and waits for them.
+    pub fn stop(self) {
+        self.shared.shutdown.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn tun_to_udp(s: &Shared) {
+    let mut batch = PacketBatch::new(BATCH_PACKETS, s.mtu);
+    while !s.shutdown.load(Ordering::Relaxed) {
+        match s.tun.recv_batch(&mut batch, POLL_INTERVAL) {
+            Ok(0) => continue,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(interface = %s.interface, error = %e, "TUN read failed");
+                std::thread::sleep(POLL_INTERVAL);
+                continue;
+            }
+        }
+        let drained = {
+            let mut ep = s.lock();
+            ep.seal_batch(s.clock.now(), &mut batch);
+            Shared::drain(&mut ep)
+        };
+        if let Err(e) = s.udp.send_batch(&batch) {
+            tracing::debug!(interface = %s.interface, error = %e, "UDP batch send failed");
+        }
+        s.flush(drained);
+    }
+}
+
+fn udp_to_tun(s: &Shared) {
+    let mut batch = PacketBatch::new(BATCH_PACKETS, s.mtu.max(crate::constants::MAX_HANDSHAKE_DATAGRAM_BYTES));
+    while !s.shutdown.load(Ordering::Relaxed) {
+        match s.udp.recv_batch(&mut batch, POLL_INTERVAL) {
+            Ok(0) => continue,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(interface = %s.interface, error = %e, "UDP receive failed");
+                std::thread::sleep(POLL_INTERVAL);
+                continue;
+            }
+        }
+        let drained = {
+            let mut ep = s.lock();
+            ep.open_batch(s.clock.now(), &mut batch);
+            Shared::drain(&mut ep)
+        };
+        if let Err(e) = s.tun.send_batch(&batch) {
+            tracing::debug!(interface = %s.interface, error = %e, "TUN batch write failed");
+        }
+        s.flush(drained);
+    }
+}
+
+fn timers(s: &Shared) {
+    while !s.shutdown.load(Ordering::Relaxed) {
+        let (drained, sleep) = {
+            let mut ep = s.lock();
+            let now = s.clock.now();
+            ep.handle_timeout(now);
+            let sleep = ep.poll_timeout().map_or(TIMER_MAX_SLEEP, |t| t.saturating_since(now));
+            (Shared::drain(&mut ep), sleep.clamp(TIMER_MIN_SLEEP, TIMER_MAX_SLEEP))
+        };
+        s.flush(drained);
+        std::thread::sleep(sleep);
+    }
+}
