@@ -6,12 +6,73 @@ use std::ops::Range;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-/// The path of the deepest key or value whose span contains `offset`, if the document
-/// parses and some field contains it.
+/// The path of the deepest key or value whose span contains `offset`. When the parser
+/// dropped that key (a duplicate key), the path is the enclosing table's plus the key
+/// written on that line. `None` for a syntax error (not about any one field).
 pub(super) fn field_at(text: &str, offset: usize) -> Option<String> {
-    let doc = DeTable::parse(text).ok()?;
+    let (doc, errors) = DeTable::parse_recoverable(text);
+    if !errors.iter().all(|e| e.message().contains("duplicate")) {
+        return None;
+    }
     let mut path = String::new();
-    search_table(doc.get_ref(), offset, &mut path).then_some(path)
+    if search_table(doc.get_ref(), offset, &mut path) {
+        return Some(path);
+    }
+    if errors.is_empty() {
+        return None;
+    }
+    key_on_line(doc.get_ref(), text, offset)
+}
+
+/// The enclosing table (the last header before `offset`) plus the key written on the line.
+fn key_on_line(doc: &DeTable<'_>, text: &str, offset: usize) -> Option<String> {
+    let mut headers = Vec::new();
+    collect_headers(doc, &mut String::new(), &mut headers);
+    let table = headers
+        .into_iter()
+        .filter(|(start, _)| *start <= offset)
+        .max_by_key(|(start, _)| *start)
+        .map(|(_, path)| path)
+        .unwrap_or_default();
+    let line_start = text.get(..offset)?.rfind('\n').map_or(0, |i| i + 1);
+    let line = text.get(line_start..)?.lines().next()?;
+    let key = line.split_once('=')?.0.trim();
+    Some(if table.is_empty() {
+        key.to_string()
+    } else {
+        format!("{table}.{key}")
+    })
+}
+
+/// Every table (and array-of-tables entry) with the start of its span and its path.
+fn collect_headers(table: &DeTable<'_>, path: &mut String, out: &mut Vec<(usize, String)>) {
+    for (key, value) in table {
+        let base = path.len();
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(key.get_ref());
+        collect_value(value, path, out);
+        path.truncate(base);
+    }
+}
+
+fn collect_value(value: &Spanned<DeValue<'_>>, path: &mut String, out: &mut Vec<(usize, String)>) {
+    match value.get_ref() {
+        DeValue::Table(t) => {
+            out.push((value.span().start, path.clone()));
+            collect_headers(t, path, out);
+        }
+        DeValue::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let base = path.len();
+                path.push_str(&format!("[{i}]"));
+                collect_value(item, path, out);
+                path.truncate(base);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn search_table(table: &DeTable<'_>, offset: usize, path: &mut String) -> bool {
@@ -82,5 +143,7 @@ mod tests {
             Some("peer[1].allowed_ips[1]")
         );
         assert_eq!(field_at("a = = 1", 0), None);
+        let dup = "[interface]\nname = \"a\"\nname = \"b\"\n";
+        assert_eq!(field_at(dup, 23).as_deref(), Some("interface.name"));
     }
 }

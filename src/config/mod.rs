@@ -50,6 +50,9 @@ fn toml_error(e: &toml::de::Error, text: &str, origin: &Path) -> ConfigError {
     ConfigError::Toml {
         at,
         field: offset.and_then(|o| locate::field_at(text, o)),
-        message: e.message().trim().to_string(),
+        message: e
+            .message()
+            .trim()
+            .replace("expected i64", "expected an integer"),
     }
 }

@@ -143,8 +143,8 @@ fn keepalive(
         }
     } else if value > MAX_KEEPALIVE {
         Problem::AboveMaximum {
-            value: fmt(value),
-            max: fmt(MAX_KEEPALIVE),
+            value: format!("{}s", value.as_secs()),
+            max: format!("{}s", MAX_KEEPALIVE.as_secs()),
         }
     } else {
         return Ok(Some(value));
