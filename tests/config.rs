@@ -185,6 +185,50 @@ fn nested_prefixes_in_two_peers_are_allowed() {
     assert_eq!(parse(&text).unwrap().peers.len(), 2);
 }
 
+#[test]
+fn own_key_as_peer_is_refused_once_the_identity_is_known() {
+    let c = parse(MINIMAL).unwrap();
+    let own_b = c.peers[0].public_key.clone();
+    let err = config::check_identity(&c, &origin(), &own_b).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("peer[0].public_key: peer 'site-b' has this site's own")
+    );
+    let other = StaticIdentity::generate().unwrap().public();
+    assert!(config::check_identity(&c, &origin(), &other).is_ok());
+}
+
+#[test]
+fn same_network_written_with_other_host_bits_overlaps() {
+    let text = second_peer("site-c", "KEY_A", "\"198.19.0.2/32\"")
+        .replace(
+            "allowed_ips = \"198.19.0.2/32\"\n[[peer]]",
+            "allowed_ips = \"198.19.7.0/24\"\n[[peer]]",
+        )
+        .replace(
+            "allowed_ips = \"198.19.0.2/32\"\n",
+            "allowed_ips = \"198.19.7.9/24\"\n",
+        );
+    let err = parse(&text).unwrap_err();
+    assert_eq!(err.field(), Some("peer[1].allowed_ips"), "{err}\n{text}");
+}
+
+proptest::proptest! {
+    /// Whatever the bytes, parsing returns (Ok or a located error) and never panics.
+    #[test]
+    fn parse_never_panics_on_mutated_examples(cut in 0usize..2000, len in 0usize..40, junk in ".{0,12}") {
+        let text = fs::read_to_string(configs_dir().join("site-a-chacha.toml")).unwrap();
+        let mut start = cut.min(text.len());
+        while !text.is_char_boundary(start) { start -= 1; }
+        let mut end = (start + len).min(text.len());
+        while !text.is_char_boundary(end) { end -= 1; }
+        let mutated = format!("{}{junk}{}", &text[..start], &text[end..]);
+        if let Err(e) = config::parse(&mutated, &configs_dir().join("m.toml")) {
+            let _ = e.to_string();
+        }
+    }
+}
+
 // ------------------------------------------------------------------ malformed configs
 
 /// One broken config: its text (KEY_A/KEY_B replaced by real keys), the field path the

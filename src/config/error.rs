@@ -85,13 +85,23 @@ pub enum ConfigError {
         /// What is wrong with it (boxed: keeps `Result<_, ConfigError>` small).
         problem: Box<Problem>,
     },
+    /// A peer configured with this site's own public key (found by [`super::check_identity`]).
+    #[error("{}: peer[{index}].public_key: peer '{peer}' has this site's own public key; a site cannot be its own peer", file.display())]
+    OwnKey {
+        /// The config file.
+        file: PathBuf,
+        /// The peer's index in the file.
+        index: usize,
+        /// The peer's name.
+        peer: String,
+    },
 }
 
 impl ConfigError {
     /// Where the error is, unless the file could not be read at all.
     pub fn location(&self) -> Option<&Location> {
         match self {
-            Self::Read { .. } => None,
+            Self::Read { .. } | Self::OwnKey { .. } => None,
             Self::Toml { at, .. } | Self::Invalid { at, .. } => Some(at),
         }
     }
@@ -99,7 +109,7 @@ impl ConfigError {
     /// The field path the error is about, when known.
     pub fn field(&self) -> Option<&str> {
         match self {
-            Self::Read { .. } => None,
+            Self::Read { .. } | Self::OwnKey { .. } => None,
             Self::Toml { field, .. } => field.as_deref(),
             Self::Invalid { field, .. } => Some(field),
         }

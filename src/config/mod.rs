@@ -18,6 +18,7 @@ mod validate;
 pub use error::{ConfigError, Location, Problem};
 pub use types::{Config, InterfaceConfig, PeerConfig, QkdConfig, QkdPolicy, RotationConfig};
 
+use crate::crypto::PublicIdentity;
 use std::path::Path;
 
 /// Reads and validates the config file at `path`.
@@ -54,5 +55,22 @@ fn toml_error(e: &toml::de::Error, text: &str, origin: &Path) -> ConfigError {
             .message()
             .trim()
             .replace("expected i64", "expected an integer"),
+    }
+}
+
+/// What [`parse`] cannot check without the private identity (for `check-config` and the
+/// daemon, after [`identity_files::read_public`]): no peer has this site's own key.
+pub fn check_identity(
+    config: &Config,
+    origin: &Path,
+    own: &PublicIdentity,
+) -> Result<(), ConfigError> {
+    match config.peers.iter().position(|p| p.public_key == *own) {
+        None => Ok(()),
+        Some(index) => Err(ConfigError::OwnKey {
+            file: origin.to_path_buf(),
+            index,
+            peer: config.peers[index].name.clone(),
+        }),
     }
 }
