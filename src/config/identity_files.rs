@@ -121,28 +121,7 @@ pub fn write_identity(dir: &Path, id: &StaticIdentity) -> Result<(), IdentityFil
         .mode(DIR_MODE)
         .create(dir)
         .map_err(|source| io_error(dir, source))?;
-    let files = [
-        (
-            dir.join(X25519_KEY_FILE),
-            encode(
-                id.dh
-                    .to_bytes()
-                    .map_err(IdentityFileError::Export)?
-                    .expose(),
-            ),
-            PRIVATE_FILE_MODE,
-        ),
-        (
-            dir.join(MLKEM768_KEY_FILE),
-            encode(&id.kem.to_bytes().map_err(IdentityFileError::Export)?),
-            PRIVATE_FILE_MODE,
-        ),
-        (
-            dir.join(PUBLIC_KEY_FILE),
-            Zeroizing::new(format!("{}\n", id.public().to_base64())),
-            PUBLIC_FILE_MODE,
-        ),
-    ];
+    let files = identity_contents(dir, id)?;
     if let Some((path, _, _)) = files.iter().find(|(p, _, _)| p.symlink_metadata().is_ok()) {
         return Err(IdentityFileError::Exists { path: path.clone() });
     }
@@ -155,6 +134,28 @@ pub fn write_identity(dir: &Path, id: &StaticIdentity) -> Result<(), IdentityFil
         written.push(path);
     }
     Ok(())
+}
+
+/// One file to write: its path, its text (zeroized on drop) and its mode.
+type FileContent = (PathBuf, Zeroizing<String>, u32);
+
+/// The three files of an identity, encoded.
+fn identity_contents(
+    dir: &Path,
+    id: &StaticIdentity,
+) -> Result<[FileContent; 3], IdentityFileError> {
+    let dh = id.dh.to_bytes().map_err(IdentityFileError::Export)?;
+    let kem = id.kem.to_bytes().map_err(IdentityFileError::Export)?;
+    let public = Zeroizing::new(format!("{}\n", id.public().to_base64()));
+    Ok([
+        (
+            dir.join(X25519_KEY_FILE),
+            encode(dh.expose()),
+            PRIVATE_FILE_MODE,
+        ),
+        (dir.join(MLKEM768_KEY_FILE), encode(&kem), PRIVATE_FILE_MODE),
+        (dir.join(PUBLIC_KEY_FILE), public, PUBLIC_FILE_MODE),
+    ])
 }
 
 /// Base64 of `bytes` plus a newline, in a buffer that is zeroized on drop.

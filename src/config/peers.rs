@@ -102,14 +102,7 @@ fn public_key(
                 Problem::PublicKey(e),
             )
         }),
-        (None, Some(file)) => {
-            let field = format!("peer[{i}].public_key_file");
-            if file.get_ref().trim().is_empty() {
-                return Err(src.invalid(file.span(), field, Problem::Empty));
-            }
-            identity_files::read_public_file(&src.resolve(file.get_ref()))
-                .map_err(|e| src.invalid(file.span(), field, Problem::PublicKeyFile(e)))
-        }
+        (None, Some(file)) => public_key_file(i, file, src),
         (Some(_), Some(file)) => {
             let problem = Problem::PublicKeySource("both are set");
             Err(src.invalid(file.span(), format!("peer[{i}].public_key_file"), problem))
@@ -120,6 +113,19 @@ fn public_key(
             Problem::PublicKeySource("neither is set"),
         )),
     }
+}
+
+fn public_key_file(
+    i: usize,
+    file: &Spanned<String>,
+    src: &Source<'_>,
+) -> Result<PublicIdentity, ConfigError> {
+    let field = format!("peer[{i}].public_key_file");
+    if file.get_ref().trim().is_empty() {
+        return Err(src.invalid(file.span(), field, Problem::Empty));
+    }
+    identity_files::read_public_file(&src.resolve(file.get_ref()))
+        .map_err(|e| src.invalid(file.span(), field, Problem::PublicKeyFile(e)))
 }
 
 fn keepalive(
