@@ -178,6 +178,20 @@ fn relative_paths_resolve_against_the_config_directory() {
 }
 
 #[test]
+fn ipv6_listen_address_and_endpoint() {
+    let text = MINIMAL.replace(
+        "identity_dir",
+        "listen_address = \"::\"\nlisten_port = 4500\nidentity_dir",
+    ) + "endpoint = \"[fd00:5159::2]:51820\"\n";
+    let c = parse(&text).unwrap();
+    assert_eq!(c.interface.listen, "[::]:4500".parse().unwrap());
+    assert_eq!(
+        c.peers[0].endpoint,
+        Some("[fd00:5159::2]:51820".parse().unwrap())
+    );
+}
+
+#[test]
 fn nested_prefixes_in_two_peers_are_allowed() {
     let text = format!(
         "{MINIMAL}[[peer]]\nname = \"hub\"\npublic_key = \"KEY_A\"\nallowed_ips = [\"198.19.0.0/16\"]\n"
