@@ -1,0 +1,359 @@
+//! Turns the raw schema into the typed [`Config`]: defaults, ranges, units, paths, and the
+//! cross-field rules of `[interface]`, `[rotation]` and `[qkd]` (peers: `peers`). Every
+//! refusal names the field path and the span of the offending value.
+
+use super::error::{ConfigError, Location, Problem};
+use super::raw::{self, Quantity, RawConfig, RawInterface, RawQkd, RawRotation, StringList};
+use super::types::{Config, InterfaceConfig, QkdConfig, QkdPolicy, RotationConfig};
+use super::units;
+use crate::cidr::IpCidr;
+use crate::constants as k;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// Longest Unix socket path (`sun_path` is 108 bytes including the final NUL).
+const MAX_SOCKET_PATH_BYTES: usize = 107;
+
+/// The text being validated and where it came from.
+pub(super) struct Source<'a> {
+    /// The whole config text (spans index into it).
+    pub text: &'a str,
+    /// The config file's path (for messages and relative paths).
+    pub origin: &'a Path,
+}
+
+impl Source<'_> {
+    /// A validation error at `span`.
+    pub fn invalid(
+        &self,
+        span: Range<usize>,
+        field: impl Into<String>,
+        problem: Problem,
+    ) -> ConfigError {
+        ConfigError::Invalid {
+            at: Location::at_span(self.origin, self.text, &span),
+            field: field.into(),
+            problem: Box::new(problem),
+        }
+    }
+
+    /// The 1-based line of a span's start.
+    pub fn line(&self, span: &Range<usize>) -> usize {
+        Location::at_span(self.origin, self.text, span).line
+    }
+
+    /// A path as written, relative ones taken from the config file's directory.
+    pub fn resolve(&self, written: &str) -> PathBuf {
+        let path = Path::new(written);
+        match self.origin.parent() {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path.to_path_buf(),
+        }
+    }
+}
+
+/// Validates a whole raw config.
+pub(super) fn config(raw: &RawConfig, src: &Source<'_>) -> Result<Config, ConfigError> {
+    Ok(Config {
+        interface: interface(raw.interface.get_ref(), src)?,
+        rotation: rotation(raw.rotation.as_ref(), src)?,
+        qkd: qkd(raw.qkd.as_ref(), src)?,
+        peers: super::peers::peers(&raw.peer, src)?,
+    })
+}
+
+fn interface(raw: &RawInterface, src: &Source<'_>) -> Result<InterfaceConfig, ConfigError> {
+    let name = interface_name(&raw.name, src)?;
+    let default_port = k::DEFAULT_LISTEN_PORT;
+    let port: u16 = ranged(
+        raw.listen_port.as_ref(),
+        default_port,
+        1,
+        u16::MAX,
+        "interface.listen_port",
+        src,
+    )?;
+    let mtu = (
+        k::DEFAULT_TUNNEL_MTU_BYTES,
+        k::MIN_TUNNEL_MTU_BYTES,
+        k::MAX_TUNNEL_MTU_BYTES,
+    );
+    Ok(InterfaceConfig {
+        addresses: cidr_list(&raw.address, "interface.address", src)?,
+        mtu: ranged(raw.mtu.as_ref(), mtu.0, mtu.1, mtu.2, "interface.mtu", src)?,
+        listen: SocketAddr::new(listen_ip(raw.listen_address.as_ref(), src)?, port),
+        identity_dir: path_field(&raw.identity_dir, "interface.identity_dir", src)?,
+        cipher: cipher(raw.cipher.as_ref(), src)?,
+        control_socket: control_socket(raw.control_socket.as_ref(), &name, src)?,
+        name,
+    })
+}
+
+fn interface_name(raw: &Spanned<String>, src: &Source<'_>) -> Result<String, ConfigError> {
+    let name = raw.get_ref();
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+    let valid =
+        (1..=15).contains(&name.len()) && name.chars().all(ok_char) && name != "." && name != "..";
+    if !valid {
+        let problem = Problem::InterfaceName(name.clone());
+        return Err(src.invalid(raw.span(), "interface.name", problem));
+    }
+    Ok(name.clone())
+}
+
+/// An optional integer within `min..=max`, or `default` when absent.
+fn ranged<T>(
+    raw: Option<&Spanned<i64>>,
+    default: T,
+    min: T,
+    max: T,
+    field: &str,
+    src: &Source<'_>,
+) -> Result<T, ConfigError>
+where
+    T: Copy + Into<i64> + TryFrom<i64>,
+{
+    let Some(raw) = raw else { return Ok(default) };
+    let value = *raw.get_ref();
+    let (lo, hi) = (min.into(), max.into());
+    match T::try_from(value) {
+        Ok(v) if (lo..=hi).contains(&value) => Ok(v),
+        _ => Err(src.invalid(
+            raw.span(),
+            field,
+            Problem::OutOfRange {
+                value,
+                min: lo,
+                max: hi,
+            },
+        )),
+    }
+}
+
+/// A non-empty list of prefixes (`interface.address`, `peer[i].allowed_ips`).
+pub(super) fn cidr_list(
+    raw: &Spanned<StringList>,
+    field: &str,
+    src: &Source<'_>,
+) -> Result<Vec<IpCidr>, ConfigError> {
+    let entries = raw::entries(raw);
+    if entries.is_empty() {
+        return Err(src.invalid(raw.span(), field, Problem::EmptyList));
+    }
+    let parse = |(text, span, suffix): (&str, Range<usize>, String)| {
+        text.parse::<IpCidr>().map_err(|source| {
+            let problem = Problem::Cidr {
+                value: text.to_string(),
+                source,
+            };
+            src.invalid(span, format!("{field}{suffix}"), problem)
+        })
+    };
+    entries.into_iter().map(parse).collect()
+}
+
+fn listen_ip(raw: Option<&Spanned<String>>, src: &Source<'_>) -> Result<IpAddr, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    };
+    raw.get_ref().trim().parse().map_err(|_| {
+        let problem = Problem::IpAddress(raw.get_ref().clone());
+        src.invalid(raw.span(), "interface.listen_address", problem)
+    })
+}
+
+fn path_field(
+    raw: &Spanned<String>,
+    field: &str,
+    src: &Source<'_>,
+) -> Result<PathBuf, ConfigError> {
+    if raw.get_ref().trim().is_empty() {
+        return Err(src.invalid(raw.span(), field, Problem::Empty));
+    }
+    Ok(src.resolve(raw.get_ref()))
+}
+
+fn cipher(
+    raw: Option<&Spanned<String>>,
+    src: &Source<'_>,
+) -> Result<crate::crypto::CipherSuite, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(Default::default());
+    };
+    raw.get_ref()
+        .parse()
+        .map_err(|e| src.invalid(raw.span(), "interface.cipher", Problem::Cipher(e)))
+}
+
+fn control_socket(
+    raw: Option<&Spanned<String>>,
+    name: &str,
+    src: &Source<'_>,
+) -> Result<PathBuf, ConfigError> {
+    let field = "interface.control_socket";
+    let (path, span) = match raw {
+        Some(raw) => (path_field(raw, field, src)?, raw.span()),
+        None => (
+            Path::new(k::DEFAULT_CONTROL_DIR).join(format!("{name}.sock")),
+            0..0,
+        ),
+    };
+    let len = path.as_os_str().len();
+    if len > MAX_SOCKET_PATH_BYTES {
+        let problem = Problem::SocketPathTooLong {
+            len,
+            max: MAX_SOCKET_PATH_BYTES,
+        };
+        return Err(src.invalid(span, field, problem));
+    }
+    Ok(path)
+}
+
+fn rotation(raw: Option<&RawRotation>, src: &Source<'_>) -> Result<RotationConfig, ConfigError> {
+    let default = RawRotation::default();
+    let raw = raw.unwrap_or(&default);
+    let rekey_after_bytes = rekey_bytes(raw.rekey_after_bytes.as_ref(), src)?;
+    let rekey_after = rekey_time(raw.rekey_after_seconds.as_ref(), src)?;
+    Ok(RotationConfig {
+        reject_after_bytes: reject_bytes(raw.reject_after_bytes.as_ref(), rekey_after_bytes, src)?,
+        reject_after: reject_time(raw.reject_after_seconds.as_ref(), rekey_after, src)?,
+        rekey_after_bytes,
+        rekey_after,
+    })
+}
+
+fn rekey_bytes(raw: Option<&Spanned<Quantity>>, src: &Source<'_>) -> Result<u64, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(k::DEFAULT_REKEY_AFTER_BYTES);
+    };
+    let field = "rotation.rekey_after_bytes";
+    let value = bytes(raw, field, src)?;
+    if value < k::MIN_REKEY_AFTER_BYTES {
+        let (value, min) = (
+            units::format_bytes(value),
+            units::format_bytes(k::MIN_REKEY_AFTER_BYTES),
+        );
+        return Err(src.invalid(raw.span(), field, Problem::BelowMinimum { value, min }));
+    }
+    Ok(value)
+}
+
+fn rekey_time(raw: Option<&Spanned<Quantity>>, src: &Source<'_>) -> Result<Duration, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(k::DEFAULT_REKEY_AFTER);
+    };
+    let field = "rotation.rekey_after_seconds";
+    let value = duration(raw, field, src)?;
+    let fmt = units::format_duration;
+    if value < k::MIN_REKEY_AFTER {
+        let problem = Problem::BelowMinimum {
+            value: fmt(value),
+            min: fmt(k::MIN_REKEY_AFTER),
+        };
+        return Err(src.invalid(raw.span(), field, problem));
+    }
+    if value > k::MAX_REKEY_AFTER {
+        let problem = Problem::AboveMaximum {
+            value: fmt(value),
+            max: fmt(k::MAX_REKEY_AFTER),
+        };
+        return Err(src.invalid(raw.span(), field, problem));
+    }
+    Ok(value)
+}
+
+fn reject_bytes(
+    raw: Option<&Spanned<Quantity>>,
+    rekey: u64,
+    src: &Source<'_>,
+) -> Result<u64, ConfigError> {
+    let Some(raw) = raw else {
+        let scaled = u128::from(rekey) * u128::from(k::DEFAULT_REJECT_BYTES_NUMERATOR)
+            / u128::from(k::DEFAULT_REJECT_BYTES_DENOMINATOR);
+        return Ok(u64::try_from(scaled)
+            .unwrap_or(u64::MAX)
+            .max(rekey.saturating_add(1)));
+    };
+    let value = bytes(raw, "rotation.reject_after_bytes", src)?;
+    if value <= rekey {
+        let fmt = units::format_bytes;
+        let problem = Problem::RejectNotAboveRekey {
+            reject: fmt(value),
+            rekey_field: "rotation.rekey_after_bytes",
+            rekey: fmt(rekey),
+        };
+        return Err(src.invalid(raw.span(), "rotation.reject_after_bytes", problem));
+    }
+    Ok(value)
+}
+
+fn reject_time(
+    raw: Option<&Spanned<Quantity>>,
+    rekey: Duration,
+    src: &Source<'_>,
+) -> Result<Duration, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(rekey * k::DEFAULT_REJECT_TIME_NUMERATOR / k::DEFAULT_REJECT_TIME_DENOMINATOR);
+    };
+    let value = duration(raw, "rotation.reject_after_seconds", src)?;
+    if value <= rekey {
+        let fmt = units::format_duration;
+        let problem = Problem::RejectNotAboveRekey {
+            reject: fmt(value),
+            rekey_field: "rotation.rekey_after_seconds",
+            rekey: fmt(rekey),
+        };
+        return Err(src.invalid(raw.span(), "rotation.reject_after_seconds", problem));
+    }
+    Ok(value)
+}
+
+/// A byte size: integer bytes or a string with a unit.
+fn bytes(raw: &Spanned<Quantity>, field: &str, src: &Source<'_>) -> Result<u64, ConfigError> {
+    let result = match raw.get_ref() {
+        Quantity::Integer(v) => u64::try_from(*v).map_err(|_| Problem::Negative(*v)),
+        Quantity::Text(t) => units::parse_bytes(t).map_err(|source| Problem::Unit {
+            value: t.clone(),
+            source,
+        }),
+    };
+    result.map_err(|p| src.invalid(raw.span(), field, p))
+}
+
+/// A duration: integer seconds or a string with units.
+pub(super) fn duration(
+    raw: &Spanned<Quantity>,
+    field: &str,
+    src: &Source<'_>,
+) -> Result<Duration, ConfigError> {
+    let result = match raw.get_ref() {
+        Quantity::Integer(v) => u64::try_from(*v)
+            .map(Duration::from_secs)
+            .map_err(|_| Problem::Negative(*v)),
+        Quantity::Text(t) => units::parse_duration(t).map_err(|source| Problem::Unit {
+            value: t.clone(),
+            source,
+        }),
+    };
+    result.map_err(|p| src.invalid(raw.span(), field, p))
+}
+
+fn qkd(raw: Option<&RawQkd>, src: &Source<'_>) -> Result<QkdConfig, ConfigError> {
+    let Some(policy) = raw.and_then(|q| q.policy.as_ref()) else {
+        return Ok(QkdConfig::default());
+    };
+    let name = policy.get_ref().as_str();
+    let problem = match name {
+        "disable" => {
+            return Ok(QkdConfig {
+                policy: QkdPolicy::Disable,
+            });
+        }
+        "allow" | "require" => Problem::QkdNotAvailable(name.to_string()),
+        other => Problem::UnknownQkdPolicy(other.to_string()),
+    };
+    Err(src.invalid(policy.span(), "qkd.policy", problem))
+}
