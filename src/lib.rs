@@ -9,6 +9,7 @@
 //! - [`constants`]: every protocol constant, with its unit.
 
 pub mod batch;
+pub mod cli;
 pub mod cidr;
 pub mod config;
 pub mod constants;

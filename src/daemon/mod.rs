@@ -1,1 +1,114 @@
-//! The runtime (placeholder until it lands).
+//! The daemon (`qshield up`): loads the identity, binds the UDP socket, creates the TUN,
+//! builds the protocol core, runs the data-plane threads and the control socket, and shuts
+//! everything down cleanly on SIGINT/SIGTERM (the TUN disappears with its file descriptor).
+
+pub mod clock;
+pub mod control;
+pub mod logging;
+pub mod runtime;
+pub mod status;
+
+use crate::config::{Config, ConfigError, identity_files};
+use crate::net::{NetError, TunDevice, TunSettings, UdpSocket};
+use crate::proto::endpoint::{Endpoint, EndpointSettings};
+use crate::proto::peer::PeerSettings;
+use crate::proto::session::RotationBudget;
+use clock::Clock;
+use control::{ControlError, ControlSocket};
+use runtime::{Runtime, Shared};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// Why the daemon could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The config file was refused.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The identity files could not be read.
+    #[error(transparent)]
+    Identity(#[from] identity_files::IdentityFileError),
+    /// The TUN device or the UDP socket could not be set up.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// The control socket could not be set up.
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    /// Threads or signal handlers could not be started.
+    #[error("cannot start the daemon: {0}")]
+    Start(#[from] std::io::Error),
+}
+
+/// Runs the daemon for the config at `path` until SIGINT or SIGTERM.
+pub fn run(path: &Path) -> Result<(), DaemonError> {
+    let config = crate::config::load(path)?;
+    let identity = identity_files::read_identity(&config.interface.identity_dir)?;
+    crate::config::check_identity(&config, path, &identity.public())?;
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, shutdown.clone())?;
+    }
+    let udp = Arc::new(UdpSocket::bind(config.interface.listen)?);
+    let tun = Arc::new(TunDevice::create(&tun_settings(&config))?);
+    let control = ControlSocket::bind(&config.interface.control_socket)?;
+    let clock = Clock::start();
+    let endpoint = Endpoint::new(endpoint_settings(&config, identity, &clock), Box::new(crate::crypto::random::SystemRng));
+    tracing::info!(
+        interface = %config.interface.name, listen = %config.interface.listen, peers = config.peers.len(),
+        cipher = %config.interface.cipher, public_key = %endpoint.public().fingerprint(), "qshield up"
+    );
+    let shared = Arc::new(Shared {
+        interface: config.interface.name.clone(),
+        endpoint: Mutex::new(endpoint),
+        clock,
+        tun: tun.clone(),
+        udp: udp.clone(),
+        shutdown: shutdown.clone(),
+        mtu: usize::from(config.interface.mtu),
+    });
+    let runtime = Runtime::start(shared.clone())?;
+    let info = status::DaemonInfo::new(&config, tun.clone(), udp.clone());
+    control.serve(&shutdown, || status::report(&shared, &info).to_string());
+    tracing::info!(interface = %config.interface.name, "shutting down");
+    runtime.stop();
+    shutdown.store(true, Ordering::Relaxed);
+    Ok(())
+}
+
+/// The TUN the config asks for: its addresses, and a route for every allowed prefix.
+pub fn tun_settings(config: &Config) -> TunSettings {
+    TunSettings {
+        name: config.interface.name.clone(),
+        mtu: config.interface.mtu,
+        addresses: config.interface.addresses.clone(),
+        routes: config.peers.iter().flat_map(|p| p.allowed_ips.iter().copied()).collect(),
+    }
+}
+
+/// The core's settings from a validated config.
+pub fn endpoint_settings(config: &Config, identity: crate::crypto::StaticIdentity, clock: &Clock) -> EndpointSettings {
+    let r = &config.rotation;
+    EndpointSettings {
+        identity,
+        suite: config.interface.cipher,
+        budget: RotationBudget {
+            rekey_after_bytes: r.rekey_after_bytes,
+            rekey_after: r.rekey_after,
+            reject_after_bytes: r.reject_after_bytes,
+            reject_after: r.reject_after,
+        },
+        peers: config.peers.iter().map(peer_settings).collect(),
+        unix_ns_at_origin: clock.unix_ns_at_origin(),
+    }
+}
+
+fn peer_settings(p: &crate::config::PeerConfig) -> PeerSettings {
+    PeerSettings {
+        name: p.name.clone(),
+        public: p.public_key.clone(),
+        endpoint: p.endpoint,
+        allowed_ips: p.allowed_ips.clone(),
+        persistent_keepalive: p.persistent_keepalive,
+    }
+}
