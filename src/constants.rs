@@ -118,3 +118,11 @@ pub const DEFAULT_LISTEN_PORT: u16 = 51820;
 pub const BATCH_PACKETS: usize = 64;
 /// Default directory of control sockets (`<dir>/<interface>.sock`).
 pub const DEFAULT_CONTROL_DIR: &str = "/run/qshield";
+
+// ---------------------------------------------------------------- net
+
+/// Kernel send and receive buffer asked for each UDP socket, in bytes (wireguard-go's
+/// 7 MiB: room for a few thousand full datagrams while a batch is being processed).
+pub const UDP_SOCKET_BUFFER_BYTES: usize = 7 << 20;
+/// Packets each in-memory twin queue holds before it drops (like a kernel queue).
+pub const MEMORY_QUEUE_PACKETS: usize = 4096;

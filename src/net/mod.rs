@@ -1,1 +1,146 @@
-//! Network I/O (placeholder until the net module lands).
+//! Network I/O: the TUN device and the UDP socket behind small batch-shaped traits, each
+//! with an in-memory twin so the runtime can be tested without root. This is the only
+//! layer of qshield that holds `unsafe` code (system calls); every block says why it is
+//! sound.
+//!
+//! Files and what each owns:
+//! - `mod.rs`: the [`TunIo`] and [`UdpIo`] traits and [`IoStats`], the contracts every
+//!   implementation honors.
+//! - [`error`]: [`NetError`], the setup failures (creating the TUN, binding the socket).
+//! - `sys.rs`: thin, safe wrappers over the raw system calls shared by the real devices
+//!   (an owned fd, `poll`, socket options, interface ioctls).
+//! - [`tun`]: [`TunDevice`], a kernel TUN interface opened with `/dev/net/tun` and
+//!   configured (MTU, addresses, routes, up) through [`netlink`].
+//! - [`netlink`]: a small rtnetlink writer: link MTU and up, IPv4/IPv6 addresses, routes.
+//! - [`udp`]: [`UdpSocket`], a dual-stack capable UDP socket moving batches with
+//!   `recvmmsg`/`sendmmsg`.
+//! - [`memory`]: [`MemoryTun`] and [`MemoryNetwork`]/[`MemoryUdp`], the in-memory twins.
+//!
+//! # Batch contracts
+//!
+//! Every implementation fills and drains a caller-owned [`PacketBatch`]: nothing is
+//! allocated per packet on the real devices. Receiving waits at most `timeout` for the
+//! first packet, then takes what is already queued, up to the batch's capacity. Sending
+//! skips slots whose `len` is 0; a packet the kernel refuses is counted in [`IoStats`]
+//! and does not stop the rest of the batch.
+//!
+//! Both traits take `&self`: one thread receives while another sends on the same object.
+
+pub mod error;
+pub mod memory;
+pub mod netlink;
+mod sys;
+pub mod tun;
+pub mod udp;
+
+pub use error::NetError;
+pub use memory::{MemoryNetwork, MemoryTun, MemoryTunHost, MemoryUdp};
+pub use tun::{TunDevice, TunSettings};
+pub use udp::UdpSocket;
+
+use crate::batch::PacketBatch;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Counters of packets an I/O object dropped or failed to send, since it was created.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoStats {
+    /// Packets received (handed to the caller in a batch).
+    pub received: u64,
+    /// Packets sent (accepted by the kernel or the twin).
+    pub sent: u64,
+    /// Received packets dropped because they did not fit in a batch slot.
+    pub dropped_truncated: u64,
+    /// Packets whose send failed (each error counted once, the batch went on).
+    pub send_errors: u64,
+}
+
+/// The TUN side of the data plane: inner IP packets from and to the operating system.
+pub trait TunIo: Send + Sync {
+    /// Reads up to `batch.capacity()` packets, waiting at most `timeout` for the first one;
+    /// returns the count (0 on timeout) and sets `batch.len()` to it. Packet `i` is written
+    /// at `slot[DATA_HEADER_BYTES..]` and `meta(i) = SlotMeta { start: DATA_HEADER_BYTES,
+    /// len, addr: None }`.
+    fn recv_batch(&self, batch: &mut PacketBatch, timeout: Duration) -> io::Result<usize>;
+
+    /// Writes every slot `i < batch.len()` whose `meta.len > 0` (`bytes(i)`) as one packet
+    /// each; returns the number written. A packet that fails is counted in
+    /// [`IoStats::send_errors`] and the rest are still written.
+    fn send_batch(&self, batch: &PacketBatch) -> io::Result<usize>;
+
+    /// Counters since creation.
+    fn stats(&self) -> IoStats;
+}
+
+/// The UDP side of the data plane: encrypted datagrams from and to peers.
+pub trait UdpIo: Send + Sync {
+    /// Receives up to `batch.capacity()` datagrams, waiting at most `timeout` for the first;
+    /// returns the count (0 on timeout) and sets `batch.len()` to it. Datagram `i` is at
+    /// `slot[0..]` with `meta = { start: 0, len, addr: Some(source) }`; an IPv4 source seen
+    /// on a dual-stack socket is reported as a plain IPv4 address. Datagrams larger than a
+    /// slot are dropped and counted in [`IoStats::dropped_truncated`], never returned.
+    fn recv_batch(&self, batch: &mut PacketBatch, timeout: Duration) -> io::Result<usize>;
+
+    /// Sends every slot `i < batch.len()` with `meta.len > 0` to `meta.addr`; returns the
+    /// number of datagrams sent. A slot without an address, or one the kernel refuses, is
+    /// counted in [`IoStats::send_errors`] and the rest are still sent.
+    fn send_batch(&self, batch: &PacketBatch) -> io::Result<usize>;
+
+    /// Sends one datagram (handshake messages).
+    fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<()>;
+
+    /// The address the socket is bound to.
+    fn local_addr(&self) -> io::Result<SocketAddr>;
+
+    /// Counters since creation.
+    fn stats(&self) -> IoStats;
+}
+
+/// Atomic counters behind [`IoStats`], shared by the receiving and the sending thread.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    received: std::sync::atomic::AtomicU64,
+    sent: std::sync::atomic::AtomicU64,
+    dropped_truncated: std::sync::atomic::AtomicU64,
+    send_errors: std::sync::atomic::AtomicU64,
+}
+
+impl Counters {
+    fn add(counter: &std::sync::atomic::AtomicU64, n: usize) {
+        if n > 0 {
+            counter.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Counts `n` packets handed to the caller.
+    pub(crate) fn received(&self, n: usize) {
+        Self::add(&self.received, n);
+    }
+
+    /// Counts `n` packets sent.
+    pub(crate) fn sent(&self, n: usize) {
+        Self::add(&self.sent, n);
+    }
+
+    /// Counts `n` received packets dropped as too large for a slot.
+    pub(crate) fn truncated(&self, n: usize) {
+        Self::add(&self.dropped_truncated, n);
+    }
+
+    /// Counts `n` failed sends.
+    pub(crate) fn send_errors(&self, n: usize) {
+        Self::add(&self.send_errors, n);
+    }
+
+    /// A snapshot of every counter.
+    pub(crate) fn snapshot(&self) -> IoStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        IoStats {
+            received: self.received.load(Relaxed),
+            sent: self.sent.load(Relaxed),
+            dropped_truncated: self.dropped_truncated.load(Relaxed),
+            send_errors: self.send_errors.load(Relaxed),
+        }
+    }
+}

@@ -1,0 +1,429 @@
+//! [`UdpSocket`]: the underlay socket. It binds IPv4 or IPv6 (`[::]` is dual stack),
+//! asks for large kernel buffers, lets the kernel fragment oversized datagrams, and moves
+//! batches with `recvmmsg`/`sendmmsg`.
+//!
+//! Scratch memory: each batch call builds its `mmsghdr`, `iovec` and address arrays on the
+//! stack, [`BATCH_PACKETS`] entries at a time (about 7 KiB), and loops for larger batches.
+//! The stack keeps the receiving and the sending thread independent (no lock to share)
+//! and allocates nothing per packet.
+//!
+//! Path MTU: the socket uses `IP_PMTUDISC_DONT` / `IPV6_PMTUDISC_DONT`. With Linux's
+//! default (`IP_PMTUDISC_WANT`) a data datagram larger than a cached path MTU is refused
+//! locally with `EMSGSIZE`, so one ICMP "fragmentation needed" would silently black-hole
+//! every full-size inner packet until the cache expires. With `DONT` the kernel fragments
+//! instead: the packet may still cross (most paths pass fragments), and sizing the tunnel
+//! MTU stays the operator's lever. Handshake datagrams are at most
+//! [`MAX_HANDSHAKE_DATAGRAM_BYTES`](crate::constants::MAX_HANDSHAKE_DATAGRAM_BYTES), so
+//! they never need fragmenting.
+
+use super::error::NetError;
+use super::sys::{self, RawAddr};
+use super::{Counters, IoStats, UdpIo};
+use crate::batch::{PacketBatch, SlotMeta};
+use crate::constants::{BATCH_PACKETS, UDP_SOCKET_BUFFER_BYTES};
+use std::io;
+use std::mem;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::ptr;
+use std::time::{Duration, Instant};
+
+/// `SO_SNDBUFFORCE` / `SO_RCVBUFFORCE` (asm-generic/socket.h): like `SO_SNDBUF` /
+/// `SO_RCVBUF` but not capped by `net.core.[rw]mem_max`; needs `CAP_NET_ADMIN`.
+const SO_SNDBUFFORCE: libc::c_int = 32;
+const SO_RCVBUFFORCE: libc::c_int = 33;
+
+/// A bound UDP socket. Receiving and sending may run on two threads at once.
+#[derive(Debug)]
+pub struct UdpSocket {
+    fd: OwnedFd,
+    local: SocketAddr,
+    /// The socket is `AF_INET6`: IPv4 destinations are sent as IPv4-mapped addresses.
+    map_v4: bool,
+    counters: Counters,
+}
+
+impl UdpSocket {
+    /// Binds to `addr`. Binding `[::]` accepts IPv4 too (`IPV6_V6ONLY` cleared); IPv4
+    /// peers are then reported and addressed as plain IPv4 [`SocketAddr`]s.
+    pub fn bind(addr: SocketAddr) -> Result<Self, NetError> {
+        let bind_err = |source| NetError::UdpBind { addr, source };
+        let domain = if addr.is_ipv4() {
+            libc::AF_INET
+        } else {
+            libc::AF_INET6
+        };
+        let fd = sys::socket(domain, libc::SOCK_DGRAM, 0).map_err(bind_err)?;
+        configure(&fd, addr)?;
+        let (raw, len) = RawAddr::from_socket_addr(addr, false);
+        // SAFETY: `raw` is a valid sockaddr of `len` bytes for the socket's family.
+        let ret = unsafe { libc::bind(fd.as_raw_fd(), (&raw as *const RawAddr).cast(), len) };
+        sys::cvt(ret).map_err(bind_err)?;
+        let local = local_address(&fd).map_err(bind_err)?;
+        Ok(Self {
+            fd,
+            local,
+            map_v4: !addr.is_ipv4(),
+            counters: Counters::default(),
+        })
+    }
+
+    /// The kernel receive buffer size in bytes (as `SO_RCVBUF` reports it).
+    pub fn recv_buffer_bytes(&self) -> io::Result<usize> {
+        sys::get_int_option(self.fd.as_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF).map(|v| v as usize)
+    }
+
+    /// One `recvmmsg` with `MSG_DONTWAIT` into slots `from..from + count`
+    /// (`count <= BATCH_PACKETS`); returns (datagrams taken from the kernel, slots filled).
+    fn recv_chunk(
+        &self,
+        batch: &mut PacketBatch,
+        from: usize,
+        count: usize,
+    ) -> io::Result<(usize, usize)> {
+        let mut scratch = Scratch::new();
+        for k in 0..count {
+            let slot = batch.slot_mut(from + k);
+            scratch.set(
+                k,
+                slot.as_mut_ptr(),
+                slot.len(),
+                RawAddr::zeroed(),
+                RECV_NAME_BYTES,
+            );
+        }
+        scratch.link(count);
+        let got = loop {
+            // SAFETY: entries 0..count are linked: each points at its own iovec (a whole,
+            // distinct batch slot, borrowed mutably from `batch` for this call) and its own
+            // address buffer of the stated size; nothing else touches `batch` meanwhile.
+            let ret = unsafe {
+                libc::recvmmsg(
+                    self.fd.as_raw_fd(),
+                    scratch.hdrs.as_mut_ptr(),
+                    count as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                    ptr::null_mut(),
+                )
+            };
+            match sys::cvt(ret) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok((0, 0)),
+                Err(e) => return Err(e),
+                Ok(n) => break n as usize,
+            }
+        };
+        Ok((got, self.keep_complete(batch, &scratch, from, got)))
+    }
+
+    /// Sets the metadata of the `got` datagrams just received at `from..`, dropping the
+    /// truncated ones and moving later ones down so the filled slots stay contiguous;
+    /// returns how many were kept.
+    fn keep_complete(
+        &self,
+        batch: &mut PacketBatch,
+        scratch: &Scratch,
+        from: usize,
+        got: usize,
+    ) -> usize {
+        let mut kept = 0;
+        for k in 0..got {
+            let hdr = &scratch.hdrs[k];
+            let source = scratch.names[k].socket_addr();
+            if hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 || source.is_none() {
+                self.counters.truncated(1);
+                continue;
+            }
+            let len = hdr.msg_len as usize;
+            if kept != k {
+                move_bytes(batch, from + k, from + kept, len);
+            }
+            batch.set_meta(
+                from + kept,
+                SlotMeta {
+                    start: 0,
+                    len,
+                    addr: source,
+                },
+            );
+            kept += 1;
+        }
+        kept
+    }
+
+    /// Sends the slots listed in `indices` (at most `BATCH_PACKETS`, all with `len > 0`)
+    /// with as few `sendmmsg` calls as errors allow; returns the number sent.
+    fn send_chunk(&self, batch: &PacketBatch, indices: &[usize]) -> usize {
+        let mut scratch = Scratch::new();
+        let mut n = 0;
+        for &i in indices {
+            let Some(dest) = self.destination(batch.meta(i).addr) else {
+                self.counters.send_errors(1);
+                continue;
+            };
+            let (name, name_len) = RawAddr::from_socket_addr(dest, self.map_v4);
+            let bytes = batch.bytes(i);
+            scratch.set(n, bytes.as_ptr().cast_mut(), bytes.len(), name, name_len);
+            n += 1;
+        }
+        scratch.link(n);
+        self.sendmmsg_all(&mut scratch, n)
+    }
+
+    /// The address to send to, or `None` when there is none or the family cannot be
+    /// reached from this socket.
+    fn destination(&self, addr: Option<SocketAddr>) -> Option<SocketAddr> {
+        addr.filter(|a| self.map_v4 || a.is_ipv4())
+    }
+
+    /// Calls `sendmmsg` until all `n` linked entries are sent or failed; one failing
+    /// datagram is counted and skipped.
+    fn sendmmsg_all(&self, scratch: &mut Scratch, n: usize) -> usize {
+        let (mut next, mut sent) = (0, 0);
+        while next < n {
+            // SAFETY: entries next..n are linked to their own iovec and address; the iovecs
+            // point at batch bytes that stay borrowed (shared) for this call, and the kernel
+            // only reads them when sending.
+            let ret = unsafe {
+                libc::sendmmsg(
+                    self.fd.as_raw_fd(),
+                    scratch.hdrs[next..].as_mut_ptr(),
+                    (n - next) as libc::c_uint,
+                    0,
+                )
+            };
+            match sys::cvt(ret) {
+                Ok(k) => {
+                    next += k as usize;
+                    sent += k as usize;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::trace!(local = %self.local, error = %e, "UDP send failed");
+                    self.counters.send_errors(1);
+                    next += 1;
+                }
+            }
+        }
+        sent
+    }
+}
+
+impl UdpIo for UdpSocket {
+    fn recv_batch(&self, batch: &mut PacketBatch, timeout: Duration) -> io::Result<usize> {
+        batch.clear();
+        let deadline = Instant::now() + timeout;
+        let mut filled = 0;
+        while filled == 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !sys::poll_readable(self.fd.as_fd(), left)? {
+                break;
+            }
+            filled = self.drain(batch)?;
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+        batch.set_len(filled);
+        self.counters.received(filled);
+        Ok(filled)
+    }
+
+    fn send_batch(&self, batch: &PacketBatch) -> io::Result<usize> {
+        let mut indices = [0usize; BATCH_PACKETS];
+        let (mut n, mut sent) = (0, 0);
+        for i in (0..batch.len()).filter(|&i| batch.meta(i).len > 0) {
+            indices[n] = i;
+            n += 1;
+            if n == BATCH_PACKETS {
+                sent += self.send_chunk(batch, &indices[..n]);
+                n = 0;
+            }
+        }
+        if n > 0 {
+            sent += self.send_chunk(batch, &indices[..n]);
+        }
+        self.counters.sent(sent);
+        Ok(sent)
+    }
+
+    fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<()> {
+        if self.destination(Some(to)).is_none() {
+            return Err(io::Error::from_raw_os_error(libc::EAFNOSUPPORT));
+        }
+        let (raw, len) = RawAddr::from_socket_addr(to, self.map_v4);
+        loop {
+            // SAFETY: `buf` is a live slice and `raw` a valid sockaddr of `len` bytes.
+            let ret = unsafe {
+                libc::sendto(
+                    self.fd.as_raw_fd(),
+                    buf.as_ptr().cast(),
+                    buf.len(),
+                    0,
+                    (&raw as *const RawAddr).cast(),
+                    len,
+                )
+            };
+            match sys::cvt_size(ret) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+                Ok(_) => {
+                    self.counters.sent(1);
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+
+    fn stats(&self) -> IoStats {
+        self.counters.snapshot()
+    }
+}
+
+impl UdpSocket {
+    /// Takes what the kernel has queued, chunk by chunk, until the batch is full or a chunk
+    /// comes back short; returns the number of slots filled.
+    fn drain(&self, batch: &mut PacketBatch) -> io::Result<usize> {
+        let mut filled = 0;
+        while filled < batch.capacity() {
+            let want = (batch.capacity() - filled).min(BATCH_PACKETS);
+            let result = self.recv_chunk(batch, filled, want);
+            let (got, kept) = match result {
+                Ok(r) => r,
+                Err(e) if filled > 0 => {
+                    tracing::debug!(local = %self.local, error = %e, "UDP receive failed mid-batch");
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
+            filled += kept;
+            if got < want {
+                break;
+            }
+        }
+        Ok(filled)
+    }
+}
+
+/// Size of the address buffer offered to the kernel per received datagram.
+const RECV_NAME_BYTES: libc::socklen_t = mem::size_of::<RawAddr>() as libc::socklen_t;
+
+/// Per-call arrays for `recvmmsg`/`sendmmsg`, on the caller's stack.
+struct Scratch {
+    hdrs: [libc::mmsghdr; BATCH_PACKETS],
+    iovs: [libc::iovec; BATCH_PACKETS],
+    names: [RawAddr; BATCH_PACKETS],
+}
+
+impl Scratch {
+    fn new() -> Self {
+        // SAFETY: mmsghdr and iovec are plain C structs of integers and raw pointers, and
+        // RawAddr a union of such; all-zero bytes (null pointers, zero lengths) are valid.
+        unsafe { mem::zeroed() }
+    }
+
+    /// Fills entry `k`: its buffer and its address (length `name_len`).
+    fn set(
+        &mut self,
+        k: usize,
+        base: *mut u8,
+        len: usize,
+        name: RawAddr,
+        name_len: libc::socklen_t,
+    ) {
+        self.iovs[k] = libc::iovec {
+            iov_base: base.cast(),
+            iov_len: len,
+        };
+        self.names[k] = name;
+        self.hdrs[k].msg_hdr.msg_namelen = name_len;
+        self.hdrs[k].msg_hdr.msg_flags = 0;
+        self.hdrs[k].msg_len = 0;
+    }
+
+    /// Points headers `0..n` at their own iovec and address. Called once the scratch is in
+    /// its final place, since the headers hold pointers into it.
+    fn link(&mut self, n: usize) {
+        for k in 0..n {
+            let hdr = &mut self.hdrs[k].msg_hdr;
+            hdr.msg_iov = &mut self.iovs[k];
+            hdr.msg_iovlen = 1;
+            hdr.msg_name = (&mut self.names[k] as *mut RawAddr).cast();
+        }
+    }
+}
+
+/// Moves the first `len` bytes of slot `src` to slot `dst` through a small stack buffer
+/// (the batch offers no two slots at once; this runs only after a truncated datagram).
+fn move_bytes(batch: &mut PacketBatch, src: usize, dst: usize, len: usize) {
+    let mut tmp = [0u8; 1024];
+    let mut off = 0;
+    while off < len {
+        let end = (off + tmp.len()).min(len);
+        tmp[..end - off].copy_from_slice(&batch.slot_mut(src)[off..end]);
+        batch.slot_mut(dst)[off..end].copy_from_slice(&tmp[..end - off]);
+        off = end;
+    }
+}
+
+/// Socket options set before binding: dual stack, buffers, path-MTU behavior.
+fn configure(fd: &OwnedFd, addr: SocketAddr) -> Result<(), NetError> {
+    let opt_err = |option| {
+        move |source| NetError::UdpOption {
+            addr,
+            option,
+            source,
+        }
+    };
+    let fd = fd.as_fd();
+    if addr.is_ipv6() && addr.ip().is_unspecified() {
+        sys::set_int_option(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 0)
+            .map_err(opt_err("IPV6_V6ONLY"))?;
+    }
+    set_buffer(fd, SO_RCVBUFFORCE, libc::SO_RCVBUF).map_err(opt_err("SO_RCVBUF"))?;
+    set_buffer(fd, SO_SNDBUFFORCE, libc::SO_SNDBUF).map_err(opt_err("SO_SNDBUF"))?;
+    if addr.is_ipv6() {
+        sys::set_int_option(
+            fd,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_DONT,
+        )
+        .map_err(opt_err("IPV6_MTU_DISCOVER"))?;
+    }
+    // On an AF_INET6 socket this applies to its IPv4-mapped traffic.
+    sys::set_int_option(
+        fd,
+        libc::IPPROTO_IP,
+        libc::IP_MTU_DISCOVER,
+        libc::IP_PMTUDISC_DONT,
+    )
+    .map_err(opt_err("IP_MTU_DISCOVER"))
+}
+
+/// Asks for [`UDP_SOCKET_BUFFER_BYTES`], beyond `net.core.*mem_max` when privileged.
+fn set_buffer(
+    fd: std::os::fd::BorrowedFd<'_>,
+    force: libc::c_int,
+    plain: libc::c_int,
+) -> io::Result<()> {
+    let bytes = UDP_SOCKET_BUFFER_BYTES as libc::c_int;
+    sys::set_int_option(fd, libc::SOL_SOCKET, force, bytes)
+        .or_else(|_| sys::set_int_option(fd, libc::SOL_SOCKET, plain, bytes))
+}
+
+/// The address the kernel bound (the port is resolved when 0 was asked).
+fn local_address(fd: &OwnedFd) -> io::Result<SocketAddr> {
+    let mut raw = RawAddr::zeroed();
+    let mut len = RECV_NAME_BYTES;
+    // SAFETY: `raw` is a writable buffer of `len` bytes and `len` a live socklen_t.
+    let ret =
+        unsafe { libc::getsockname(fd.as_raw_fd(), (&mut raw as *mut RawAddr).cast(), &mut len) };
+    sys::cvt(ret)?;
+    raw.socket_addr()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unexpected address family"))
+}
