@@ -9,8 +9,8 @@
 //! - [`constants`]: every protocol constant, with its unit.
 
 pub mod batch;
-pub mod cli;
 pub mod cidr;
+pub mod cli;
 pub mod config;
 pub mod constants;
 pub mod crypto;

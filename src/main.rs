@@ -25,23 +25,37 @@ fn run(command: Command) -> Result<()> {
     match command {
         Command::Keygen { out_dir } => keygen(&out_dir),
         Command::Pubkey { identity_dir } => {
-            println!("{}", identity_files::read_public(&identity_dir)?.to_base64());
+            println!(
+                "{}",
+                identity_files::read_public(&identity_dir)?.to_base64()
+            );
             Ok(())
         }
         Command::CheckConfig { config } => check_config(&config),
-        Command::Up { config, log_format, log_level } => {
+        Command::Up {
+            config,
+            log_format,
+            log_level,
+        } => {
             init_logging(log_format, &log_level);
             daemon::run(&config)?;
             Ok(())
         }
-        Command::Status { json, socket, interface } => show_status(json, socket, interface),
+        Command::Status {
+            json,
+            socket,
+            interface,
+        } => show_status(json, socket, interface),
     }
 }
 
 fn keygen(dir: &Path) -> Result<()> {
     let id = StaticIdentity::generate().context("generating keys")?;
     identity_files::write_identity(dir, &id)?;
-    println!("wrote {}/{{x25519.key,mlkem768.key}} (0600) and public.key", dir.display());
+    println!(
+        "wrote {}/{{x25519.key,mlkem768.key}} (0600) and public.key",
+        dir.display()
+    );
     println!("public key: {}", id.public().to_base64());
     Ok(())
 }
@@ -51,14 +65,22 @@ fn check_config(path: &Path) -> Result<()> {
     let public = identity_files::read_public(&cfg.interface.identity_dir)
         .with_context(|| format!("{}: interface.identity_dir", path.display()))?;
     config::check_identity(&cfg, path, &public)?;
-    println!("{}: ok ({} peer(s), interface {}, cipher {})", path.display(), cfg.peers.len(), cfg.interface.name, cfg.interface.cipher);
+    println!(
+        "{}: ok ({} peer(s), interface {}, cipher {})",
+        path.display(),
+        cfg.peers.len(),
+        cfg.interface.name,
+        cfg.interface.cipher
+    );
     Ok(())
 }
 
 fn init_logging(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -85,10 +107,17 @@ fn show_status(json: bool, socket: Option<PathBuf>, interface: Option<String>) -
 fn discover_sockets() -> Result<Vec<PathBuf>> {
     let dir = Path::new(DEFAULT_CONTROL_DIR);
     let found: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "sock")).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "sock"))
+                .collect()
+        })
         .unwrap_or_default();
     if found.is_empty() {
-        bail!("no running qshield daemon found in {} (use --socket PATH or --interface NAME)", dir.display());
+        bail!(
+            "no running qshield daemon found in {} (use --socket PATH or --interface NAME)",
+            dir.display()
+        );
     }
     Ok(found)
 }

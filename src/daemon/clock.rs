@@ -14,8 +14,14 @@ pub struct Clock {
 impl Clock {
     /// A clock whose origin is now.
     pub fn start() -> Self {
-        let unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        Self { origin: std::time::Instant::now(), unix_ns_at_origin: u64::try_from(unix).unwrap_or(u64::MAX) }
+        let unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        Self {
+            origin: std::time::Instant::now(),
+            unix_ns_at_origin: u64::try_from(unix).unwrap_or(u64::MAX),
+        }
     }
 
     /// The current instant.

@@ -24,7 +24,9 @@ pub enum ControlError {
         source: std::io::Error,
     },
     /// The client could not reach the daemon.
-    #[error("cannot reach the daemon at {path}: {source} (is `qshield up` running for this interface?)")]
+    #[error(
+        "cannot reach the daemon at {path}: {source} (is `qshield up` running for this interface?)"
+    )]
     Connect {
         /// Socket path.
         path: PathBuf,
@@ -50,7 +52,10 @@ pub struct ControlSocket {
 impl ControlSocket {
     /// Binds `path` (creating its directory), refusing if a live daemon already answers there.
     pub fn bind(path: &Path) -> Result<Self, ControlError> {
-        let bind_err = |source| ControlError::Bind { path: path.to_path_buf(), source };
+        let bind_err = |source| ControlError::Bind {
+            path: path.to_path_buf(),
+            source,
+        };
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(bind_err)?;
         }
@@ -63,7 +68,10 @@ impl ControlSocket {
         let listener = UnixListener::bind(path).map_err(bind_err)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_err)?;
         listener.set_nonblocking(true).map_err(bind_err)?;
-        Ok(Self { listener, path: path.to_path_buf() })
+        Ok(Self {
+            listener,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Serves requests until `shutdown` is set; `answer` builds the status JSON.
@@ -75,7 +83,9 @@ impl ControlSocket {
                         tracing::debug!(error = %e, "control client went away");
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(50)),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "control socket accept failed");
                     std::thread::sleep(Duration::from_millis(200));
@@ -98,7 +108,10 @@ fn handle(stream: UnixStream, answer: &impl Fn() -> String) -> std::io::Result<(
     BufReader::new(std::io::Read::take(&stream, 256)).read_line(&mut line)?;
     let reply = match line.trim() {
         "status" => answer(),
-        other => serde_json::json!({ "error": format!("unknown request '{other}' (expected 'status')") }).to_string(),
+        other => {
+            serde_json::json!({ "error": format!("unknown request '{other}' (expected 'status')") })
+                .to_string()
+        }
     };
     let mut w = &stream;
     w.write_all(reply.as_bytes())?;
@@ -107,14 +120,25 @@ fn handle(stream: UnixStream, answer: &impl Fn() -> String) -> std::io::Result<(
 
 /// Asks the daemon at `path` for its status; returns the JSON document.
 pub fn request_status(path: &Path) -> Result<serde_json::Value, ControlError> {
-    let connect = |source| ControlError::Connect { path: path.to_path_buf(), source };
+    let connect = |source| ControlError::Connect {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut stream = UnixStream::connect(path).map_err(connect)?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(connect)?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(connect)?;
     stream.write_all(b"status\n").map_err(connect)?;
     let mut line = String::new();
-    BufReader::new(&stream).read_line(&mut line).map_err(connect)?;
-    let answer = |detail: String| ControlError::Answer { path: path.to_path_buf(), detail };
-    let value: serde_json::Value = serde_json::from_str(&line).map_err(|e| answer(e.to_string()))?;
+    BufReader::new(&stream)
+        .read_line(&mut line)
+        .map_err(connect)?;
+    let answer = |detail: String| ControlError::Answer {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(&line).map_err(|e| answer(e.to_string()))?;
     if let Some(err) = value.get("error") {
         return Err(answer(err.to_string()));
     }

@@ -8,7 +8,13 @@ use crate::proto::handshake::HandshakeError;
 pub fn log_event(interface: &str, event: &Event) {
     match event {
         Event::HandshakeStarted { peer, reason } => log_started(interface, peer, *reason),
-        Event::SessionEstablished { peer, epoch, role, qkd, round_trip } => tracing::info!(
+        Event::SessionEstablished {
+            peer,
+            epoch,
+            role,
+            qkd,
+            round_trip,
+        } => tracing::info!(
             interface, peer = %peer, epoch, role = ?role, qkd,
             round_trip_ms = round_trip.map(|d| d.as_secs_f64() * 1e3),
             "session established"
@@ -16,8 +22,12 @@ pub fn log_event(interface: &str, event: &Event) {
         Event::SessionConfirmed { peer, epoch } => {
             tracing::debug!(interface, peer = %peer, epoch, "peer switched to the new session")
         }
-        Event::HandshakeRejected { peer, from, error } => log_rejected(interface, peer.as_deref(), *from, error),
-        Event::InitiationIgnored { peer, why } => tracing::debug!(interface, peer = %peer, why, "initiation ignored"),
+        Event::HandshakeRejected { peer, from, error } => {
+            log_rejected(interface, peer.as_deref(), *from, error)
+        }
+        Event::InitiationIgnored { peer, why } => {
+            tracing::debug!(interface, peer = %peer, why, "initiation ignored")
+        }
         Event::BadMac1 { from } => tracing::warn!(
             interface, %from,
             "dropped handshake datagrams with an invalid mac1: the sender does not have this site's public key (check the peer's config)"
@@ -26,25 +36,42 @@ pub fn log_event(interface: &str, event: &Event) {
             interface, peer = %peer, attempts,
             "no handshake response from the peer: check that it is running, that its endpoint is reachable, and that it has this site's public key"
         ),
-        Event::SessionExpired { peer, epoch, reason } => {
+        Event::SessionExpired {
+            peer,
+            epoch,
+            reason,
+        } => {
             tracing::warn!(interface, peer = %peer, epoch, reason = ?reason, "key reached its hard limit and was dropped")
         }
-        Event::EndpointChanged { peer, to } => tracing::info!(interface, peer = %peer, endpoint = %to, "peer endpoint changed"),
-        Event::CookieSent { to } => tracing::debug!(interface, %to, "under load: sent a cookie reply"),
+        Event::EndpointChanged { peer, to } => {
+            tracing::info!(interface, peer = %peer, endpoint = %to, "peer endpoint changed")
+        }
+        Event::CookieSent { to } => {
+            tracing::debug!(interface, %to, "under load: sent a cookie reply")
+        }
     }
 }
 
 fn log_started(interface: &str, peer: &str, reason: InitiationReason) {
     match reason {
-        InitiationReason::Rekey(why) => tracing::debug!(interface, peer, reason = ?why, "rotating key"),
+        InitiationReason::Rekey(why) => {
+            tracing::debug!(interface, peer, reason = ?why, "rotating key")
+        }
         other => tracing::info!(interface, peer, reason = ?other, "starting handshake"),
     }
 }
 
-fn log_rejected(interface: &str, peer: Option<&str>, from: std::net::SocketAddr, error: &HandshakeError) {
+fn log_rejected(
+    interface: &str,
+    peer: Option<&str>,
+    from: std::net::SocketAddr,
+    error: &HandshakeError,
+) {
     let peer = peer.unwrap_or("unknown");
     match error {
-        HandshakeError::Wire(_) => tracing::debug!(interface, peer, %from, %error, "handshake message refused"),
+        HandshakeError::Wire(_) => {
+            tracing::debug!(interface, peer, %from, %error, "handshake message refused")
+        }
         _ => tracing::warn!(interface, peer, %from, %error, "handshake failed"),
     }
 }

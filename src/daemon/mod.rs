@@ -53,7 +53,10 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
     let tun = Arc::new(TunDevice::create(&tun_settings(&config))?);
     let control = ControlSocket::bind(&config.interface.control_socket)?;
     let clock = Clock::start();
-    let endpoint = Endpoint::new(endpoint_settings(&config, identity, &clock), Box::new(crate::crypto::random::SystemRng));
+    let endpoint = Endpoint::new(
+        endpoint_settings(&config, identity, &clock),
+        Box::new(crate::crypto::random::SystemRng),
+    );
     tracing::info!(
         interface = %config.interface.name, listen = %config.interface.listen, peers = config.peers.len(),
         cipher = %config.interface.cipher, public_key = %endpoint.public().fingerprint(), "qshield up"
@@ -82,12 +85,20 @@ pub fn tun_settings(config: &Config) -> TunSettings {
         name: config.interface.name.clone(),
         mtu: config.interface.mtu,
         addresses: config.interface.addresses.clone(),
-        routes: config.peers.iter().flat_map(|p| p.allowed_ips.iter().copied()).collect(),
+        routes: config
+            .peers
+            .iter()
+            .flat_map(|p| p.allowed_ips.iter().copied())
+            .collect(),
     }
 }
 
 /// The core's settings from a validated config.
-pub fn endpoint_settings(config: &Config, identity: crate::crypto::StaticIdentity, clock: &Clock) -> EndpointSettings {
+pub fn endpoint_settings(
+    config: &Config,
+    identity: crate::crypto::StaticIdentity,
+    clock: &Clock,
+) -> EndpointSettings {
     let r = &config.rotation;
     EndpointSettings {
         identity,

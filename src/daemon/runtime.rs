@@ -82,11 +82,23 @@ impl Runtime {
     pub fn start(shared: Arc<Shared>) -> std::io::Result<Self> {
         let mut threads = Vec::new();
         let s = shared.clone();
-        threads.push(std::thread::Builder::new().name("tun→udp".into()).spawn(move || tun_to_udp(&s))?);
+        threads.push(
+            std::thread::Builder::new()
+                .name("tun→udp".into())
+                .spawn(move || tun_to_udp(&s))?,
+        );
         let s = shared.clone();
-        threads.push(std::thread::Builder::new().name("udp→tun".into()).spawn(move || udp_to_tun(&s))?);
+        threads.push(
+            std::thread::Builder::new()
+                .name("udp→tun".into())
+                .spawn(move || udp_to_tun(&s))?,
+        );
         let s = shared.clone();
-        threads.push(std::thread::Builder::new().name("timers".into()).spawn(move || timers(&s))?);
+        threads.push(
+            std::thread::Builder::new()
+                .name("timers".into())
+                .spawn(move || timers(&s))?,
+        );
         let drained = {
             let mut ep = shared.lock();
             ep.start(shared.clock.now());
@@ -135,7 +147,10 @@ fn tun_to_udp(s: &Shared) {
 }
 
 fn udp_to_tun(s: &Shared) {
-    let mut batch = PacketBatch::new(BATCH_PACKETS, s.mtu.max(crate::constants::MAX_HANDSHAKE_DATAGRAM_BYTES));
+    let mut batch = PacketBatch::new(
+        BATCH_PACKETS,
+        s.mtu.max(crate::constants::MAX_HANDSHAKE_DATAGRAM_BYTES),
+    );
     while !s.shutdown.load(Ordering::Relaxed) {
         match s.udp.recv_batch(&mut batch, POLL_INTERVAL) {
             Ok(0) => continue,
@@ -164,8 +179,13 @@ fn timers(s: &Shared) {
             let mut ep = s.lock();
             let now = s.clock.now();
             ep.handle_timeout(now);
-            let sleep = ep.poll_timeout().map_or(TIMER_MAX_SLEEP, |t| t.saturating_since(now));
-            (Shared::drain(&mut ep), sleep.clamp(TIMER_MIN_SLEEP, TIMER_MAX_SLEEP))
+            let sleep = ep
+                .poll_timeout()
+                .map_or(TIMER_MAX_SLEEP, |t| t.saturating_since(now));
+            (
+                Shared::drain(&mut ep),
+                sleep.clamp(TIMER_MIN_SLEEP, TIMER_MAX_SLEEP),
+            )
         };
         s.flush(drained);
         std::thread::sleep(sleep);

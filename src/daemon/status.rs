@@ -59,8 +59,18 @@ pub fn report(shared: &Shared, info: &DaemonInfo) -> Value {
 pub fn render_text(v: &Value) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "interface: {}", s(&v["interface"]));
-    let _ = writeln!(out, "  listening on: {}   mtu: {}   pid: {}", s(&v["listen"]), v["mtu"], v["pid"]);
-    let _ = writeln!(out, "  public key: {}…", s(&v["public_key"]).chars().take(24).collect::<String>());
+    let _ = writeln!(
+        out,
+        "  listening on: {}   mtu: {}   pid: {}",
+        s(&v["listen"]),
+        v["mtu"],
+        v["pid"]
+    );
+    let _ = writeln!(
+        out,
+        "  public key: {}…",
+        s(&v["public_key"]).chars().take(24).collect::<String>()
+    );
     let _ = writeln!(out, "  drops (interface): {}", counters(&v["drops"]));
     for p in v["peers"].as_array().into_iter().flatten() {
         render_peer(&mut out, p);
@@ -70,22 +80,47 @@ pub fn render_text(v: &Value) -> String {
 
 fn render_peer(out: &mut String, p: &Value) {
     let _ = writeln!(out, "\npeer: {}", s(&p["name"]));
-    let _ = writeln!(out, "  endpoint: {}", p["endpoint"].as_str().unwrap_or("(unknown)"));
-    let ago = p["last_handshake_seconds_ago"].as_f64().map_or("never".into(), |a| format!("{a:.1} s ago"));
-    let _ = writeln!(out, "  last handshake: {ago}   handshakes: {}   rotations: {}", p["handshakes"], p["rotations"]);
-    let _ = writeln!(out, "  cipher: {}   handshake in progress: {}", s(&p["cipher"]), p["handshake_in_progress"]);
+    let _ = writeln!(
+        out,
+        "  endpoint: {}",
+        p["endpoint"].as_str().unwrap_or("(unknown)")
+    );
+    let ago = p["last_handshake_seconds_ago"]
+        .as_f64()
+        .map_or("never".into(), |a| format!("{a:.1} s ago"));
+    let _ = writeln!(
+        out,
+        "  last handshake: {ago}   handshakes: {}   rotations: {}",
+        p["handshakes"], p["rotations"]
+    );
+    let _ = writeln!(
+        out,
+        "  cipher: {}   handshake in progress: {}",
+        s(&p["cipher"]),
+        p["handshake_in_progress"]
+    );
     match p["current_key"].as_object() {
         Some(k) => render_key(out, &Value::Object(k.clone())),
         None => {
             let _ = writeln!(out, "  current key: none");
         }
     }
-    let _ = writeln!(out, "  transfer: {} sent, {} received", bytes(&p["total_bytes_sent"]), bytes(&p["total_bytes_received"]));
+    let _ = writeln!(
+        out,
+        "  transfer: {} sent, {} received",
+        bytes(&p["total_bytes_sent"]),
+        bytes(&p["total_bytes_received"])
+    );
     let _ = writeln!(out, "  drops: {}", counters(&p["drops"]));
 }
 
 fn render_key(out: &mut String, k: &Value) {
-    let sources: Vec<&str> = k["sources"].as_array().into_iter().flatten().filter_map(|x| x.as_str()).collect();
+    let sources: Vec<&str> = k["sources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x.as_str())
+        .collect();
     let _ = writeln!(
         out,
         "  current key: epoch {} ({}), age {:.1} s, sources {}",
@@ -128,6 +163,11 @@ fn bytes(v: &Value) -> String {
 }
 
 fn counters(v: &Value) -> String {
-    let parts: Vec<String> = v.as_object().into_iter().flatten().map(|(k, n)| format!("{k} {n}")).collect();
+    let parts: Vec<String> = v
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
     parts.join(", ")
 }
