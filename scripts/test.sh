@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# scripts/test.sh - run every qshield test: unit, property, core simulation, config,
+# crypto vectors, and the namespace tests with real TUN devices, UDP and iperf3.
+# Installs the apt packages the tests need if they are missing. Run as root (the namespace
+# tests create network namespaces and TUN devices; without root they fail and say why).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+log() { printf '[test %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+
+need=()
+for pair in iperf3:iperf3 ip:iproute2 ping:iputils-ping nft:nftables python3:python3 pgrep:procps; do
+    command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
+done
+if ((${#need[@]})); then
+    [[ $(id -u) -eq 0 ]] || { log "missing ${need[*]}; run as root to install them"; exit 1; }
+    log "installing ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+log "cargo test (unit, property, simulation, vectors and namespace suites)"
+exec cargo test --no-fail-fast "$@"
