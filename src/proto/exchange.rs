@@ -6,7 +6,7 @@ use super::cookie::{append_macs, mac1_valid, open_cookie_reply};
 use super::endpoint::Endpoint;
 use super::events::{Event, InitiationReason, Role};
 use super::handshake::{
-    HandshakeError, InitiationParams, ReceivedInitiation, consume_initiation, consume_response,
+    FreshEphemerals, HandshakeError, InitiationParams, ReceivedInitiation, consume_initiation, consume_response,
     create_initiation, create_response, response_receiver_index,
 };
 use super::peer::{CachedResponse, PendingHandshake};
@@ -35,7 +35,7 @@ impl Endpoint {
             local_public: &self.public,
         };
         let (message, state) =
-            match create_initiation(&self.identity, &self.peers[p].settings.public, params) {
+            match create_initiation(&self.identity, &self.peers[p].settings.public, params, &mut FreshEphemerals) {
                 Ok(v) => v,
                 Err(error) => {
                     self.indices.remove(&index);
@@ -253,7 +253,7 @@ impl Endpoint {
         self.peers[p].last_initiation = Some((received.payload.timestamp_unix_ns, now));
         let index = self.new_index(p);
         let remote = self.peers[p].settings.public.clone();
-        match create_response(received, &remote, index, None) {
+        match create_response(received, &remote, index, None, &mut FreshEphemerals) {
             Ok((response, keys)) => {
                 let session = self.new_session(p, &keys, now);
                 let freed = self.peers[p].install_responded(session);

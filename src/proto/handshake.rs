@@ -155,6 +155,33 @@ impl Transcript {
     }
 }
 
+/// Where a handshake gets its ephemeral keys and KEM encapsulations. [`FreshEphemerals`] is
+/// the real source; test vectors substitute fixed values to pin the whole exchange.
+pub trait Ephemerals {
+    /// A new ephemeral X25519 key.
+    fn dh(&mut self) -> Result<DhSecret, CryptoError>;
+    /// A new ephemeral ML-KEM-768 key.
+    fn kem(&mut self) -> Result<KemSecret, CryptoError>;
+    /// An encapsulation to `to`: (ciphertext, shared secret).
+    fn encapsulate(&mut self, to: &KemPublic) -> Result<(Vec<u8>, Secret<32>), CryptoError>;
+}
+
+/// Fresh randomness from the system for every ephemeral value.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FreshEphemerals;
+
+impl Ephemerals for FreshEphemerals {
+    fn dh(&mut self) -> Result<DhSecret, CryptoError> {
+        DhSecret::generate()
+    }
+    fn kem(&mut self) -> Result<KemSecret, CryptoError> {
+        KemSecret::generate()
+    }
+    fn encapsulate(&mut self, to: &KemPublic) -> Result<(Vec<u8>, Secret<32>), CryptoError> {
+        to.encapsulate()
+    }
+}
+
 /// Handshake fields are sealed with ChaCha20-Poly1305, each key used once (nonce 0).
 fn handshake_aead(key: &Secret<32>) -> PacketKey {
     PacketKey::new(CipherSuite::ChaCha20Poly1305, key)
@@ -190,11 +217,12 @@ pub fn create_initiation(
     local: &StaticIdentity,
     remote: &PublicIdentity,
     params: InitiationParams<'_>,
+    eph: &mut dyn Ephemerals,
 ) -> Result<(Vec<u8>, InitiatorState), HandshakeError> {
     let mut t = Transcript::new(remote);
-    let ephemeral_dh = DhSecret::generate()?;
-    let ephemeral_kem = KemSecret::generate()?;
-    let (ct, ss_kem) = remote.kem.encapsulate()?;
+    let ephemeral_dh = eph.dh()?;
+    let ephemeral_kem = eph.kem()?;
+    let (ct, ss_kem) = eph.encapsulate(&remote.kem)?;
     let mut msg = Initiation {
         suite: params.suite.wire_id(),
         sender_index: params.sender_index,
@@ -316,11 +344,12 @@ pub fn create_response<P>(
     remote: &PublicIdentity,
     sender_index: u32,
     qkd: Option<&QkdKey>,
+    eph: &mut dyn Ephemerals,
 ) -> Result<(Vec<u8>, SessionKeys), HandshakeError> {
     let mut t = received.transcript;
-    let e_r = DhSecret::generate()?;
-    let (ct_e, ss_e) = received.initiator_ephemeral_kem.encapsulate()?;
-    let (ct_s, ss_s) = remote.kem.encapsulate()?;
+    let e_r = eph.dh()?;
+    let (ct_e, ss_e) = eph.encapsulate(&received.initiator_ephemeral_kem)?;
+    let (ct_s, ss_s) = eph.encapsulate(&remote.kem)?;
     let mut msg = Response {
         flags: if qkd.is_some() { RESPONSE_FLAG_QKD } else { 0 },
         sender_index,
@@ -454,12 +483,12 @@ mod tests {
             qkd: qa,
             local_public: &a.public,
         };
-        let (init, state) = create_initiation(&a.id, &b.public, params)?;
+        let (init, state) = create_initiation(&a.id, &b.public, params, &mut FreshEphemerals)?;
         let a_pub = a.public.clone();
         let rx = consume_initiation(&b.id, &b.public, CipherSuite::Aes256Gcm, &init, |k| {
             (*k == a_pub.dh).then(|| ((), a_pub.clone()))
         })?;
-        let (resp, kb) = create_response(rx, &a.public, 22, qb.as_ref())?;
+        let (resp, kb) = create_response(rx, &a.public, 22, qb.as_ref(), &mut FreshEphemerals)?;
         let ka = consume_response(&a.id, &state, &resp)?;
         Ok((ka, kb))
     }
@@ -509,7 +538,7 @@ mod tests {
             qkd: None,
             local_public: &a.public,
         };
-        let (init, _) = create_initiation(&a.id, &b.public, params).unwrap();
+        let (init, _) = create_initiation(&a.id, &b.public, params, &mut FreshEphemerals).unwrap();
         let err = consume_initiation(&b.id, &b.public, CipherSuite::Aes256Gcm, &init, |_| {
             None::<((), PublicIdentity)>
         })
