@@ -478,3 +478,29 @@ fn dropping_the_tun_removes_the_interface() {
         );
     });
 }
+
+#[test]
+fn one_socket_sends_while_another_thread_waits_in_recv() {
+    in_fresh_netns(|| {
+        let sock = std::sync::Arc::new(UdpSocket::bind(sa("127.0.0.1:0")).unwrap());
+        let peer = UdpSocket::bind(sa("127.0.0.1:0")).unwrap();
+        let receiver = {
+            let sock = sock.clone();
+            thread::spawn(move || {
+                let mut batch = PacketBatch::new(4, 1400);
+                let n = sock.recv_batch(&mut batch, WAIT).unwrap();
+                (n, batch.bytes(0).to_vec())
+            })
+        };
+        thread::sleep(Duration::from_millis(50)); // let the receiver block in poll
+        let t0 = Instant::now();
+        sock.send_to(b"ping", peer.local_addr().unwrap()).unwrap();
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "send waited for the receiver"
+        );
+        let got = recv_n(&peer, 1, 1400);
+        peer.send_to(b"pong", got[0].1).unwrap();
+        assert_eq!(receiver.join().unwrap(), (1, b"pong".to_vec()));
+    });
+}

@@ -3,6 +3,9 @@
 //! [`netlink`](super::netlink) (MTU, addresses, up, routes), and moves inner IP packets in
 //! batches. The interface is not persistent: it disappears when the device is dropped.
 //!
+//! The ioctls are written here rather than taken from a TUN crate (such as `tun-rs`) so
+//! that the later offload work keeps full control of the fd, its flags and its framing.
+//!
 //! Offload seam: [`TunMode`] is the one place that decides the `TUNSETIFF` flags. Adding
 //! `IFF_VNET_HDR` (then `TUNSETVNETHDRSZ` and `TUNSETOFFLOAD` for TSO/GRO, and a
 //! `virtio_net_hdr` in front of every packet) or `IFF_MULTI_QUEUE` (then one open per
