@@ -124,5 +124,8 @@ pub const DEFAULT_CONTROL_DIR: &str = "/run/qshield";
 /// Kernel send and receive buffer asked for each UDP socket, in bytes (wireguard-go's
 /// 7 MiB: room for a few thousand full datagrams while a batch is being processed).
 pub const UDP_SOCKET_BUFFER_BYTES: usize = 7 << 20;
+/// Longest wait, after adding its addresses to a new TUN, for the kernel to treat them as
+/// local (IPv6 addresses are finished on a kernel work queue, usually within a millisecond).
+pub const TUN_ADDRESS_READY_TIMEOUT: Duration = Duration::from_secs(2);
 /// Packets each in-memory twin queue holds before it drops (like a kernel queue).
 pub const MEMORY_QUEUE_PACKETS: usize = 4096;

@@ -97,6 +97,22 @@ pub trait UdpIo: Send + Sync {
     fn stats(&self) -> IoStats;
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_implementation_can_be_shared_between_threads() {
+        fn shareable<T: ?Sized + Send + Sync>() {}
+        shareable::<dyn TunIo>();
+        shareable::<dyn UdpIo>();
+        let _: &dyn TunIo = &MemoryTun::new().0;
+        let _: fn(&TunDevice) -> &dyn TunIo = |t| t;
+        let _: fn(&UdpSocket) -> &dyn UdpIo = |u| u;
+        let _: fn(&MemoryUdp) -> &dyn UdpIo = |u| u;
+    }
+}
+
 /// Atomic counters behind [`IoStats`], shared by the receiving and the sending thread.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {

@@ -19,6 +19,10 @@ const NLM_F_CREATE: u16 = 0x400;
 const RTM_NEWLINK: u16 = 16;
 const RTM_NEWADDR: u16 = 20;
 const RTM_NEWROUTE: u16 = 24;
+const RTM_GETROUTE: u16 = 26;
+const RTN_LOCAL: u8 = 2;
+/// Offset of `rtm_type` in a route message (after the header and seven one-byte fields).
+const RTM_TYPE_OFFSET: usize = NLMSG_HEADER_BYTES + 7;
 const IFLA_MTU: u16 = 4;
 const IFA_ADDRESS: u16 = 1;
 const IFA_LOCAL: u16 = 2;
@@ -101,8 +105,36 @@ impl Netlink {
         self.request(msg)
     }
 
+    /// True when the kernel routes `ip` to this host (a local route exists for it).
+    /// IPv6 addresses become local a moment after they are added (the kernel finishes
+    /// them on a work queue), so [`TunDevice`](super::TunDevice) waits on this.
+    pub fn is_local(&mut self, ip: IpAddr) -> io::Result<bool> {
+        let mut msg = Message::new(RTM_GETROUTE, 0);
+        let bits = if ip.is_ipv4() { 32 } else { 128 };
+        msg.push(&[family(ip), bits, 0, 0, 0, 0, 0, 0]);
+        msg.push(&0u32.to_ne_bytes());
+        msg.attr(RTA_DST, &ip_octets(ip));
+        let mut local = false;
+        self.transact(msg, |kind, whole| {
+            if kind == RTM_NEWROUTE {
+                local = whole.get(RTM_TYPE_OFFSET) == Some(&RTN_LOCAL);
+            }
+        })?;
+        Ok(local)
+    }
+
     /// Sends `msg` and waits for the kernel's acknowledgement of it.
-    fn request(&mut self, mut msg: Message) -> io::Result<()> {
+    fn request(&mut self, msg: Message) -> io::Result<()> {
+        self.transact(msg, |_, _| {})
+    }
+
+    /// Sends `msg`, hands each answer to it (type, whole message) to `on_reply`, and
+    /// returns the acknowledgement's verdict.
+    fn transact(
+        &mut self,
+        mut msg: Message,
+        mut on_reply: impl FnMut(u16, &[u8]),
+    ) -> io::Result<()> {
         self.seq = self.seq.wrapping_add(1);
         let bytes = msg.finish(self.seq);
         // SAFETY: the pointer and length describe `bytes`, a live slice; the kernel is the
@@ -116,26 +148,26 @@ impl Netlink {
                 "short netlink send",
             ));
         }
-        self.wait_ack()
-    }
-
-    /// Reads answers until the acknowledgement for the current sequence number arrives.
-    fn wait_ack(&mut self) -> io::Result<()> {
         let mut buf = vec![0u8; 16 * 1024];
         loop {
             // SAFETY: the pointer and length describe `buf`, a live, writable buffer.
             let n = sys::cvt_size(unsafe {
                 libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0)
             })?;
-            if let Some(result) = find_ack(&buf[..n], self.seq) {
+            if let Some(result) = scan_answers(&buf[..n], self.seq, &mut on_reply) {
                 return result;
             }
         }
     }
 }
 
-/// Scans a buffer of netlink messages for the error/ack message with sequence `seq`.
-fn find_ack(mut buf: &[u8], seq: u32) -> Option<io::Result<()>> {
+/// Scans a buffer of netlink messages with sequence `seq`: hands each to `on_reply` and
+/// returns the verdict of the error/ack message when there is one.
+fn scan_answers(
+    mut buf: &[u8],
+    seq: u32,
+    on_reply: &mut impl FnMut(u16, &[u8]),
+) -> Option<io::Result<()>> {
     while buf.len() >= NLMSG_HEADER_BYTES {
         let len = u32::from_ne_bytes(buf[0..4].try_into().ok()?) as usize;
         let kind = u16::from_ne_bytes(buf[4..6].try_into().ok()?);
@@ -146,12 +178,15 @@ fn find_ack(mut buf: &[u8], seq: u32) -> Option<io::Result<()>> {
                 "bad netlink answer",
             )));
         }
-        if kind == NLMSG_ERROR && msg_seq == seq && len >= NLMSG_HEADER_BYTES + 4 {
+        if msg_seq == seq && kind == NLMSG_ERROR && len >= NLMSG_HEADER_BYTES + 4 {
             let code = i32::from_ne_bytes(buf[16..20].try_into().ok()?);
             return Some(match code {
                 0 => Ok(()),
                 c => Err(io::Error::from_raw_os_error(-c)),
             });
+        }
+        if msg_seq == seq {
+            on_reply(kind, &buf[..len]);
         }
         buf = &buf[align4(len).min(buf.len())..];
     }
@@ -240,10 +275,11 @@ mod tests {
         ack[4..6].copy_from_slice(&NLMSG_ERROR.to_ne_bytes());
         ack[8..12].copy_from_slice(&3u32.to_ne_bytes());
         ack[16..20].copy_from_slice(&(-libc::EEXIST).to_ne_bytes());
-        let err = find_ack(&ack, 3).unwrap().unwrap_err();
+        let mut ignore = |_: u16, _: &[u8]| {};
+        let err = scan_answers(&ack, 3, &mut ignore).unwrap().unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
-        assert!(find_ack(&ack, 4).is_none());
+        assert!(scan_answers(&ack, 4, &mut ignore).is_none());
         ack[16..20].copy_from_slice(&0i32.to_ne_bytes());
-        assert!(find_ack(&ack, 3).unwrap().is_ok());
+        assert!(scan_answers(&ack, 3, &mut ignore).unwrap().is_ok());
     }
 }

@@ -3,6 +3,9 @@
 //! [`netlink`](super::netlink) (MTU, addresses, up, routes), and moves inner IP packets in
 //! batches. The interface is not persistent: it disappears when the device is dropped.
 //!
+//! The ioctls are written here rather than taken from a TUN crate (such as `tun-rs`) so
+//! that the later offload work keeps full control of the fd, its flags and its framing.
+//!
 //! Offload seam: [`TunMode`] is the one place that decides the `TUNSETIFF` flags. Adding
 //! `IFF_VNET_HDR` (then `TUNSETVNETHDRSZ` and `TUNSETOFFLOAD` for TSO/GRO, and a
 //! `virtio_net_hdr` in front of every packet) or `IFF_MULTI_QUEUE` (then one open per
@@ -13,7 +16,7 @@ use super::netlink::Netlink;
 use super::{Counters, IoStats, TunIo, sys};
 use crate::batch::{PacketBatch, SlotMeta};
 use crate::cidr::IpCidr;
-use crate::constants::DATA_HEADER_BYTES;
+use crate::constants::{DATA_HEADER_BYTES, TUN_ADDRESS_READY_TIMEOUT};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -119,11 +122,28 @@ impl TunDevice {
             nl.add_address(self.index, cidr)
                 .map_err(|e| self.error(&format!("add address {cidr}"), e))?;
         }
+        self.wait_addresses_usable(&mut nl, &settings.addresses);
         for route in routes_to_add(&settings.addresses, &settings.routes) {
             nl.add_route(self.index, &route)
                 .map_err(|e| self.error(&format!("add route {route}"), e))?;
         }
         Ok(())
+    }
+
+    /// Waits (at most [`TUN_ADDRESS_READY_TIMEOUT`]) until the kernel treats every address
+    /// as local: IPv6 addresses are finished asynchronously, and a packet to one of them
+    /// arriving before that is dropped. A timeout is logged, not fatal.
+    fn wait_addresses_usable(&self, nl: &mut Netlink, addresses: &[IpCidr]) {
+        let deadline = Instant::now() + TUN_ADDRESS_READY_TIMEOUT;
+        for cidr in addresses {
+            while !nl.is_local(cidr.addr).unwrap_or(true) {
+                if Instant::now() >= deadline {
+                    tracing::warn!(tun = %self.name, address = %cidr, "address not usable yet");
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
     }
 
     fn error(&self, operation: &str, source: io::Error) -> NetError {

@@ -93,10 +93,19 @@ impl UdpSocket {
             );
         }
         scratch.link(count);
-        let got = loop {
-            // SAFETY: entries 0..count are linked: each points at its own iovec (a whole,
-            // distinct batch slot, borrowed mutably from `batch` for this call) and its own
-            // address buffer of the stated size; nothing else touches `batch` meanwhile.
+        // The batch is not touched until the kernel has written the slots.
+        let got = self.recvmmsg_dontwait(&mut scratch, count)?;
+        Ok((got, self.keep_complete(batch, &scratch, from, got)))
+    }
+
+    /// One `recvmmsg(MSG_DONTWAIT)` into the first `count` linked scratch entries; 0 when
+    /// nothing is queued.
+    fn recvmmsg_dontwait(&self, scratch: &mut Scratch, count: usize) -> io::Result<usize> {
+        loop {
+            // SAFETY: entries 0..count are linked (`Scratch::link`): each points at its own
+            // iovec, which covers one whole, distinct batch slot that the caller borrowed
+            // mutably and leaves alone until this returns, and at its own address buffer of
+            // the stated size. Nothing else aliases these buffers during the call.
             let ret = unsafe {
                 libc::recvmmsg(
                     self.fd.as_raw_fd(),
@@ -108,12 +117,11 @@ impl UdpSocket {
             };
             match sys::cvt(ret) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok((0, 0)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
                 Err(e) => return Err(e),
-                Ok(n) => break n as usize,
+                Ok(n) => return Ok(n as usize),
             }
-        };
-        Ok((got, self.keep_complete(batch, &scratch, from, got)))
+        }
     }
 
     /// Sets the metadata of the `got` datagrams just received at `from..`, dropping the
