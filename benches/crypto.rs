@@ -81,6 +81,8 @@ fn config() -> Criterion {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(2))
         .sample_size(20)
+        // HTML plots cost seconds per benchmark; `--plotting-backend` brings them back.
+        .without_plots()
 }
 
 criterion_group! {
