@@ -76,14 +76,16 @@ impl DhSecret {
     }
 
     /// The shared secret with `peer`; refuses the all-zero result of a low-order point.
+    ///
+    /// Every 32-byte string is a valid X25519 public key, so the backend fails only where
+    /// the result is all zeros (AWS-LC's `X25519()` refuses it itself): that failure is
+    /// reported as [`CryptoError::LowOrderPoint`], and the explicit check below stays as a
+    /// second line should a backend ever return the zeros instead.
     pub fn agree(&self, peer: &DhPublic) -> Result<Secret<32>, CryptoError> {
         let peer_key = UnparsedPublicKey::new(&X25519, peer.0);
-        let shared = agreement::agree(
-            &self.key,
-            peer_key,
-            CryptoError::BadPublicKey("X25519"),
-            |s| Secret::<32>::from_slice(s).ok_or(CryptoError::BadPublicKey("X25519")),
-        )?;
+        let shared = agreement::agree(&self.key, peer_key, CryptoError::LowOrderPoint, |s| {
+            Secret::<32>::from_slice(s).ok_or(CryptoError::Backend("X25519 shared secret length"))
+        })?;
         if shared.expose().iter().all(|&b| b == 0) {
             return Err(CryptoError::LowOrderPoint);
         }
@@ -107,6 +109,9 @@ mod tests {
     #[test]
     fn low_order_point_is_refused() {
         let a = DhSecret::generate().unwrap();
-        assert!(a.agree(&DhPublic([0u8; 32])).is_err());
+        assert_eq!(
+            a.agree(&DhPublic([0u8; 32])),
+            Err(CryptoError::LowOrderPoint)
+        );
     }
 }

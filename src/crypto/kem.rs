@@ -34,20 +34,15 @@ impl fmt::Debug for KemSecret {
 }
 
 impl KemPublic {
-    /// Checks the length and that the backend accepts it.
+    /// Checks the length, the FIPS 203 §7.2 modulus check, and that the backend accepts it.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
-        if bytes.len() != MLKEM768_PUBLIC_BYTES {
-            return Err(CryptoError::BadPublicKey("ML-KEM-768"));
-        }
-        EncapsulationKey::new(&ML_KEM_768, bytes)
-            .map_err(|_| CryptoError::BadPublicKey("ML-KEM-768"))?;
+        parse_encapsulation_key(bytes)?;
         Ok(Self(bytes.to_vec()))
     }
 
     /// Encapsulates a fresh shared secret to this key: (ciphertext, shared secret).
     pub fn encapsulate(&self) -> Result<(Vec<u8>, Secret<32>), CryptoError> {
-        let ek = EncapsulationKey::new(&ML_KEM_768, &self.0)
-            .map_err(|_| CryptoError::BadPublicKey("ML-KEM-768"))?;
+        let ek = parse_encapsulation_key(&self.0)?;
         let (ct, ss) = ek
             .encapsulate()
             .map_err(|_| CryptoError::Backend("ML-KEM encapsulate"))?;
@@ -55,6 +50,33 @@ impl KemPublic {
             .ok_or(CryptoError::Backend("ML-KEM shared secret length"))?;
         Ok((ct.as_ref().to_vec(), ss))
     }
+}
+
+/// Bytes of the encoded vector t̂ at the start of an encapsulation key (k = 3 polynomials of
+/// 256 twelve-bit coefficients); the 32-byte seed ρ follows.
+const T_HAT_BYTES: usize = 1152;
+/// The ML-KEM modulus q.
+const Q: u16 = 3329;
+
+/// FIPS 203 §7.2 input check on an encapsulation key: the length, and the modulus check
+/// (every 12-bit coefficient of t̂ below q, i.e. ByteEncode12(ByteDecode12(t̂)) = t̂).
+/// aws-lc-rs's `EncapsulationKey::new` does not run the modulus check (AWS-LC runs it only at
+/// encapsulation, reported as an unspecified failure), so a malformed peer key would pass
+/// config validation and fail at the first handshake; it is checked here instead.
+fn parse_encapsulation_key(bytes: &[u8]) -> Result<EncapsulationKey, CryptoError> {
+    let bad = CryptoError::BadPublicKey("ML-KEM-768");
+    if bytes.len() != MLKEM768_PUBLIC_BYTES {
+        return Err(bad);
+    }
+    let in_range = bytes[..T_HAT_BYTES].chunks_exact(3).all(|c| {
+        let lo = u16::from(c[0]) | (u16::from(c[1] & 0x0f) << 8);
+        let hi = u16::from(c[1] >> 4) | (u16::from(c[2]) << 4);
+        lo < Q && hi < Q
+    });
+    if !in_range {
+        return Err(bad);
+    }
+    EncapsulationKey::new(&ML_KEM_768, bytes).map_err(|_| bad)
 }
 
 impl KemSecret {
@@ -149,5 +171,28 @@ mod tests {
         assert_eq!(sk.decapsulate(&[0u8; 10]), Err(CryptoError::BadCiphertext));
         assert!(KemPublic::from_bytes(&[0u8; 100]).is_err());
         assert!(KemSecret::from_bytes(&[0u8; 100]).is_err());
+    }
+
+    #[test]
+    fn modulus_check_refuses_out_of_range_coefficients() {
+        let sk = KemSecret::generate().unwrap();
+        let bad = CryptoError::BadPublicKey("ML-KEM-768");
+        // First coefficient := q = 3329 = 0xd01 (low 12 bits of bytes 0..2).
+        let mut first = sk.public().0.clone();
+        first[0] = 0x01;
+        first[1] = (first[1] & 0xf0) | 0x0d;
+        // Last coefficient of t̂ := 0xfff (high 12 bits of bytes 1149..1152).
+        let mut last = sk.public().0.clone();
+        last[1150] |= 0xf0;
+        last[1151] = 0xff;
+        for ek in [first, last] {
+            assert_eq!(KemPublic::from_bytes(&ek), Err(bad.clone()));
+            assert_eq!(KemPublic(ek).encapsulate().err(), Some(bad.clone()));
+        }
+        // q − 1 is the largest valid coefficient.
+        let mut edge = sk.public().0.clone();
+        edge[0] = 0x00;
+        edge[1] = (edge[1] & 0xf0) | 0x0d;
+        assert!(KemPublic::from_bytes(&edge).is_ok());
     }
 }
