@@ -81,6 +81,12 @@ impl PacketBatch {
         &mut self.data[i * s..(i + 1) * s]
     }
 
+    /// Every slot as its own mutable slice, all from one borrow: for system calls that need
+    /// pointers to several slots at once (`recvmmsg`).
+    pub fn slots_mut(&mut self) -> std::slice::ChunksExactMut<'_, u8> {
+        self.data.chunks_exact_mut(self.stride)
+    }
+
     /// Metadata of slot `i`.
     pub fn meta(&self, i: usize) -> SlotMeta {
         self.meta[i]

@@ -82,8 +82,7 @@ impl UdpSocket {
         count: usize,
     ) -> io::Result<(usize, usize)> {
         let mut scratch = Scratch::new();
-        for k in 0..count {
-            let slot = batch.slot_mut(from + k);
+        for (k, slot) in batch.slots_mut().skip(from).take(count).enumerate() {
             scratch.set(
                 k,
                 slot.as_mut_ptr(),
