@@ -113,6 +113,11 @@ impl Endpoint {
         self.events.pop_front()
     }
 
+    /// Handshake messages being reassembled (bounded; for status and tests).
+    pub fn reassembly_in_progress(&self) -> usize {
+        self.reassembler.in_progress()
+    }
+
     /// A status snapshot.
     pub fn status(&self, now: Instant) -> EndpointStatus {
         EndpointStatus {
