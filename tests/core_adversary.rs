@@ -13,8 +13,7 @@ use qshield::constants::{
 use qshield::proto::cookie::{append_macs, mac1_key};
 use qshield::proto::events::{Event, InterfaceDrops, PeerDrops};
 use qshield::proto::wire::{
-    COOKIE_REPLY_BYTES, TYPE_COOKIE_REPLY, TYPE_DATA, TYPE_INITIATION, TYPE_RESPONSE,
-    split_message,
+    COOKIE_REPLY_BYTES, TYPE_COOKIE_REPLY, TYPE_DATA, TYPE_INITIATION, TYPE_RESPONSE, split_message,
 };
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -43,7 +42,11 @@ fn counters(sim: &Sim, s: Side) -> (InterfaceDrops, PeerDrops) {
 fn inject_expect_drop(sim: &mut Sim, to: Side, from: SocketAddr, bytes: &[u8]) -> Counter {
     let (i0, p0) = counters(sim, to);
     let total0 = sim.total_drops(to);
-    assert_eq!(sim.inject(to, from, bytes), None, "a tampered datagram was delivered");
+    assert_eq!(
+        sim.inject(to, from, bytes),
+        None,
+        "a tampered datagram was delivered"
+    );
     assert_eq!(sim.total_drops(to), total0 + 1, "exactly one drop counted");
     let (i1, p1) = counters(sim, to);
     if i1.malformed > i0.malformed {
@@ -117,7 +120,11 @@ fn tamper_fragment(sim: &mut Sim, to: Side, from: SocketAddr, frag: &[u8], mac2_
     for at in macs_at + 16..frag.len() {
         sim.inject(to, from, &flip(frag, at, (at % 8) as u32));
     }
-    assert_eq!(sim.total_drops(to), before, "mac2 ignored when not under load");
+    assert_eq!(
+        sim.total_drops(to),
+        before,
+        "mac2 ignored when not under load"
+    );
 }
 
 #[test]
@@ -133,8 +140,15 @@ fn every_tampered_byte_of_handshake_fragments_is_dropped_and_the_originals_still
     for (i, f) in inits.iter().enumerate() {
         tamper_fragment(&mut sim, Side::B, a_addr, f, i == 0);
     }
-    assert_eq!(sim.status(Side::B).handshakes, 0, "no tampered initiation was answered");
-    assert!(!sim.wire.iter().any(|d| d.from == Side::B), "nothing answered");
+    assert_eq!(
+        sim.status(Side::B).handshakes,
+        0,
+        "no tampered initiation was answered"
+    );
+    assert!(
+        !sim.wire.iter().any(|d| d.from == Side::B),
+        "nothing answered"
+    );
     let responses = hold(&mut sim, Side::B, TYPE_RESPONSE);
     for f in &inits {
         sim.inject(Side::B, a_addr, f);
@@ -152,9 +166,14 @@ fn every_tampered_byte_of_handshake_fragments_is_dropped_and_the_originals_still
     }
     sim.run_for(Duration::from_millis(5));
     assert!(sim.has_current(Side::A) && sim.has_current(Side::B));
-    assert!(sim.a.events.iter().any(|e| matches!(e, Event::BadMac1 { .. })));
+    assert!(
+        sim.a
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::BadMac1 { .. }))
+    );
     let p = sim.packet(Side::A, 10, 1);
-    sim.send(Side::A, &[p.clone()]);
+    sim.send(Side::A, std::slice::from_ref(&p));
     sim.run_for(Duration::from_millis(5));
     assert_eq!(sim.b.received, vec![p]);
 }
@@ -191,7 +210,11 @@ fn every_tampered_bit_of_a_data_packet_is_dropped_in_the_right_counter() {
                 8..16 => {
                     // the counter is the nonce and in the AAD; a lower one was seen already
                     let c = u64::from_le_bytes(t[8..16].try_into().unwrap());
-                    if c < counter { Counter::Replay } else { Counter::BadTag }
+                    if c < counter {
+                        Counter::Replay
+                    } else {
+                        Counter::BadTag
+                    }
                 }
                 _ => Counter::BadTag, // ciphertext and tag
             };
@@ -199,7 +222,9 @@ fn every_tampered_bit_of_a_data_packet_is_dropped_in_the_right_counter() {
         }
     }
     assert!(sim.has_current(Side::B));
-    let inner = sim.inject(Side::B, from, &d).expect("the original still opens");
+    let inner = sim
+        .inject(Side::B, from, &d)
+        .expect("the original still opens");
     assert_eq!(Sim::tag_of(&inner), 99);
 }
 
@@ -209,8 +234,9 @@ fn flood(sim: &mut Sim, n: usize, salt: u32) -> Vec<SocketAddr> {
     let key = mac1_key(&sim.b.endpoint.public().dh);
     (0..n)
         .map(|k| {
-            let src: SocketAddr =
-                format!("198.18.{}.{}:4000", 10 + k / 250, k % 250 + 1).parse().unwrap();
+            let src: SocketAddr = format!("198.18.{}.{}:4000", 10 + k / 250, k % 250 + 1)
+                .parse()
+                .unwrap();
             let mut f = split_message(TYPE_INITIATION, salt + k as u32, &[7u8; 2500]).remove(0);
             append_macs(&mut f, &key, None);
             sim.inject(Side::B, src, &f);
@@ -220,7 +246,10 @@ fn flood(sim: &mut Sim, n: usize, salt: u32) -> Vec<SocketAddr> {
 }
 
 fn cookies_sent(sim: &Sim, to: SocketAddr) -> usize {
-    sim.count_events(Side::B, |e| matches!(e, Event::CookieSent { to: t } if *t == to))
+    sim.count_events(
+        Side::B,
+        |e| matches!(e, Event::CookieSent { to: t } if *t == to),
+    )
 }
 
 #[test]
@@ -228,11 +257,17 @@ fn under_load_initiations_get_cookies_and_the_legit_peer_completes_with_mac2() {
     let mut sim = Sim::new(budget(64 * MIB, 120));
     let load = UNDER_LOAD_HANDSHAKE_DATAGRAMS_PER_SECOND as usize;
     let sources = flood(&mut sim, load + 50, 0);
-    assert!(sim.b.endpoint.reassembly_in_progress() <= REASSEMBLY_SLOTS_MAX, "bounded");
+    assert!(
+        sim.b.endpoint.reassembly_in_progress() <= REASSEMBLY_SLOTS_MAX,
+        "bounded"
+    );
     // beyond the load threshold every initiation fragment without mac2 gets a cookie
     assert_eq!(sim.b.stray.len(), 50);
     for (t, src) in sim.b.stray.iter().zip(&sources[load..]) {
-        assert_eq!((t.to, t.payload[0], t.payload.len()), (*src, TYPE_COOKIE_REPLY, COOKIE_REPLY_BYTES));
+        assert_eq!(
+            (t.to, t.payload[0], t.payload.len()),
+            (*src, TYPE_COOKIE_REPLY, COOKIE_REPLY_BYTES)
+        );
     }
     assert_eq!(cookies_sent(&sim, sources[load]), 1);
     // The legit initiator: its first attempt is answered with cookies; hold the replies.
@@ -242,13 +277,22 @@ fn under_load_initiations_get_cookies_and_the_legit_peer_completes_with_mac2() {
     sim.run_for(Duration::from_millis(5));
     let a_addr = sim.a.addr;
     assert_eq!(cookies_sent(&sim, a_addr), 3);
-    assert_eq!(sim.status(Side::B).handshakes, 0, "no public-key work under load");
+    assert_eq!(
+        sim.status(Side::B).handshakes,
+        0,
+        "no public-key work under load"
+    );
     let replies = replies.borrow().clone();
     assert_eq!(replies.len(), 3);
     // every tampered byte of a cookie reply is dropped and counted
     let b_addr = sim.b.addr;
     for at in 0..replies[0].len() {
-        let got = inject_expect_drop(&mut sim, Side::A, b_addr, &flip(&replies[0], at, (at % 8) as u32));
+        let got = inject_expect_drop(
+            &mut sim,
+            Side::A,
+            b_addr,
+            &flip(&replies[0], at, (at % 8) as u32),
+        );
         let expect = match at {
             4..8 => Counter::UnknownIndex,
             _ => Counter::Malformed, // type, reserved, or a seal that does not open
@@ -267,15 +311,22 @@ fn under_load_initiations_get_cookies_and_the_legit_peer_completes_with_mac2() {
             break;
         }
     }
-    assert!(sim.has_current(Side::A) && sim.has_current(Side::B), "completed under load");
-    assert_eq!(cookies_sent(&sim, a_addr), 3, "the retry carried a valid mac2");
+    assert!(
+        sim.has_current(Side::A) && sim.has_current(Side::B),
+        "completed under load"
+    );
+    assert_eq!(
+        cookies_sent(&sim, a_addr),
+        3,
+        "the retry carried a valid mac2"
+    );
     assert!(sim.b.endpoint.reassembly_in_progress() <= REASSEMBLY_SLOTS_MAX);
     // a replayed cookie reply now matches no pending handshake
     let before = sim.drops(Side::A).unknown_index;
     sim.inject(Side::A, b_addr, &replies[1]);
     assert_eq!(sim.drops(Side::A).unknown_index, before + 1);
     let p = sim.packet(Side::A, 10, 1);
-    sim.send(Side::A, &[p.clone()]);
+    sim.send(Side::A, std::slice::from_ref(&p));
     sim.run_for(Duration::from_millis(5));
     assert_eq!(sim.b.received, vec![p]);
 }
@@ -291,11 +342,21 @@ fn per_source_rate_limit_and_bounded_reassembly_without_load() {
         append_macs(&mut f, &key, None);
         sim.inject(Side::B, src, &f);
     }
-    assert_eq!(sim.drops(Side::B).rate_limited, 10, "a burst of {burst} then refused");
-    assert!(sim.b.endpoint.reassembly_in_progress() <= 4, "per-source slots bounded");
+    assert_eq!(
+        sim.drops(Side::B).rate_limited,
+        10,
+        "a burst of {burst} then refused"
+    );
+    assert!(
+        sim.b.endpoint.reassembly_in_progress() <= 4,
+        "per-source slots bounded"
+    );
     // many sources, below the load threshold: slots stay bounded
     flood(&mut sim, 150, 50_000);
-    assert_eq!(sim.b.endpoint.reassembly_in_progress(), REASSEMBLY_SLOTS_MAX);
+    assert_eq!(
+        sim.b.endpoint.reassembly_in_progress(),
+        REASSEMBLY_SLOTS_MAX
+    );
     assert_eq!(sim.b.stray.len(), 0, "not under load: no cookies");
     // and a real handshake still gets through
     sim.establish();
@@ -309,10 +370,12 @@ fn per_source_rate_limit_and_bounded_reassembly_without_load() {
     assert_eq!(sim.drops(Side::B).rate_limited, before);
 }
 
+type Specimens = Vec<(Side, Vec<u8>)>;
+
 /// One captured datagram of every type, each unseen by its receiver.
-fn specimens() -> (Sim, Vec<(Side, Vec<u8>)>) {
+fn specimens() -> (Sim, Specimens) {
     let mut sim = Sim::new(budget(64 * MIB, 120));
-    let seen: Rc<RefCell<Vec<(Side, Vec<u8>)>>> = Rc::default();
+    let seen: Rc<RefCell<Specimens>> = Rc::default();
     let s = seen.clone();
     sim.filter = Some(Box::new(move |d| {
         s.borrow_mut().push((d.from, d.bytes.clone()));
@@ -357,11 +420,17 @@ fn truncated_datagrams_of_every_length_and_type_are_counted() {
         let mut d = vec![0u8; len];
         d[0] = TYPE_COOKIE_REPLY;
         let from = sim.b.addr;
-        assert_eq!(inject_expect_drop(&mut sim, Side::A, from, &d), Counter::Malformed);
+        assert_eq!(
+            inject_expect_drop(&mut sim, Side::A, from, &d),
+            Counter::Malformed
+        );
     }
     let (_, data) = specimens.last().unwrap();
     let from = sim.a.addr;
-    assert!(sim.inject(Side::B, from, data).is_some(), "the whole datagram still opens");
+    assert!(
+        sim.inject(Side::B, from, data).is_some(),
+        "the whole datagram still opens"
+    );
 }
 
 #[test]
@@ -374,7 +443,11 @@ fn random_garbage_of_every_type_is_counted_never_delivered() {
         failure_persistence: None,
         ..Config::default()
     });
-    let strategy = (0u8..7, proptest::collection::vec(any::<u8>(), 0..1500), any::<bool>());
+    let strategy = (
+        0u8..7,
+        proptest::collection::vec(any::<u8>(), 0..1500),
+        any::<bool>(),
+    );
     runner
         .run(&strategy, |(kind, mut bytes, mac_like)| {
             let mut sim = sim.borrow_mut();
@@ -395,7 +468,7 @@ fn random_garbage_of_every_type_is_counted_never_delivered() {
     let mut sim = sim.into_inner();
     assert!(sim.has_current(Side::A));
     let p = sim.packet(Side::B, 10, 1);
-    sim.send(Side::B, &[p.clone()]);
+    sim.send(Side::B, std::slice::from_ref(&p));
     sim.run_for(Duration::from_millis(5));
     assert_eq!(sim.a.received, vec![p]);
 }

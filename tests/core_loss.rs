@@ -86,11 +86,18 @@ fn dropping_each_handshake_fragment_in_turn_is_recovered_by_a_retry() {
                 Fate::Deliver
             }));
             sim.establish();
-            assert!(!sim.has_current(Side::A), "type {msg_type} index {index} was lost");
+            assert!(
+                !sim.has_current(Side::A),
+                "type {msg_type} index {index} was lost"
+            );
             sim.run_for(REKEY_TIMEOUT_INITIAL + Duration::from_millis(400));
             assert!(sim.has_current(Side::A) && sim.has_current(Side::B));
             // a lost response is answered again from the cache: one session at B, not two
-            assert_eq!(sim.status(Side::B).handshakes, 1, "type {msg_type} index {index}");
+            assert_eq!(
+                sim.status(Side::B).handshakes,
+                1,
+                "type {msg_type} index {index}"
+            );
             assert_eq!(sim.status(Side::A).current_key.unwrap().epoch, 1);
             assert_tunnel_works(&mut sim, 10);
         }
@@ -120,8 +127,15 @@ fn handshake_blackout_then_recovery_and_timeout_after_attempt_time() {
     let at = sim
         .first_event_at(Side::A, |e| matches!(e, Event::SessionEstablished { .. }))
         .unwrap();
-    assert!(at - reopened < Duration::from_millis(5334), "next retry completes it");
-    assert_eq!(tags(&sim.b.received), vec![1], "the staged packet survived the blackout");
+    assert!(
+        at - reopened < Duration::from_millis(5334),
+        "next retry completes it"
+    );
+    assert_eq!(
+        tags(&sim.b.received),
+        vec![1],
+        "the staged packet survived the blackout"
+    );
     let starts = sim.count_events(Side::A, |e| matches!(e, Event::HandshakeStarted { .. }));
     assert_eq!(starts, 1, "retries are not new handshakes");
 
@@ -144,7 +158,11 @@ fn handshake_blackout_then_recovery_and_timeout_after_attempt_time() {
         .first_event_at(Side::A, |e| matches!(e, Event::HandshakeTimedOut { .. }))
         .expect("timed out");
     assert!(gave_up >= qshield::proto::time::Instant::ZERO + Duration::from_secs(90));
-    assert_eq!(sim.status(Side::A).drops.no_session, 1, "the staged packet is dropped, counted");
+    assert_eq!(
+        sim.status(Side::A).drops.no_session,
+        1,
+        "the staged packet is dropped, counted"
+    );
     *open.borrow_mut() = true;
     let p = sim.packet(Side::A, 10, 2);
     sim.send(Side::A, &[p]);
@@ -165,7 +183,10 @@ fn reordered_and_duplicated_fragments_complete_one_handshake() {
     }));
     sim.establish();
     assert!(sim.has_current(Side::A) && sim.has_current(Side::B));
-    assert_eq!((established(&sim, Side::A), established(&sim, Side::B)), (1, 1));
+    assert_eq!(
+        (established(&sim, Side::A), established(&sim, Side::B)),
+        (1, 1)
+    );
     assert_tunnel_works(&mut sim, 1);
 
     // every handshake fragment twice, the copy 3 ms later
@@ -179,8 +200,15 @@ fn reordered_and_duplicated_fragments_complete_one_handshake() {
     }));
     sim.establish();
     sim.run_for(Duration::from_millis(100));
-    assert_eq!((established(&sim, Side::A), established(&sim, Side::B)), (1, 1));
-    assert_eq!(sim.status(Side::B).handshakes, 1, "the duplicate initiation is not answered anew");
+    assert_eq!(
+        (established(&sim, Side::A), established(&sim, Side::B)),
+        (1, 1)
+    );
+    assert_eq!(
+        sim.status(Side::B).handshakes,
+        1,
+        "the duplicate initiation is not answered anew"
+    );
     assert_tunnel_works(&mut sim, 1);
 
     // duplicates arriving interleaved with the originals (1 µs later)
@@ -193,7 +221,10 @@ fn reordered_and_duplicated_fragments_complete_one_handshake() {
         }
     }));
     sim.establish();
-    assert_eq!((established(&sim, Side::A), established(&sim, Side::B)), (1, 1));
+    assert_eq!(
+        (established(&sim, Side::A), established(&sim, Side::B)),
+        (1, 1)
+    );
     assert_tunnel_works(&mut sim, 1);
 }
 
@@ -214,7 +245,10 @@ fn response_delayed_past_the_first_retry_is_served_from_the_cache() {
     sim.run_for(Duration::from_secs(3));
     assert!(sim.has_current(Side::A) && sim.has_current(Side::B));
     let b = sim.status(Side::B);
-    assert_eq!(b.handshakes, 1, "the retried initiation got the cached response");
+    assert_eq!(
+        b.handshakes, 1,
+        "the retried initiation got the cached response"
+    );
     assert_eq!(b.current_key.unwrap().epoch, 1);
     assert_eq!(sim.status(Side::A).current_key.unwrap().epoch, 1);
     // the late original response finds no pending handshake: counted, harmless
@@ -256,7 +290,11 @@ fn data_reordered_within_the_window_is_accepted() {
     assert_eq!(sim.b.received.len(), 3000);
     let from = sim.a.addr;
     for d in held.iter().rev() {
-        assert!(sim.inject(Side::B, from, d).is_some(), "counter {} accepted", counter(d));
+        assert!(
+            sim.inject(Side::B, from, d).is_some(),
+            "counter {} accepted",
+            counter(d)
+        );
     }
     let mut got = tags(&sim.b.received);
     got.sort();
@@ -274,10 +312,17 @@ fn data_reordered_beyond_the_window_is_dropped_as_replay_at_the_exact_edge() {
     for d in &held {
         let distance = highest - counter(d);
         let accepted = sim.inject(Side::B, from, d).is_some();
-        assert_eq!(accepted, distance < REPLAY_WINDOW_PACKETS, "distance {distance}");
+        assert_eq!(
+            accepted,
+            distance < REPLAY_WINDOW_PACKETS,
+            "distance {distance}"
+        );
         expect_replay += u64::from(!accepted);
     }
-    assert!(expect_replay > 0 && expect_replay < 40, "both sides of the edge were exercised");
+    assert!(
+        expect_replay > 0 && expect_replay < 40,
+        "both sides of the edge were exercised"
+    );
     assert_eq!(sim.status(Side::B).drops.replay, expect_replay);
     assert_eq!(sim.total_drops(Side::B), expect_replay);
     assert_tunnel_works(&mut sim, 90_000);
@@ -318,7 +363,7 @@ fn data_loss_during_rotations_loses_only_what_the_wire_dropped() {
         n += 1;
         let index = u32::from_le_bytes(d.bytes[4..8].try_into().unwrap());
         let new_key = last_index.replace(index) != Some(index) && n > 1;
-        if new_key || n % 7 == 0 {
+        if new_key || n.is_multiple_of(7) {
             l.borrow_mut().push(n);
             return Fate::Drop;
         }
@@ -327,7 +372,9 @@ fn data_loss_during_rotations_loses_only_what_the_wire_dropped() {
     let count = 6000u32; // ~7 MiB: 6 rotations
     let mut tag = 0;
     while tag < count {
-        let batch: Vec<_> = (tag..tag + 64).map(|t| sim.packet(Side::A, 1200, t)).collect();
+        let batch: Vec<_> = (tag..tag + 64)
+            .map(|t| sim.packet(Side::A, 1200, t))
+            .collect();
         sim.send(Side::A, &batch);
         tag += 64;
         sim.run_for(Duration::from_millis(8));
@@ -337,13 +384,24 @@ fn data_loss_during_rotations_loses_only_what_the_wire_dropped() {
     assert!(st.rotations >= 6, "{}", st.rotations);
     let lost = lost.borrow();
     let got = tags(&sim.b.received);
-    assert_eq!(got.len() + lost.len(), tag as usize, "only the dropped ones are missing");
+    assert_eq!(
+        got.len() + lost.len(),
+        tag as usize,
+        "only the dropped ones are missing"
+    );
     assert!(got.windows(2).all(|w| w[0] < w[1]), "in order");
     for &k in lost.iter() {
-        assert!(!got.contains(&(k as u32 - 1)), "packet {} was dropped", k - 1);
+        assert!(
+            !got.contains(&(k as u32 - 1)),
+            "packet {} was dropped",
+            k - 1
+        );
     }
     assert_eq!(sim.total_drops(Side::B), 0);
-    assert_eq!(sim.status(Side::B).current_key.unwrap().epoch, st.current_key.unwrap().epoch);
+    assert_eq!(
+        sim.status(Side::B).current_key.unwrap().epoch,
+        st.current_key.unwrap().epoch
+    );
 }
 
 #[test]
@@ -362,7 +420,11 @@ fn replayed_initiation_is_answered_from_cache_then_ignored_once_superseded() {
     sim.run_for(Duration::from_millis(10));
     assert_eq!(sim.status(Side::B).handshakes, 1);
     assert_eq!(sim.status(Side::A).current_key.unwrap().epoch, 1);
-    assert_eq!(sim.drops(Side::A).unknown_index, 1, "the re-sent response is dropped by A");
+    assert_eq!(
+        sim.drops(Side::A).unknown_index,
+        1,
+        "the re-sent response is dropped by A"
+    );
     // after a rotation by time, the old initiation's timestamp is stale: ignored
     let p = sim.packet(Side::A, 10, 1);
     sim.send(Side::A, &[p]);
@@ -383,7 +445,11 @@ fn replayed_initiation_is_answered_from_cache_then_ignored_once_superseded() {
         .collect();
     assert_eq!(ignored.len(), 1);
     assert!(ignored[0].contains("replayed"), "{ignored:?}");
-    assert_eq!(sim.status(Side::B).handshakes, 2, "no session from a replay");
+    assert_eq!(
+        sim.status(Side::B).handshakes,
+        2,
+        "no session from a replay"
+    );
     assert_tunnel_works(&mut sim, 5);
 }
 
@@ -398,7 +464,11 @@ fn replayed_response_is_dropped_and_counted() {
     for f in &response {
         sim.inject(Side::A, from, f);
     }
-    assert_eq!(sim.drops(Side::A).unknown_index, 1, "no handshake is pending for it");
+    assert_eq!(
+        sim.drops(Side::A).unknown_index,
+        1,
+        "no handshake is pending for it"
+    );
     assert_eq!(sim.status(Side::A).handshakes, 1);
     // and while a later handshake is pending
     let before = sim.drops(Side::A).unknown_index;
@@ -414,14 +484,21 @@ fn replayed_response_is_dropped_and_counted() {
     sim.run_for(Duration::from_secs(10));
     assert!(sim.a.events.iter().any(|e| matches!(
         e,
-        Event::HandshakeStarted { reason: InitiationReason::Rekey(_), .. }
+        Event::HandshakeStarted {
+            reason: InitiationReason::Rekey(_),
+            ..
+        }
     )));
     assert!(sim.status(Side::A).handshake_in_progress);
     for f in &response {
         sim.inject(Side::A, from, f);
     }
     assert_eq!(sim.drops(Side::A).unknown_index, before + 1);
-    assert_eq!(sim.status(Side::A).handshakes, 1, "the replay completed nothing");
+    assert_eq!(
+        sim.status(Side::A).handshakes,
+        1,
+        "the replay completed nothing"
+    );
     sim.filter = None;
     sim.run_for(Duration::from_secs(6));
     assert_eq!(sim.status(Side::A).handshakes, 2);

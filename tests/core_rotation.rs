@@ -114,12 +114,20 @@ fn bidirectional_heavy_traffic_rotates_both_ways_in_order() {
     for s in [Side::A, Side::B] {
         let st = sim.status(s);
         assert!(st.rotations >= 4, "{s:?} rotated {} times", st.rotations);
-        assert_eq!(sim.total_drops(s), 0, "{s:?} drops: {:?} {:?}", st.drops, sim.drops(s));
+        assert_eq!(
+            sim.total_drops(s),
+            0,
+            "{s:?} drops: {:?} {:?}",
+            st.drops,
+            sim.drops(s)
+        );
         let key = st.current_key.expect("current key");
         assert_eq!(key.epoch, st.handshakes, "the current key is the newest");
         assert!(key.bytes_sent < 5 * MIB / 2, "never past the hard budget");
     }
-    assert!(rekeys(&sim, Side::A, RekeyReason::Bytes) + rekeys(&sim, Side::B, RekeyReason::Bytes) >= 8);
+    assert!(
+        rekeys(&sim, Side::A, RekeyReason::Bytes) + rekeys(&sim, Side::B, RekeyReason::Bytes) >= 8
+    );
 }
 
 #[test]
@@ -134,16 +142,33 @@ fn many_rotations_by_bytes_lose_nothing_and_status_counts_them() {
     assert_all_in_order(&sim.b.received, 1, count, "A to B");
     let st = sim.status(Side::A);
     let established = sim.count_events(Side::A, |e| {
-        matches!(e, Event::SessionEstablished { role: Role::Initiator, .. })
+        matches!(
+            e,
+            Event::SessionEstablished {
+                role: Role::Initiator,
+                ..
+            }
+        )
     });
     assert!(st.rotations >= 20, "{} rotations", st.rotations);
-    assert_eq!(st.rotations as usize, established - 1, "every new key but the first is a rotation");
+    assert_eq!(
+        st.rotations as usize,
+        established - 1,
+        "every new key but the first is a rotation"
+    );
     let key = st.current_key.unwrap();
-    assert_eq!(key.epoch as usize, established, "status shows the current epoch");
+    assert_eq!(
+        key.epoch as usize, established,
+        "status shows the current epoch"
+    );
     assert_eq!(rekeys(&sim, Side::A, RekeyReason::Bytes), established - 1);
     assert_eq!(sim.total_drops(Side::A) + sim.total_drops(Side::B), 0);
     let b = sim.status(Side::B);
-    assert_eq!(b.current_key.unwrap().epoch, key.epoch, "both sides on the same key");
+    assert_eq!(
+        b.current_key.unwrap().epoch,
+        key.epoch,
+        "both sides on the same key"
+    );
     assert_eq!(b.total_bytes_received, st.total_bytes_sent);
 }
 
@@ -163,9 +188,15 @@ fn rotation_by_time_keeps_status_current() {
     let st = sim.status(Side::A);
     assert!(st.rotations >= 5, "60 s over 10 s keys: {}", st.rotations);
     let key = st.current_key.unwrap();
-    assert!(key.age_seconds < 10.0 + 1e-6, "the key is younger than its soft budget");
+    assert!(
+        key.age_seconds < 10.0 + 1e-6,
+        "the key is younger than its soft budget"
+    );
     assert_eq!(key.epoch, st.rotations + 1);
-    assert_eq!(rekeys(&sim, Side::A, RekeyReason::Time) as u64, st.rotations);
+    assert_eq!(
+        rekeys(&sim, Side::A, RekeyReason::Time) as u64,
+        st.rotations
+    );
     assert_eq!(sim.total_drops(Side::A) + sim.total_drops(Side::B), 0);
 }
 
@@ -197,10 +228,17 @@ fn hard_byte_budget_refuses_the_old_key_then_a_new_one_carries_the_staged_packet
     sim.send(Side::A, &[small]); // held back by the wire, delivered late below
     stream(&mut sim, Side::A, 1, 1100, Duration::from_micros(300)); // 1.35 MB > 1.25 MiB
     sim.run_for(Duration::from_millis(5));
-    assert!(sim.status(Side::A).current_key.is_none(), "the exhausted key is gone");
+    assert!(
+        sim.status(Side::A).current_key.is_none(),
+        "the exhausted key is gone"
+    );
     assert!(sim.a.events.iter().any(|e| matches!(
         e,
-        Event::SessionExpired { epoch: 1, reason: ExpiryReason::Bytes, .. }
+        Event::SessionExpired {
+            epoch: 1,
+            reason: ExpiryReason::Bytes,
+            ..
+        }
     )));
     let b_key = sim.status(Side::B).current_key.unwrap();
     assert!(b_key.bytes_received >= b.reject_after_bytes - 28);
@@ -213,7 +251,11 @@ fn hard_byte_budget_refuses_the_old_key_then_a_new_one_carries_the_staged_packet
     let p = sim.packet(Side::A, 10, 5000);
     sim.send(Side::A, &[p]);
     sim.run_for(Duration::from_millis(10));
-    assert_eq!(*data_sent.borrow(), sent_under_key + 1, "nothing sealed under the expired key");
+    assert_eq!(
+        *data_sent.borrow(),
+        sent_under_key + 1,
+        "nothing sealed under the expired key"
+    );
     // B has received past the hard budget: the late packet under that key is refused.
     let late = held.borrow_mut().pop().unwrap();
     let from = sim.a.addr;
@@ -226,8 +268,15 @@ fn hard_byte_budget_refuses_the_old_key_then_a_new_one_carries_the_staged_packet
     assert_eq!(sim.status(Side::A).current_key.unwrap().epoch, 2);
     let got = tags(&sim.b.received);
     let tail = &got[sent_under_key as usize..];
-    assert_eq!(tail.len() as u64, 1101 - sent_under_key, "every staged packet arrives");
-    assert!(tail.windows(2).all(|w| w[0] < w[1]), "staged packets in order");
+    assert_eq!(
+        tail.len() as u64,
+        1101 - sent_under_key,
+        "every staged packet arrives"
+    );
+    assert!(
+        tail.windows(2).all(|w| w[0] < w[1]),
+        "staged packets in order"
+    );
     assert_eq!(*tail.last().unwrap(), 5000);
     assert_eq!(sim.total_drops(Side::A), 0);
 }
@@ -236,7 +285,10 @@ fn hard_byte_budget_refuses_the_old_key_then_a_new_one_carries_the_staged_packet
 fn byte_budgets_at_their_exact_edges() {
     let b = budget(MIB, 120);
     // soft: exactly one byte short does not rotate, exactly the budget does
-    for (total, rotates) in [(b.rekey_after_bytes - 1, false), (b.rekey_after_bytes, true)] {
+    for (total, rotates) in [
+        (b.rekey_after_bytes - 1, false),
+        (b.rekey_after_bytes, true),
+    ] {
         let mut sim = Sim::new(b);
         sim.establish();
         send_exactly(&mut sim, Side::A, total);
@@ -244,17 +296,27 @@ fn byte_budgets_at_their_exact_edges() {
         let key = sim.status(Side::A).current_key.unwrap();
         assert_eq!(key.bytes_sent, total);
         assert_eq!(key.rekey_in_bytes, b.rekey_after_bytes - total);
-        assert_eq!(rekeys(&sim, Side::A, RekeyReason::Bytes), usize::from(rotates), "at {total}");
+        assert_eq!(
+            rekeys(&sim, Side::A, RekeyReason::Bytes),
+            usize::from(rotates),
+            "at {total}"
+        );
     }
     // hard: one byte short still seals, exactly the budget refuses
-    for (total, refused) in [(b.reject_after_bytes - 1, false), (b.reject_after_bytes, true)] {
+    for (total, refused) in [
+        (b.reject_after_bytes - 1, false),
+        (b.reject_after_bytes, true),
+    ] {
         let mut sim = Sim::new(b);
         sim.establish();
         block_handshakes(&mut sim);
         send_exactly(&mut sim, Side::A, total);
         sim.run_for(Duration::from_millis(5));
         let key = sim.status(Side::A).current_key.unwrap();
-        assert_eq!((key.bytes_sent, key.reject_in_bytes), (total, b.reject_after_bytes - total));
+        assert_eq!(
+            (key.bytes_sent, key.reject_in_bytes),
+            (total, b.reject_after_bytes - total)
+        );
         let before = sim.b.received.len();
         let p = sim.packet(Side::A, 0, 77);
         sim.send(Side::A, &[p]);
@@ -262,7 +324,13 @@ fn byte_budgets_at_their_exact_edges() {
         let delivered = sim.b.received.len() - before;
         assert_eq!(delivered, usize::from(!refused), "at {total}");
         let expired = sim.count_events(Side::A, |e| {
-            matches!(e, Event::SessionExpired { reason: ExpiryReason::Bytes, .. })
+            matches!(
+                e,
+                Event::SessionExpired {
+                    reason: ExpiryReason::Bytes,
+                    ..
+                }
+            )
         });
         assert_eq!(expired, usize::from(refused));
         assert_eq!(sim.status(Side::A).current_key.is_none(), refused);
@@ -300,7 +368,13 @@ fn time_budgets_at_their_exact_edges() {
     }
     let rekey_started = |sim: &Sim, s| {
         sim.first_event_at(s, |e| {
-            matches!(e, Event::HandshakeStarted { reason: InitiationReason::Rekey(RekeyReason::Time), .. })
+            matches!(
+                e,
+                Event::HandshakeStarted {
+                    reason: InitiationReason::Rekey(RekeyReason::Time),
+                    ..
+                }
+            )
         })
     };
     // initiator: soft time at exactly rekey_after
@@ -339,7 +413,10 @@ fn time_budgets_at_their_exact_edges() {
     assert_eq!(
         sim.first_event_at(Side::A, |e| matches!(
             e,
-            Event::SessionExpired { reason: ExpiryReason::Time, .. }
+            Event::SessionExpired {
+                reason: ExpiryReason::Time,
+                ..
+            }
         )),
         Some(ta + b.reject_after)
     );
@@ -347,6 +424,9 @@ fn time_budgets_at_their_exact_edges() {
     sim.send(Side::A, &[p]);
     sim.run_for(Duration::from_secs(2));
     let last_sent = held.borrow().iter().map(|(t, _)| *t).max().unwrap();
-    assert!(last_sent < ta + b.reject_after, "no data sealed under the expired key");
+    assert!(
+        last_sent < ta + b.reject_after,
+        "no data sealed under the expired key"
+    );
     assert!(!sim.has_current(Side::A));
 }

@@ -498,8 +498,8 @@ impl Endpoint {
     pub(crate) fn new_index(&mut self, p: usize) -> u32 {
         loop {
             let i = self.rng.next_u32();
-            if !self.indices.contains_key(&i) {
-                self.indices.insert(i, p);
+            if let std::collections::hash_map::Entry::Vacant(e) = self.indices.entry(i) {
+                e.insert(p);
                 return i;
             }
         }

@@ -170,6 +170,7 @@ fn import(p: &PublicPair) -> StaticIdentity {
 const ADDR_A: &str = "198.18.0.1:51820";
 const ADDR_B: &str = "198.18.0.2:51820";
 
+#[allow(clippy::too_many_arguments)]
 fn endpoint(
     own: &StaticIdentity,
     peer: &StaticIdentity,
@@ -214,11 +215,37 @@ impl Sim {
         let ib = StaticIdentity::generate().unwrap();
         let stranger = StaticIdentity::generate().unwrap();
         let (aa, ab): (SocketAddr, SocketAddr) = (ADDR_A.parse().unwrap(), ADDR_B.parse().unwrap());
-        let a_knows = if o.a_has_wrong_key_for_b { &stranger } else { &ib };
-        let b_knows = if o.b_has_wrong_key_for_a { &stranger } else { &ia };
+        let a_knows = if o.a_has_wrong_key_for_b {
+            &stranger
+        } else {
+            &ib
+        };
+        let b_knows = if o.b_has_wrong_key_for_a {
+            &stranger
+        } else {
+            &ia
+        };
         let (budget, suite) = (o.budget, o.suite_a);
-        let ea = endpoint(&ia, a_knows, ab, [198, 19, 0, 2], budget, suite, 1, 1_000_000);
-        let eb = endpoint(&ib, b_knows, aa, [198, 19, 0, 1], budget, o.suite_b, 2, 2_000_000);
+        let ea = endpoint(
+            &ia,
+            a_knows,
+            ab,
+            [198, 19, 0, 2],
+            budget,
+            suite,
+            1,
+            1_000_000,
+        );
+        let eb = endpoint(
+            &ib,
+            b_knows,
+            aa,
+            [198, 19, 0, 1],
+            budget,
+            o.suite_b,
+            2,
+            2_000_000,
+        );
         Sim {
             now: Instant::ZERO,
             a: Site::new(ea, aa, [198, 19, 0, 1]),
@@ -345,10 +372,7 @@ impl Sim {
     /// Moves a side's pending transmits onto the wire and its events into its log.
     pub fn collect(&mut self, s: Side) {
         let peer_addr = self.site(s.other()).addr;
-        loop {
-            let Some(t) = self.site(s).endpoint.poll_transmit() else {
-                break;
-            };
+        while let Some(t) = self.site(s).endpoint.poll_transmit() {
             if t.to == peer_addr {
                 self.put_on_wire(s, t.payload);
             } else {
