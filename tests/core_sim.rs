@@ -18,9 +18,9 @@ fn handshake_completes_and_data_flows_both_ways() {
         "responder confirmed by the initiator's keepalive"
     );
     let p = sim.packet(Side::A, 100, 1);
-    sim.send(Side::A, &[p.clone()]);
+    sim.send(Side::A, std::slice::from_ref(&p));
     let q = sim.packet(Side::B, 50, 2);
-    sim.send(Side::B, &[q.clone()]);
+    sim.send(Side::B, std::slice::from_ref(&q));
     sim.run_for(Duration::from_millis(10));
     assert_eq!(sim.b.received, vec![p]);
     assert_eq!(sim.a.received, vec![q]);
@@ -40,7 +40,7 @@ fn handshake_completes_and_data_flows_both_ways() {
 fn first_packet_triggers_handshake_and_is_not_lost() {
     let mut sim = Sim::new(budget(64 * MIB, 120));
     let p = sim.packet(Side::A, 10, 7);
-    sim.send(Side::A, &[p.clone()]);
+    sim.send(Side::A, std::slice::from_ref(&p));
     sim.run_for(Duration::from_millis(50));
     assert_eq!(
         sim.b.received,
@@ -129,7 +129,7 @@ fn simultaneous_initiation_resolves_to_one_session_each() {
     );
     assert_eq!((ea, eb), (1, 1), "exactly one handshake completed");
     let p = sim.packet(Side::A, 10, 1);
-    sim.send(Side::A, &[p.clone()]);
+    sim.send(Side::A, std::slice::from_ref(&p));
     sim.run_for(Duration::from_millis(10));
     assert_eq!(sim.b.received, vec![p]);
 }
@@ -143,7 +143,7 @@ fn restarted_peer_reconnects() {
     sim.collect(Side::B);
     sim.run_for(Duration::from_millis(100));
     let p = sim.packet(Side::A, 10, 1);
-    sim.send(Side::A, &[p.clone()]);
+    sim.send(Side::A, std::slice::from_ref(&p));
     sim.run_for(Duration::from_millis(10));
     assert_eq!(sim.b.received, vec![p]);
 }

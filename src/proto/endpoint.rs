@@ -113,6 +113,11 @@ impl Endpoint {
         self.events.pop_front()
     }
 
+    /// Handshake messages being reassembled (bounded; for status and tests).
+    pub fn reassembly_in_progress(&self) -> usize {
+        self.reassembler.in_progress()
+    }
+
     /// A status snapshot.
     pub fn status(&self, now: Instant) -> EndpointStatus {
         EndpointStatus {
@@ -493,8 +498,8 @@ impl Endpoint {
     pub(crate) fn new_index(&mut self, p: usize) -> u32 {
         loop {
             let i = self.rng.next_u32();
-            if !self.indices.contains_key(&i) {
-                self.indices.insert(i, p);
+            if let std::collections::hash_map::Entry::Vacant(e) = self.indices.entry(i) {
+                e.insert(p);
                 return i;
             }
         }

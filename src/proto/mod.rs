@@ -18,3 +18,6 @@ pub mod replay;
 pub mod session;
 pub mod time;
 pub mod wire;
+
+#[cfg(test)]
+mod tests;

@@ -5,16 +5,37 @@
 
 use qshield::batch::PacketBatch;
 use qshield::cidr::IpCidr;
-use qshield::constants::DATA_HEADER_BYTES;
+use qshield::constants::{DATA_HEADER_BYTES, MAX_HANDSHAKE_DATAGRAM_BYTES};
 use qshield::crypto::random::SeededRng;
 use qshield::crypto::{CipherSuite, StaticIdentity};
 use qshield::proto::endpoint::{Endpoint, EndpointSettings};
-use qshield::proto::events::Event;
+use qshield::proto::events::{Event, Transmit};
 use qshield::proto::peer::PeerSettings;
 use qshield::proto::session::RotationBudget;
 use qshield::proto::time::Instant;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+/// Handshake and cookie datagrams (types 1, 2, 3) any sim of this test binary put on the
+/// wire, and the largest of them: every one is checked against the 1200-byte limit.
+pub static HANDSHAKE_DATAGRAMS_SEEN: AtomicU64 = AtomicU64::new(0);
+/// See [`HANDSHAKE_DATAGRAMS_SEEN`].
+pub static LARGEST_HANDSHAKE_DATAGRAM: AtomicU64 = AtomicU64::new(0);
+
+/// Checks one datagram an endpoint produced against the handshake size limit.
+pub fn check_datagram_size(bytes: &[u8]) {
+    if matches!(bytes.first(), Some(1..=3)) {
+        assert!(
+            bytes.len() <= MAX_HANDSHAKE_DATAGRAM_BYTES,
+            "handshake datagram of type {} is {} bytes",
+            bytes[0],
+            bytes.len()
+        );
+        HANDSHAKE_DATAGRAMS_SEEN.fetch_add(1, Ordering::Relaxed);
+        LARGEST_HANDSHAKE_DATAGRAM.fetch_max(bytes.len() as u64, Ordering::Relaxed);
+    }
+}
 
 /// Side A or B.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +66,8 @@ pub enum Fate {
     Deliver,
     Drop,
     Delay(Duration),
+    /// Deliver now and a second copy this much later.
+    Duplicate(Duration),
 }
 
 pub type WireFilter = Box<dyn FnMut(&mut Datagram) -> Fate>;
@@ -55,6 +78,48 @@ pub struct Site {
     pub overlay: [u8; 4],
     pub received: Vec<Vec<u8>>,
     pub events: Vec<Event>,
+    /// Every event with the instant it was polled.
+    pub log: Vec<(Instant, Event)>,
+    /// Datagrams addressed to anyone but the other site (cookie replies to flooders...).
+    pub stray: Vec<Transmit>,
+}
+
+impl Site {
+    fn new(endpoint: Endpoint, addr: SocketAddr, overlay: [u8; 4]) -> Site {
+        Site {
+            endpoint,
+            addr,
+            overlay,
+            received: vec![],
+            events: vec![],
+            log: vec![],
+            stray: vec![],
+        }
+    }
+}
+
+/// How a sim differs from the default (both AES-256-GCM, each knows the other's key).
+#[derive(Clone, Copy)]
+pub struct SimOptions {
+    pub budget: RotationBudget,
+    pub suite_a: CipherSuite,
+    pub suite_b: CipherSuite,
+    /// A is configured with a wrong public key for B.
+    pub a_has_wrong_key_for_b: bool,
+    /// B is configured with a wrong public key for A.
+    pub b_has_wrong_key_for_a: bool,
+}
+
+impl SimOptions {
+    pub fn new(budget: RotationBudget) -> Self {
+        Self {
+            budget,
+            suite_a: CipherSuite::Aes256Gcm,
+            suite_b: CipherSuite::Aes256Gcm,
+            a_has_wrong_key_for_b: false,
+            b_has_wrong_key_for_a: false,
+        }
+    }
 }
 
 pub struct Sim {
@@ -105,6 +170,7 @@ fn import(p: &PublicPair) -> StaticIdentity {
 const ADDR_A: &str = "198.18.0.1:51820";
 const ADDR_B: &str = "198.18.0.2:51820";
 
+#[allow(clippy::too_many_arguments)]
 fn endpoint(
     own: &StaticIdentity,
     peer: &StaticIdentity,
@@ -138,27 +204,52 @@ impl Sim {
     }
 
     pub fn with_suite(budget: RotationBudget, suite: CipherSuite) -> Sim {
+        let mut o = SimOptions::new(budget);
+        o.suite_a = suite;
+        o.suite_b = suite;
+        Self::with_options(o)
+    }
+
+    pub fn with_options(o: SimOptions) -> Sim {
         let ia = StaticIdentity::generate().unwrap();
         let ib = StaticIdentity::generate().unwrap();
+        let stranger = StaticIdentity::generate().unwrap();
         let (aa, ab): (SocketAddr, SocketAddr) = (ADDR_A.parse().unwrap(), ADDR_B.parse().unwrap());
-        let ea = endpoint(&ia, &ib, ab, [198, 19, 0, 2], budget, suite, 1, 1_000_000);
-        let eb = endpoint(&ib, &ia, aa, [198, 19, 0, 1], budget, suite, 2, 2_000_000);
+        let a_knows = if o.a_has_wrong_key_for_b {
+            &stranger
+        } else {
+            &ib
+        };
+        let b_knows = if o.b_has_wrong_key_for_a {
+            &stranger
+        } else {
+            &ia
+        };
+        let (budget, suite) = (o.budget, o.suite_a);
+        let ea = endpoint(
+            &ia,
+            a_knows,
+            ab,
+            [198, 19, 0, 2],
+            budget,
+            suite,
+            1,
+            1_000_000,
+        );
+        let eb = endpoint(
+            &ib,
+            b_knows,
+            aa,
+            [198, 19, 0, 1],
+            budget,
+            o.suite_b,
+            2,
+            2_000_000,
+        );
         Sim {
             now: Instant::ZERO,
-            a: Site {
-                endpoint: ea,
-                addr: aa,
-                overlay: [198, 19, 0, 1],
-                received: vec![],
-                events: vec![],
-            },
-            b: Site {
-                endpoint: eb,
-                addr: ab,
-                overlay: [198, 19, 0, 2],
-                received: vec![],
-                events: vec![],
-            },
+            a: Site::new(ea, aa, [198, 19, 0, 1]),
+            b: Site::new(eb, ab, [198, 19, 0, 2]),
             wire: vec![],
             latency: Duration::from_millis(1),
             filter: None,
@@ -220,6 +311,11 @@ impl Sim {
         p
     }
 
+    /// The tag [`Sim::packet`] wrote into an inner packet.
+    pub fn tag_of(packet: &[u8]) -> u32 {
+        u32::from_le_bytes(packet[28..32].try_into().unwrap())
+    }
+
     /// Hands inner packets to `s`'s endpoint as if read from its TUN.
     pub fn send(&mut self, s: Side, packets: &[Vec<u8>]) {
         let now = self.now;
@@ -247,6 +343,7 @@ impl Sim {
     }
 
     fn put_on_wire(&mut self, from: Side, bytes: Vec<u8>) {
+        check_datagram_size(&bytes);
         let mut d = Datagram {
             from,
             deliver_at: self.now + self.latency,
@@ -263,20 +360,84 @@ impl Sim {
                 d.deliver_at = d.deliver_at + extra;
                 self.wire.push(d);
             }
+            Fate::Duplicate(extra) => {
+                let mut copy = d.clone();
+                copy.deliver_at = copy.deliver_at + extra;
+                self.wire.push(d);
+                self.wire.push(copy);
+            }
         }
     }
 
     /// Moves a side's pending transmits onto the wire and its events into its log.
     pub fn collect(&mut self, s: Side) {
-        loop {
-            let Some(t) = self.site(s).endpoint.poll_transmit() else {
-                break;
-            };
-            self.put_on_wire(s, t.payload);
+        let peer_addr = self.site(s.other()).addr;
+        while let Some(t) = self.site(s).endpoint.poll_transmit() {
+            if t.to == peer_addr {
+                self.put_on_wire(s, t.payload);
+            } else {
+                check_datagram_size(&t.payload);
+                self.site(s).stray.push(t);
+            }
         }
+        let now = self.now;
         while let Some(e) = self.site(s).endpoint.poll_event() {
-            self.site(s).events.push(e);
+            let site = self.site(s);
+            site.log.push((now, e.clone()));
+            site.events.push(e);
         }
+    }
+
+    /// Hands a datagram straight to `to`'s endpoint (bypassing the wire and its filter) as
+    /// if it came from `from`; returns the inner packet it carried, if any.
+    pub fn inject(&mut self, to: Side, from: SocketAddr, bytes: &[u8]) -> Option<Vec<u8>> {
+        let now = self.now;
+        let mut buf = bytes.to_vec();
+        let site = self.site(to);
+        let inner = site
+            .endpoint
+            .receive(now, from, &mut buf)
+            .map(|n| buf[DATA_HEADER_BYTES..DATA_HEADER_BYTES + n].to_vec());
+        if let Some(p) = &inner {
+            site.received.push(p.clone());
+        }
+        self.collect(to);
+        inner
+    }
+
+    /// Sum of every drop counter of a side (interface and peer).
+    pub fn total_drops(&self, s: Side) -> u64 {
+        let i = self.drops(s);
+        let p = self.status(s).drops;
+        i.malformed
+            + i.unknown_index
+            + i.bad_mac1
+            + i.rate_limited
+            + i.handshake_rejected
+            + i.no_route
+            + p.bad_tag
+            + p.replay
+            + p.key_expired
+            + p.disallowed_source
+            + p.no_session
+    }
+
+    /// The instant of the first event of `s` matching `f`.
+    pub fn first_event_at(&self, s: Side, f: impl Fn(&Event) -> bool) -> Option<Instant> {
+        let site = match s {
+            Side::A => &self.a,
+            Side::B => &self.b,
+        };
+        site.log.iter().find(|(_, e)| f(e)).map(|(t, _)| *t)
+    }
+
+    /// Events of `s` matching `f`.
+    pub fn count_events(&self, s: Side, f: impl Fn(&Event) -> bool) -> usize {
+        let site = match s {
+            Side::A => &self.a,
+            Side::B => &self.b,
+        };
+        site.events.iter().filter(|e| f(e)).count()
     }
 
     fn deliver_due(&mut self) -> bool {
