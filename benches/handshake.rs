@@ -4,8 +4,8 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use qshield::crypto::{CipherSuite, PublicIdentity, StaticIdentity};
 use qshield::proto::handshake::{
-    FreshEphemerals, InitiationParams, SessionKeys, consume_initiation, consume_response, create_initiation,
-    create_response,
+    FreshEphemerals, InitiationParams, SessionKeys, consume_initiation, consume_response,
+    create_initiation, create_response,
 };
 use qshield::proto::session::{RotationBudget, Session};
 use qshield::proto::time::Instant;
@@ -13,7 +13,12 @@ use qshield::proto::wire::DataHeader;
 use std::hint::black_box;
 use std::time::Duration;
 
-fn handshake(a: &StaticIdentity, pa: &PublicIdentity, b: &StaticIdentity, pb: &PublicIdentity) -> (SessionKeys, SessionKeys) {
+fn handshake(
+    a: &StaticIdentity,
+    pa: &PublicIdentity,
+    b: &StaticIdentity,
+    pb: &PublicIdentity,
+) -> (SessionKeys, SessionKeys) {
     let params = InitiationParams {
         suite: CipherSuite::Aes256Gcm,
         sender_index: 1,
@@ -22,15 +27,23 @@ fn handshake(a: &StaticIdentity, pa: &PublicIdentity, b: &StaticIdentity, pb: &P
         local_public: pa,
     };
     let (init, state) = create_initiation(a, pb, params, &mut FreshEphemerals).unwrap();
-    let rx = consume_initiation(b, pb, CipherSuite::Aes256Gcm, &init, |_| Some(((), pa.clone()))).unwrap();
+    let rx = consume_initiation(b, pb, CipherSuite::Aes256Gcm, &init, |_| {
+        Some(((), pa.clone()))
+    })
+    .unwrap();
     let (resp, kb) = create_response(rx, pa, 2, None, &mut FreshEphemerals).unwrap();
     (consume_response(a, &state, &resp).unwrap(), kb)
 }
 
 fn bench(c: &mut Criterion) {
-    let (a, b) = (StaticIdentity::generate().unwrap(), StaticIdentity::generate().unwrap());
+    let (a, b) = (
+        StaticIdentity::generate().unwrap(),
+        StaticIdentity::generate().unwrap(),
+    );
     let (pa, pb) = (a.public(), b.public());
-    c.bench_function("handshake/full (both sides)", |bench| bench.iter(|| black_box(handshake(&a, &pa, &b, &pb))));
+    c.bench_function("handshake/full (both sides)", |bench| {
+        bench.iter(|| black_box(handshake(&a, &pa, &b, &pb)))
+    });
 
     let (ka, kb) = handshake(&a, &pa, &b, &pb);
     let budget = RotationBudget {
@@ -46,7 +59,10 @@ fn bench(c: &mut Criterion) {
         bench.iter(|| {
             let n = sa.seal(&mut slot, 1420);
             let hdr = DataHeader::parse(&slot[..n]).unwrap();
-            black_box(sb.open(&hdr, &mut slot[..n], Instant::ZERO, &budget).unwrap())
+            black_box(
+                sb.open(&hdr, &mut slot[..n], Instant::ZERO, &budget)
+                    .unwrap(),
+            )
         })
     });
 }

@@ -7,7 +7,9 @@ use qshield::constants::{MAX_HANDSHAKE_DATAGRAM_BYTES, REKEY_ATTEMPT_TIME};
 use qshield::crypto::{CipherSuite, StaticIdentity};
 use qshield::proto::cookie::{append_macs, mac1_key};
 use qshield::proto::events::{Event, Role};
-use qshield::proto::handshake::{HandshakeError, InitiationParams, QkdKey, create_initiation};
+use qshield::proto::handshake::{
+    FreshEphemerals, HandshakeError, InitiationParams, QkdKey, create_initiation,
+};
 use qshield::proto::time::Instant;
 use qshield::proto::wire::{QKD_KEY_ID_MAX_BYTES, TYPE_INITIATION, fragment_count, split_message};
 use std::sync::atomic::Ordering;
@@ -249,7 +251,7 @@ fn handshake_datagrams_never_exceed_1200_bytes() {
         }),
         local_public: &a_pub,
     };
-    let (msg, _) = create_initiation(&a, &b_pub, params).unwrap();
+    let (msg, _) = create_initiation(&a, &b_pub, params, &mut FreshEphemerals).unwrap();
     assert_eq!(fragment_count(msg.len()), 3);
     for mut f in split_message(TYPE_INITIATION, 1, &msg) {
         append_macs(&mut f, &mac1_key(&b_pub.dh), Some(&[9u8; 16]));

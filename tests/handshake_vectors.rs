@@ -11,7 +11,8 @@ use qshield::crypto::dh::DhSecret;
 use qshield::crypto::kem::{KemPublic, KemSecret};
 use qshield::crypto::{CipherSuite, CryptoError, PublicIdentity, Secret, StaticIdentity, labels};
 use qshield::proto::handshake::{
-    Ephemerals, InitiationParams, consume_initiation, consume_response, create_initiation, create_response,
+    Ephemerals, InitiationParams, consume_initiation, consume_response, create_initiation,
+    create_response,
 };
 use qshield::proto::wire::{Initiation, Response};
 use std::collections::VecDeque;
@@ -28,7 +29,10 @@ fn dh_from(byte: u8) -> DhSecret {
 }
 
 fn identity(dh: u8, kem: u8) -> StaticIdentity {
-    StaticIdentity { dh: dh_from(dh), kem: kem_from_seed(kem) }
+    StaticIdentity {
+        dh: dh_from(dh),
+        kem: kem_from_seed(kem),
+    }
 }
 
 /// Ephemeral keys and encapsulation coins handed out in a fixed order.
@@ -43,7 +47,9 @@ impl Ephemerals for Fixed {
         Ok(dh_from(self.dh.pop_front().expect("enough fixed DH keys")))
     }
     fn kem(&mut self) -> Result<KemSecret, CryptoError> {
-        Ok(kem_from_seed(self.kem.pop_front().expect("enough fixed KEM keys")))
+        Ok(kem_from_seed(
+            self.kem.pop_front().expect("enough fixed KEM keys"),
+        ))
     }
     fn encapsulate(&mut self, to: &KemPublic) -> Result<(Vec<u8>, Secret<32>), CryptoError> {
         let ek = EncapsulationKey768::new(&to.0.as_slice().try_into().unwrap()).unwrap();
@@ -63,8 +69,16 @@ struct Run {
 fn run_fixed() -> Run {
     let (a, b) = (identity(0x11, 0x21), identity(0x12, 0x22));
     let (pa, pb) = (a.public(), b.public());
-    let mut eph_a = Fixed { dh: [0x31].into(), kem: [0x41].into(), coins: [0x51].into() };
-    let mut eph_b = Fixed { dh: [0x32].into(), kem: [].into(), coins: [0x52, 0x53].into() };
+    let mut eph_a = Fixed {
+        dh: [0x31].into(),
+        kem: [0x41].into(),
+        coins: [0x51].into(),
+    };
+    let mut eph_b = Fixed {
+        dh: [0x32].into(),
+        kem: [].into(),
+        coins: [0x52, 0x53].into(),
+    };
     let params = InitiationParams {
         suite: CipherSuite::Aes256Gcm,
         sender_index: 0x0102_0304,
@@ -74,13 +88,20 @@ fn run_fixed() -> Run {
     };
     let (initiation, state) = create_initiation(&a, &pb, params, &mut eph_a).unwrap();
     let pa2 = pa.clone();
-    let rx = consume_initiation(&b, &pb, CipherSuite::Aes256Gcm, &initiation, |k| (*k == pa2.dh).then(|| ((), pa2.clone())))
-        .unwrap();
+    let rx = consume_initiation(&b, &pb, CipherSuite::Aes256Gcm, &initiation, |k| {
+        (*k == pa2.dh).then(|| ((), pa2.clone()))
+    })
+    .unwrap();
     let (response, keys_b) = create_response(rx, &pa, 0x0506_0708, None, &mut eph_b).unwrap();
     let keys_a = consume_response(&a, &state, &response).unwrap();
     assert_eq!(keys_a.send, keys_b.receive);
     assert_eq!(keys_a.receive, keys_b.send);
-    Run { initiation, response, i2r: *keys_a.send.expose(), r2i: *keys_a.receive.expose() }
+    Run {
+        initiation,
+        response,
+        i2r: *keys_a.send.expose(),
+        r2i: *keys_a.receive.expose(),
+    }
 }
 
 // ------------------------------------------------------------------ independent schedule
@@ -106,22 +127,31 @@ mod reference {
     }
 
     pub fn mix(ck: &[u8; 32], label: &[u8], input: &[u8]) -> [u8; 32] {
-        Hkdf::<Sha256>::extract(Some(ck), &[label, input].concat()).0.into()
+        Hkdf::<Sha256>::extract(Some(ck), &[label, input].concat())
+            .0
+            .into()
     }
 
     pub fn key(ck: &[u8; 32], label: &[u8]) -> [u8; 32] {
         let mut out = [0u8; 32];
-        Hkdf::<Sha256>::from_prk(ck).unwrap().expand(label, &mut out).unwrap();
+        Hkdf::<Sha256>::from_prk(ck)
+            .unwrap()
+            .expand(label, &mut out)
+            .unwrap();
         out
     }
 
     pub fn seal(key: &[u8; 32], aad: &[u8], msg: &[u8]) -> Vec<u8> {
-        chacha20poly1305::ChaCha20Poly1305::new(key.into()).encrypt(&[0u8; 12].into(), Payload { msg, aad }).unwrap()
+        chacha20poly1305::ChaCha20Poly1305::new(key.into())
+            .encrypt(&[0u8; 12].into(), Payload { msg, aad })
+            .unwrap()
     }
 }
 
 fn x25519(sk: u8, pk: &[u8; 32]) -> [u8; 32] {
-    x25519_dalek::StaticSecret::from([sk; 32]).diffie_hellman(&x25519_dalek::PublicKey::from(*pk)).to_bytes()
+    x25519_dalek::StaticSecret::from([sk; 32])
+        .diffie_hellman(&x25519_dalek::PublicKey::from(*pk))
+        .to_bytes()
 }
 
 fn x25519_public(sk: u8) -> [u8; 32] {
@@ -129,7 +159,10 @@ fn x25519_public(sk: u8) -> [u8; 32] {
 }
 
 fn ml_ek(seed: u8) -> Vec<u8> {
-    DecapsulationKey768::from_seed(Seed::from([seed; 64])).encapsulation_key().to_bytes().to_vec()
+    DecapsulationKey768::from_seed(Seed::from([seed; 64]))
+        .encapsulation_key()
+        .to_bytes()
+        .to_vec()
 }
 
 fn ml_encaps(ek: &[u8], coin: u8) -> (Vec<u8>, Vec<u8>) {
@@ -142,8 +175,18 @@ fn digest(dh: u8, kem: u8) -> [u8; 32] {
     reference::hash(&[&x25519_public(dh), &ml_ek(kem)])
 }
 
+/// What the independent schedule computes.
+struct Expected {
+    i2r: [u8; 32],
+    r2i: [u8; 32],
+    sealed_static: Vec<u8>,
+    sealed_payload: Vec<u8>,
+    classical: [u8; 16],
+    full: [u8; 16],
+}
+
 /// The whole schedule of docs/protocol.md §3, from the raw inputs.
-fn reference_run(init: &Initiation, resp: &Response) -> ([u8; 32], [u8; 32], Vec<u8>, Vec<u8>, [u8; 16], [u8; 16]) {
+fn reference_run(init: &Initiation, resp: &Response) -> Expected {
     use reference::*;
     let mut ck = hash(&[labels::PROTOCOL]);
     let mut h = hash(&[&ck, &digest(0x12, 0x22)]);
@@ -151,7 +194,11 @@ fn reference_run(init: &Initiation, resp: &Response) -> ([u8; 32], [u8; 32], Vec
     ck = mix(&ck, labels::MIX_ES, &x25519(0x31, &x25519_public(0x12)));
     let (_, ss_sr) = ml_encaps(&ml_ek(0x22), 0x51);
     ck = mix(&ck, labels::MIX_KEM_RESPONDER_STATIC, &ss_sr);
-    let sealed_static = seal(&key(&ck, labels::KEY_INITIATOR_STATIC), &h, &x25519_public(0x11));
+    let sealed_static = seal(
+        &key(&ck, labels::KEY_INITIATOR_STATIC),
+        &h,
+        &x25519_public(0x11),
+    );
     h = hash(&[&h, &sealed_static]);
     h = hash(&[&h, &digest(0x11, 0x21)]);
     ck = mix(&ck, labels::MIX_SS, &x25519(0x11, &x25519_public(0x12)));
@@ -166,13 +213,24 @@ fn reference_run(init: &Initiation, resp: &Response) -> ([u8; 32], [u8; 32], Vec
     ck = mix(&ck, labels::MIX_KEM_EPHEMERAL, &ss_e);
     let (_, ss_si) = ml_encaps(&ml_ek(0x21), 0x53);
     ck = mix(&ck, labels::MIX_KEM_INITIATOR_STATIC, &ss_si);
-    let classical: [u8; 16] = hmac(&key(&ck, labels::KEY_CONFIRM_CLASSICAL), &h)[..16].try_into().unwrap();
+    let classical: [u8; 16] = hmac(&key(&ck, labels::KEY_CONFIRM_CLASSICAL), &h)[..16]
+        .try_into()
+        .unwrap();
     h = hash(&[&h, &classical]);
     ck = mix(&ck, labels::MIX_NO_QKD, &[]);
-    let full: [u8; 16] = seal(&key(&ck, labels::KEY_CONFIRM_FULL), &h, &[])[..16].try_into().unwrap();
+    let full: [u8; 16] = seal(&key(&ck, labels::KEY_CONFIRM_FULL), &h, &[])[..16]
+        .try_into()
+        .unwrap();
     let i2r = key(&ck, labels::TRAFFIC_INITIATOR_TO_RESPONDER);
     let r2i = key(&ck, labels::TRAFFIC_RESPONDER_TO_INITIATOR);
-    (i2r, r2i, sealed_static, sealed_payload, classical, full)
+    Expected {
+        i2r,
+        r2i,
+        sealed_static,
+        sealed_payload,
+        classical,
+        full,
+    }
 }
 
 fn hex(b: &[u8]) -> String {
@@ -198,14 +256,36 @@ fn independent_schedule_agrees_on_every_field_and_key() {
     assert_eq!(init.sender_index, 0x0102_0304);
     assert_eq!(init.ephemeral_dh, x25519_public(0x31));
     assert_eq!(init.ephemeral_kem, ml_ek(0x41));
-    assert_eq!(init.kem_to_responder_static, ml_encaps(&ml_ek(0x22), 0x51).0);
+    assert_eq!(
+        init.kem_to_responder_static,
+        ml_encaps(&ml_ek(0x22), 0x51).0
+    );
     assert_eq!(resp.ephemeral_dh, x25519_public(0x32));
-    assert_eq!(resp.kem_to_initiator_ephemeral, ml_encaps(&ml_ek(0x41), 0x52).0);
-    assert_eq!(resp.kem_to_initiator_static, ml_encaps(&ml_ek(0x21), 0x53).0);
-    let (i2r, r2i, sealed_static, sealed_payload, classical, full) = reference_run(&init, &resp);
-    assert_eq!(init.sealed_static, sealed_static, "sealed initiator static key");
+    assert_eq!(
+        resp.kem_to_initiator_ephemeral,
+        ml_encaps(&ml_ek(0x41), 0x52).0
+    );
+    assert_eq!(
+        resp.kem_to_initiator_static,
+        ml_encaps(&ml_ek(0x21), 0x53).0
+    );
+    let Expected {
+        i2r,
+        r2i,
+        sealed_static,
+        sealed_payload,
+        classical,
+        full,
+    } = reference_run(&init, &resp);
+    assert_eq!(
+        init.sealed_static, sealed_static,
+        "sealed initiator static key"
+    );
     assert_eq!(init.sealed_payload, sealed_payload, "sealed payload");
-    assert_eq!(resp.confirm_classical, classical, "classical confirmation tag");
+    assert_eq!(
+        resp.confirm_classical, classical,
+        "classical confirmation tag"
+    );
     assert_eq!(resp.confirm_full, full, "full confirmation tag");
     assert_eq!(run.i2r, i2r, "traffic key initiator -> responder");
     assert_eq!(run.r2i, r2i, "traffic key responder -> initiator");
@@ -222,7 +302,10 @@ fn pinned_message_digests_and_traffic_keys() {
         hex(&run.i2r),
         hex(&run.r2i),
     ];
-    assert_eq!(pinned, PINNED, "the wire encoding or the key schedule changed: update docs/protocol.md and these vectors together");
+    assert_eq!(
+        pinned, PINNED,
+        "the wire encoding or the key schedule changed: update docs/protocol.md and these vectors together"
+    );
 }
 
 #[test]

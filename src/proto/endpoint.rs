@@ -59,6 +59,7 @@ pub struct Endpoint {
     pub(crate) events: VecDeque<Event>,
     pub(crate) drops: InterfaceDrops,
     pub(crate) last_bad_mac1_event: Option<Instant>,
+    pub(crate) last_rejected_event: Option<Instant>,
 }
 
 impl Endpoint {
@@ -88,6 +89,7 @@ impl Endpoint {
             events: VecDeque::new(),
             drops: InterfaceDrops::default(),
             last_bad_mac1_event: None,
+            last_rejected_event: None,
         }
     }
 

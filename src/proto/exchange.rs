@@ -6,8 +6,8 @@ use super::cookie::{append_macs, mac1_valid, open_cookie_reply};
 use super::endpoint::Endpoint;
 use super::events::{Event, InitiationReason, Role};
 use super::handshake::{
-    FreshEphemerals, HandshakeError, InitiationParams, ReceivedInitiation, consume_initiation, consume_response,
-    create_initiation, create_response, response_receiver_index,
+    FreshEphemerals, HandshakeError, InitiationParams, ReceivedInitiation, consume_initiation,
+    consume_response, create_initiation, create_response, response_receiver_index,
 };
 use super::peer::{CachedResponse, PendingHandshake};
 use super::time::Instant;
@@ -34,18 +34,23 @@ impl Endpoint {
             qkd: None,
             local_public: &self.public,
         };
-        let (message, state) =
-            match create_initiation(&self.identity, &self.peers[p].settings.public, params, &mut FreshEphemerals) {
-                Ok(v) => v,
-                Err(error) => {
-                    self.indices.remove(&index);
-                    return self.reject(
-                        Some(p),
-                        self.peers[p].endpoint.expect("checked above"),
-                        error,
-                    );
-                }
-            };
+        let (message, state) = match create_initiation(
+            &self.identity,
+            &self.peers[p].settings.public,
+            params,
+            &mut FreshEphemerals,
+        ) {
+            Ok(v) => v,
+            Err(error) => {
+                self.indices.remove(&index);
+                return self.reject(
+                    now,
+                    Some(p),
+                    self.peers[p].endpoint.expect("checked above"),
+                    error,
+                );
+            }
+        };
         let next_retry = now + self.retry_timeout(1);
         let pending = PendingHandshake {
             state,
@@ -136,8 +141,17 @@ impl Endpoint {
         });
     }
 
-    fn reject(&mut self, p: Option<usize>, from: SocketAddr, error: HandshakeError) {
+    /// Counts a refused handshake message; reports at most one per second (the counter
+    /// has them all), so a flood cannot flood the log.
+    fn reject(&mut self, now: Instant, p: Option<usize>, from: SocketAddr, error: HandshakeError) {
         self.drops.handshake_rejected += 1;
+        if self
+            .last_rejected_event
+            .is_some_and(|t| now - t < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.last_rejected_event = Some(now);
         let peer = p.map(|p| self.peers[p].settings.name.clone());
         self.events
             .push_back(Event::HandshakeRejected { peer, from, error });
@@ -205,7 +219,7 @@ impl Endpoint {
         };
         match consume_initiation(&self.identity, &self.public, self.suite, message, lookup) {
             Ok(received) => self.answer(now, from, received, digest),
-            Err(error) => self.reject(None, from, error),
+            Err(error) => self.reject(now, None, from, error),
         }
     }
 
@@ -270,7 +284,7 @@ impl Endpoint {
             }
             Err(error) => {
                 self.indices.remove(&index);
-                self.reject(Some(p), from, error);
+                self.reject(now, Some(p), from, error);
             }
         }
     }
@@ -324,7 +338,7 @@ impl Endpoint {
         };
         match consume_response(&self.identity, &pending.state, message) {
             Ok(keys) => self.complete(now, from, p, &keys),
-            Err(error) => self.reject(Some(p), from, error),
+            Err(error) => self.reject(now, Some(p), from, error),
         }
     }
 
@@ -383,7 +397,10 @@ impl Endpoint {
             return;
         };
         match open_cookie_reply(&peer.settings.public.dh, &reply, &pending.mac1s) {
-            Some(cookie) => peer.cookie = Some((cookie, now)),
+            Some(cookie) => {
+                peer.cookie = Some((cookie, now));
+                self.send_pending(now, p);
+            }
             None => self.drops.malformed += 1,
         }
     }

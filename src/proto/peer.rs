@@ -62,6 +62,7 @@ pub(crate) struct Peer {
     pub staged: VecDeque<Vec<u8>>,
     pub epoch: u64,
     pub rotations: u64,
+    pub had_current: bool,
     pub handshakes: u64,
     pub last_handshake: Option<Instant>,
     pub keepalive_due: Option<Instant>,
@@ -88,6 +89,7 @@ impl Peer {
             staged: VecDeque::new(),
             epoch: 0,
             rotations: 0,
+            had_current: false,
             handshakes: 0,
             last_handshake: None,
             keepalive_due: None,
@@ -155,10 +157,13 @@ impl Peer {
         old_previous.map(|s| s.local_index)
     }
 
+    /// A session is becoming current: a rotation unless it is the peer's first one (even
+    /// when the old key had already expired, its replacement is a rotation).
     fn count_rotation(&mut self) {
-        if self.current.is_some() {
+        if self.had_current {
             self.rotations += 1;
         }
+        self.had_current = true;
     }
 
     /// Every local index this peer holds (sessions and the pending handshake).
