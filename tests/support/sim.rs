@@ -108,6 +108,8 @@ pub struct SimOptions {
     pub a_has_wrong_key_for_b: bool,
     /// B is configured with a wrong public key for A.
     pub b_has_wrong_key_for_a: bool,
+    /// Persistent keepalive interval on both sides.
+    pub persistent_keepalive: Option<Duration>,
 }
 
 impl SimOptions {
@@ -118,6 +120,7 @@ impl SimOptions {
             suite_b: CipherSuite::Aes256Gcm,
             a_has_wrong_key_for_b: false,
             b_has_wrong_key_for_a: false,
+            persistent_keepalive: None,
         }
     }
 }
@@ -180,6 +183,7 @@ fn endpoint(
     suite: CipherSuite,
     seed: u64,
     unix: u64,
+    persistent_keepalive: Option<Duration>,
 ) -> Endpoint {
     let own = import(&export(own));
     let settings = EndpointSettings {
@@ -191,7 +195,7 @@ fn endpoint(
             public: peer.public(),
             endpoint: Some(peer_addr),
             allowed_ips: vec![IpCidr::new(peer_overlay.into(), 32).unwrap()],
-            persistent_keepalive: None,
+            persistent_keepalive,
         }],
         unix_ns_at_origin: unix,
     };
@@ -235,6 +239,7 @@ impl Sim {
             suite,
             1,
             1_000_000,
+            o.persistent_keepalive,
         );
         let eb = endpoint(
             &ib,
@@ -245,6 +250,7 @@ impl Sim {
             o.suite_b,
             2,
             2_000_000,
+            o.persistent_keepalive,
         );
         Sim {
             now: Instant::ZERO,
@@ -288,6 +294,7 @@ impl Sim {
             self.suite,
             99,
             unix,
+            None,
         );
         let site = self.site(s);
         site.endpoint = e;
