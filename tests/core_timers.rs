@@ -118,7 +118,7 @@ fn authenticated_packet_from_a_new_address_moves_the_endpoint() {
     );
     // B's replies now go to the new address (the sim delivers only to the current one).
     let q = sim.packet(Side::B, 10, 2);
-    sim.send(Side::B, &[q.clone()]);
+    sim.send(Side::B, std::slice::from_ref(&q));
     sim.run_for(Duration::from_millis(5));
     assert_eq!(sim.a.received.last(), Some(&q));
 }
