@@ -122,52 +122,69 @@ impl Runtime {
     }
 }
 
+/// One direction of the data plane: where batches come from, what the core does to them,
+/// where they go.
+struct Pipeline<'a> {
+    input: &'a str,
+    output: &'a str,
+    receive: &'a dyn Fn(&mut PacketBatch, Duration) -> std::io::Result<usize>,
+    process: fn(&mut Endpoint, crate::proto::time::Instant, &mut PacketBatch),
+    send: &'a dyn Fn(&PacketBatch) -> std::io::Result<usize>,
+}
+
 fn tun_to_udp(s: &Shared) {
-    let mut batch = PacketBatch::new(BATCH_PACKETS, s.mtu);
-    while !s.shutdown.load(Ordering::Relaxed) {
-        match s.tun.recv_batch(&mut batch, POLL_INTERVAL) {
-            Ok(0) => continue,
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!(interface = %s.interface, error = %e, "TUN read failed");
-                std::thread::sleep(POLL_INTERVAL);
-                continue;
-            }
-        }
-        let drained = {
-            let mut ep = s.lock();
-            ep.seal_batch(s.clock.now(), &mut batch);
-            Shared::drain(&mut ep)
-        };
-        if let Err(e) = s.udp.send_batch(&batch) {
-            tracing::debug!(interface = %s.interface, error = %e, "UDP batch send failed");
-        }
-        s.flush(drained);
-    }
+    let batch = PacketBatch::new(BATCH_PACKETS, s.mtu);
+    run_pipeline(
+        s,
+        batch,
+        Pipeline {
+            input: "TUN",
+            output: "UDP",
+            receive: &|b, t| s.tun.recv_batch(b, t),
+            process: Endpoint::seal_batch,
+            send: &|b| s.udp.send_batch(b),
+        },
+    );
 }
 
 fn udp_to_tun(s: &Shared) {
-    let mut batch = PacketBatch::new(
+    let batch = PacketBatch::new(
         BATCH_PACKETS,
         s.mtu.max(crate::constants::MAX_HANDSHAKE_DATAGRAM_BYTES),
     );
+    run_pipeline(
+        s,
+        batch,
+        Pipeline {
+            input: "UDP",
+            output: "TUN",
+            receive: &|b, t| s.udp.recv_batch(b, t),
+            process: Endpoint::open_batch,
+            send: &|b| s.tun.send_batch(b),
+        },
+    );
+}
+
+/// Moves batches through one pipeline until shutdown: the core's lock is held once per
+/// batch, never across I/O.
+fn run_pipeline(s: &Shared, mut batch: PacketBatch, p: Pipeline<'_>) {
     while !s.shutdown.load(Ordering::Relaxed) {
-        match s.udp.recv_batch(&mut batch, POLL_INTERVAL) {
+        match (p.receive)(&mut batch, POLL_INTERVAL) {
             Ok(0) => continue,
             Ok(_) => {}
             Err(e) => {
-                tracing::error!(interface = %s.interface, error = %e, "UDP receive failed");
+                tracing::error!(interface = %s.interface, error = %e, "{} receive failed", p.input);
                 std::thread::sleep(POLL_INTERVAL);
                 continue;
             }
         }
         let drained = {
             let mut ep = s.lock();
-            ep.open_batch(s.clock.now(), &mut batch);
+            (p.process)(&mut ep, s.clock.now(), &mut batch);
             Shared::drain(&mut ep)
         };
-        if let Err(e) = s.tun.send_batch(&batch) {
-            tracing::debug!(interface = %s.interface, error = %e, "TUN batch write failed");
+        if let Err(e) = (p.send)(&batch) {
+            tracing::debug!(interface = %s.interface, error = %e, "{} batch send failed", p.output);
         }
         s.flush(drained);
     }
