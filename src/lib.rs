@@ -17,3 +17,4 @@ pub mod crypto;
 pub mod daemon;
 pub mod net;
 pub mod proto;
+pub mod qkd;
