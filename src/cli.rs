@@ -61,6 +61,36 @@ pub enum Command {
         #[arg(long, short, value_name = "NAME")]
         interface: Option<String>,
     },
+    /// Certificates for KMEs and SAEs (mutual TLS of the ETSI QKD 014 API).
+    Pki {
+        /// What to do.
+        #[command(subcommand)]
+        command: PkiCommand,
+    },
+}
+
+/// `qshield pki` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PkiCommand {
+    /// Create a CA and certificates for KMEs (server + client) and SAEs (client), for
+    /// demos and tests. The entity ID is the certificate's Common Name. Writes
+    /// DIR/ca.pem, DIR/ca.key and DIR/NAME.pem, DIR/NAME.key (keys mode 0600); refuses to
+    /// overwrite.
+    Init {
+        /// Output directory.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// CA name (its Common Name).
+        #[arg(long, value_name = "NAME")]
+        ca: String,
+        /// KMEs: NAME or NAME=SAN,SAN (SANs: DNS names or IP addresses the KME is reached at);
+        /// several names separated by spaces or by repeating the flag.
+        #[arg(long = "kme", value_name = "NAMES", num_args = 1.., action = clap::ArgAction::Append)]
+        kmes: Vec<String>,
+        /// SAEs (the VPN daemons): NAME or NAME=SAN,SAN; several allowed as for --kme.
+        #[arg(long = "sae", value_name = "NAMES", num_args = 1.., action = clap::ArgAction::Append)]
+        saes: Vec<String>,
+    },
 }
 
 /// Log output formats.

@@ -16,5 +16,6 @@ pub mod constants;
 pub mod crypto;
 pub mod daemon;
 pub mod net;
+pub mod pki;
 pub mod proto;
 pub mod qkd;

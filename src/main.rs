@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use qshield::cli::{Cli, Command, LogFormat};
+use qshield::cli::{Cli, Command, LogFormat, PkiCommand};
 use qshield::config::{self, identity_files};
 use qshield::constants::DEFAULT_CONTROL_DIR;
 use qshield::crypto::StaticIdentity;
@@ -60,7 +60,35 @@ fn run(command: Command) -> Result<()> {
             socket,
             interface,
         } => show_status(json, socket, interface),
+        Command::Pki {
+            command:
+                PkiCommand::Init {
+                    out,
+                    ca,
+                    kmes,
+                    saes,
+                },
+        } => pki_init(out, ca, &kmes, &saes),
     }
+}
+
+fn pki_init(out: PathBuf, ca: String, kmes: &[String], saes: &[String]) -> Result<()> {
+    let parse = |specs: &[String]| {
+        specs
+            .iter()
+            .map(|s| s.parse())
+            .collect::<Result<Vec<qshield::pki::Entity>, _>>()
+    };
+    let plan = qshield::pki::PkiPlan {
+        out,
+        ca,
+        kmes: parse(kmes)?,
+        saes: parse(saes)?,
+    };
+    for path in qshield::pki::init(&plan)? {
+        println!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 fn keygen(dir: &Path) -> Result<()> {
