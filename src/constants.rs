@@ -60,7 +60,8 @@ pub const COOKIE_VALID_FOR: Duration = Duration::from_secs(115);
 /// Above this many handshake datagrams per second the responder is "under load" and
 /// demands a valid mac2 (a cookie round trip) before doing any public-key work.
 pub const UNDER_LOAD_HANDSHAKE_DATAGRAMS_PER_SECOND: u32 = 200;
-/// Token bucket per source address: sustained handshake datagrams per second.
+/// Token bucket per source address, applied only under load (after the cookie round trip,
+/// as WireGuard does): sustained handshake datagrams per second.
 pub const HANDSHAKE_DATAGRAMS_PER_SOURCE_PER_SECOND: u32 = 60;
 /// Token bucket per source address: burst size (one full exchange plus retries).
 pub const HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST: u32 = 30;

@@ -18,9 +18,9 @@ fn handshake_completes_and_data_flows_both_ways() {
         "responder confirmed by the initiator's keepalive"
     );
     let p = sim.packet(Side::A, 100, 1);
-    sim.send(Side::A, &[p.clone()]);
+    sim.send(Side::A, std::slice::from_ref(&p));
     let q = sim.packet(Side::B, 50, 2);
-    sim.send(Side::B, &[q.clone()]);
+    sim.send(Side::B, std::slice::from_ref(&q));
     sim.run_for(Duration::from_millis(10));
     assert_eq!(sim.b.received, vec![p]);
     assert_eq!(sim.a.received, vec![q]);
@@ -40,7 +40,7 @@ fn handshake_completes_and_data_flows_both_ways() {
 fn first_packet_triggers_handshake_and_is_not_lost() {
     let mut sim = Sim::new(budget(64 * MIB, 120));
     let p = sim.packet(Side::A, 10, 7);
-    sim.send(Side::A, &[p.clone()]);
+    sim.send(Side::A, std::slice::from_ref(&p));
     sim.run_for(Duration::from_millis(50));
     assert_eq!(
         sim.b.received,
@@ -129,7 +129,7 @@ fn simultaneous_initiation_resolves_to_one_session_each() {
     );
     assert_eq!((ea, eb), (1, 1), "exactly one handshake completed");
     let p = sim.packet(Side::A, 10, 1);
-    sim.send(Side::A, &[p.clone()]);
+    sim.send(Side::A, std::slice::from_ref(&p));
     sim.run_for(Duration::from_millis(10));
     assert_eq!(sim.b.received, vec![p]);
 }
@@ -143,7 +143,7 @@ fn restarted_peer_reconnects() {
     sim.collect(Side::B);
     sim.run_for(Duration::from_millis(100));
     let p = sim.packet(Side::A, 10, 1);
-    sim.send(Side::A, &[p.clone()]);
+    sim.send(Side::A, std::slice::from_ref(&p));
     sim.run_for(Duration::from_millis(10));
     assert_eq!(sim.b.received, vec![p]);
 }
@@ -163,4 +163,36 @@ fn replayed_data_is_dropped_and_counted() {
     sim.send(Side::A, &[p]);
     sim.run_for(Duration::from_millis(10));
     assert_eq!(sim.b.received.len(), 1);
+}
+
+/// A small byte budget at a high rate rotates ~30 times a second: the responder must not
+/// rate-limit the rekey handshakes of a legitimate peer while it is not under load (a
+/// dropped rekey fragment stalled the namespace rotation test for a whole retransmission
+/// timeout, past the hard limit).
+#[test]
+fn fast_rotation_is_not_rate_limited() {
+    let mut sim = Sim::new(budget(MIB, 120));
+    sim.establish();
+    let mut sent = 0u32;
+    for _ in 0..800 {
+        let batch: Vec<_> = (0..64)
+            .map(|_| {
+                sent += 1;
+                sim.packet(Side::A, 1200, sent)
+            })
+            .collect();
+        sim.send(Side::A, &batch);
+        sim.run_for(Duration::from_micros(2500));
+    }
+    sim.run_for(Duration::from_millis(20));
+    let st = sim.status(Side::A);
+    assert!(st.rotations >= 50, "rotations: {}", st.rotations);
+    assert_eq!(sim.drops(Side::B).rate_limited, 0);
+    assert_eq!(st.drops.no_session, 0);
+    assert_eq!(
+        sim.b.received.len() as u32,
+        sent,
+        "every packet arrived across {} rotations",
+        st.rotations
+    );
 }

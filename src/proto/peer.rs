@@ -161,18 +161,6 @@ impl Peer {
         }
     }
 
-    /// Every local index this peer holds (sessions and the pending handshake).
-    #[cfg(test)]
-    pub fn indices(&self) -> Vec<u32> {
-        let sessions = [&self.previous, &self.current, &self.next];
-        let mut v: Vec<u32> = sessions
-            .iter()
-            .filter_map(|s| s.as_ref().map(|s| s.local_index))
-            .collect();
-        v.extend(self.pending.as_ref().map(|p| p.state.sender_index));
-        v
-    }
-
     /// Snapshot for `qshield status`.
     pub fn status(
         &self,

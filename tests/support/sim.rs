@@ -105,6 +105,7 @@ fn import(p: &PublicPair) -> StaticIdentity {
 const ADDR_A: &str = "198.18.0.1:51820";
 const ADDR_B: &str = "198.18.0.2:51820";
 
+#[allow(clippy::too_many_arguments)] // a test fixture: each argument is one knob of a site
 fn endpoint(
     own: &StaticIdentity,
     peer: &StaticIdentity,
@@ -268,10 +269,7 @@ impl Sim {
 
     /// Moves a side's pending transmits onto the wire and its events into its log.
     pub fn collect(&mut self, s: Side) {
-        loop {
-            let Some(t) = self.site(s).endpoint.poll_transmit() else {
-                break;
-            };
+        while let Some(t) = self.site(s).endpoint.poll_transmit() {
             self.put_on_wire(s, t.payload);
         }
         while let Some(e) = self.site(s).endpoint.poll_event() {
