@@ -61,10 +61,11 @@ pub const COOKIE_VALID_FOR: Duration = Duration::from_secs(115);
 /// demands a valid mac2 (a cookie round trip) before doing any public-key work. Set above
 /// what one peer rotating at the fastest accepted rate sends (see the per-source rate).
 pub const UNDER_LOAD_HANDSHAKE_DATAGRAMS_PER_SECOND: u32 = 4000;
-/// Token bucket per source address: sustained handshake datagrams per second. One peer may
-/// start an initiation every [`MIN_INITIATION_INTERVAL`] (500/s, 3 datagrams each), which
-/// small byte budgets at multi-gigabit rates need; at ~0.15 ms of public-key work per
-/// initiation that bounds one source to under a tenth of a core.
+/// Token bucket per source address, applied only under load (after the cookie round trip
+/// has proven the source, as WireGuard does): sustained handshake datagrams per second. One
+/// peer may start an initiation every [`MIN_INITIATION_INTERVAL`] (500/s, 3 datagrams
+/// each), which small byte budgets at multi-gigabit rates need; at ~0.15 ms of public-key
+/// work per initiation that bounds one source to under a tenth of a core.
 pub const HANDSHAKE_DATAGRAMS_PER_SOURCE_PER_SECOND: u32 = 1500;
 /// Token bucket per source address: burst size (a few full exchanges plus retries).
 pub const HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST: u32 = 60;

@@ -10,10 +10,11 @@ use qshield::constants::{
     HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST, REASSEMBLY_SLOTS_MAX,
     UNDER_LOAD_HANDSHAKE_DATAGRAMS_PER_SECOND,
 };
-use qshield::proto::cookie::{append_macs, mac1_key};
+use qshield::proto::cookie::{append_macs, mac1_key, open_cookie_reply};
 use qshield::proto::events::{Event, InterfaceDrops, PeerDrops};
 use qshield::proto::wire::{
-    COOKIE_REPLY_BYTES, TYPE_COOKIE_REPLY, TYPE_DATA, TYPE_INITIATION, TYPE_RESPONSE, split_message,
+    COOKIE_REPLY_BYTES, CookieReply, TYPE_COOKIE_REPLY, TYPE_DATA, TYPE_INITIATION, TYPE_RESPONSE,
+    split_message,
 };
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -332,42 +333,65 @@ fn under_load_initiations_get_cookies_and_the_legit_peer_completes_with_mac2() {
 }
 
 #[test]
-fn per_source_rate_limit_and_bounded_reassembly_without_load() {
+fn per_source_rate_limit_applies_under_load_and_reassembly_stays_bounded() {
     let mut sim = Sim::new(budget(64 * MIB, 120));
-    let key = mac1_key(&sim.b.endpoint.public().dh);
+    let b_dh = sim.b.endpoint.public().dh;
+    let key = mac1_key(&b_dh);
     let src: SocketAddr = "198.18.77.1:4000".parse().unwrap();
     let burst = HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST as u64;
+    let fragment = |k: u32, cookie: Option<&[u8; 16]>| {
+        let mut f = split_message(TYPE_INITIATION, k, &[7u8; 2500]).remove(0);
+        let mac1 = append_macs(&mut f, &key, cookie);
+        (f, mac1)
+    };
+    // Not under load: a source is never throttled (a peer rotating fast must not be).
     for k in 0..burst + 10 {
-        let mut f = split_message(TYPE_INITIATION, k as u32, &[7u8; 2500]).remove(0);
-        append_macs(&mut f, &key, None);
-        sim.inject(Side::B, src, &f);
+        sim.inject(Side::B, src, &fragment(k as u32, None).0);
     }
     assert_eq!(
         sim.drops(Side::B).rate_limited,
-        10,
-        "a burst of {burst} then refused"
+        0,
+        "no rate limit without load"
     );
     assert!(
         sim.b.endpoint.reassembly_in_progress() <= 4,
         "per-source slots bounded"
     );
-    // many sources, below the load threshold: slots stay bounded
-    flood(&mut sim, 150, 50_000);
+    // Under load: the source proves its address with a cookie, then is held to its rate.
+    flood(
+        &mut sim,
+        UNDER_LOAD_HANDSHAKE_DATAGRAMS_PER_SECOND as usize,
+        50_000,
+    );
     assert_eq!(
         sim.b.endpoint.reassembly_in_progress(),
-        REASSEMBLY_SLOTS_MAX
+        REASSEMBLY_SLOTS_MAX,
+        "slots bounded"
     );
-    assert_eq!(sim.b.stray.len(), 0, "not under load: no cookies");
-    // and a real handshake still gets through
+    let (f, mac1) = fragment(9_000, None);
+    sim.inject(Side::B, src, &f);
+    let reply = sim
+        .b
+        .stray
+        .iter()
+        .rev()
+        .find(|t| t.to == src)
+        .expect("a cookie reply");
+    let reply = CookieReply::decode(&reply.payload).unwrap();
+    let cookie = open_cookie_reply(&b_dh, &reply, &[mac1]).expect("the cookie opens");
+    let before = sim.drops(Side::B).rate_limited;
+    for k in 0..burst + 10 {
+        sim.inject(Side::B, src, &fragment(10_000 + k as u32, Some(&cookie)).0);
+    }
+    assert_eq!(
+        sim.drops(Side::B).rate_limited - before,
+        10,
+        "a burst of {burst}, then refused"
+    );
+    // and a real handshake still gets through once the load has passed
+    sim.run_for(Duration::from_secs(2));
     sim.establish();
     assert!(sim.has_current(Side::A) && sim.has_current(Side::B));
-    // a source over its rate recovers after a pause
-    sim.run_for(Duration::from_secs(1));
-    let before = sim.drops(Side::B).rate_limited;
-    let mut f = split_message(TYPE_INITIATION, 1, &[7u8; 2500]).remove(0);
-    append_macs(&mut f, &key, None);
-    sim.inject(Side::B, src, &f);
-    assert_eq!(sim.drops(Side::B).rate_limited, before);
 }
 
 type Specimens = Vec<(Side, Vec<u8>)>;

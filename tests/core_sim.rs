@@ -164,3 +164,35 @@ fn replayed_data_is_dropped_and_counted() {
     sim.run_for(Duration::from_millis(10));
     assert_eq!(sim.b.received.len(), 1);
 }
+
+/// A small byte budget at a high rate rotates ~30 times a second: the responder must not
+/// rate-limit the rekey handshakes of a legitimate peer while it is not under load (a
+/// dropped rekey fragment stalled the namespace rotation test for a whole retransmission
+/// timeout, past the hard limit).
+#[test]
+fn fast_rotation_is_not_rate_limited() {
+    let mut sim = Sim::new(budget(MIB, 120));
+    sim.establish();
+    let mut sent = 0u32;
+    for _ in 0..800 {
+        let batch: Vec<_> = (0..64)
+            .map(|_| {
+                sent += 1;
+                sim.packet(Side::A, 1200, sent)
+            })
+            .collect();
+        sim.send(Side::A, &batch);
+        sim.run_for(Duration::from_micros(2500));
+    }
+    sim.run_for(Duration::from_millis(20));
+    let st = sim.status(Side::A);
+    assert!(st.rotations >= 50, "rotations: {}", st.rotations);
+    assert_eq!(sim.drops(Side::B).rate_limited, 0);
+    assert_eq!(st.drops.no_session, 0);
+    assert_eq!(
+        sim.b.received.len() as u32,
+        sent,
+        "every packet arrived across {} rotations",
+        st.rotations
+    );
+}

@@ -23,6 +23,7 @@ use crate::constants::{
 use crate::crypto::dh::DhPublic;
 use crate::crypto::random::Rng;
 use crate::crypto::{CipherSuite, PublicIdentity, StaticIdentity};
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
@@ -500,7 +501,7 @@ impl Endpoint {
     pub(crate) fn new_index(&mut self, p: usize) -> u32 {
         loop {
             let i = self.rng.next_u32();
-            if let std::collections::hash_map::Entry::Vacant(e) = self.indices.entry(i) {
+            if let Entry::Vacant(e) = self.indices.entry(i) {
                 e.insert(p);
                 return i;
             }

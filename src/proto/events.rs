@@ -145,7 +145,7 @@ pub struct InterfaceDrops {
     pub unknown_index: u64,
     /// Handshake datagrams with a wrong mac1.
     pub bad_mac1: u64,
-    /// Handshake datagrams over the per-source rate.
+    /// Handshake datagrams over the per-source rate (enforced only under load).
     pub rate_limited: u64,
     /// Handshake messages refused (see the log for each reason).
     pub handshake_rejected: u64,

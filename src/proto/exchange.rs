@@ -168,22 +168,26 @@ impl Endpoint {
         if !mac1_valid(self.cookies.mac1_key(), &frag) {
             return self.bad_mac1(now, from);
         }
-        let under_load = self.cookies.note_datagram(now);
-        if under_load
-            && frag.header.msg_type == TYPE_INITIATION
-            && !self.cookies.mac2_valid(now, from, &frag, &mut *self.rng)
-        {
-            let reply = self.cookies.reply(now, from, &frag, &mut *self.rng);
-            self.transmits.push_back(super::events::Transmit {
-                to: from,
-                payload: reply,
-            });
-            self.events.push_back(Event::CookieSent { to: from });
-            return;
-        }
-        if !self.limiter.allow(now, from.ip()) {
-            self.drops.rate_limited += 1;
-            return;
+        // As WireGuard: only under load is a source made to prove its address (cookie) and
+        // held to a per-source rate. Rate-limiting always would throttle a legitimate peer
+        // whose small byte budget makes it rotate tens of times a second, and a dropped
+        // rekey fragment then stalls the tunnel for a retransmission timeout.
+        if self.cookies.note_datagram(now) {
+            if frag.header.msg_type == TYPE_INITIATION
+                && !self.cookies.mac2_valid(now, from, &frag, &mut *self.rng)
+            {
+                let reply = self.cookies.reply(now, from, &frag, &mut *self.rng);
+                self.transmits.push_back(super::events::Transmit {
+                    to: from,
+                    payload: reply,
+                });
+                self.events.push_back(Event::CookieSent { to: from });
+                return;
+            }
+            if !self.limiter.allow(now, from.ip()) {
+                self.drops.rate_limited += 1;
+                return;
+            }
         }
         let msg_type = frag.header.msg_type;
         if let Some(message) = self.reassembler.insert(now, from, &frag) {

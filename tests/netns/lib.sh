@@ -95,15 +95,39 @@ start_daemon() {
     local side=$1
     ip netns exec "$(ns_of "$side")" "$QSHIELD" up --config "$WORK/$side.toml" --log-level "${LOG_LEVEL:-info}" \
         >>"$WORK/$side.log" 2>&1 &
-    PIDS+=($!)
-    eval "PID_$side=$!"
+    local pid=$!
+    PIDS+=("$pid")
+    eval "PID_$side=$pid"
+    # Ready when *this* daemon answers on its socket (a stale socket file may exist).
     for _ in $(seq 100); do
-        [[ -S $WORK/$side.sock ]] && return 0
-        kill -0 "$!" 2>/dev/null || { cat "$WORK/$side.log" >&2; fail "daemon $side exited at start"; }
+        [[ $(status_field "$side" "d['pid']" 2>/dev/null) == "$pid" ]] && return 0
+        kill -0 "$pid" 2>/dev/null || { cat "$WORK/$side.log" >&2; fail "daemon $side exited at start"; }
         sleep 0.1
     done
     cat "$WORK/$side.log" >&2
-    fail "daemon $side did not open its control socket"
+    fail "daemon $side did not answer on its control socket"
+}
+
+# stop_daemon SIDE [SIGNAL] [SECONDS]: signal the side's daemon, wait for it to exit;
+# sets STOP_RC (its exit status) and STOP_SECS; fails if it outlives SECONDS (default 3).
+stop_daemon() {
+    local side=$1 sig=${2:-TERM} secs=${3:-3} pid_var=PID_$1 t0
+    local pid=${!pid_var}
+    t0=$(date +%s.%N)
+    kill "-$sig" "$pid"
+    wait_exit "$pid" "$secs" || { show_logs; fail "daemon $side still runs $secs s after SIG$sig"; }
+    STOP_SECS=$(python3 -c "import time; print(round(time.time() - $t0, 2))")
+    STOP_RC=0
+    wait "$pid" || STOP_RC=$?
+    forget_pid "$pid"
+}
+
+# forget_pid PID: a process that has exited is no longer ours to clean up (its PID may be
+# reused by someone else's process).
+forget_pid() {
+    local keep=() p
+    for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
 }
 
 status_json() { "$QSHIELD" status --json --socket "$WORK/$1.sock"; }
@@ -114,10 +138,12 @@ status_field() {
 }
 
 # wait_ping SIDE ADDR [SECONDS]: until one ping from SIDE's namespace to ADDR answers
+# (a deadline, not a count: an unanswered ping itself waits up to 1 s)
 wait_ping() {
-    local side=$1 addr=$2 secs=${3:-10} i
-    for i in $(seq $((secs * 5))); do
-        ip netns exec "$(ns_of "$side")" ping -c1 -W1 -i0.2 "$addr" >/dev/null 2>&1 && return 0
+    local side=$1 addr=$2 secs=${3:-10}
+    local deadline=$(($(date +%s%N) + secs * 1000000000))
+    while (($(date +%s%N) < deadline)); do
+        ip netns exec "$(ns_of "$side")" ping -c1 -W1 "$addr" >/dev/null 2>&1 && return 0
         sleep 0.2
     done
     return 1
@@ -139,6 +165,51 @@ iperf_server() {
     PIDS+=($!)
     sleep 0.5
 }
+
+# iperf_run ADDR SECONDS [iperf3 args...]: a TCP run from a to b's iperf_server (started
+# here), JSON in $WORK/iperf.json; returns iperf3's exit status.
+iperf_run() {
+    local addr=$1 secs=$2
+    shift 2
+    iperf_server "$addr"
+    ip netns exec "$NS_A" iperf3 -c "$addr" -t "$secs" -J "$@" >"$WORK/iperf.json"
+}
+
+# iperf_field PYTHON_EXPR: over `d`, the last iperf_run's JSON document
+iperf_field() {
+    python3 -c "import json; d=json.load(open('$WORK/iperf.json')); print($1)"
+}
+
+# iperf_gbps: received throughput of the last iperf_run, Gbit/s
+iperf_gbps() { iperf_field "round(d['end']['sum_received']['bits_per_second']/1e9, 3)"; }
+
+# peer_field SIDE PYTHON_EXPR: over `p`, the side's first (only) peer in its status
+peer_field() { status_field "$1" "(lambda p: $2)(d['peers'][0])"; }
+
+# wait_exit PID SECONDS: until PID is gone (0) or the time is up (1)
+wait_exit() {
+    local pid=$1 secs=$2 i
+    for i in $(seq $((secs * 20))); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+# assert_alive SIDE: its daemon process still runs
+assert_alive() {
+    local pid_var=PID_$1
+    kill -0 "${!pid_var}" 2>/dev/null || { show_logs; fail "daemon $1 (pid ${!pid_var}) died"; }
+}
+
+# tunnel_ok: ping both ways over IPv4 inside the tunnel (first handshake may take a while)
+tunnel_ok() {
+    wait_ping a 198.19.0.2 "${1:-15}" || { show_logs; fail "no ping a->b over the tunnel"; }
+    wait_ping b 198.19.0.1 5 || { show_logs; fail "no ping b->a over the tunnel"; }
+}
+
+# log_has SIDE PHRASE: the side's daemon log contains PHRASE (fixed string)
+log_has() { grep -qF -- "$2" "$WORK/$1.log"; }
 
 show_logs() {
     for s in a b; do

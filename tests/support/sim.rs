@@ -173,7 +173,7 @@ fn import(p: &PublicPair) -> StaticIdentity {
 const ADDR_A: &str = "198.18.0.1:51820";
 const ADDR_B: &str = "198.18.0.2:51820";
 
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments)] // a test fixture: each argument is one knob of a site
 fn endpoint(
     own: &StaticIdentity,
     peer: &StaticIdentity,
