@@ -18,4 +18,13 @@ if ((${#need[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 log "cargo test (unit, property, simulation, vectors and namespace suites)"
-exec cargo test --no-fail-fast "$@"
+out=$(mktemp /tmp/qshield-test.XXXXXX)
+trap 'rm -f "$out"' EXIT
+set +e
+cargo test --no-fail-fast "$@" 2>&1 | tee "$out"
+rc=${PIPESTATUS[0]}
+set -e
+# One closing line over every test binary (cargo prints one "test result" line each).
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$out"
+exit "$rc"

@@ -93,6 +93,10 @@ pub const DEFAULT_REJECT_BYTES_DENOMINATOR: u64 = 4;
 pub const DEFAULT_REJECT_TIME_NUMERATOR: u32 = 3;
 /// See [`DEFAULT_REJECT_TIME_NUMERATOR`].
 pub const DEFAULT_REJECT_TIME_DENOMINATOR: u32 = 2;
+/// The default hard byte budget is at least this far above the soft one, so a small soft
+/// budget at multi-gigabit rates still leaves the rekey handshake time to finish (64 MiB is
+/// 50 ms at 10 Gbit/s).
+pub const DEFAULT_REJECT_MIN_MARGIN_BYTES: u64 = 64 << 20;
 /// Smallest soft byte budget accepted.
 pub const MIN_REKEY_AFTER_BYTES: u64 = 1 << 20;
 /// Smallest soft time budget accepted.

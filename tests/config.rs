@@ -135,6 +135,17 @@ fn with_rotation(lines: &str) -> Result<config::Config, ConfigError> {
 }
 
 #[test]
+fn default_hard_byte_budget_leaves_a_margin_for_small_soft_budgets() {
+    let c = with_rotation("rekey_after_bytes = \"4MiB\"").unwrap();
+    assert_eq!(
+        c.rotation.reject_after_bytes,
+        (4 << 20) + k::DEFAULT_REJECT_MIN_MARGIN_BYTES
+    );
+    let c = with_rotation("rekey_after_bytes = \"1TiB\"").unwrap();
+    assert_eq!(c.rotation.reject_after_bytes, (1u64 << 40) / 4 * 5);
+}
+
+#[test]
 fn units_round_trip_through_the_config() {
     for bytes in [1u64 << 20, 3 << 30, 1_500_000_000, 5_000_001] {
         let text = format!("rekey_after_bytes = \"{}\"", units::format_bytes(bytes));

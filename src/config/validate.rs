@@ -275,7 +275,7 @@ fn reject_bytes(
             / u128::from(k::DEFAULT_REJECT_BYTES_DENOMINATOR);
         return Ok(u64::try_from(scaled)
             .unwrap_or(u64::MAX)
-            .max(rekey.saturating_add(1)));
+            .max(rekey.saturating_add(k::DEFAULT_REJECT_MIN_MARGIN_BYTES)));
     };
     let value = bytes(raw, "rotation.reject_after_bytes", src)?;
     if value <= rekey {
