@@ -51,6 +51,18 @@ pub const REASSEMBLY_SLOTS_PER_SOURCE_MAX: usize = 4;
 /// Packets staged per peer while no session can carry them.
 pub const STAGED_PACKETS_MAX: usize = 128;
 
+// ---------------------------------------------------------------- QKD keys
+
+/// The core gives up waiting for a QKD key after this long (the KME client's own timeout is
+/// shorter; this is the backstop).
+pub const QKD_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// After a failed QKD request under `require`, wait this long before asking again…
+pub const QKD_RETRY_INITIAL: Duration = Duration::from_secs(1);
+/// …doubling up to this.
+pub const QKD_RETRY_MAX: Duration = Duration::from_secs(10);
+/// HTTP timeout of one ETSI 014 call (connect and answer).
+pub const KME_CALL_TIMEOUT: Duration = Duration::from_secs(3);
+
 // ---------------------------------------------------------------- DoS protection
 
 /// The cookie secret is replaced this often.

@@ -46,6 +46,14 @@ pub fn log_event(interface: &str, event: &Event) {
         Event::EndpointChanged { peer, to } => {
             tracing::info!(interface, peer = %peer, endpoint = %to, "peer endpoint changed")
         }
+        Event::QkdUnavailable { peer, error } => tracing::warn!(
+            interface, peer = %peer, %error,
+            "no QKD key and the QKD policy is \"require\": no new session (the current key carries traffic until its hard limit); retrying"
+        ),
+        Event::QkdFallback { peer, reason } => tracing::warn!(
+            interface, peer = %peer, %reason,
+            "QKD FALLBACK: this session rests on X25519 + ML-KEM-768 only (QKD policy \"allow\")"
+        ),
         Event::CookieSent { to } => {
             tracing::debug!(interface, %to, "under load: sent a cookie reply")
         }

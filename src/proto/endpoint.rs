@@ -37,6 +37,8 @@ pub struct EndpointSettings {
     pub budget: RotationBudget,
     /// The peers.
     pub peers: Vec<PeerSettings>,
+    /// How sessions use QKD keys.
+    pub qkd_policy: super::qkd_flow::QkdPolicy,
     /// Wall clock (ns since the Unix epoch) at [`Instant::ZERO`]: initiation timestamps
     /// are this plus `now`, so they keep increasing across restarts.
     pub unix_ns_at_origin: u64,
@@ -61,6 +63,9 @@ pub struct Endpoint {
     pub(crate) drops: InterfaceDrops,
     pub(crate) last_bad_mac1_event: Option<Instant>,
     pub(crate) last_rejected_event: Option<Instant>,
+    pub(crate) qkd_policy: super::qkd_flow::QkdPolicy,
+    pub(crate) qkd_requests: VecDeque<super::qkd_flow::QkdRequest>,
+    pub(crate) qkd_next_request_id: u64,
 }
 
 impl Endpoint {
@@ -91,6 +96,9 @@ impl Endpoint {
             drops: InterfaceDrops::default(),
             last_bad_mac1_event: None,
             last_rejected_event: None,
+            qkd_policy: settings.qkd_policy,
+            qkd_requests: VecDeque::new(),
+            qkd_next_request_id: 0,
         }
     }
 
@@ -127,7 +135,7 @@ impl Endpoint {
             peers: self
                 .peers
                 .iter()
-                .map(|p| p.status(now, &self.budget, self.suite.name()))
+                .map(|p| p.status(now, &self.budget, self.suite.name(), self.qkd_policy))
                 .collect(),
             drops: self.drops,
         }
@@ -409,6 +417,7 @@ impl Endpoint {
     pub fn handle_timeout(&mut self, now: Instant) {
         for p in 0..self.peers.len() {
             self.expire_sessions(now, p);
+            self.qkd_timers(now, p);
             self.retry_handshake(now, p);
             self.rekey_if_due(now, p);
             self.keepalive_if_due(now, p);
@@ -417,9 +426,9 @@ impl Endpoint {
 
     /// The earliest instant at which [`Endpoint::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.peers
-            .iter()
-            .filter_map(|p| self.peer_deadline(p))
+        (0..self.peers.len())
+            .flat_map(|p| [self.peer_deadline(&self.peers[p]), self.qkd_deadline(p)])
+            .flatten()
             .min()
     }
 
@@ -432,8 +441,8 @@ impl Endpoint {
         let rekey = peer
             .current
             .as_ref()
-            .filter(|_| peer.pending.is_none())
-            .map(|s| s.created_at + s.rekey_after(b));
+            .filter(|_| peer.pending.is_none() && peer.qkd_pending.is_none())
+            .map(|s| (s.created_at + s.rekey_after(b)).max(peer.qkd.retry_at.unwrap_or_default()));
         let persistent = peer
             .settings
             .persistent_keepalive
@@ -479,6 +488,9 @@ impl Endpoint {
         let due = peer.current.as_ref().map(|s| s.send_use(now, &self.budget));
         if let Some(KeyUse::RekeyDue(reason)) = due {
             self.initiate(now, p, InitiationReason::Rekey(reason));
+        } else if peer.current.is_none() && !peer.staged.is_empty() {
+            // traffic waits (e.g. a QKD key was missing under `require`): try again
+            self.initiate(now, p, InitiationReason::Traffic);
         }
     }
 

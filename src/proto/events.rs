@@ -114,6 +114,21 @@ pub enum Event {
         /// New address.
         to: SocketAddr,
     },
+    /// Policy `require`: no QKD key, so no new session (the current key, if any, carries
+    /// traffic until its hard limit); the request is retried.
+    QkdUnavailable {
+        /// Peer name.
+        peer: String,
+        /// What the KME (or the wait for it) said.
+        error: String,
+    },
+    /// Policy `allow`: a session without a QKD key, on the hybrid handshake alone.
+    QkdFallback {
+        /// Peer name.
+        peer: String,
+        /// Why there was no QKD key.
+        reason: String,
+    },
     /// Under load: a cookie reply was sent instead of doing handshake work.
     CookieSent {
         /// Underlay destination.
@@ -178,6 +193,27 @@ pub struct PeerStatus {
     pub total_bytes_received: u64,
     /// Drops by reason.
     pub drops: PeerDrops,
+    /// QKD keys for this peer.
+    pub qkd: QkdStatus,
+}
+
+/// QKD key use for one peer.
+#[derive(Debug, Clone, Serialize)]
+pub struct QkdStatus {
+    /// `disable`, `allow` or `require`.
+    pub policy: &'static str,
+    /// QKD keys received from the KME and mixed into sessions (one per handshake).
+    pub keys_consumed: u64,
+    /// Requests the KME failed (down, slow, out of keys, nonsense).
+    pub failures: u64,
+    /// Sessions made without a QKD key under `allow`.
+    pub fallbacks: u64,
+    /// A request to the KME is outstanding.
+    pub waiting_for_kme: bool,
+    /// The last failure, if any since the last key.
+    pub last_error: Option<String>,
+    /// Under `require` after a failure: seconds until the next request.
+    pub retry_in_seconds: Option<f64>,
 }
 
 /// The key in use for a peer.
@@ -209,6 +245,8 @@ pub struct KeyStatus {
     pub packets_left: u64,
     /// Key sources mixed into it.
     pub sources: Vec<&'static str>,
+    /// The QKD key's ETSI `key_ID`, when one was mixed in.
+    pub qkd_key_id: Option<String>,
 }
 
 /// The whole interface in `qshield status`.

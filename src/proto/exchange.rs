@@ -6,10 +6,12 @@ use super::cookie::{append_macs, mac1_valid, open_cookie_reply};
 use super::endpoint::Endpoint;
 use super::events::{Event, InitiationReason, Role};
 use super::handshake::{
-    FreshEphemerals, HandshakeError, InitiationParams, ReceivedInitiation, consume_initiation,
-    consume_response, create_initiation, create_response, response_receiver_index,
+    FreshEphemerals, HandshakeError, InitiationParams, QkdKey, ReceivedInitiation,
+    consume_initiation, consume_response, create_initiation, create_response,
+    response_receiver_index,
 };
 use super::peer::{CachedResponse, PendingHandshake};
+use super::qkd_flow::QkdPolicy;
 use super::time::Instant;
 use super::wire::{CookieReply, TYPE_INITIATION, TYPE_RESPONSE, parse_fragment, split_message};
 use crate::constants::{
@@ -22,7 +24,26 @@ use std::time::Duration;
 
 impl Endpoint {
     /// Starts a handshake with peer `p` unless one is in flight or its endpoint is unknown.
+    /// With a QKD policy, the QKD key is asked for first (the initiation waits for it).
     pub(crate) fn initiate(&mut self, now: Instant, p: usize, reason: InitiationReason) {
+        if self.peers[p].pending.is_some() || self.peers[p].endpoint.is_none() {
+            return;
+        }
+        if self.qkd_policy == QkdPolicy::Disable {
+            self.send_initiation(now, p, reason, None);
+        } else {
+            self.request_initiation_key(now, p, reason);
+        }
+    }
+
+    /// Builds and sends a new initiation carrying `qkd` (its key_ID) if given.
+    pub(crate) fn send_initiation(
+        &mut self,
+        now: Instant,
+        p: usize,
+        reason: InitiationReason,
+        qkd: Option<QkdKey>,
+    ) {
         if self.peers[p].pending.is_some() || self.peers[p].endpoint.is_none() {
             return;
         }
@@ -31,7 +52,7 @@ impl Endpoint {
             suite: self.suite,
             sender_index: index,
             timestamp_unix_ns: self.unix_ns(now),
-            qkd: None,
+            qkd,
             local_public: &self.public,
         };
         let (message, state) = match create_initiation(
@@ -143,7 +164,13 @@ impl Endpoint {
 
     /// Counts a refused handshake message; reports at most one per second (the counter
     /// has them all), so a flood cannot flood the log.
-    fn reject(&mut self, now: Instant, p: Option<usize>, from: SocketAddr, error: HandshakeError) {
+    pub(crate) fn reject(
+        &mut self,
+        now: Instant,
+        p: Option<usize>,
+        from: SocketAddr,
+        error: HandshakeError,
+    ) {
         self.drops.handshake_rejected += 1;
         if self
             .last_rejected_event
@@ -211,7 +238,7 @@ impl Endpoint {
 
     fn on_initiation(&mut self, now: Instant, from: SocketAddr, message: &[u8]) {
         let digest = kdf::hash(&[message]);
-        if self.resend_cached_response(now, from, &digest) {
+        if self.resend_cached_response(now, from, &digest) || self.awaiting_key_for(&digest) {
             return;
         }
         let by_static = &self.by_static;
@@ -269,9 +296,22 @@ impl Endpoint {
             self.indices.remove(&ours.state.sender_index);
         }
         self.peers[p].last_initiation = Some((received.payload.timestamp_unix_ns, now));
+        self.answer_with_policy(now, from, received, digest);
+    }
+
+    /// Sends the response to `received`, mixing `qkd` if given.
+    pub(crate) fn respond(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        received: ReceivedInitiation<usize>,
+        digest: [u8; 32],
+        qkd: Option<&QkdKey>,
+    ) {
+        let p = received.peer;
         let index = self.new_index(p);
         let remote = self.peers[p].settings.public.clone();
-        match create_response(received, &remote, index, None, &mut FreshEphemerals) {
+        match create_response(received, &remote, index, qkd, &mut FreshEphemerals) {
             Ok((response, keys)) => {
                 let session = self.new_session(p, &keys, now);
                 let freed = self.peers[p].install_responded(session);
@@ -284,7 +324,7 @@ impl Endpoint {
                     sent_at: now,
                 });
                 self.send_response(p, from, index, &response);
-                self.established(p, Role::Responder, keys.qkd_mixed, None);
+                self.established(p, Role::Responder, keys.qkd_mixed(), None);
             }
             Err(error) => {
                 self.indices.remove(&index);
@@ -340,14 +380,18 @@ impl Endpoint {
             self.drops.unknown_index += 1;
             return;
         };
+        let offered_qkd = pending.state.qkd.is_some();
         match consume_response(&self.identity, &pending.state, message) {
+            Ok(keys) if offered_qkd && !keys.qkd_mixed() => {
+                self.responder_skipped_qkd(now, from, p, &keys)
+            }
             Ok(keys) => self.complete(now, from, p, &keys),
             Err(error) => self.reject(now, Some(p), from, error),
         }
     }
 
     /// Our handshake completed: the new session becomes current; confirm it at once.
-    fn complete(
+    pub(crate) fn complete(
         &mut self,
         now: Instant,
         from: SocketAddr,
@@ -362,7 +406,7 @@ impl Endpoint {
         self.established(
             p,
             Role::Initiator,
-            keys.qkd_mixed,
+            keys.qkd_mixed(),
             Some(now - pending.last_sent),
         );
         if self.flush_staged(now, p) == 0 {

@@ -76,6 +76,14 @@ pub enum HandshakeError {
     /// The responder claims a QKD key that the initiator never offered.
     #[error("response claims a QKD key that was not offered")]
     UnexpectedQkd,
+    /// Policy `require`: the initiator offered no QKD key.
+    #[error("the peer offered no QKD key and this site's QKD policy is \"require\"")]
+    QkdRequired,
+    /// Policy `require`: the responder answered without the QKD key we offered.
+    #[error(
+        "the peer answered without the offered QKD key and this site's QKD policy is \"require\""
+    )]
+    QkdNotUsed,
 }
 
 /// The keys and indices of a new session, from one side's point of view.
@@ -90,8 +98,15 @@ pub struct SessionKeys {
     pub remote_index: u32,
     /// True when we initiated this session.
     pub is_initiator: bool,
+    /// The ID of the QKD key mixed in, if one was.
+    pub qkd_key_id: Option<String>,
+}
+
+impl SessionKeys {
     /// True when a QKD key was mixed in.
-    pub qkd_mixed: bool,
+    pub fn qkd_mixed(&self) -> bool {
+        self.qkd_key_id.is_some()
+    }
 }
 
 /// Running chaining key and transcript hash.
@@ -379,7 +394,7 @@ pub fn create_response<P>(
         local_index: sender_index,
         remote_index: received.initiator_index,
         is_initiator: false,
-        qkd_mixed: qkd.is_some(),
+        qkd_key_id: qkd.map(|k| String::from_utf8_lossy(&k.key_id).into_owned()),
     };
     Ok((msg.encode(), keys))
 }
@@ -433,7 +448,7 @@ pub fn consume_response(
         local_index: state.sender_index,
         remote_index: msg.sender_index,
         is_initiator: true,
-        qkd_mixed: qkd.is_some(),
+        qkd_key_id: qkd.map(|k| String::from_utf8_lossy(&k.key_id).into_owned()),
     })
 }
 
@@ -516,7 +531,8 @@ mod tests {
         let (a, b) = (site(), site());
         let (ka, kb) = run(&a, &b, Some(qkd("k1", 1)), Some(qkd("k1", 1))).unwrap();
         assert_eq!(ka.send, kb.receive);
-        assert!(ka.qkd_mixed && kb.qkd_mixed);
+        assert!(ka.qkd_mixed() && kb.qkd_mixed());
+        assert_eq!(ka.qkd_key_id.as_deref(), Some("k1"));
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod fragment;
 pub mod handshake;
 pub mod inner;
 pub mod peer;
+pub mod qkd_flow;
 pub mod replay;
 pub mod session;
 pub mod time;

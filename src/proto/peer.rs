@@ -2,7 +2,7 @@
 //! keeps them, so no packet is lost to a rotation), the handshake we have in flight, the
 //! replay guard for its initiations, staged packets, keepalive timers and counters.
 
-use super::events::{KeyStatus, PeerDrops, PeerStatus, Role};
+use super::events::{KeyStatus, PeerDrops, PeerStatus, QkdStatus, Role};
 use super::handshake::InitiatorState;
 use super::session::{RotationBudget, Session};
 use super::time::Instant;
@@ -71,6 +71,19 @@ pub(crate) struct Peer {
     pub total_sent: u64,
     pub total_received: u64,
     pub drops: PeerDrops,
+    pub qkd_pending: Option<super::qkd_flow::PendingQkd>,
+    pub qkd: QkdCounters,
+}
+
+/// QKD bookkeeping of one peer.
+#[derive(Debug, Default)]
+pub(crate) struct QkdCounters {
+    pub keys_consumed: u64,
+    pub failures: u64,
+    pub fallbacks: u64,
+    pub last_error: Option<String>,
+    pub retry_at: Option<Instant>,
+    pub backoff: Option<Duration>,
 }
 
 impl Peer {
@@ -98,6 +111,8 @@ impl Peer {
             total_sent: 0,
             total_received: 0,
             drops: PeerDrops::default(),
+            qkd_pending: None,
+            qkd: QkdCounters::default(),
         }
     }
 
@@ -184,6 +199,7 @@ impl Peer {
         now: Instant,
         budget: &RotationBudget,
         cipher: &'static str,
+        policy: super::qkd_flow::QkdPolicy,
     ) -> PeerStatus {
         PeerStatus {
             name: self.settings.name.clone(),
@@ -197,6 +213,18 @@ impl Peer {
             total_bytes_sent: self.total_sent,
             total_bytes_received: self.total_received,
             drops: self.drops,
+            qkd: QkdStatus {
+                policy: policy.name(),
+                keys_consumed: self.qkd.keys_consumed,
+                failures: self.qkd.failures,
+                fallbacks: self.qkd.fallbacks,
+                waiting_for_kme: self.qkd_pending.is_some(),
+                last_error: self.qkd.last_error.clone(),
+                retry_in_seconds: self
+                    .qkd
+                    .retry_at
+                    .map(|t| t.saturating_since(now).as_secs_f64()),
+            },
         }
     }
 }
@@ -212,7 +240,7 @@ pub(crate) enum Slot {
 fn key_status(s: &Session, now: Instant, budget: &RotationBudget) -> KeyStatus {
     let age = s.age(now);
     let mut sources = vec!["x25519", "ml-kem-768"];
-    if s.qkd_mixed {
+    if s.qkd_key_id.is_some() {
         sources.push("qkd");
     }
     KeyStatus {
@@ -235,5 +263,6 @@ fn key_status(s: &Session, now: Instant, budget: &RotationBudget) -> KeyStatus {
         reject_in_seconds: budget.reject_after.saturating_sub(age).as_secs_f64(),
         packets_left: s.packets_left(),
         sources,
+        qkd_key_id: s.qkd_key_id.clone(),
     }
 }

@@ -82,8 +82,8 @@ pub struct Session {
     pub remote_index: u32,
     /// True when we initiated the handshake that made it.
     pub is_initiator: bool,
-    /// True when a QKD key was mixed into it.
-    pub qkd_mixed: bool,
+    /// The ID of the QKD key mixed into it, if one was.
+    pub qkd_key_id: Option<String>,
     /// When it was established.
     pub created_at: Instant,
     send_key: PacketKey,
@@ -117,7 +117,7 @@ impl Session {
             local_index: keys.local_index,
             remote_index: keys.remote_index,
             is_initiator: keys.is_initiator,
-            qkd_mixed: keys.qkd_mixed,
+            qkd_key_id: keys.qkd_key_id.clone(),
             created_at: now,
             send_key: PacketKey::new(suite, &keys.send),
             receive_key: PacketKey::new(suite, &keys.receive),
@@ -283,7 +283,7 @@ mod tests {
             local_index: 1,
             remote_index: 2,
             is_initiator: true,
-            qkd_mixed: false,
+            qkd_key_id: None,
         };
         let b = SessionKeys {
             send: k2,
@@ -291,7 +291,7 @@ mod tests {
             local_index: 2,
             remote_index: 1,
             is_initiator: false,
-            qkd_mixed: false,
+            qkd_key_id: None,
         };
         (
             Session::new(&a, suite, 1, Instant::ZERO),

@@ -31,7 +31,7 @@ fn pair(suite: CipherSuite) -> (Session, Session) {
         local_index: local,
         remote_index: remote,
         is_initiator,
-        qkd_mixed: false,
+        qkd_key_id: None,
     };
     (
         Session::new(&keys(1, 2, 1, 2, true), suite, 1, Instant::ZERO),
@@ -145,6 +145,7 @@ fn endpoint(own: &StaticIdentity, peer: &StaticIdentity, peer_addr: SocketAddr) 
             allowed_ips: vec![IpCidr::new([198, 19, 0, 9].into(), 32).unwrap()],
             persistent_keepalive: None,
         }],
+        qkd_policy: Default::default(),
         unix_ns_at_origin: 1,
     };
     Endpoint::new(settings, Box::new(SeededRng::new(7)))

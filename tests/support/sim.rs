@@ -10,7 +10,9 @@ use qshield::crypto::random::SeededRng;
 use qshield::crypto::{CipherSuite, StaticIdentity};
 use qshield::proto::endpoint::{Endpoint, EndpointSettings};
 use qshield::proto::events::{Event, Transmit};
+use qshield::proto::handshake::QkdKey;
 use qshield::proto::peer::PeerSettings;
+use qshield::proto::qkd_flow::QkdPolicy;
 use qshield::proto::session::RotationBudget;
 use qshield::proto::time::Instant;
 use std::net::SocketAddr;
@@ -110,6 +112,8 @@ pub struct SimOptions {
     pub b_has_wrong_key_for_a: bool,
     /// Persistent keepalive interval on both sides.
     pub persistent_keepalive: Option<Duration>,
+    /// QKD policy of A and of B.
+    pub qkd_policy: (QkdPolicy, QkdPolicy),
 }
 
 impl SimOptions {
@@ -121,6 +125,7 @@ impl SimOptions {
             a_has_wrong_key_for_b: false,
             b_has_wrong_key_for_a: false,
             persistent_keepalive: None,
+            qkd_policy: (QkdPolicy::Disable, QkdPolicy::Disable),
         }
     }
 }
@@ -136,6 +141,57 @@ pub struct Sim {
     pub budget: RotationBudget,
     pub suite: CipherSuite,
     pub delivered: u64,
+    pub qkd_policy: (QkdPolicy, QkdPolicy),
+    /// The simulated KME both sides fetch QKD keys from.
+    pub kme: SimKme,
+}
+
+/// A KME twin: `enc_keys` makes a key and files it under a new ID, `dec_keys` hands it out
+/// once. `down` makes every request fail; `corrupt_dec` makes `dec_keys` return wrong bits.
+#[derive(Default)]
+pub struct SimKme {
+    pub keys: std::collections::HashMap<String, Vec<u8>>,
+    pub issued: u64,
+    pub down: bool,
+    pub corrupt_dec: bool,
+    /// Every key_ID handed to an initiator, in order.
+    pub enc_log: Vec<String>,
+}
+
+impl SimKme {
+    fn answer(&mut self, key_id: Option<String>) -> Result<QkdKey, String> {
+        if self.down {
+            return Err("KME unreachable".into());
+        }
+        match key_id {
+            None => {
+                self.issued += 1;
+                let id = format!("00000000-0000-4000-8000-{:012x}", self.issued);
+                let key: Vec<u8> = (0..32)
+                    .map(|i| (self.issued as u8).wrapping_mul(31).wrapping_add(i))
+                    .collect();
+                self.keys.insert(id.clone(), key.clone());
+                self.enc_log.push(id.clone());
+                Ok(QkdKey {
+                    key_id: id.into_bytes(),
+                    material: zeroize::Zeroizing::new(key),
+                })
+            }
+            Some(id) => {
+                let mut key = self
+                    .keys
+                    .remove(&id)
+                    .ok_or("one or more keys specified are not found on KME")?;
+                if self.corrupt_dec {
+                    key[0] ^= 1;
+                }
+                Ok(QkdKey {
+                    key_id: id.into_bytes(),
+                    material: zeroize::Zeroizing::new(key),
+                })
+            }
+        }
+    }
 }
 
 /// Public identities and the private material needed to rebuild an endpoint (restart).
@@ -184,6 +240,7 @@ fn endpoint(
     seed: u64,
     unix: u64,
     persistent_keepalive: Option<Duration>,
+    qkd_policy: QkdPolicy,
 ) -> Endpoint {
     let own = import(&export(own));
     let settings = EndpointSettings {
@@ -197,6 +254,7 @@ fn endpoint(
             allowed_ips: vec![IpCidr::new(peer_overlay.into(), 32).unwrap()],
             persistent_keepalive,
         }],
+        qkd_policy,
         unix_ns_at_origin: unix,
     };
     Endpoint::new(settings, Box::new(SeededRng::new(seed)))
@@ -240,6 +298,7 @@ impl Sim {
             1,
             1_000_000,
             o.persistent_keepalive,
+            o.qkd_policy.0,
         );
         let eb = endpoint(
             &ib,
@@ -251,6 +310,7 @@ impl Sim {
             2,
             2_000_000,
             o.persistent_keepalive,
+            o.qkd_policy.1,
         );
         Sim {
             now: Instant::ZERO,
@@ -263,6 +323,8 @@ impl Sim {
             budget,
             suite,
             delivered: 0,
+            qkd_policy: o.qkd_policy,
+            kme: SimKme::default(),
         }
     }
 
@@ -295,6 +357,11 @@ impl Sim {
             99,
             unix,
             None,
+            if s == Side::A {
+                self.qkd_policy.0
+            } else {
+                self.qkd_policy.1
+            },
         );
         let site = self.site(s);
         site.endpoint = e;
@@ -388,6 +455,11 @@ impl Sim {
             }
         }
         let now = self.now;
+        if let Some(r) = self.site(s).endpoint.poll_qkd_request() {
+            let answer = self.kme.answer(r.key_id);
+            self.site(s).endpoint.handle_qkd_key(now, r.id, answer);
+            return self.collect(s);
+        }
         while let Some(e) = self.site(s).endpoint.poll_event() {
             let site = self.site(s);
             site.log.push((now, e.clone()));

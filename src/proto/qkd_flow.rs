@@ -1,0 +1,256 @@
+//! QKD keys in the handshake, under the peer's policy (FortiGate's names):
+//! `require` (no QKD key, no new session: the current key carries traffic until its hard
+//! limit, then traffic stops — fail closed — and resumes when keys return), `allow` (fall back
+//! to the hybrid handshake alone, loudly: an event and a counter), `disable`.
+//!
+//! The core never talks to a KME. It asks for a key with a [`QkdRequest`] (drained by the
+//! runtime with [`Endpoint::poll_qkd_request`]) and is handed the answer with
+//! [`Endpoint::handle_qkd_key`]. The initiator asks for a new key (ETSI `enc_keys`) before
+//! its initiation; the responder asks for the key the initiation names (`dec_keys`) before its
+//! response. Nothing on the data path waits for a KME.
+
+use super::endpoint::Endpoint;
+use super::events::{Event, InitiationReason};
+use super::handshake::{HandshakeError, QkdKey, ReceivedInitiation, SessionKeys};
+use super::time::Instant;
+use crate::constants::{QKD_REQUEST_TIMEOUT, QKD_RETRY_INITIAL, QKD_RETRY_MAX};
+use std::net::SocketAddr;
+
+/// How a site uses QKD keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QkdPolicy {
+    /// Never ask for QKD keys.
+    #[default]
+    Disable,
+    /// Use QKD keys when they come; fall back to the hybrid handshake, loudly.
+    Allow,
+    /// No QKD key, no new session.
+    Require,
+}
+
+impl QkdPolicy {
+    /// The config and status name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Allow => "allow",
+            Self::Require => "require",
+        }
+    }
+}
+
+/// A key the core needs from the KME.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QkdRequest {
+    /// Answer with this ID in [`Endpoint::handle_qkd_key`].
+    pub id: u64,
+    /// The peer (index in config order) the key is shared with.
+    pub peer: usize,
+    /// `None`: a new key (`enc_keys`, we are the master SAE); `Some`: the key with this ID
+    /// (`dec_keys`, the peer is the master SAE).
+    pub key_id: Option<String>,
+}
+
+/// What a peer is waiting for.
+pub(crate) enum QkdWait {
+    /// A new key for our initiation.
+    Initiation { reason: InitiationReason },
+    /// The key named by the peer's initiation, to answer it.
+    Response {
+        received: Box<ReceivedInitiation<usize>>,
+        from: SocketAddr,
+        digest: [u8; 32],
+    },
+}
+
+/// An outstanding request.
+pub(crate) struct PendingQkd {
+    pub id: u64,
+    pub since: Instant,
+    pub wait: QkdWait,
+}
+
+impl Endpoint {
+    /// The next key to fetch from the KME, if any.
+    pub fn poll_qkd_request(&mut self) -> Option<QkdRequest> {
+        self.qkd_requests.pop_front()
+    }
+
+    /// The KME's answer to request `id`: a key, or why there is none.
+    pub fn handle_qkd_key(&mut self, now: Instant, id: u64, result: Result<QkdKey, String>) {
+        let Some(p) = self
+            .peers
+            .iter()
+            .position(|peer| peer.qkd_pending.as_ref().is_some_and(|q| q.id == id))
+        else {
+            return; // answered after its timeout
+        };
+        let pending = self.peers[p].qkd_pending.take().expect("found above");
+        match result {
+            Ok(key) => self.qkd_key_arrived(now, p, pending.wait, key),
+            Err(error) => self.qkd_key_missing(now, p, pending.wait, error),
+        }
+    }
+
+    pub(crate) fn request_initiation_key(
+        &mut self,
+        now: Instant,
+        p: usize,
+        reason: InitiationReason,
+    ) {
+        let peer = &self.peers[p];
+        if peer.qkd_pending.is_some() || peer.qkd.retry_at.is_some_and(|t| now < t) {
+            return;
+        }
+        self.request_key(now, p, None, QkdWait::Initiation { reason });
+    }
+
+    fn request_key(&mut self, now: Instant, p: usize, key_id: Option<String>, wait: QkdWait) {
+        self.qkd_next_request_id += 1;
+        let id = self.qkd_next_request_id;
+        self.qkd_requests.push_back(QkdRequest {
+            id,
+            peer: p,
+            key_id,
+        });
+        self.peers[p].qkd_pending = Some(PendingQkd {
+            id,
+            since: now,
+            wait,
+        });
+    }
+
+    /// Decides how to answer an accepted initiation under our policy.
+    pub(crate) fn answer_with_policy(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        received: ReceivedInitiation<usize>,
+        digest: [u8; 32],
+    ) {
+        let p = received.peer;
+        let key_id = String::from_utf8_lossy(&received.payload.qkd_key_id).into_owned();
+        match (self.qkd_policy, key_id.is_empty()) {
+            (QkdPolicy::Disable, _) => self.respond(now, from, received, digest, None),
+            (QkdPolicy::Allow, true) => {
+                self.qkd_fallback(p, "the peer offered no QKD key");
+                self.respond(now, from, received, digest, None);
+            }
+            (QkdPolicy::Require, true) => {
+                self.reject(now, Some(p), from, HandshakeError::QkdRequired)
+            }
+            (_, false) => {
+                let wait = QkdWait::Response {
+                    received: Box::new(received),
+                    from,
+                    digest,
+                };
+                self.request_key(now, p, Some(key_id), wait);
+            }
+        }
+    }
+
+    /// True while the initiation with this digest waits for its QKD key (its retransmissions
+    /// are ignored meanwhile).
+    pub(crate) fn awaiting_key_for(&self, digest: &[u8; 32]) -> bool {
+        self.peers.iter().any(|peer| {
+            matches!(&peer.qkd_pending, Some(PendingQkd { wait: QkdWait::Response { digest: d, .. }, .. }) if d == digest)
+        })
+    }
+
+    fn qkd_key_arrived(&mut self, now: Instant, p: usize, wait: QkdWait, key: QkdKey) {
+        let q = &mut self.peers[p].qkd;
+        q.keys_consumed += 1;
+        q.retry_at = None;
+        q.backoff = None;
+        q.last_error = None;
+        match wait {
+            QkdWait::Initiation { reason } => self.send_initiation(now, p, reason, Some(key)),
+            QkdWait::Response {
+                received,
+                from,
+                digest,
+            } => self.respond(now, from, *received, digest, Some(&key)),
+        }
+    }
+
+    fn qkd_key_missing(&mut self, now: Instant, p: usize, wait: QkdWait, error: String) {
+        self.peers[p].qkd.failures += 1;
+        self.peers[p].qkd.last_error = Some(error.clone());
+        if self.qkd_policy == QkdPolicy::Require {
+            self.schedule_qkd_retry(now, p);
+            let peer = self.peers[p].settings.name.clone();
+            self.events.push_back(Event::QkdUnavailable { peer, error });
+            return;
+        }
+        self.qkd_fallback(p, &format!("no QKD key from the KME: {error}"));
+        match wait {
+            QkdWait::Initiation { reason } => self.send_initiation(now, p, reason, None),
+            QkdWait::Response {
+                received,
+                from,
+                digest,
+            } => self.respond(now, from, *received, digest, None),
+        }
+    }
+
+    fn schedule_qkd_retry(&mut self, now: Instant, p: usize) {
+        let q = &mut self.peers[p].qkd;
+        let backoff = q
+            .backoff
+            .map_or(QKD_RETRY_INITIAL, |b| (b * 2).min(QKD_RETRY_MAX));
+        q.backoff = Some(backoff);
+        q.retry_at = Some(now + backoff);
+    }
+
+    fn qkd_fallback(&mut self, p: usize, why: &str) {
+        self.peers[p].qkd.fallbacks += 1;
+        let peer = self.peers[p].settings.name.clone();
+        self.events.push_back(Event::QkdFallback {
+            peer,
+            reason: why.to_string(),
+        });
+    }
+
+    /// We offered a QKD key and the responder answered without it.
+    pub(crate) fn responder_skipped_qkd(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        p: usize,
+        keys: &SessionKeys,
+    ) {
+        if self.qkd_policy == QkdPolicy::Require {
+            return self.reject(now, Some(p), from, HandshakeError::QkdNotUsed);
+        }
+        self.qkd_fallback(p, "the peer answered without the QKD key");
+        self.complete(now, from, p, keys);
+    }
+
+    /// Gives up requests the runtime never answered; under `require`, retries after backoff.
+    pub(crate) fn qkd_timers(&mut self, now: Instant, p: usize) {
+        let expired = self.peers[p]
+            .qkd_pending
+            .as_ref()
+            .is_some_and(|q| now - q.since >= QKD_REQUEST_TIMEOUT);
+        if expired {
+            let pending = self.peers[p].qkd_pending.take().expect("checked above");
+            self.qkd_key_missing(
+                now,
+                p,
+                pending.wait,
+                "the KME did not answer in time".into(),
+            );
+        }
+    }
+
+    /// When the QKD side of peer `p` next needs the timers.
+    pub(crate) fn qkd_deadline(&self, p: usize) -> Option<Instant> {
+        let peer = &self.peers[p];
+        let waiting = peer
+            .qkd_pending
+            .as_ref()
+            .map(|q| q.since + QKD_REQUEST_TIMEOUT);
+        waiting.into_iter().chain(peer.qkd.retry_at).min()
+    }
+}
