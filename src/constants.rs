@@ -60,6 +60,8 @@ pub const QKD_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub const QKD_RETRY_INITIAL: Duration = Duration::from_secs(1);
 /// …doubling up to this.
 pub const QKD_RETRY_MAX: Duration = Duration::from_secs(10);
+/// Default QKD key size requested from the KME, in bits.
+pub const DEFAULT_QKD_KEY_BITS: u32 = 256;
 /// HTTP timeout of one ETSI 014 call (connect and answer).
 pub const KME_CALL_TIMEOUT: Duration = Duration::from_secs(3);
 

@@ -273,6 +273,25 @@ fn edit(line: usize, replacement: &str) -> String {
 }
 
 /// The minimal config plus `extra` appended.
+/// A complete `[qkd]` section (7 lines after the two of MINIMAL's trailer).
+const QKD_OK: &str = "[qkd]\npolicy = \"require\"\nkme_url = \"https://kme-a:8443\"\nsae_id = \"sae-a\"\npeer_sae_id = \"sae-b\"\nca_file = \"pki/ca.pem\"\ncert_file = \"pki/sae-a.pem\"\nkey_file = \"pki/sae-a.key\"\n";
+
+#[test]
+fn a_complete_qkd_section_parses() {
+    let c = parse(&append(QKD_OK)).unwrap();
+    assert_eq!(c.qkd.policy, QkdPolicy::Require);
+    let kme = c.qkd.kme.expect("KME connection");
+    assert_eq!(
+        (kme.url.as_str(), kme.sae_id.as_str()),
+        ("https://kme-a:8443", "sae-a")
+    );
+    assert_eq!(kme.key_size_bits, k::DEFAULT_QKD_KEY_BITS);
+    assert!(kme.ca_file.is_absolute() || kme.ca_file.starts_with(origin().parent().unwrap()));
+    assert_eq!(c.peers[0].qkd_sae_id.as_deref(), Some("sae-b"));
+    let disabled = parse(&append("[qkd]\npolicy = \"disable\"")).unwrap();
+    assert!(disabled.qkd.kme.is_none() && disabled.peers[0].qkd_sae_id.is_none());
+}
+
 fn append(extra: &str) -> String {
     format!("{MINIMAL}{extra}\n")
 }
@@ -489,15 +508,34 @@ fn malformed_cases() -> Vec<Case> {
         // [qkd]
         case(
             append("[qkd]\npolicy = \"require\""),
-            f("qkd.policy"),
+            f("qkd.kme_url"),
             10,
-            "KME integration (qshield kme)",
+            "required when qkd.policy is \"require\"",
         ),
         case(
-            append("[qkd]\npolicy = \"allow\""),
-            f("qkd.policy"),
+            append("[qkd]\npolicy = \"allow\"\nkme_url = \"https://kme\""),
+            f("qkd.sae_id"),
             10,
-            "not available in this version",
+            "required when qkd.policy is \"allow\"",
+        ),
+        case(
+            append(&format!("{QKD_OK}kme_url = \"http://kme:443\""))
+                .replace("kme_url = \"https://kme-a:8443\"\n", ""),
+            f("qkd.kme_url"),
+            16,
+            "must be https://",
+        ),
+        case(
+            append(&format!("{QKD_OK}key_size = 100")),
+            f("qkd.key_size"),
+            17,
+            "multiple of 8",
+        ),
+        case(
+            append(&QKD_OK.replace("peer_sae_id = \"sae-b\"\n", "")),
+            f("peer[0].qkd_sae_id"),
+            5,
+            "required when qkd.policy is \"require\"",
         ),
         case(
             append("[qkd]\npolicy = \"maybe\""),

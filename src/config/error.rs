@@ -192,14 +192,25 @@ pub enum Problem {
         /// The soft budget, formatted.
         rekey: String,
     },
-    /// A QKD policy that needs the KME integration.
+    /// A `[qkd]` key that policies `allow` and `require` need.
     #[error(
-        "policy '{0}' needs QKD keys, which arrive with the KME integration (qshield kme) and \
-         are not available in this version; use \"disable\""
+        "required when qkd.policy is \"{policy}\" (the KME connection: kme_url, sae_id, ca_file, cert_file, key_file, and peer_sae_id or a peer's qkd_sae_id)"
     )]
-    QkdNotAvailable(String),
+    QkdFieldRequired {
+        /// The policy in force.
+        policy: &'static str,
+    },
+    /// A KME URL that is not `https://host[:port]`.
+    #[error("'{0}': the KME URL must be https://HOST[:PORT] (ETSI QKD 014 is HTTPS only)")]
+    KmeUrl(String),
+    /// An empty SAE ID.
+    #[error("an SAE ID must not be empty or contain '/' or spaces")]
+    SaeId,
+    /// A QKD key size the protocol cannot use.
+    #[error("{0} bits: a QKD key size must be a multiple of 8 between 128 and 8192")]
+    QkdKeySize(i64),
     /// Not a QKD policy name.
-    #[error("unknown policy '{0}' (expected \"disable\"; \"allow\" and \"require\" come later)")]
+    #[error("unknown policy '{0}' (expected \"disable\", \"allow\" or \"require\")")]
     UnknownQkdPolicy(String),
     /// No `[[peer]]` section.
     #[error("at least one [[peer]] section is required")]

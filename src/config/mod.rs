@@ -16,7 +16,9 @@ pub mod units;
 mod validate;
 
 pub use error::{ConfigError, Location, Problem};
-pub use types::{Config, InterfaceConfig, PeerConfig, QkdConfig, QkdPolicy, RotationConfig};
+pub use types::{
+    Config, InterfaceConfig, KmeClientConfig, PeerConfig, QkdConfig, QkdPolicy, RotationConfig,
+};
 
 use crate::crypto::PublicIdentity;
 use std::path::Path;

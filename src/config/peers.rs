@@ -54,6 +54,11 @@ fn peer(
         public_key: public_key(i, raw, header, src)?,
         allowed_ips: cidr_list(&raw.allowed_ips, &format!("peer[{i}].allowed_ips"), src)?,
         persistent_keepalive: keepalive(i, raw.persistent_keepalive.as_ref(), src)?,
+        qkd_sae_id: raw
+            .qkd_sae_id
+            .as_ref()
+            .map(|s| super::validate::sae_id(s, &format!("peer[{i}].qkd_sae_id"), src))
+            .transpose()?,
     })
 }
 

@@ -48,6 +48,13 @@ pub(super) struct RawRotation {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawQkd {
     pub policy: Option<Spanned<String>>,
+    pub kme_url: Option<Spanned<String>>,
+    pub sae_id: Option<Spanned<String>>,
+    pub peer_sae_id: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
+    pub cert_file: Option<Spanned<String>>,
+    pub key_file: Option<Spanned<String>>,
+    pub key_size: Option<Spanned<i64>>,
 }
 
 /// One `[[peer]]`.
@@ -60,6 +67,7 @@ pub(super) struct RawPeer {
     pub public_key_file: Option<Spanned<String>>,
     pub allowed_ips: Spanned<StringList>,
     pub persistent_keepalive: Option<Spanned<Quantity>>,
+    pub qkd_sae_id: Option<Spanned<String>>,
 }
 
 /// A size or duration: a TOML integer, or a string with a unit.

@@ -67,8 +67,29 @@ pub enum QkdPolicy {
 /// `[qkd]`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct QkdConfig {
-    /// The policy; only `Disable` is accepted until the KME integration lands.
+    /// The policy.
     pub policy: QkdPolicy,
+    /// How to reach the KME; present exactly when the policy is not `Disable`.
+    pub kme: Option<KmeClientConfig>,
+}
+
+/// The SAE's connection to its KME (ETSI GS QKD 014 over mutual TLS).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KmeClientConfig {
+    /// Base URL, `https://host:port` (the API lives under `/api/v1/keys/`).
+    pub url: String,
+    /// This site's SAE ID (the Common Name of `cert_file`).
+    pub sae_id: String,
+    /// The peers' SAE ID unless a peer sets its own `qkd_sae_id`.
+    pub peer_sae_id: Option<String>,
+    /// CA certificate (PEM) the KME's certificate must chain to.
+    pub ca_file: PathBuf,
+    /// This SAE's client certificate (PEM).
+    pub cert_file: PathBuf,
+    /// This SAE's private key (PEM).
+    pub key_file: PathBuf,
+    /// QKD key size in bits (multiple of 8).
+    pub key_size_bits: u32,
 }
 
 /// One `[[peer]]`.
@@ -84,4 +105,7 @@ pub struct PeerConfig {
     pub allowed_ips: Vec<IpCidr>,
     /// Send a keepalive after this much silence (`None` = off).
     pub persistent_keepalive: Option<Duration>,
+    /// The peer's SAE ID for QKD keys (from `qkd_sae_id`, else `[qkd] peer_sae_id`; `None`
+    /// when QKD is disabled).
+    pub qkd_sae_id: Option<String>,
 }

@@ -4,7 +4,9 @@
 
 use super::error::{ConfigError, Location, Problem};
 use super::raw::{self, Quantity, RawConfig, RawInterface, RawQkd, RawRotation, StringList};
-use super::types::{Config, InterfaceConfig, QkdConfig, QkdPolicy, RotationConfig};
+use super::types::{
+    Config, InterfaceConfig, KmeClientConfig, QkdConfig, QkdPolicy, RotationConfig,
+};
 use super::units;
 use crate::cidr::IpCidr;
 use crate::constants as k;
@@ -57,12 +59,41 @@ impl Source<'_> {
 
 /// Validates a whole raw config.
 pub(super) fn config(raw: &RawConfig, src: &Source<'_>) -> Result<Config, ConfigError> {
+    let qkd = qkd(raw.qkd.as_ref(), src)?;
+    let mut peers = super::peers::peers(&raw.peer, src)?;
+    peer_sae_ids(&qkd, &mut peers, raw, src)?;
     Ok(Config {
         interface: interface(raw.interface.get_ref(), src)?,
         rotation: rotation(raw.rotation.as_ref(), src)?,
-        qkd: qkd(raw.qkd.as_ref(), src)?,
-        peers: super::peers::peers(&raw.peer, src)?,
+        qkd,
+        peers,
     })
+}
+
+/// With QKD on, every peer needs an SAE ID (its own `qkd_sae_id` or `[qkd] peer_sae_id`);
+/// with QKD off, none is kept.
+fn peer_sae_ids(
+    qkd: &QkdConfig,
+    peers: &mut [super::types::PeerConfig],
+    raw: &RawConfig,
+    src: &Source<'_>,
+) -> Result<(), ConfigError> {
+    let Some(kme) = &qkd.kme else {
+        peers.iter_mut().for_each(|p| p.qkd_sae_id = None);
+        return Ok(());
+    };
+    for (i, p) in peers.iter_mut().enumerate() {
+        if p.qkd_sae_id.is_none() {
+            p.qkd_sae_id = kme.peer_sae_id.clone();
+        }
+        if p.qkd_sae_id.is_none() {
+            let problem = Problem::QkdFieldRequired {
+                policy: qkd_policy_name(qkd.policy),
+            };
+            return Err(src.invalid(raw.peer[i].span(), format!("peer[{i}].qkd_sae_id"), problem));
+        }
+    }
+    Ok(())
 }
 
 fn interface(raw: &RawInterface, src: &Source<'_>) -> Result<InterfaceConfig, ConfigError> {
@@ -342,18 +373,106 @@ pub(super) fn duration(
 }
 
 fn qkd(raw: Option<&RawQkd>, src: &Source<'_>) -> Result<QkdConfig, ConfigError> {
-    let Some(policy) = raw.and_then(|q| q.policy.as_ref()) else {
+    let Some(raw) = raw else {
         return Ok(QkdConfig::default());
     };
-    let name = policy.get_ref().as_str();
-    let problem = match name {
-        "disable" => {
-            return Ok(QkdConfig {
-                policy: QkdPolicy::Disable,
-            });
-        }
-        "allow" | "require" => Problem::QkdNotAvailable(name.to_string()),
-        other => Problem::UnknownQkdPolicy(other.to_string()),
+    let policy = match raw.policy.as_ref() {
+        None => QkdPolicy::Disable,
+        Some(p) => match p.get_ref().as_str() {
+            "disable" => QkdPolicy::Disable,
+            "allow" => QkdPolicy::Allow,
+            "require" => QkdPolicy::Require,
+            other => {
+                let problem = Problem::UnknownQkdPolicy(other.to_string());
+                return Err(src.invalid(p.span(), "qkd.policy", problem));
+            }
+        },
     };
-    Err(src.invalid(policy.span(), "qkd.policy", problem))
+    let kme = match policy {
+        QkdPolicy::Disable => None,
+        _ => Some(kme_client(raw, policy, src)?),
+    };
+    Ok(QkdConfig { policy, kme })
+}
+
+fn qkd_policy_name(policy: QkdPolicy) -> &'static str {
+    match policy {
+        QkdPolicy::Disable => "disable",
+        QkdPolicy::Allow => "allow",
+        QkdPolicy::Require => "require",
+    }
+}
+
+/// The KME connection, every field required (policy `allow` or `require`).
+fn kme_client(
+    raw: &RawQkd,
+    policy: QkdPolicy,
+    src: &Source<'_>,
+) -> Result<KmeClientConfig, ConfigError> {
+    let anchor = raw.policy.as_ref().map(Spanned::span).unwrap_or_default();
+    let missing = |field: &str| {
+        let problem = Problem::QkdFieldRequired {
+            policy: qkd_policy_name(policy),
+        };
+        src.invalid(anchor.clone(), format!("qkd.{field}"), problem)
+    };
+    let need = |v: &Option<Spanned<String>>, field: &str| -> Result<Spanned<String>, ConfigError> {
+        v.clone().ok_or_else(|| missing(field))
+    };
+    let path =
+        |v: &Option<Spanned<String>>, field: &str| need(v, field).map(|s| src.resolve(s.get_ref()));
+    Ok(KmeClientConfig {
+        url: kme_url(&need(&raw.kme_url, "kme_url")?, src)?,
+        sae_id: sae_id(&need(&raw.sae_id, "sae_id")?, "qkd.sae_id", src)?,
+        peer_sae_id: raw
+            .peer_sae_id
+            .as_ref()
+            .map(|s| sae_id(s, "qkd.peer_sae_id", src))
+            .transpose()?,
+        ca_file: path(&raw.ca_file, "ca_file")?,
+        cert_file: path(&raw.cert_file, "cert_file")?,
+        key_file: path(&raw.key_file, "key_file")?,
+        key_size_bits: qkd_key_size(raw.key_size.as_ref(), src)?,
+    })
+}
+
+fn kme_url(raw: &Spanned<String>, src: &Source<'_>) -> Result<String, ConfigError> {
+    let url = raw.get_ref().trim_end_matches('/');
+    let host = url.strip_prefix("https://").unwrap_or_default();
+    if host.is_empty() || host.contains(['/', ' ', '?', '#']) {
+        return Err(src.invalid(
+            raw.span(),
+            "qkd.kme_url",
+            Problem::KmeUrl(raw.get_ref().clone()),
+        ));
+    }
+    Ok(url.to_string())
+}
+
+/// An SAE ID: non-empty, no '/', no whitespace (it goes into URL paths).
+pub(super) fn sae_id(
+    raw: &Spanned<String>,
+    field: &str,
+    src: &Source<'_>,
+) -> Result<String, ConfigError> {
+    let id = raw.get_ref();
+    if id.is_empty()
+        || id
+            .chars()
+            .any(|c| c == '/' || c.is_whitespace() || c.is_control())
+    {
+        return Err(src.invalid(raw.span(), field, Problem::SaeId));
+    }
+    Ok(id.clone())
+}
+
+fn qkd_key_size(raw: Option<&Spanned<i64>>, src: &Source<'_>) -> Result<u32, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(k::DEFAULT_QKD_KEY_BITS);
+    };
+    let bits = *raw.get_ref();
+    if bits % 8 != 0 || !(128..=8192).contains(&bits) {
+        return Err(src.invalid(raw.span(), "qkd.key_size", Problem::QkdKeySize(bits)));
+    }
+    Ok(bits as u32)
 }
