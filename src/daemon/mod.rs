@@ -5,6 +5,7 @@
 pub mod clock;
 pub mod control;
 pub mod logging;
+pub mod qkd_worker;
 pub mod runtime;
 pub mod status;
 
@@ -36,6 +37,9 @@ pub enum DaemonError {
     /// The control socket could not be set up.
     #[error(transparent)]
     Control(#[from] ControlError),
+    /// The KME client could not be set up (certificate files).
+    #[error(transparent)]
+    Qkd(#[from] crate::qkd::QkdError),
     /// Threads or signal handlers could not be started.
     #[error("cannot start the daemon: {0}")]
     Start(#[from] std::io::Error),
@@ -62,6 +66,8 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         interface = %config.interface.name, listen = %config.interface.listen, peers = config.peers.len(),
         cipher = %config.interface.cipher, public_key = %endpoint.public().fingerprint(), "qshield up"
     );
+    let qkd = qkd_fetcher(&config)?;
+    let (jobs, job_queue) = std::sync::mpsc::channel();
     let shared = Arc::new(Shared {
         interface: config.interface.name.clone(),
         endpoint: Mutex::new(endpoint),
@@ -70,14 +76,33 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         udp: udp.clone(),
         shutdown: shutdown.clone(),
         mtu: usize::from(config.interface.mtu),
+        qkd_jobs: qkd.is_some().then_some(jobs),
     });
-    let runtime = Runtime::start(shared.clone())?;
+    let runtime = Runtime::start(shared.clone(), qkd.map(|f| (job_queue, f)))?;
     let info = status::DaemonInfo::new(&config, tun.clone(), udp.clone());
     control.serve(&shutdown, || status::report(&shared, &info).to_string());
     tracing::info!(interface = %config.interface.name, "shutting down");
     runtime.stop();
     shutdown.store(true, Ordering::Relaxed);
     Ok(())
+}
+
+/// The KME client and each peer's SAE ID, when the QKD policy is not `disable`.
+pub fn qkd_fetcher(config: &Config) -> Result<Option<qkd_worker::QkdFetcher>, DaemonError> {
+    let Some(kme) = &config.qkd.kme else {
+        return Ok(None);
+    };
+    let source = crate::qkd::client::Etsi014Client::new(kme)?;
+    tracing::info!(kme = %kme.url, sae_id = %kme.sae_id, policy = ?config.qkd.policy, "QKD keys from the KME (ETSI GS QKD 014, mutual TLS)");
+    Ok(Some(qkd_worker::QkdFetcher {
+        source: Arc::new(source),
+        peer_saes: config
+            .peers
+            .iter()
+            .map(|p| p.qkd_sae_id.clone().unwrap_or_default())
+            .collect(),
+        key_bits: kme.key_size_bits,
+    }))
 }
 
 /// The TUN the config asks for: its addresses, and a route for every allowed prefix.

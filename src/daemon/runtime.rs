@@ -15,6 +15,7 @@ use crate::constants::BATCH_PACKETS;
 use crate::net::{TunIo, UdpIo};
 use crate::proto::endpoint::Endpoint;
 use crate::proto::events::{Event, Transmit};
+use crate::proto::qkd_flow::QkdRequest;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -43,6 +44,15 @@ pub struct Shared {
     pub shutdown: Arc<AtomicBool>,
     /// Tunnel MTU (sizes the batches).
     pub mtu: usize,
+    /// Where QKD key requests go (`None` with QKD disabled).
+    pub qkd_jobs: Option<std::sync::mpsc::Sender<QkdRequest>>,
+}
+
+/// What the core wants done after a batch: datagrams to send, events to log, QKD keys to fetch.
+pub struct Drained {
+    transmits: Vec<Transmit>,
+    events: Vec<Event>,
+    qkd: Vec<QkdRequest>,
 }
 
 impl Shared {
@@ -52,14 +62,28 @@ impl Shared {
     }
 
     /// Takes what the core wants sent and logged (call with the lock held).
-    fn drain(endpoint: &mut Endpoint) -> (Vec<Transmit>, Vec<Event>) {
-        let transmits = std::iter::from_fn(|| endpoint.poll_transmit()).collect();
-        let events = std::iter::from_fn(|| endpoint.poll_event()).collect();
-        (transmits, events)
+    pub fn drain(endpoint: &mut Endpoint) -> Drained {
+        Drained {
+            transmits: std::iter::from_fn(|| endpoint.poll_transmit()).collect(),
+            events: std::iter::from_fn(|| endpoint.poll_event()).collect(),
+            qkd: std::iter::from_fn(|| endpoint.poll_qkd_request()).collect(),
+        }
     }
 
-    /// Sends and logs what [`Shared::drain`] took (call without the lock).
-    fn flush(&self, (transmits, events): (Vec<Transmit>, Vec<Event>)) {
+    /// Sends, logs and hands on what [`Shared::drain`] took (call without the lock).
+    pub fn flush(
+        &self,
+        Drained {
+            transmits,
+            events,
+            qkd,
+        }: Drained,
+    ) {
+        for request in qkd {
+            if let Some(jobs) = &self.qkd_jobs {
+                let _ = jobs.send(request);
+            }
+        }
         for t in transmits {
             if let Err(e) = self.udp.send_to(&t.payload, t.to) {
                 tracing::debug!(interface = %self.interface, to = %t.to, error = %e, "send failed");
@@ -78,9 +102,19 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Starts the threads and the first handshakes.
-    pub fn start(shared: Arc<Shared>) -> std::io::Result<Self> {
+    /// Starts the threads (and the QKD worker, given its queue and fetcher) and the first
+    /// handshakes.
+    pub fn start(
+        shared: Arc<Shared>,
+        qkd: Option<(
+            std::sync::mpsc::Receiver<QkdRequest>,
+            super::qkd_worker::QkdFetcher,
+        )>,
+    ) -> std::io::Result<Self> {
         let mut threads = Vec::new();
+        if let Some((jobs, fetcher)) = qkd {
+            threads.push(super::qkd_worker::spawn(shared.clone(), jobs, fetcher)?);
+        }
         let s = shared.clone();
         threads.push(
             std::thread::Builder::new()

@@ -112,6 +112,33 @@ fn render_peer(out: &mut String, p: &Value) {
         bytes(&p["total_bytes_received"])
     );
     let _ = writeln!(out, "  drops: {}", counters(&p["drops"]));
+    render_qkd(out, &p["qkd"]);
+}
+
+fn render_qkd(out: &mut String, q: &Value) {
+    if q["policy"].as_str() == Some("disable") {
+        let _ = writeln!(out, "  qkd: disabled");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "  qkd: policy {}, {} keys consumed, {} fallbacks, {} KME failures{}",
+        s(&q["policy"]),
+        q["keys_consumed"],
+        q["fallbacks"],
+        q["failures"],
+        if q["waiting_for_kme"].as_bool() == Some(true) {
+            ", waiting for the KME"
+        } else {
+            ""
+        }
+    );
+    if let Some(e) = q["last_error"].as_str() {
+        let retry = q["retry_in_seconds"]
+            .as_f64()
+            .map_or(String::new(), |r| format!(" (retry in {r:.1} s)"));
+        let _ = writeln!(out, "    last KME error: {e}{retry}");
+    }
 }
 
 fn render_key(out: &mut String, k: &Value) {
@@ -129,6 +156,9 @@ fn render_key(out: &mut String, k: &Value) {
         k["age_seconds"].as_f64().unwrap_or(0.0),
         sources.join(" + ")
     );
+    if let Some(id) = k["qkd_key_id"].as_str() {
+        let _ = writeln!(out, "    QKD key_ID: {id}");
+    }
     let _ = writeln!(
         out,
         "    under this key: {} / {} packets sent, {} / {} received",
