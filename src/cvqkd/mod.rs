@@ -36,6 +36,7 @@ pub fn optimal_asymptotic(
     hi: f64,
 ) -> Result<(LinkParams, AsymptoticRate), ParamError> {
     p.validate()?;
+    check_va_interval(lo, hi)?;
     let rate = |va: f64| rate::asymptotic_rate_unchecked(&p.with_modulation_variance(va));
     let (va, _) = optimize::maximize_log_interval(|va| rate(va).key_rate_bits_per_pulse, lo, hi);
     Ok((p.with_modulation_variance(va), rate(va)))
@@ -51,6 +52,7 @@ pub fn optimal_finite_size(
 ) -> Result<(LinkParams, FiniteSizeRate), ParamError> {
     p.validate()?;
     fs.validate()?;
+    check_va_interval(lo, hi)?;
     let rate = |va: f64| {
         let q = p.with_modulation_variance(va);
         let stats = finite_size::expected_statistics(&q, fs.pe_samples);
@@ -58,4 +60,37 @@ pub fn optimal_finite_size(
     };
     let (va, _) = optimize::maximize_log_interval(|va| rate(va).key_rate_bits_per_pulse, lo, hi);
     Ok((p.with_modulation_variance(va), rate(va)))
+}
+
+/// Distance cap of reach searches, km (T = 1e-8 at 0.2 dB/km): beyond it the entropies
+/// cancel below double precision and a zero crossing means nothing (cvqkd.md §4.5).
+pub const REACH_LIMIT_KM: f64 = 400.0;
+
+/// The distance in `[0, limit_km]` where `rate_at(km)` (decreasing in distance) crosses
+/// zero, by bisection to 1e-6 km; `Some(0.0)` if there is no key at 0 km, `None` if there
+/// is still key at `limit_km` (the reach exceeds the cap).
+pub fn reach_km(rate_at: impl Fn(f64) -> f64, limit_km: f64) -> Option<f64> {
+    if rate_at(0.0) <= 0.0 {
+        return Some(0.0);
+    }
+    if rate_at(limit_km) > 0.0 {
+        return None;
+    }
+    let (mut lo, mut hi) = (0.0, limit_km);
+    while hi - lo > 1e-6 {
+        let mid = 0.5 * (lo + hi);
+        if rate_at(mid) > 0.0 {
+            lo = mid
+        } else {
+            hi = mid
+        }
+    }
+    Some(0.5 * (lo + hi))
+}
+
+/// A V_A search interval must satisfy 0 < lo ≤ hi ≤ the largest accepted V_A.
+fn check_va_interval(lo: f64, hi: f64) -> Result<(), ParamError> {
+    let max = params::MAX_MODULATION_VARIANCE_SNU;
+    params::check_open_low(Param::ModulationVariance, lo, 0.0, max)?;
+    params::check(Param::ModulationVariance, hi, lo, max)
 }

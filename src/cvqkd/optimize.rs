@@ -21,9 +21,19 @@ pub const VA_SEARCH_MAX_SNU: f64 = 50.0;
 /// The argument in `[lo, hi]` (0 < lo ≤ hi) that maximises `f`, and `f` there.
 pub fn maximize_log_interval(f: impl Fn(f64) -> f64, lo: f64, hi: f64) -> (f64, f64) {
     let (a, b) = (lo.ln(), hi.ln());
+    // Map back exactly onto the ends, so a boundary optimum is reported as lo or hi.
+    let to_x = |u: f64| {
+        if u <= a {
+            lo
+        } else if u >= b {
+            hi
+        } else {
+            u.exp()
+        }
+    };
     let at = |i: usize| a + (b - a) * i as f64 / (GRID_POINTS - 1) as f64;
     let value = |u: f64| {
-        let v = f(u.exp());
+        let v = f(to_x(u));
         if v.is_nan() { f64::NEG_INFINITY } else { v }
     };
     let (best_i, best_v) =
@@ -34,12 +44,16 @@ pub fn maximize_log_interval(f: impl Fn(f64) -> f64, lo: f64, hi: f64) -> (f64, 
                 |acc, x| if x.1 > acc.1 { x } else { acc },
             );
     let left = at(best_i.saturating_sub(1));
-    let right = at((best_i + 1).min(GRID_POINTS - 1));
+    let right = if best_i + 1 >= GRID_POINTS {
+        b
+    } else {
+        at(best_i + 1)
+    };
     let (u, v) = golden_section(&value, left, right);
     if v >= best_v {
-        (u.exp(), v)
+        (to_x(u), v)
     } else {
-        (at(best_i).exp(), best_v)
+        (to_x(at(best_i)), best_v)
     }
 }
 

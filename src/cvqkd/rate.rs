@@ -109,11 +109,19 @@ pub fn holevo_bound(p: &LinkParams) -> f64 {
 
 /// The symplectic eigenvalues `λ1,2` with `λ² = ½[P ± √(P² − 4Q)]`, the small one taken
 /// as `Q/λ_big²` (cvqkd.md §3, numerical detail).
+///
+/// Symplectic eigenvalues of a physical state are ≥ 1. When the discriminant is rounding
+/// noise around 0 (a double root at 1, e.g. T = 1 and ξ = 0), the subtraction can push
+/// the small root below 1 and the big one above by ~√ε; the small root is then set to 1
+/// and the big one to the product `Q`, which keeps `λ_big²·λ_small² = Q` exact.
 fn root_pair(p: f64, q: f64) -> (f64, f64) {
     let disc = (p * p - 4.0 * q).max(0.0).sqrt();
-    let big = 0.5 * (p + disc);
-    let small = if big > 0.0 { q / big } else { 0.0 };
-    (big.sqrt(), small.max(0.0).sqrt())
+    let mut big = 0.5 * (p + disc);
+    let mut small = if big > 0.0 { q / big } else { 0.0 };
+    if small < 1.0 {
+        (small, big) = (1.0, q.max(1.0));
+    }
+    (big.sqrt(), small.sqrt())
 }
 
 /// The intermediate quantities of the closed form.
