@@ -527,3 +527,174 @@ fn bad_parameters_are_refused_with_their_name() {
     assert!(transmittance_from_distance(-1.0, 0.2).is_err());
     assert!(transmittance_from_distance(600.0, 0.2).is_err());
 }
+
+// ------------------------------------------------------------------ `qshield qkd rate`
+
+fn qkd_rate(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_qshield"))
+        .args(["qkd", "rate"])
+        .args(args)
+        .output()
+        .expect("run qshield")
+}
+
+fn json_of(args: &[&str]) -> serde_json::Value {
+    let out = qkd_rate(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("valid JSON")
+}
+
+#[test]
+fn cli_json_has_the_contract_fields() {
+    let v = json_of(&["--distance-km", "25", "--json", "--symbol-rate", "1e8"]);
+    for field in [
+        "transmittance",
+        "i_ab",
+        "chi_be",
+        "key_rate_bits_per_pulse",
+        "snr",
+        "key_rate_bits_per_second",
+    ] {
+        assert!(v[field].is_number(), "missing {field}: {v}");
+    }
+    let k = v["key_rate_bits_per_pulse"].as_f64().unwrap();
+    assert!(rel(k, 8.448e-2) < TABLE_RTOL);
+    assert!(rel(v["key_rate_bits_per_second"].as_f64().unwrap(), k * 1e8) < 1e-12);
+    assert!(rel(v["transmittance"].as_f64().unwrap(), 0.316_227_766) < 1e-8);
+
+    let v = json_of(&[
+        "--transmittance",
+        "0.1",
+        "--detection",
+        "heterodyne",
+        "--va-opt",
+        "--json",
+    ]);
+    assert!(rel(v["key_rate_bits_per_pulse"].as_f64().unwrap(), 2.093e-2) < TABLE_RTOL);
+    assert_eq!(v["detection"], "heterodyne");
+    assert!(v.get("key_rate_bits_per_second").is_none());
+
+    let v = json_of(&[
+        "--distance-km",
+        "25",
+        "--va-opt",
+        "--block-size",
+        "1e10",
+        "--epsilon",
+        "1e-10",
+        "--json",
+    ]);
+    let fs = &v["finite_size"];
+    assert!(
+        rel(fs["key_rate_bits_per_pulse"].as_f64().unwrap(), 4.479e-2) < TABLE_RTOL,
+        "{fs}"
+    );
+    assert_eq!(fs["pe_samples"].as_u64(), Some(5_000_000_000));
+
+    let v = json_of(&[
+        "--distance-km",
+        "10",
+        "--trusted-detector",
+        "false",
+        "--json",
+    ]);
+    assert_eq!(v["trusted_detector"], false);
+    assert!(v["key_rate_bits_per_pulse"].as_f64().unwrap() < 0.0);
+    assert_eq!(v["key_rate_clipped_bits_per_pulse"].as_f64(), Some(0.0));
+}
+
+#[test]
+fn cli_sweep_prints_a_table_and_a_json_array() {
+    let out = qkd_rate(&["--sweep", "0:100:25", "--block-size", "1e10"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with(char::is_numeric))
+        .collect();
+    assert_eq!(rows.len(), 5, "{text}");
+    assert!(text.contains("K_N") && text.contains("PLOB") && text.contains("no quantum security"));
+
+    let v = json_of(&["--sweep", "0:100:25", "--json"]);
+    let arr = v.as_array().expect("array");
+    assert_eq!(arr.len(), 5);
+    let ks: Vec<f64> = arr
+        .iter()
+        .map(|r| r["key_rate_bits_per_pulse"].as_f64().unwrap())
+        .collect();
+    assert!(ks.windows(2).all(|w| w[1] < w[0]), "{ks:?}");
+    assert_eq!(arr[4]["distance_km"].as_f64(), Some(100.0));
+}
+
+#[test]
+fn cli_plot_writes_an_svg() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rate.svg");
+    let p = path.to_str().unwrap();
+    let out = qkd_rate(&[
+        "--sweep",
+        "0:200:5",
+        "--va-opt",
+        "--block-size",
+        "1e10",
+        "--plot",
+        p,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let svg = std::fs::read_to_string(&path).unwrap();
+    assert!(svg.starts_with("<?xml") && svg.contains("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert_eq!(
+        svg.matches("<path d=\"M").count(),
+        3,
+        "asymptotic, finite size, PLOB"
+    );
+    assert!(svg.contains("PLOB") && svg.contains("distance (km)"));
+    assert_eq!(svg.matches('<').count(), svg.matches('>').count());
+}
+
+#[test]
+fn cli_bad_flags_fail_clearly() {
+    let cases: [(&[&str], &str); 8] = [
+        (&["--distance-km", "25", "--xi", "-1"], "--xi: must be ≥ 0"),
+        (
+            &["--distance-km", "25", "--eta", "1.5"],
+            "--eta: must be in (0, 1]",
+        ),
+        (&["--distance-km", "-3"], "--distance-km"),
+        (&["--transmittance", "0"], "--transmittance"),
+        (
+            &[
+                "--distance-km",
+                "25",
+                "--block-size",
+                "100",
+                "--pe-samples",
+                "100",
+            ],
+            "--pe-samples",
+        ),
+        (
+            &["--distance-km", "25", "--symbol-rate", "0"],
+            "--symbol-rate",
+        ),
+        (&["--sweep", "10:0:1"], "--sweep"),
+        (&["--xi", "0.1"], "--distance-km"),
+    ];
+    for (args, want) in cases {
+        let out = qkd_rate(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    let out = qkd_rate(&["--distance-km", "25", "--va", "2", "--va-opt"]);
+    assert!(!out.status.success());
+}

@@ -163,15 +163,21 @@ pub struct RateReport {
 pub enum RateError {
     /// A parameter is out of range.
     #[error("{}", .0.flag_message())]
-    Param(#[from] ParamError),
+    Param(ParamError),
     /// A point of the sweep is out of range.
-    #[error("--sweep: at {distance_km} km: {}", .source)]
+    #[error("--sweep: at {distance_km} km: {reason}")]
     SweepPoint {
         /// The distance of the bad point.
         distance_km: f64,
         /// What is wrong there.
-        source: ParamError,
+        reason: ParamError,
     },
+}
+
+impl From<ParamError> for RateError {
+    fn from(e: ParamError) -> Self {
+        RateError::Param(e)
+    }
 }
 
 /// Evaluate one operating point.
@@ -247,9 +253,9 @@ pub fn sweep(req: &RateRequest, spec: &SweepSpec) -> Result<Vec<RateReport>, Rat
     spec.distances_km()
         .into_iter()
         .map(|d| {
-            evaluate(req, Channel::DistanceKm(d)).map_err(|source| RateError::SweepPoint {
+            evaluate(req, Channel::DistanceKm(d)).map_err(|reason| RateError::SweepPoint {
                 distance_km: d,
-                source,
+                reason,
             })
         })
         .collect()
