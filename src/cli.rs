@@ -1,6 +1,9 @@
 //! The command line: every subcommand, its flags and help text (clap).
 
-use clap::{Parser, Subcommand, ValueEnum};
+use crate::cvqkd::params::{Param, ParamError, check, check_open_low};
+use crate::cvqkd::report::{Channel, Modulation, RateRequest, SweepSpec};
+use crate::cvqkd::{Detection, FiniteSizeParams, LinkParams};
+use clap::{ArgAction, ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 /// qshield: a site-to-site VPN whose session keys mix X25519, ML-KEM-768 and (soon) QKD keys,
@@ -67,6 +70,13 @@ pub enum Command {
         #[command(subcommand)]
         command: PkiCommand,
     },
+    /// CV-QKD physics (GG02): secret key rates of a simulated link. Simulated physics gives
+    /// no quantum security; keys from a simulated link are never "QKD-secured".
+    Qkd {
+        /// The physics command.
+        #[command(subcommand)]
+        command: QkdCommand,
+    },
 }
 
 /// `qshield pki` subcommands.
@@ -91,6 +101,167 @@ pub enum PkiCommand {
         #[arg(long = "sae", value_name = "NAMES", num_args = 1.., action = clap::ArgAction::Append)]
         saes: Vec<String>,
     },
+}
+
+/// `qshield qkd` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum QkdCommand {
+    /// Secret key rate of GG02 with reverse reconciliation (asymptotic, and finite-size
+    /// with --block-size), at one distance or transmittance, or over a --sweep of distances.
+    Rate(RateArgs),
+}
+
+/// Largest symbol rate accepted, Hz.
+pub const MAX_SYMBOL_RATE_HZ: f64 = 1e13;
+
+/// Flags of `qshield qkd rate`. Defaults are the reference set of research/cvqkd.md §4.
+#[derive(Debug, Clone, Args)]
+#[command(allow_negative_numbers = true)]
+#[command(group(ArgGroup::new("channel").args(["distance_km", "transmittance", "sweep"]).required(true)))]
+pub struct RateArgs {
+    /// Fiber length, km.
+    #[arg(long, value_name = "L")]
+    pub distance_km: Option<f64>,
+    /// Channel transmittance T in (0, 1], instead of a distance.
+    #[arg(long, value_name = "T")]
+    pub transmittance: Option<f64>,
+    /// Fiber attenuation, dB/km.
+    #[arg(long, value_name = "DB", default_value_t = 0.2)]
+    pub loss_db_per_km: f64,
+    /// Excess noise ξ at the channel input, SNU.
+    #[arg(long, value_name = "SNU", default_value_t = 0.01)]
+    pub xi: f64,
+    /// Detection efficiency η.
+    #[arg(long, value_name = "ETA", default_value_t = 0.6)]
+    pub eta: f64,
+    /// Electronic noise v_el, SNU (per detector).
+    #[arg(long, value_name = "SNU", default_value_t = 0.1)]
+    pub v_el: f64,
+    /// Reconciliation efficiency β.
+    #[arg(long, value_name = "BETA", default_value_t = 0.95)]
+    pub beta: f64,
+    /// Modulation variance V_A, SNU [default: 4].
+    #[arg(long, value_name = "V", conflicts_with = "va_opt")]
+    pub va: Option<f64>,
+    /// Choose the V_A in [0.05, 50] SNU that maximises the rate (the finite-size rate when
+    /// --block-size is given).
+    #[arg(long)]
+    pub va_opt: bool,
+    /// Bob's detection.
+    #[arg(long, value_enum, default_value_t = DetectionArg::Homodyne)]
+    pub detection: DetectionArg,
+    /// Whether η and v_el are trusted (calibrated); false hands them to Eve.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = ArgAction::Set)]
+    pub trusted_detector: bool,
+    /// Block size N (pulses) for the finite-size rate, e.g. 1e10.
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    pub block_size: Option<u64>,
+    /// Pulses disclosed for parameter estimation, m [default: N/2].
+    #[arg(long, value_name = "M", value_parser = parse_count, requires = "block_size")]
+    pub pe_samples: Option<u64>,
+    /// Security parameters ε_PE = ε̄ = ε_PA [default: 1e-10].
+    #[arg(long, value_name = "E", requires = "block_size")]
+    pub epsilon: Option<f64>,
+    /// Symbol rate, Hz, to report bit/s.
+    #[arg(long, value_name = "HZ")]
+    pub symbol_rate: Option<f64>,
+    /// A table over distance, km: FROM:TO:STEP.
+    #[arg(long, value_name = "FROM:TO:STEP", value_parser = SweepSpec::parse)]
+    pub sweep: Option<SweepSpec>,
+    /// Write an SVG plot of key rate against distance (the sweep's, or 0–200 km).
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+    /// Print JSON (an array with --sweep) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Detection schemes on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DetectionArg {
+    /// Homodyne: one quadrature per pulse.
+    Homodyne,
+    /// Heterodyne: both quadratures per pulse.
+    Heterodyne,
+}
+
+impl RateArgs {
+    /// The validated request and the channel (none with --sweep); errors name the flag.
+    pub fn request(&self) -> Result<(RateRequest, Option<Channel>), ParamError> {
+        let link = LinkParams {
+            transmittance: 1.0,
+            excess_noise_snu: self.xi,
+            detector_efficiency: self.eta,
+            electronic_noise_snu: self.v_el,
+            reconciliation_efficiency: self.beta,
+            modulation_variance_snu: self.va.unwrap_or(4.0),
+            detection: match self.detection {
+                DetectionArg::Homodyne => Detection::Homodyne,
+                DetectionArg::Heterodyne => Detection::Heterodyne,
+            },
+            trusted_detector: self.trusted_detector,
+        };
+        link.validate()?;
+        check(
+            Param::LossDbPerKm,
+            self.loss_db_per_km,
+            0.0,
+            crate::cvqkd::params::MAX_LOSS_DB_PER_KM,
+        )?;
+        if let Some(f) = self.symbol_rate {
+            check_open_low(Param::SymbolRate, f, 0.0, MAX_SYMBOL_RATE_HZ)?;
+        }
+        let req = RateRequest {
+            link,
+            loss_db_per_km: self.loss_db_per_km,
+            modulation: self.modulation(),
+            finite_size: self.finite_size()?,
+            symbol_rate_hz: self.symbol_rate,
+        };
+        Ok((req, self.channel()?))
+    }
+
+    fn modulation(&self) -> Modulation {
+        match (self.va_opt, self.va) {
+            (true, _) => Modulation::Optimal {
+                min_snu: crate::cvqkd::optimize::VA_SEARCH_MIN_SNU,
+                max_snu: crate::cvqkd::optimize::VA_SEARCH_MAX_SNU,
+            },
+            (false, va) => Modulation::Fixed(va.unwrap_or(4.0)),
+        }
+    }
+
+    fn finite_size(&self) -> Result<Option<FiniteSizeParams>, ParamError> {
+        let Some(n) = self.block_size else {
+            return Ok(None);
+        };
+        let m = self.pe_samples.unwrap_or(n / 2);
+        let fs = FiniteSizeParams::new(n, m, self.epsilon.unwrap_or(1e-10));
+        fs.validate()?;
+        Ok(Some(fs))
+    }
+
+    fn channel(&self) -> Result<Option<Channel>, ParamError> {
+        if let Some(t) = self.transmittance {
+            let min = crate::cvqkd::params::MIN_TRANSMITTANCE;
+            check(Param::Transmittance, t, min, 1.0)?;
+            return Ok(Some(Channel::Transmittance(t)));
+        }
+        Ok(self.distance_km.map(Channel::DistanceKm))
+    }
+}
+
+/// A count such as `10000000000` or `1e10`: a non-negative integer below 2^63.
+fn parse_count(s: &str) -> Result<u64, String> {
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(n);
+    }
+    let x: f64 = s.parse().map_err(|_| format!("{s:?} is not a count"))?;
+    if x.is_finite() && x >= 0.0 && x.fract() == 0.0 && x < 9.2e18 {
+        Ok(x as u64)
+    } else {
+        Err(format!("{s:?} is not a whole number of pulses"))
+    }
 }
 
 /// Log output formats.

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod constants;
 pub mod crypto;
+pub mod cvqkd;
 pub mod daemon;
 pub mod net;
 pub mod pki;

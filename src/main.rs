@@ -2,10 +2,11 @@
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use qshield::cli::{Cli, Command, LogFormat, PkiCommand};
+use qshield::cli::{Cli, Command, LogFormat, PkiCommand, QkdCommand, RateArgs};
 use qshield::config::{self, identity_files};
 use qshield::constants::DEFAULT_CONTROL_DIR;
 use qshield::crypto::StaticIdentity;
+use qshield::cvqkd::report;
 use qshield::daemon::{self, control, status};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -69,6 +70,9 @@ fn run(command: Command) -> Result<()> {
                     saes,
                 },
         } => pki_init(out, ca, &kmes, &saes),
+        Command::Qkd {
+            command: QkdCommand::Rate(args),
+        } => qkd_rate(&args),
     }
 }
 
@@ -88,6 +92,19 @@ fn pki_init(out: PathBuf, ca: String, kmes: &[String], saes: &[String]) -> Resul
     for path in qshield::pki::init(&plan)? {
         println!("wrote {}", path.display());
     }
+    Ok(())
+}
+
+fn qkd_rate(args: &RateArgs) -> Result<()> {
+    let (request, channel) = args
+        .request()
+        .map_err(|e| anyhow::anyhow!(e.flag_message()))?;
+    let sweep = args.sweep.as_ref();
+    let out = report::run(&request, channel, sweep, args.json, args.plot.is_some())?;
+    if let (Some(path), Some(svg)) = (&args.plot, &out.svg) {
+        std::fs::write(path, svg).with_context(|| format!("--plot: writing {}", path.display()))?;
+    }
+    print!("{}", out.stdout);
     Ok(())
 }
 
