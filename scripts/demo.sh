@@ -25,7 +25,7 @@ say "building qshield (release)"
 cargo build --release --quiet
 export QSHIELD_BIN=$ROOT/target/release/qshield TAG=demo
 DURATION=${DURATION:-10}
-source "$ROOT/tests/netns/lib.sh"
+source "$ROOT/scripts/lib/sites.sh"
 NS_A=hospital-a NS_B=hospital-b
 
 say "two sites: $NS_A (underlay 198.18.0.1, overlay 198.19.0.1) <-> $NS_B (198.18.0.2, 198.19.0.2)"

@@ -1,0 +1,218 @@
+# Site helpers shared by the namespace tests (tests/netns/*.sh) and the demo (scripts/demo.sh).
+#
+# Every scenario builds its own pair of network namespaces joined by a veth pair, runs
+# real qshield daemons with real TUN devices in them, and removes everything it made on
+# exit (processes by PID, namespaces by name). Addresses: underlay 198.18.0.0/24 and
+# fd00:5158::/64, overlay 198.19.0.0/24 and fd00:5159::/64 — only inside these namespaces.
+
+set -euo pipefail
+
+QSHIELD=${QSHIELD_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/target/debug/qshield}
+TAG=${TAG:-t$$}
+NS_A=qs-${TAG}-a
+NS_B=qs-${TAG}-b
+WORK=$(mktemp -d "/tmp/qshield-${TAG}.XXXXXX")
+PIDS=()
+
+log() { printf '[%s %(%H:%M:%S)T] %s\n' "$(basename "$0" .sh)" -1 "$*" >&2; }
+fail() { log "FAIL: $*"; exit 1; }
+
+require_root() {
+    [[ $(id -u) -eq 0 ]] || fail "needs root (network namespaces, TUN devices): run the tests as root"
+    for t in ip ping iperf3 nft python3; do
+        command -v "$t" >/dev/null || fail "missing tool '$t' (apt-get install --no-install-recommends iproute2 iputils-ping iperf3 nftables python3)"
+    done
+    [[ -x $QSHIELD ]] || fail "qshield binary not found at $QSHIELD (cargo build first)"
+}
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    ip netns del "$NS_A" 2>/dev/null || true
+    ip netns del "$NS_B" 2>/dev/null || true
+    if [[ ${KEEP_WORK:-0} == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+# Two namespaces, a veth between them, IPv4 and IPv6 underlay addresses.
+make_namespaces() {
+    ip netns add "$NS_A"
+    ip netns add "$NS_B"
+    ip link add veth0 netns "$NS_A" type veth peer name veth0 netns "$NS_B"
+    ip -n "$NS_A" addr add 198.18.0.1/24 dev veth0
+    ip -n "$NS_B" addr add 198.18.0.2/24 dev veth0
+    ip -n "$NS_A" addr add fd00:5158::1/64 dev veth0 nodad
+    ip -n "$NS_B" addr add fd00:5158::2/64 dev veth0 nodad
+    for ns in "$NS_A" "$NS_B"; do
+        ip -n "$ns" link set lo up
+        ip -n "$ns" link set veth0 up
+    done
+}
+
+# keygen SIDE -> $WORK/SIDE/{x25519.key,mlkem768.key,public.key}
+keygen() { "$QSHIELD" keygen --out-dir "$WORK/$1" >/dev/null; }
+
+# write_config SIDE PEER_SIDE [extra rotation lines] ; env: UNDERLAY_A/B, CIPHER
+write_config() {
+    local side=$1 peer=$2 rotation=${3:-}
+    local n; n=$([[ $side == a ]] && echo 1 || echo 2)
+    local pn; pn=$([[ $peer == a ]] && echo 1 || echo 2)
+    local endpoint; endpoint=$(endpoint_of "$peer")
+    cat >"$WORK/$side.toml" <<CFG
+[interface]
+name = "qs$side"
+address = ["198.19.0.$n/24", "fd00:5159::$n/64"]
+listen_port = 51820
+listen_address = "${LISTEN_ADDRESS:-0.0.0.0}"
+identity_dir = "$WORK/$side"
+cipher = "${CIPHER:-aes-256-gcm}"
+control_socket = "$WORK/$side.sock"
+
+[rotation]
+$rotation
+
+[[peer]]
+name = "site-$peer"
+endpoint = "$endpoint"
+public_key_file = "$WORK/${PEER_KEY_DIR_OVERRIDE:-$peer}/public.key"
+allowed_ips = ["198.19.0.$pn/32", "fd00:5159::$pn/128"]
+CFG
+}
+
+endpoint_of() {
+    local n; n=$([[ $1 == a ]] && echo 1 || echo 2)
+    if [[ ${UNDERLAY:-4} == 6 ]]; then echo "[fd00:5158::$n]:51820"; else echo "198.18.0.$n:51820"; fi
+}
+
+ns_of() { [[ $1 == a ]] && echo "$NS_A" || echo "$NS_B"; }
+
+# start_daemon SIDE : runs `qshield up` in the side's namespace, logs to $WORK/SIDE.log
+start_daemon() {
+    local side=$1
+    ip netns exec "$(ns_of "$side")" "$QSHIELD" up --config "$WORK/$side.toml" --log-level "${LOG_LEVEL:-info}" \
+        >>"$WORK/$side.log" 2>&1 &
+    local pid=$!
+    PIDS+=("$pid")
+    eval "PID_$side=$pid"
+    # Ready when *this* daemon answers on its socket (a stale socket file may exist).
+    for _ in $(seq 100); do
+        [[ $(status_field "$side" "d['pid']" 2>/dev/null) == "$pid" ]] && return 0
+        kill -0 "$pid" 2>/dev/null || { cat "$WORK/$side.log" >&2; fail "daemon $side exited at start"; }
+        sleep 0.1
+    done
+    cat "$WORK/$side.log" >&2
+    fail "daemon $side did not answer on its control socket"
+}
+
+# stop_daemon SIDE [SIGNAL] [SECONDS]: signal the side's daemon, wait for it to exit;
+# sets STOP_RC (its exit status) and STOP_SECS; fails if it outlives SECONDS (default 3).
+stop_daemon() {
+    local side=$1 sig=${2:-TERM} secs=${3:-3} pid_var=PID_$1 t0
+    local pid=${!pid_var}
+    t0=$(date +%s.%N)
+    kill "-$sig" "$pid"
+    wait_exit "$pid" "$secs" || { show_logs; fail "daemon $side still runs $secs s after SIG$sig"; }
+    STOP_SECS=$(python3 -c "import time; print(round(time.time() - $t0, 2))")
+    STOP_RC=0
+    wait "$pid" || STOP_RC=$?
+    forget_pid "$pid"
+}
+
+# forget_pid PID: a process that has exited is no longer ours to clean up (its PID may be
+# reused by someone else's process).
+forget_pid() {
+    local keep=() p
+    for p in "${PIDS[@]}"; do [[ $p == "$1" ]] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}
+
+status_json() { "$QSHIELD" status --json --socket "$WORK/$1.sock"; }
+
+# jq-free field access: status_field SIDE PYTHON_EXPR (over `d`, the status document)
+status_field() {
+    status_json "$1" | python3 -c "import json,sys; d=json.load(sys.stdin); print($2)"
+}
+
+# wait_ping SIDE ADDR [SECONDS]: until one ping from SIDE's namespace to ADDR answers
+# (a deadline, not a count: an unanswered ping itself waits up to 1 s)
+wait_ping() {
+    local side=$1 addr=$2 secs=${3:-10}
+    local deadline=$(($(date +%s%N) + secs * 1000000000))
+    while (($(date +%s%N) < deadline)); do
+        ip netns exec "$(ns_of "$side")" ping -c1 -W1 "$addr" >/dev/null 2>&1 && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
+# Standard two-site tunnel: namespaces, keys, configs (optional rotation lines), daemons.
+bring_up() {
+    make_namespaces
+    keygen a
+    keygen b
+    write_config a b "${1:-}"
+    write_config b a "${1:-}"
+    start_daemon a
+    start_daemon b
+}
+
+iperf_server() {
+    ip netns exec "$NS_B" iperf3 -s -1 -B "${1:-198.19.0.2}" >"$WORK/iperf-server.log" 2>&1 &
+    PIDS+=($!)
+    sleep 0.5
+}
+
+# iperf_run ADDR SECONDS [iperf3 args...]: a TCP run from a to b's iperf_server (started
+# here), JSON in $WORK/iperf.json; returns iperf3's exit status.
+iperf_run() {
+    local addr=$1 secs=$2
+    shift 2
+    iperf_server "$addr"
+    ip netns exec "$NS_A" iperf3 -c "$addr" -t "$secs" -J "$@" >"$WORK/iperf.json"
+}
+
+# iperf_field PYTHON_EXPR: over `d`, the last iperf_run's JSON document
+iperf_field() {
+    python3 -c "import json; d=json.load(open('$WORK/iperf.json')); print($1)"
+}
+
+# iperf_gbps: received throughput of the last iperf_run, Gbit/s
+iperf_gbps() { iperf_field "round(d['end']['sum_received']['bits_per_second']/1e9, 3)"; }
+
+# peer_field SIDE PYTHON_EXPR: over `p`, the side's first (only) peer in its status
+peer_field() { status_field "$1" "(lambda p: $2)(d['peers'][0])"; }
+
+# wait_exit PID SECONDS: until PID is gone (0) or the time is up (1)
+wait_exit() {
+    local pid=$1 secs=$2 i
+    for i in $(seq $((secs * 20))); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+# assert_alive SIDE: its daemon process still runs
+assert_alive() {
+    local pid_var=PID_$1
+    kill -0 "${!pid_var}" 2>/dev/null || { show_logs; fail "daemon $1 (pid ${!pid_var}) died"; }
+}
+
+# tunnel_ok: ping both ways over IPv4 inside the tunnel (first handshake may take a while)
+tunnel_ok() {
+    wait_ping a 198.19.0.2 "${1:-15}" || { show_logs; fail "no ping a->b over the tunnel"; }
+    wait_ping b 198.19.0.1 5 || { show_logs; fail "no ping b->a over the tunnel"; }
+}
+
+# log_has SIDE PHRASE: the side's daemon log contains PHRASE (fixed string)
+log_has() { grep -qF -- "$2" "$WORK/$1.log"; }
+
+show_logs() {
+    for s in a b; do
+        [[ -f $WORK/$s.log ]] && { echo "--- daemon $s log (tail)"; tail -n "${1:-30}" "$WORK/$s.log"; }
+    done >&2
+}
