@@ -75,6 +75,8 @@ scenarios!(
     chacha,
     bad_config,
     status,
+    madrid,
+    madrid_allow,
 );
 
 #[test]

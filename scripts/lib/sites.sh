@@ -13,6 +13,7 @@ NS_A=qs-${TAG}-a
 NS_B=qs-${TAG}-b
 WORK=$(mktemp -d "/tmp/qshield-${TAG}.XXXXXX")
 PIDS=()
+EXTRA_NAMESPACES=()   # further namespaces a scenario made (removed at exit)
 
 log() { printf '[%s %(%H:%M:%S)T] %s\n' "$(basename "$0" .sh)" -1 "$*" >&2; }
 fail() { log "FAIL: $*"; exit 1; }
@@ -32,8 +33,8 @@ cleanup() {
         for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -KILL "$pid" 2>/dev/null || true
     done
-    ip netns del "$NS_A" 2>/dev/null || true
-    ip netns del "$NS_B" 2>/dev/null || true
+    local ns
+    for ns in "$NS_A" "$NS_B" "${EXTRA_NAMESPACES[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
     if [[ ${KEEP_WORK:-0} == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT

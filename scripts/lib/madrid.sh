@@ -1,0 +1,161 @@
+# The Madrid topology (docs/kme.md): hospital A — ring node 1 — ring node 2 — hospital B,
+# one network namespace per node, a veth "fiber section" between neighbours, a KME in every
+# node, one QKD link per section (random source: NOT QKD, a stand-in until the CV-QKD link
+# simulator feeds it), keys relayed end to end through the ring nodes, and a qshield daemon
+# at each hospital taking its session keys from its KME. Sourced after sites.sh.
+#
+# Underlay: section 1 198.18.1.0/24, section 2 198.18.2.0/24, section 3 198.18.3.0/24; the
+# ring nodes route between sections. Overlay: 198.19.0.1 (A) and 198.19.0.2 (B).
+
+MADRID_NODES=(ha r1 r2 hb)
+declare -A MADRID_NAME=([ha]=hospital-a [r1]=ring-1 [r2]=ring-2 [hb]=hospital-b)
+declare -A MADRID_KME_ADDR=([ha]=198.18.1.1 [r1]=198.18.1.2 [r2]=198.18.2.2 [hb]=198.18.3.2)
+KME_PORT=8443
+MADRID_LINK_RATE=${MADRID_LINK_RATE:-262144}      # bits/s per link (random source, not QKD)
+
+madrid_ns() { echo "qs-${TAG}-$1"; }
+
+# Namespaces, the three sections, addresses and routes.
+madrid_make_network() {
+    local n
+    for n in "${MADRID_NODES[@]}"; do
+        ip netns add "$(madrid_ns "$n")"
+        EXTRA_NAMESPACES+=("$(madrid_ns "$n")")
+        ip -n "$(madrid_ns "$n")" link set lo up
+    done
+    madrid_section ha r1 198.18.1.1 198.18.1.2
+    madrid_section r1 r2 198.18.2.1 198.18.2.2
+    madrid_section r2 hb 198.18.3.1 198.18.3.2
+    ip -n "$(madrid_ns ha)" route add default via 198.18.1.2
+    ip -n "$(madrid_ns hb)" route add default via 198.18.3.1
+    ip -n "$(madrid_ns r1)" route add 198.18.3.0/24 via 198.18.2.2
+    ip -n "$(madrid_ns r2)" route add 198.18.1.0/24 via 198.18.2.1
+    for n in r1 r2; do ip netns exec "$(madrid_ns "$n")" sysctl -qw net.ipv4.ip_forward=1; done
+}
+
+# madrid_section LEFT RIGHT LEFT_ADDR RIGHT_ADDR: one fiber section.
+madrid_section() {
+    local l=$1 r=$2
+    ip link add "to-$r" netns "$(madrid_ns "$l")" type veth peer name "to-$l" netns "$(madrid_ns "$r")"
+    ip -n "$(madrid_ns "$l")" addr add "$3/24" dev "to-$r"
+    ip -n "$(madrid_ns "$r")" addr add "$4/24" dev "to-$l"
+    ip -n "$(madrid_ns "$l")" link set "to-$r" up
+    ip -n "$(madrid_ns "$r")" link set "to-$l" up
+}
+
+# CA and certificates: every KME (with the addresses it is reached at) and both SAEs.
+madrid_pki() {
+    "$QSHIELD" pki init --out "$WORK/pki" --ca madrid-demo-ca \
+        --kme kme-hospital-a=198.18.1.1 kme-ring-1=198.18.1.2,198.18.2.1 \
+              kme-ring-2=198.18.2.2,198.18.3.1 kme-hospital-b=198.18.3.2 \
+        --sae sae-hospital-a sae-hospital-b >/dev/null
+}
+
+# madrid_link PEER ADDR ROLE: one [[link]] block.
+madrid_link() {
+    printf '\n[[link]]\npeer = "kme-%s"\nurl = "https://%s:%s"\nrole = "%s"\nsource = "random"\nrate_bits_per_second = %s\npool_max_bits = 16777216\n' \
+        "${MADRID_NAME[$1]}" "$2" "$KME_PORT" "$3" "$MADRID_LINK_RATE"
+}
+
+# madrid_remote SAE_NODE HOP...: one [[remote_sae]] block with its route.
+madrid_remote() {
+    local sae=$1; shift
+    local hops=() h
+    for h in "$@"; do hops+=("\"kme-${MADRID_NAME[$h]}\""); done
+    printf '\n[[remote_sae]]\nid = "sae-%s"\nroute = [%s]\n' "${MADRID_NAME[$sae]}" "$(IFS=,; echo "${hops[*]}")"
+}
+
+# madrid_kme_config NODE: the KME config of one node.
+madrid_kme_config() {
+    local n=$1 id="kme-${MADRID_NAME[$1]}"
+    {
+        printf '[kme]\nid = "%s"\nlisten = "0.0.0.0:%s"\ndata_dir = "%s"\n' "$id" "$KME_PORT" "$WORK/kme-$n"
+        printf 'ca_file = "%s"\ncert_file = "%s"\nkey_file = "%s"\n' "$WORK/pki/ca.pem" "$WORK/pki/$id.pem" "$WORK/pki/$id.key"
+        case $n in
+            ha) printf '\n[[sae]]\nid = "sae-hospital-a"\n'
+                madrid_remote hb r1 r2 hb
+                madrid_link r1 198.18.1.2 leader ;;
+            r1) madrid_remote hb r2 hb; madrid_remote ha ha
+                madrid_link ha 198.18.1.1 follower
+                madrid_link r2 198.18.2.2 leader ;;
+            r2) madrid_remote hb hb; madrid_remote ha r1 ha
+                madrid_link r1 198.18.2.1 follower
+                madrid_link hb 198.18.3.2 leader ;;
+            hb) printf '\n[[sae]]\nid = "sae-hospital-b"\n'
+                madrid_remote ha r2 r1 ha
+                madrid_link r2 198.18.3.1 follower ;;
+        esac
+    } >"$WORK/kme-$n.toml"
+}
+
+# madrid_start_kme NODE: runs the node's KME in its namespace; waits until it listens.
+madrid_start_kme() {
+    local n=$1 ns; ns=$(madrid_ns "$1")
+    ip netns exec "$ns" "$QSHIELD" kme --config "$WORK/kme-$n.toml" >>"$WORK/kme-$n.log" 2>&1 &
+    PIDS+=($!)
+    eval "KME_PID_$n=$!"
+    local deadline=$((SECONDS + 15))
+    until ip netns exec "$ns" ss -Hltn "sport = :$KME_PORT" | grep -q .; do
+        kill -0 "$!" 2>/dev/null || { cat "$WORK/kme-$n.log" >&2; fail "KME $n exited at start"; }
+        (( SECONDS < deadline )) || { cat "$WORK/kme-$n.log" >&2; fail "KME $n did not listen"; }
+        sleep 0.1
+    done
+}
+
+# madrid_stop_kme NODE: SIGTERM the node's KME (by PID) and wait for it.
+madrid_stop_kme() {
+    local pid_var="KME_PID_$1"
+    local pid=${!pid_var}
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    forget_pid "$pid" 2>/dev/null || true
+}
+
+# madrid_daemon_config SIDE POLICY ROTATION: the hospital daemon's config (a = hospital A).
+madrid_daemon_config() {
+    local side=$1 policy=$2 rotation=${3:-}
+    local n peer node peer_node
+    if [[ $side == a ]]; then n=1 peer=b node=ha peer_node=hb; else n=2 peer=a node=hb peer_node=ha; fi
+    local sae="sae-${MADRID_NAME[$node]}"
+    cat >"$WORK/$side.toml" <<CFG
+[interface]
+name = "qs$side"
+address = ["198.19.0.$n/24"]
+identity_dir = "$WORK/$side"
+control_socket = "$WORK/$side.sock"
+
+[rotation]
+$rotation
+
+[qkd]
+policy = "$policy"
+kme_url = "https://${MADRID_KME_ADDR[$node]}:$KME_PORT"
+sae_id = "$sae"
+peer_sae_id = "sae-${MADRID_NAME[$peer_node]}"
+ca_file = "$WORK/pki/ca.pem"
+cert_file = "$WORK/pki/$sae.pem"
+key_file = "$WORK/pki/$sae.key"
+
+[[peer]]
+name = "${MADRID_NAME[$peer_node]}"
+endpoint = "${MADRID_KME_ADDR[$peer_node]}:51820"
+public_key_file = "$WORK/$peer/public.key"
+allowed_ips = ["198.19.0.$((3 - n))/32"]
+CFG
+}
+
+# The whole topology up: network, PKI, four KMEs, both hospital daemons (POLICY, ROTATION).
+madrid_up() {
+    local policy=${1:-require} rotation=${2:-}
+    madrid_make_network
+    madrid_pki
+    local n
+    for n in "${MADRID_NODES[@]}"; do madrid_kme_config "$n"; madrid_start_kme "$n"; done
+    keygen a
+    keygen b
+    madrid_daemon_config a "$policy" "$rotation"
+    madrid_daemon_config b "$policy" "$rotation"
+    NS_A=$(madrid_ns ha) NS_B=$(madrid_ns hb)
+    start_daemon a
+    start_daemon b
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The Madrid topology with QKD keys (policy "require"): hospital-a, ring-1, ring-2,
+# hospital-b, a KME in each, three links, keys relayed end to end. iperf3 across while keys
+# rotate every few seconds, each rotation with a new key_ID. Then the ring-1 KME stops: the
+# tunnel fails closed after the hard limit, and recovers by itself when the KME returns.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/../../scripts/lib/madrid.sh"
+require_root
+madrid_up require 'rekey_after_seconds = "3s"
+reject_after_seconds = "5s"'
+wait_ping a 198.19.0.2 20 || { show_logs 60; tail -20 "$WORK"/kme-*.log >&2; fail "no tunnel across the Madrid topology"; }
+log "tunnel up across hospital-a, ring-1, ring-2, hospital-b"
+
+iperf_server
+ip netns exec "$NS_A" iperf3 -c 198.19.0.2 -t 10 -J >"$WORK/iperf.json" || { show_logs 60; fail "iperf3 failed"; }
+gbps=$(python3 -c "import json; d=json.load(open('$WORK/iperf.json')); print(round(d['end']['sum_received']['bits_per_second']/1e9,3))")
+ids=$(grep -ho 'key_id=[0-9a-f-]*' "$WORK/a.log" "$WORK/b.log" | sort -u | wc -l)
+sessions=$(status_field a "d['peers'][0]['handshakes']")
+consumed=$(( $(status_field a "d['peers'][0]['qkd']['keys_consumed']") + $(status_field b "d['peers'][0]['qkd']['keys_consumed']") ))
+log "iperf3 10 s: $gbps Gbit/s; $sessions sessions at A, $ids distinct QKD key_IDs, $consumed QKD keys consumed"
+(( sessions >= 4 )) || fail "expected a rotation every 3 s, saw $sessions sessions"
+(( consumed == 2 * sessions )) || fail "every session takes one QKD key at each end: $consumed keys for $sessions sessions"
+(( ids == sessions )) || fail "every rotation takes a new key_ID: $ids IDs for $sessions sessions"
+status_field a "d['peers'][0]['current_key']['qkd_key_id']" | grep -qE '^[0-9a-f-]{36}$' || fail "status shows no key_ID"
+[[ $(status_field a "d['peers'][0]['qkd']['fallbacks']") == 0 ]] || fail "fallbacks under require"
+
+log "stopping the KME at ring-1: relay breaks, no new QKD keys"
+madrid_stop_kme r1
+sleep 7
+if ip netns exec "$NS_A" ping -c 3 -i 0.3 -W 1 198.19.0.2 >/dev/null 2>&1; then
+    show_logs 40; fail "traffic still flows 7 s after the KME stopped (hard limit 5 s): not fail-closed"
+fi
+grep -q "no QKD key and the QKD policy is" "$WORK/a.log" "$WORK/b.log" || fail "the log does not say why"
+log "fail closed: no traffic after the hard limit"
+madrid_start_kme r1
+t0=$SECONDS
+wait_ping a 198.19.0.2 25 || { show_logs 60; fail "did not recover after the KME returned"; }
+log "recovered $((SECONDS - t0)) s after the KME returned"
+log "PASS"
