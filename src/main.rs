@@ -69,6 +69,15 @@ fn run(command: Command) -> Result<()> {
                     saes,
                 },
         } => pki_init(out, ca, &kmes, &saes),
+        Command::Kme {
+            config,
+            log_format,
+            log_level,
+        } => {
+            init_logging(log_format, &log_level);
+            qshield::kme::run(&config)?;
+            Ok(())
+        }
     }
 }
 
