@@ -124,11 +124,20 @@ pub fn client(
     let identity = reqwest::Identity::from_pem(&id_pem).map_err(|e| pem_err(cert_file, e))?;
     zeroize::Zeroize::zeroize(&mut id_pem);
     let mut b = reqwest::Client::builder()
+        .tls_backend_rustls()
         .tls_certs_only([ca])
         .identity(identity)
         .timeout(std::time::Duration::from_secs(10));
     for (name, addr) in peers {
         b = b.resolve(name, *addr);
     }
-    b.build().map_err(|e| TlsError::Rustls(e.to_string()))
+    b.build().map_err(|e| {
+        let mut s = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(c) = src {
+            s += &format!(": {c}");
+            src = c.source();
+        }
+        TlsError::Rustls(s)
+    })
 }
