@@ -37,12 +37,14 @@ async fn env() -> Env {
     let text = config_text(
         &pki,
         &data.path().join("db"),
-        "kme-a",
-        port,
-        extra,
-        &["sae-a", "sae-b", "sae-c"],
-        &[("sae-r", &["kme-b"])],
-        &[link],
+        &Spec {
+            id: "kme-a",
+            port,
+            extra_kme: extra,
+            saes: &["sae-a", "sae-b", "sae-c"],
+            remote: &[("sae-r", &["kme-b"])],
+            links: &[link],
+        },
     );
     let kme = start(&text, data.path()).await;
     let url = base(kme.local_addr());

@@ -60,17 +60,26 @@ pub struct Link<'a> {
     pub rate: u64,
 }
 
-/// The TOML of a KME `id` on `port` with local `saes`, remote SAEs (id, route) and links.
-pub fn config_text(
-    pki: &Pki,
-    data: &Path,
-    id: &str,
-    port: u16,
-    extra_kme: &str,
-    saes: &[&str],
-    remote: &[(&str, &[&str])],
-    links: &[Link<'_>],
-) -> String {
+/// A KME to configure: `id` on `port` with local `saes`, remote SAEs (id, route) and links.
+pub struct Spec<'a> {
+    pub id: &'a str,
+    pub port: u16,
+    pub extra_kme: &'a str,
+    pub saes: &'a [&'a str],
+    pub remote: &'a [(&'a str, &'a [&'a str])],
+    pub links: &'a [Link<'a>],
+}
+
+/// The TOML of a KME.
+pub fn config_text(pki: &Pki, data: &Path, spec: &Spec<'_>) -> String {
+    let Spec {
+        id,
+        port,
+        extra_kme,
+        saes,
+        remote,
+        links,
+    } = *spec;
     let p = |f: &str| pki.path(f).display().to_string();
     let mut t = format!(
         "[kme]\nid = \"{id}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\nstatus_log_seconds = 0\n{extra_kme}\n",
@@ -82,7 +91,7 @@ pub fn config_text(
     for s in saes {
         t += &format!("[[sae]]\nid = \"{s}\"\n");
     }
-    for (s, route) in remote {
+    for (s, route) in remote.iter() {
         let r: Vec<String> = route.iter().map(|h| format!("\"{h}\"")).collect();
         t += &format!("[[remote_sae]]\nid = \"{s}\"\nroute = [{}]\n", r.join(", "));
     }
