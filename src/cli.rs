@@ -77,6 +77,20 @@ pub enum Command {
         #[command(subcommand)]
         command: QkdCommand,
     },
+    /// Run a key management entity in the foreground: the ETSI GS QKD 014 key delivery API
+    /// over HTTPS with mutual TLS, durable key pools, QKD links to neighbour KMEs and
+    /// trusted-node relay (docs/kme.md). SIGINT or SIGTERM shuts it down cleanly.
+    Kme {
+        /// The KME config file (TOML, docs/kme.md).
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+        /// Log format.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+        /// Log filter (tracing syntax); RUST_LOG overrides it.
+        #[arg(long, default_value = "info")]
+        log_level: String,
+    },
 }
 
 /// `qshield pki` subcommands.

@@ -6,6 +6,7 @@
 //! - [`config`]: the TOML schema, validated into typed values.
 //! - [`net`]: TUN and UDP I/O behind batch-shaped traits, each with an in-memory twin.
 //! - [`daemon`]: the runtime that wires net + proto, timers and the control socket.
+//! - [`kme`]: the key management entity (ETSI GS QKD 014 server, key pools, relay).
 //! - [`constants`]: every protocol constant, with its unit.
 
 pub mod batch;
@@ -16,6 +17,7 @@ pub mod constants;
 pub mod crypto;
 pub mod cvqkd;
 pub mod daemon;
+pub mod kme;
 pub mod net;
 pub mod pki;
 pub mod proto;

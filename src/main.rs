@@ -73,6 +73,15 @@ fn run(command: Command) -> Result<()> {
         Command::Qkd {
             command: QkdCommand::Rate(args),
         } => qkd_rate(&args),
+        Command::Kme {
+            config,
+            log_format,
+            log_level,
+        } => {
+            init_logging(log_format, &log_level);
+            qshield::kme::run(&config)?;
+            Ok(())
+        }
     }
 }
 

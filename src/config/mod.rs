@@ -40,7 +40,7 @@ pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
 }
 
 /// A TOML syntax or schema error, located and attributed to a field where possible.
-fn toml_error(e: &toml::de::Error, text: &str, origin: &Path) -> ConfigError {
+pub(crate) fn toml_error(e: &toml::de::Error, text: &str, origin: &Path) -> ConfigError {
     let offset = e.span().map(|s| s.start);
     let at = match offset {
         Some(o) => Location::at_offset(origin, text, o),

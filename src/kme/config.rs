@@ -1,0 +1,452 @@
+//! The KME's TOML configuration (docs/kme.md): the raw schema (`deny_unknown_fields`, spans
+//! kept for messages) validated into [`KmeConfig`]. Every refusal names `FILE:LINE:COL`
+//! and the field path, as the daemon's config does.
+
+use crate::config::{ConfigError, Location};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// Largest key size accepted in the config, in bits.
+pub const MAX_KEY_SIZE_LIMIT_BITS: u32 = 65536;
+/// Most keys per request accepted in the config.
+pub const MAX_KEY_PER_REQUEST_LIMIT: u32 = 10_000;
+
+/// Why a KME config was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum KmeConfigError {
+    /// Unreadable file, TOML syntax, unknown or missing key, wrong type.
+    #[error(transparent)]
+    Toml(#[from] ConfigError),
+    /// A well-formed value that validation refused.
+    #[error("{at}: {field}: {problem}")]
+    Invalid {
+        /// Where.
+        at: Location,
+        /// The field path (`link[0].rate_bits_per_second`).
+        field: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// A validated KME configuration.
+#[derive(Debug, Clone)]
+pub struct KmeConfig {
+    /// This KME's ID (the CN of its certificate).
+    pub id: String,
+    /// Address the HTTPS API listens on.
+    pub listen: SocketAddr,
+    /// Directory of the durable store.
+    pub data_dir: PathBuf,
+    /// CA certificate (PEM) every peer's certificate must chain to.
+    pub ca_file: PathBuf,
+    /// This KME's certificate (PEM).
+    pub cert_file: PathBuf,
+    /// This KME's private key (PEM).
+    pub key_file: PathBuf,
+    /// Key size limits and defaults.
+    pub limits: KeyLimits,
+    /// Seconds between status log lines (0: never).
+    pub status_log_seconds: u64,
+    /// SAEs attached to this KME.
+    pub saes: Vec<String>,
+    /// SAEs attached elsewhere, with their routes.
+    pub remote_saes: Vec<RemoteSae>,
+    /// QKD links to neighbour KMEs.
+    pub links: Vec<LinkConfig>,
+}
+
+/// The limits the ETSI 014 status reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyLimits {
+    /// Default key size, bits.
+    pub default_key_size: u32,
+    /// Smallest key size, bits.
+    pub min_key_size: u32,
+    /// Largest key size, bits.
+    pub max_key_size: u32,
+    /// Most keys per request.
+    pub max_key_per_request: u32,
+    /// Most keys (of the default size) a pool holds.
+    pub max_key_count: u64,
+}
+
+/// An SAE at another KME and the static route of KMEs to it (the last hosts it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteSae {
+    /// The SAE ID.
+    pub id: String,
+    /// KME IDs from the neighbour to the SAE's KME.
+    pub route: Vec<String>,
+}
+
+/// Which end of a link generates its keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkRole {
+    /// Runs the key source and pushes blocks to the follower.
+    Leader,
+    /// Receives blocks from the leader.
+    Follower,
+}
+
+/// Where a link's keys come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// A CSPRNG at a configured rate: NOT QKD (tests and demos).
+    Random,
+}
+
+/// A QKD link to a neighbour KME.
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    /// The neighbour's KME ID (the CN it presents).
+    pub peer: String,
+    /// The neighbour's API address.
+    pub addr: SocketAddr,
+    /// This end's role.
+    pub role: LinkRole,
+    /// Key source (used by the leader).
+    pub source: SourceKind,
+    /// Key bits per second the source produces.
+    pub rate_bits_per_second: u64,
+    /// The leader stops generating while the link's pool holds this many bits.
+    pub pool_max_bits: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    kme: Spanned<RawKme>,
+    #[serde(default)]
+    sae: Vec<Spanned<RawSae>>,
+    #[serde(default)]
+    remote_sae: Vec<Spanned<RawRemoteSae>>,
+    #[serde(default)]
+    link: Vec<Spanned<RawLink>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKme {
+    id: Spanned<String>,
+    listen: Spanned<String>,
+    data_dir: String,
+    ca_file: String,
+    cert_file: String,
+    key_file: String,
+    default_key_size: Option<Spanned<u32>>,
+    min_key_size: Option<Spanned<u32>>,
+    max_key_size: Option<Spanned<u32>>,
+    max_key_per_request: Option<Spanned<u32>>,
+    max_key_count: Option<Spanned<u64>>,
+    status_log_seconds: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSae {
+    id: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRemoteSae {
+    id: Spanned<String>,
+    route: Spanned<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLink {
+    peer: Spanned<String>,
+    url: Spanned<String>,
+    role: LinkRole,
+    source: Option<SourceKind>,
+    rate_bits_per_second: Option<Spanned<u64>>,
+    pool_max_bits: Option<Spanned<u64>>,
+}
+
+/// Reads and validates the KME config at `path`.
+pub fn load(path: &Path) -> Result<KmeConfig, KmeConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text, path)
+}
+
+/// Validates KME config `text` read from `origin` (relative paths are taken from its
+/// directory).
+pub fn parse(text: &str, origin: &Path) -> Result<KmeConfig, KmeConfigError> {
+    let raw: Raw = toml::from_str(text).map_err(|e| crate::config::toml_error(&e, text, origin))?;
+    let v = Validator { text, origin };
+    let kme = raw.kme.get_ref();
+    let saes = v.saes(&raw.sae)?;
+    let links = v.links(&raw.link)?;
+    let cfg = KmeConfig {
+        id: v.id(&kme.id, "kme.id")?,
+        listen: v.socket_addr(&kme.listen, "kme.listen")?,
+        data_dir: v.resolve(&kme.data_dir),
+        ca_file: v.resolve(&kme.ca_file),
+        cert_file: v.resolve(&kme.cert_file),
+        key_file: v.resolve(&kme.key_file),
+        limits: v.limits(kme, raw.kme.span())?,
+        status_log_seconds: kme.status_log_seconds.unwrap_or(10),
+        remote_saes: v.remote_saes(&raw.remote_sae, &saes, &links)?,
+        saes,
+        links,
+    };
+    Ok(cfg)
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    origin: &'a Path,
+}
+
+impl Validator<'_> {
+    fn err(&self, span: Range<usize>, field: impl Into<String>, problem: String) -> KmeConfigError {
+        KmeConfigError::Invalid {
+            at: Location::at_span(self.origin, self.text, &span),
+            field: field.into(),
+            problem,
+        }
+    }
+
+    fn resolve(&self, written: &str) -> PathBuf {
+        let path = Path::new(written);
+        match self.origin.parent() {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path.to_path_buf(),
+        }
+    }
+
+    fn id(&self, id: &Spanned<String>, field: &str) -> Result<String, KmeConfigError> {
+        let s = id.get_ref();
+        let ok = !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._:".contains(c));
+        if !ok {
+            let p = format!("'{s}' is not a valid ID (ASCII letters, digits, '-', '.', '_', ':')");
+            return Err(self.err(id.span(), field, p));
+        }
+        Ok(s.clone())
+    }
+
+    fn socket_addr(&self, s: &Spanned<String>, field: &str) -> Result<SocketAddr, KmeConfigError> {
+        s.get_ref().parse().map_err(|_| {
+            let p = format!("'{}' is not IP:PORT or [IPv6]:PORT", s.get_ref());
+            self.err(s.span(), field, p)
+        })
+    }
+
+    fn limits(&self, kme: &RawKme, span: Range<usize>) -> Result<KeyLimits, KmeConfigError> {
+        let get = |v: &Option<Spanned<u32>>, d: u32| v.as_ref().map_or(d, |s| *s.get_ref());
+        let span_of = |v: &Option<Spanned<u32>>| v.as_ref().map_or(span.clone(), |s| s.span());
+        let limits = KeyLimits {
+            default_key_size: get(&kme.default_key_size, 256),
+            min_key_size: get(&kme.min_key_size, 64),
+            max_key_size: get(&kme.max_key_size, 1024),
+            max_key_per_request: get(&kme.max_key_per_request, 128),
+            max_key_count: kme.max_key_count.as_ref().map_or(100_000, |s| *s.get_ref()),
+        };
+        for (value, raw, field) in [
+            (limits.min_key_size, &kme.min_key_size, "kme.min_key_size"),
+            (limits.max_key_size, &kme.max_key_size, "kme.max_key_size"),
+            (
+                limits.default_key_size,
+                &kme.default_key_size,
+                "kme.default_key_size",
+            ),
+        ] {
+            if value == 0 || value % 8 != 0 || value > MAX_KEY_SIZE_LIMIT_BITS {
+                let p = format!(
+                    "{value} bits: key sizes are multiples of 8 in 8..={MAX_KEY_SIZE_LIMIT_BITS}"
+                );
+                return Err(self.err(span_of(raw), field, p));
+            }
+        }
+        self.check_order(&limits, kme, &span)?;
+        Ok(limits)
+    }
+
+    fn check_order(
+        &self,
+        l: &KeyLimits,
+        kme: &RawKme,
+        span: &Range<usize>,
+    ) -> Result<(), KmeConfigError> {
+        let span_of = |v: &Option<Spanned<u32>>| v.as_ref().map_or(span.clone(), |s| s.span());
+        if !(l.min_key_size..=l.max_key_size).contains(&l.default_key_size) {
+            let p = format!(
+                "{} is not within min_key_size..=max_key_size ({}..={})",
+                l.default_key_size, l.min_key_size, l.max_key_size
+            );
+            return Err(self.err(span_of(&kme.default_key_size), "kme.default_key_size", p));
+        }
+        if !(1..=MAX_KEY_PER_REQUEST_LIMIT).contains(&l.max_key_per_request) {
+            let p = format!(
+                "{} is out of range (1..={MAX_KEY_PER_REQUEST_LIMIT})",
+                l.max_key_per_request
+            );
+            let s = span_of(&kme.max_key_per_request);
+            return Err(self.err(s, "kme.max_key_per_request", p));
+        }
+        if l.max_key_count == 0 || l.max_key_count > u64::from(u32::MAX) {
+            let s = kme
+                .max_key_count
+                .as_ref()
+                .map_or(span.clone(), |s| s.span());
+            let p = format!("{} is out of range (1..={})", l.max_key_count, u32::MAX);
+            return Err(self.err(s, "kme.max_key_count", p));
+        }
+        Ok(())
+    }
+
+    fn saes(&self, raw: &[Spanned<RawSae>]) -> Result<Vec<String>, KmeConfigError> {
+        let mut out: Vec<String> = Vec::new();
+        for (i, s) in raw.iter().enumerate() {
+            let field = format!("sae[{i}].id");
+            let id = self.id(&s.get_ref().id, &field)?;
+            if out.contains(&id) {
+                let p = format!("SAE '{id}' is listed twice");
+                return Err(self.err(s.get_ref().id.span(), field, p));
+            }
+            out.push(id);
+        }
+        Ok(out)
+    }
+
+    fn remote_saes(
+        &self,
+        raw: &[Spanned<RawRemoteSae>],
+        saes: &[String],
+        links: &[LinkConfig],
+    ) -> Result<Vec<RemoteSae>, KmeConfigError> {
+        let mut out: Vec<RemoteSae> = Vec::new();
+        for (i, r) in raw.iter().enumerate() {
+            let r = r.get_ref();
+            let field = format!("remote_sae[{i}].id");
+            let id = self.id(&r.id, &field)?;
+            if saes.contains(&id) || out.iter().any(|o| o.id == id) {
+                let p = format!("SAE '{id}' is listed twice");
+                return Err(self.err(r.id.span(), field, p));
+            }
+            let route = r.route.get_ref().clone();
+            let rfield = format!("remote_sae[{i}].route");
+            match route.first() {
+                None => return Err(self.err(r.route.span(), rfield, "must not be empty".into())),
+                Some(first) if !links.iter().any(|l| &l.peer == first) => {
+                    let p = format!("the first hop '{first}' is not the peer of any [[link]]");
+                    return Err(self.err(r.route.span(), rfield, p));
+                }
+                _ => {}
+            }
+            out.push(RemoteSae { id, route });
+        }
+        Ok(out)
+    }
+
+    fn links(&self, raw: &[Spanned<RawLink>]) -> Result<Vec<LinkConfig>, KmeConfigError> {
+        let mut out: Vec<LinkConfig> = Vec::new();
+        for (i, l) in raw.iter().enumerate() {
+            let link = self.link(i, l.get_ref())?;
+            if out.iter().any(|o| o.peer == link.peer) {
+                let p = format!("a link to '{}' is configured twice", link.peer);
+                return Err(self.err(l.get_ref().peer.span(), format!("link[{i}].peer"), p));
+            }
+            out.push(link);
+        }
+        Ok(out)
+    }
+
+    fn link(&self, i: usize, l: &RawLink) -> Result<LinkConfig, KmeConfigError> {
+        let rate = l.rate_bits_per_second.as_ref();
+        let rate_bits_per_second = rate.map_or(100_000, |r| *r.get_ref());
+        if l.role == LinkRole::Leader && rate_bits_per_second == 0 {
+            let span = rate.map_or(l.peer.span(), |r| r.span());
+            let p = "a leader's key source needs a rate above 0".to_string();
+            return Err(self.err(span, format!("link[{i}].rate_bits_per_second"), p));
+        }
+        Ok(LinkConfig {
+            peer: self.id(&l.peer, &format!("link[{i}].peer"))?,
+            addr: self.url(&l.url, &format!("link[{i}].url"))?,
+            role: l.role,
+            source: l.source.unwrap_or(SourceKind::Random),
+            rate_bits_per_second,
+            pool_max_bits: l.pool_max_bits.as_ref().map_or(1 << 26, |p| *p.get_ref()),
+        })
+    }
+
+    fn url(&self, url: &Spanned<String>, field: &str) -> Result<SocketAddr, KmeConfigError> {
+        let s = url.get_ref();
+        let hostport = s.strip_prefix("https://").map(|r| r.trim_end_matches('/'));
+        hostport.and_then(|h| h.parse().ok()).ok_or_else(|| {
+            let p = format!("'{s}' is not https://IP:PORT (the peer is verified by its ID)");
+            self.err(url.span(), field, p)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[kme]
+id = "kme-a"
+listen = "127.0.0.1:8443"
+data_dir = "data"
+ca_file = "pki/ca.pem"
+cert_file = "pki/kme-a.pem"
+key_file = "pki/kme-a.key"
+
+[[sae]]
+id = "sae-a"
+
+[[remote_sae]]
+id = "sae-b"
+route = ["kme-b"]
+
+[[link]]
+peer = "kme-b"
+url = "https://127.0.0.1:8444"
+role = "leader"
+source = "random"
+rate_bits_per_second = 1000
+"#;
+
+    #[test]
+    fn parses_and_resolves_paths() {
+        let cfg = parse(GOOD, Path::new("/etc/q/kme.toml")).unwrap();
+        assert_eq!(cfg.data_dir, Path::new("/etc/q/data"));
+        assert_eq!(cfg.limits.default_key_size, 256);
+        assert_eq!(cfg.links[0].role, LinkRole::Leader);
+        assert_eq!(cfg.remote_saes[0].route, vec!["kme-b".to_string()]);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        let bad = GOOD.replace("rate_bits_per_second = 1000", "rate_bits_per_second = 0");
+        let e = parse(&bad, Path::new("k.toml")).unwrap_err().to_string();
+        assert!(e.starts_with("k.toml:22:24:"), "{e}");
+        assert!(e.contains("link[0].rate_bits_per_second"), "{e}");
+        let bad = GOOD.replace("[kme]", "[kme]\nbogus = 1");
+        let e = parse(&bad, Path::new("k.toml")).unwrap_err().to_string();
+        assert!(e.contains("k.toml:3") && e.contains("bogus"), "{e}");
+        let bad = GOOD.replace("[kme]", "[kme]\nmin_key_size = 12");
+        let e = parse(&bad, Path::new("k.toml")).unwrap_err().to_string();
+        assert!(
+            e.contains("kme.min_key_size") && e.contains("multiples of 8"),
+            "{e}"
+        );
+        let bad = GOOD.replace("route = [\"kme-b\"]", "route = [\"kme-x\"]");
+        let e = parse(&bad, Path::new("k.toml")).unwrap_err().to_string();
+        assert!(e.contains("remote_sae[0].route"), "{e}");
+    }
+}

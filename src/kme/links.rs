@@ -1,0 +1,222 @@
+//! QKD links between KMEs: the [`KeySupply`] trait a link's key source implements, the
+//! [`RandomSource`] (a CSPRNG at a configured rate — **NOT QKD**, for tests and demos), and
+//! the leader's task that pulls key blocks from the source and pushes them to the follower
+//! over mutual TLS (`POST /kme/v1/link/keys`), so both ends hold the same keys under the
+//! same block sequence numbers. A block enters the leader's own spendable pool only when
+//! the follower has stored it; unconfirmed blocks are pushed again after a restart.
+
+use super::config::{LinkConfig, SourceKind};
+use super::server::Shared;
+use super::store::Store;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use zeroize::Zeroizing;
+
+/// How often the leader polls its source and pushes.
+pub const LINK_TICK: Duration = Duration::from_millis(100);
+/// Largest block pair pulled from a source at once, bytes.
+pub const MAX_BLOCK_BYTES: usize = 64 * 1024;
+/// Most blocks per push request.
+pub const MAX_BLOCKS_PER_PUSH: usize = 64;
+
+/// A source of key bits shared by the two ends of a link. The leader's instance produces
+/// both ends' copies (a simulated device pair, or a real device's key stream); the CV-QKD
+/// simulator implements this beside [`RandomSource`].
+pub trait KeySupply: Send {
+    /// What the source is, for status and logs (e.g. "random (NOT QKD)").
+    fn label(&self) -> &'static str;
+    /// Key bytes produced since the last call, at most `max_bytes`; empty when none.
+    fn next_block(&mut self, now: Instant, max_bytes: usize) -> Zeroizing<Vec<u8>>;
+}
+
+/// A CSPRNG producing `rate_bits_per_second`. It is NOT QKD: its keys are only as secret
+/// as this machine, and it says so everywhere it is shown.
+pub struct RandomSource {
+    rate_bits_per_second: u64,
+    last: Option<Instant>,
+    credit_bits: f64,
+}
+
+impl RandomSource {
+    /// Label shown in status and logs.
+    pub const LABEL: &'static str = "random (NOT QKD)";
+
+    /// A source producing `rate_bits_per_second`.
+    pub fn new(rate_bits_per_second: u64) -> Self {
+        Self {
+            rate_bits_per_second,
+            last: None,
+            credit_bits: 0.0,
+        }
+    }
+}
+
+impl KeySupply for RandomSource {
+    fn label(&self) -> &'static str {
+        Self::LABEL
+    }
+
+    fn next_block(&mut self, now: Instant, max_bytes: usize) -> Zeroizing<Vec<u8>> {
+        let elapsed = self
+            .last
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        self.last = Some(now);
+        self.credit_bits += elapsed.as_secs_f64() * self.rate_bits_per_second as f64;
+        let bytes = ((self.credit_bits / 8.0) as usize).min(max_bytes);
+        self.credit_bits = (self.credit_bits - (bytes * 8) as f64).min(8.0 * max_bytes as f64);
+        let mut out = Zeroizing::new(vec![0u8; bytes]);
+        if bytes > 0 {
+            aws_lc_rs::rand::fill(&mut out).expect("system randomness");
+        }
+        out
+    }
+}
+
+/// The source configured for a link.
+pub fn make_source(cfg: &LinkConfig) -> Box<dyn KeySupply> {
+    match cfg.source {
+        SourceKind::Random => Box::new(RandomSource::new(cfg.rate_bits_per_second)),
+    }
+}
+
+/// One pushed block on the wire.
+#[derive(Serialize, Deserialize)]
+pub struct WireBlock {
+    /// Block sequence number.
+    pub seq: u64,
+    /// Key bytes, base64.
+    pub key: String,
+}
+
+impl Drop for WireBlock {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.key);
+    }
+}
+
+/// `POST /kme/v1/link/keys` body.
+#[derive(Serialize, Deserialize)]
+pub struct LinkPush {
+    /// The blocks, in sequence order.
+    pub blocks: Vec<WireBlock>,
+}
+
+/// Decodes a push into blocks for [`Store::follower_store`].
+pub fn decode_push(push: &LinkPush) -> Option<Vec<(u64, Zeroizing<Vec<u8>>)>> {
+    push.blocks
+        .iter()
+        .map(|b| Some((b.seq, Zeroizing::new(B64.decode(&b.key).ok()?))))
+        .collect()
+}
+
+/// The leader's loop for one link: pull from the source while the pool is below its cap,
+/// store, push unconfirmed blocks, confirm. Runs until the task is aborted.
+pub async fn run_leader(shared: Arc<Shared>, link: LinkConfig) {
+    let mut source = make_source(&link);
+    let mut warned = false;
+    let mut tick = tokio::time::interval(LINK_TICK);
+    loop {
+        tick.tick().await;
+        if let Err(e) = leader_step(&shared, &link, source.as_mut()).await {
+            if !warned {
+                tracing::warn!(peer = %link.peer, "link push failed (will retry): {e}");
+            }
+            warned = true;
+        } else {
+            warned = false;
+        }
+    }
+}
+
+async fn leader_step(
+    shared: &Arc<Shared>,
+    link: &LinkConfig,
+    source: &mut dyn KeySupply,
+) -> Result<(), String> {
+    let peer = link.peer.clone();
+    let levels = shared
+        .blocking(move |s| s.link_levels(&peer))
+        .await
+        .map_err(text)?;
+    let stored_bits = 8 * (levels.leader_sends_bytes + levels.follower_sends_bytes);
+    let room = (link.pool_max_bits.saturating_sub(stored_bits) / 8) as usize;
+    let block = source.next_block(Instant::now(), room.min(MAX_BLOCK_BYTES));
+    if block.len() >= 2 {
+        let peer = link.peer.clone();
+        let n = block.len();
+        shared
+            .blocking(move |s| s.leader_add(&peer, &block))
+            .await
+            .map_err(text)?;
+        shared
+            .metrics
+            .link_add(&link.peer, "generated_bits", 8 * n as u64);
+    }
+    push_unconfirmed(shared, link).await
+}
+
+fn text(e: super::store::StoreError) -> String {
+    e.to_string()
+}
+
+async fn push_unconfirmed(shared: &Arc<Shared>, link: &LinkConfig) -> Result<(), String> {
+    loop {
+        let peer = link.peer.clone();
+        let blocks = shared
+            .blocking(move |s: &Store| s.unconfirmed(&peer, MAX_BLOCKS_PER_PUSH))
+            .await
+            .map_err(text)?;
+        let Some(last) = blocks.last().map(|b| b.0) else {
+            return Ok(());
+        };
+        let push = LinkPush {
+            blocks: blocks
+                .iter()
+                .map(|(seq, k)| WireBlock {
+                    seq: *seq,
+                    key: B64.encode(k),
+                })
+                .collect(),
+        };
+        let url = format!(
+            "https://{}:{}/kme/v1/link/keys",
+            link.peer,
+            link.addr.port()
+        );
+        let resp = shared
+            .peers
+            .post(&url)
+            .json(&push)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        if !resp.status().is_success() {
+            return Err(format!("follower answered {}", resp.status()));
+        }
+        let peer = link.peer.clone();
+        shared
+            .blocking(move |s| s.confirm(&peer, last + 1))
+            .await
+            .map_err(text)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_source_keeps_its_rate() {
+        let mut s = RandomSource::new(8000);
+        let t0 = Instant::now();
+        assert!(s.next_block(t0, 1 << 20).is_empty());
+        let b = s.next_block(t0 + Duration::from_millis(500), 1 << 20);
+        assert_eq!(b.len(), 500);
+        let b = s.next_block(t0 + Duration::from_millis(1500), 100);
+        assert_eq!(b.len(), 100, "capped");
+        assert_eq!(s.label(), "random (NOT QKD)");
+    }
+}

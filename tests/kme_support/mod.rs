@@ -1,0 +1,127 @@
+//! Shared by the KME tests: a PKI in a tempdir, KME configs, in-process KMEs on
+//! 127.0.0.1, and SAE clients presenting their certificates.
+#![allow(dead_code)]
+
+use qshield::kme::{self, KmeHandle};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// A CA with certificates for KMEs (reachable at 127.0.0.1) and SAEs, in a tempdir.
+pub struct Pki {
+    pub dir: tempfile::TempDir,
+}
+
+impl Pki {
+    pub fn new(ca: &str, kmes: &[&str], saes: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = qshield::pki::PkiPlan {
+            out: dir.path().to_path_buf(),
+            ca: ca.into(),
+            kmes: kmes
+                .iter()
+                .map(|k| format!("{k}=127.0.0.1,localhost").parse().unwrap())
+                .collect(),
+            saes: saes.iter().map(|s| s.parse().unwrap()).collect(),
+        };
+        qshield::pki::init(&plan).unwrap();
+        Self { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// An HTTPS client presenting `name`'s certificate (or none), trusting this CA.
+    pub fn client(&self, name: Option<&str>) -> reqwest::Client {
+        let ca =
+            reqwest::Certificate::from_pem(&std::fs::read(self.path("ca.pem")).unwrap()).unwrap();
+        let mut b = reqwest::Client::builder()
+            .tls_backend_rustls()
+            .tls_certs_only([ca])
+            .timeout(std::time::Duration::from_secs(20));
+        if let Some(name) = name {
+            b = b.identity(self.identity(name));
+        }
+        b.build().unwrap()
+    }
+
+    pub fn identity(&self, name: &str) -> reqwest::Identity {
+        let mut pem = std::fs::read(self.path(&format!("{name}.pem"))).unwrap();
+        pem.extend(std::fs::read(self.path(&format!("{name}.key"))).unwrap());
+        reqwest::Identity::from_pem(&pem).unwrap()
+    }
+}
+
+/// One link in a KME config.
+pub struct Link<'a> {
+    pub peer: &'a str,
+    pub port: u16,
+    pub leader: bool,
+    pub rate: u64,
+}
+
+/// A KME to configure: `id` on `port` with local `saes`, remote SAEs (id, route) and links.
+pub struct Spec<'a> {
+    pub id: &'a str,
+    pub port: u16,
+    pub extra_kme: &'a str,
+    pub saes: &'a [&'a str],
+    pub remote: &'a [(&'a str, &'a [&'a str])],
+    pub links: &'a [Link<'a>],
+}
+
+/// The TOML of a KME.
+pub fn config_text(pki: &Pki, data: &Path, spec: &Spec<'_>) -> String {
+    let Spec {
+        id,
+        port,
+        extra_kme,
+        saes,
+        remote,
+        links,
+    } = *spec;
+    let p = |f: &str| pki.path(f).display().to_string();
+    let mut t = format!(
+        "[kme]\nid = \"{id}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\nstatus_log_seconds = 0\n{extra_kme}\n",
+        data.display(),
+        p("ca.pem"),
+        p(&format!("{id}.pem")),
+        p(&format!("{id}.key")),
+    );
+    for s in saes {
+        t += &format!("[[sae]]\nid = \"{s}\"\n");
+    }
+    for (s, route) in remote.iter() {
+        let r: Vec<String> = route.iter().map(|h| format!("\"{h}\"")).collect();
+        t += &format!("[[remote_sae]]\nid = \"{s}\"\nroute = [{}]\n", r.join(", "));
+    }
+    for l in links {
+        let role = if l.leader { "leader" } else { "follower" };
+        t += &format!(
+            "[[link]]\npeer = \"{}\"\nurl = \"https://127.0.0.1:{}\"\nrole = \"{role}\"\nsource = \"random\"\nrate_bits_per_second = {}\n",
+            l.peer, l.port, l.rate
+        );
+    }
+    t
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts a KME in-process from config text.
+pub async fn start(text: &str, dir: &Path) -> KmeHandle {
+    let path = dir.join("kme.toml");
+    std::fs::write(&path, text).unwrap();
+    let cfg = kme::config::load(&path).unwrap();
+    kme::start(cfg).await.unwrap()
+}
+
+pub fn base(addr: SocketAddr) -> String {
+    format!("https://127.0.0.1:{}/api/v1/keys", addr.port())
+}
