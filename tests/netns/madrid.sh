@@ -14,14 +14,19 @@ log "tunnel up across hospital-a, ring-1, ring-2, hospital-b"
 iperf_server
 ip netns exec "$NS_A" iperf3 -c 198.19.0.2 -t 10 -J >"$WORK/iperf.json" || { show_logs 60; fail "iperf3 failed"; }
 gbps=$(python3 -c "import json; d=json.load(open('$WORK/iperf.json')); print(round(d['end']['sum_received']['bits_per_second']/1e9,3))")
-ids=$(grep -ho 'key_id=[0-9a-f-]*' "$WORK/a.log" "$WORK/b.log" | sort -u | wc -l)
+ids=$( (grep -ho 'key_id=[0-9a-f-]*' "$WORK/a.log" "$WORK/b.log" || true) | sort -u | wc -l)
 sessions=$(status_field a "d['peers'][0]['handshakes']")
 consumed=$(( $(status_field a "d['peers'][0]['qkd']['keys_consumed']") + $(status_field b "d['peers'][0]['qkd']['keys_consumed']") ))
 log "iperf3 10 s: $gbps Gbit/s; $sessions sessions at A, $ids distinct QKD key_IDs, $consumed QKD keys consumed"
 (( sessions >= 4 )) || fail "expected a rotation every 3 s, saw $sessions sessions"
-(( consumed == 2 * sessions )) || fail "every session takes one QKD key at each end: $consumed keys for $sessions sessions"
-(( ids == sessions )) || fail "every rotation takes a new key_ID: $ids IDs for $sessions sessions"
-status_field a "d['peers'][0]['current_key']['qkd_key_id']" | grep -qE '^[0-9a-f-]{36}$' || fail "status shows no key_ID"
+# one key per session at each end, plus at most one rotation in flight when status was read
+(( consumed >= 2 * sessions && consumed <= 2 * sessions + 2 )) || fail "every session takes one QKD key at each end: $consumed keys for $sessions sessions"
+(( ids >= sessions && ids <= sessions + 1 )) || fail "every rotation takes a new key_ID: $ids IDs for $sessions sessions"
+sleep 1
+key_a=$(status_field a "d['peers'][0]['current_key']['qkd_key_id']")
+key_b=$(status_field b "d['peers'][0]['current_key']['qkd_key_id']")
+[[ $key_a =~ ^[0-9a-f-]{36}$ ]] || fail "status shows no key_ID ($key_a)"
+[[ $key_a == "$key_b" ]] || log "note: the two ends were mid-rotation ($key_a vs $key_b)"
 [[ $(status_field a "d['peers'][0]['qkd']['fallbacks']") == 0 ]] || fail "fallbacks under require"
 
 log "stopping the KME at ring-1: relay breaks, no new QKD keys"
