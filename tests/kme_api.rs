@@ -33,6 +33,7 @@ async fn env() -> Env {
         port: dead,
         leader: false,
         rate: 0,
+        pool_max: 1 << 20,
     };
     let text = config_text(
         &pki,

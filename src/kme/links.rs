@@ -142,7 +142,14 @@ async fn leader_step(
         .await
         .map_err(text)?;
     let stored_bits = 8 * (levels.leader_sends_bytes + levels.follower_sends_bytes);
-    let room = (link.pool_max_bits.saturating_sub(stored_bits) / 8) as usize;
+    // Above the high-water mark the source's output is discarded (as a device's is when
+    // its KME has no room), so the pool refills in blocks of at least 1/8 of its size.
+    let high_water = link.pool_max_bits - link.pool_max_bits / 8;
+    let room = if stored_bits >= high_water {
+        0
+    } else {
+        (link.pool_max_bits.saturating_sub(stored_bits) / 8) as usize
+    };
     let block = source.next_block(Instant::now(), room.min(MAX_BLOCK_BYTES));
     if block.len() >= 2 {
         let peer = link.peer.clone();

@@ -58,6 +58,7 @@ pub struct Link<'a> {
     pub port: u16,
     pub leader: bool,
     pub rate: u64,
+    pub pool_max: u64,
 }
 
 /// A KME to configure: `id` on `port` with local `saes`, remote SAEs (id, route) and links.
@@ -98,8 +99,8 @@ pub fn config_text(pki: &Pki, data: &Path, spec: &Spec<'_>) -> String {
     for l in links {
         let role = if l.leader { "leader" } else { "follower" };
         t += &format!(
-            "[[link]]\npeer = \"{}\"\nurl = \"https://127.0.0.1:{}\"\nrole = \"{role}\"\nsource = \"random\"\nrate_bits_per_second = {}\n",
-            l.peer, l.port, l.rate
+            "[[link]]\npeer = \"{}\"\nurl = \"https://127.0.0.1:{}\"\nrole = \"{role}\"\nsource = \"random\"\nrate_bits_per_second = {}\npool_max_bits = {}\n",
+            l.peer, l.port, l.rate, l.pool_max
         );
     }
     t

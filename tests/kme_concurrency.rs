@@ -1,0 +1,144 @@
+//! 8 SAE clients call enc_keys and dec_keys on one KME for 10 s: every key a master got is
+//! got by exactly one slave (its partner), identical; none is delivered twice.
+
+mod kme_support;
+
+use kme_support::*;
+use qshield::qkd::etsi014::KeyContainer;
+use reqwest::StatusCode;
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const SAES: usize = 8;
+const RUN: Duration = Duration::from_secs(10);
+
+type Keys = Arc<Mutex<HashMap<String, String>>>;
+type Queues = Arc<Vec<Mutex<Vec<String>>>>;
+
+struct Shared {
+    base: String,
+    master_got: Keys,
+    slave_got: Keys,
+    queues: Queues,
+    double: Arc<Mutex<u64>>,
+}
+
+fn name(i: usize) -> String {
+    format!("sae-{i}")
+}
+
+/// SAE i is master for its partner i^1 and slave for it.
+async fn client(pki: Arc<Pki>, i: usize, s: Arc<Shared>, deadline: Instant) {
+    let c = pki.client(Some(&name(i)));
+    let partner = i ^ 1;
+    let mut round = 0u32;
+    while Instant::now() < deadline {
+        round += 1;
+        let number = 1 + round % 4;
+        let url = format!("{}/{}/enc_keys?number={number}", s.base, name(partner));
+        let r = c.get(url).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let k: KeyContainer = r.json().await.unwrap();
+        for key in &k.keys {
+            let old = s
+                .master_got
+                .lock()
+                .unwrap()
+                .insert(key.key_ID.clone(), key.key.clone());
+            assert!(old.is_none(), "a key ID handed to two masters");
+            s.queues[partner].lock().unwrap().push(key.key_ID.clone());
+        }
+        fetch(&c, i, &s, round.is_multiple_of(7)).await;
+    }
+}
+
+/// Fetches what the partner left for SAE i; sometimes asks again for a fetched key.
+async fn fetch(c: &reqwest::Client, i: usize, s: &Shared, retry: bool) -> usize {
+    let ids: Vec<String> = std::mem::take(&mut *s.queues[i].lock().unwrap());
+    for chunk in ids.chunks(16) {
+        let body =
+            json!({"key_IDs": chunk.iter().map(|id| json!({"key_ID": id})).collect::<Vec<_>>()});
+        let url = format!("{}/{}/dec_keys", s.base, name(i ^ 1));
+        let r = c.post(&url).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let k: KeyContainer = r.json().await.unwrap();
+        for key in &k.keys {
+            let old = s
+                .slave_got
+                .lock()
+                .unwrap()
+                .insert(key.key_ID.clone(), key.key.clone());
+            assert!(old.is_none(), "a key delivered twice to slaves");
+        }
+        if retry {
+            let again = c
+                .get(format!("{url}?key_ID={}", chunk[0]))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                again.status(),
+                StatusCode::BAD_REQUEST,
+                "second delivery refused"
+            );
+            *s.double.lock().unwrap() += 1;
+        }
+    }
+    ids.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_saes_for_ten_seconds() {
+    let names: Vec<String> = (0..SAES).map(name).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let pki = Arc::new(Pki::new("conc-ca", &["kme-a"], &refs));
+    let data = tempfile::tempdir().unwrap();
+    let spec = Spec {
+        id: "kme-a",
+        port: free_port(),
+        extra_kme: "",
+        saes: &refs,
+        remote: &[],
+        links: &[],
+    };
+    let kme = start(
+        &config_text(&pki, &data.path().join("db"), &spec),
+        data.path(),
+    )
+    .await;
+    let s = Arc::new(Shared {
+        base: base(kme.local_addr()),
+        master_got: Keys::default(),
+        slave_got: Keys::default(),
+        queues: Arc::new((0..SAES).map(|_| Mutex::new(Vec::new())).collect()),
+        double: Arc::default(),
+    });
+    let deadline = Instant::now() + RUN;
+    let tasks: Vec<_> = (0..SAES)
+        .map(|i| tokio::spawn(client(pki.clone(), i, s.clone(), deadline)))
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for i in 0..SAES {
+        let c = pki.client(Some(&name(i)));
+        fetch(&c, i, &s, false).await;
+    }
+    let (m, sl) = (
+        s.master_got.lock().unwrap().clone(),
+        s.slave_got.lock().unwrap().clone(),
+    );
+    assert_eq!(
+        m, sl,
+        "every master key got by exactly one slave, identical"
+    );
+    assert!(m.len() > 100, "only {} keys in 10 s", m.len());
+    println!(
+        "{} keys delivered to masters and slaves in 10 s; {} second-delivery attempts refused",
+        m.len(),
+        s.double.lock().unwrap()
+    );
+    kme.shutdown().await;
+}
