@@ -159,3 +159,27 @@ madrid_up() {
     start_daemon a
     start_daemon b
 }
+
+# madrid_pools: one line per link with the pad bits each end holds, read from every KME's
+# GET /kme/v1/status over mutual TLS (asked with a neighbour KME's certificate).
+madrid_pools() {
+    local n asker
+    for n in "${MADRID_NODES[@]}"; do
+        case $n in ha) asker=r1 ;; r1) asker=ha ;; r2) asker=r1 ;; hb) asker=r2 ;; esac
+        ip netns exec "$(madrid_ns "$n")" python3 - "${MADRID_KME_ADDR[$n]}" "$KME_PORT" "$WORK/pki" \
+            "kme-${MADRID_NAME[$asker]}" <<'PY' || true
+import http.client, json, ssl, sys
+addr, port, pki, asker = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+ctx = ssl.create_default_context(cafile=f"{pki}/ca.pem")
+ctx.load_cert_chain(f"{pki}/{asker}.pem", f"{pki}/{asker}.key")
+c = http.client.HTTPSConnection(addr, port, context=ctx, timeout=3)
+c.request("GET", "/kme/v1/status")
+d = json.loads(c.getresponse().read())
+for l in d["links"]:
+    if l["role"] == "leader":
+        print(f"    link {d['kme_id']} -> {l['peer']}: pool {l['send_pool_bits']:>9} bits one way, "
+              f"{l['receive_pool_bits']:>9} the other; spent {l['consumed_bits']} bits, "
+              f"{l['relays_sent'] + l['relays_received']} relays; source: {l['source']}")
+PY
+    done
+}

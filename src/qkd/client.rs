@@ -44,13 +44,14 @@ impl Etsi014Client {
         });
         zeroize::Zeroize::zeroize(&mut identity_pem);
         let http = Client::builder()
+            .tls_backend_rustls()
             .tls_certs_only([ca])
             .identity(identity?)
             .min_tls_version(reqwest::tls::Version::TLS_1_2)
             .timeout(KME_CALL_TIMEOUT)
             .connect_timeout(KME_CALL_TIMEOUT)
             .build()
-            .map_err(|e| QkdError::Setup(format!("TLS client: {e}")))?;
+            .map_err(|e| QkdError::Setup(format!("TLS client: {}", without_url(&e))))?;
         Ok(Self {
             http,
             base: cfg.url.clone(),
