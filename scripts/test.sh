@@ -8,8 +8,12 @@ cd "$(dirname "$0")/.."
 log() { printf '[test %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
 need=()
-for pair in iperf3:iperf3 ip:iproute2 ping:iputils-ping nft:nftables python3:python3 pgrep:procps; do
+for pair in iperf3:iperf3 ip:iproute2 ping:iputils-ping nft:nftables python3:python3 pgrep:procps ss:iproute2; do
     command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
+done
+# Build dependencies of the independent ETSI 014 client used by the KME interop test.
+for pkg in pkg-config libssl-dev libsodium-dev; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if ((${#need[@]})); then
     [[ $(id -u) -eq 0 ]] || { log "missing ${need[*]}; run as root to install them"; exit 1; }
