@@ -100,3 +100,29 @@ fn failures_are_named() {
         );
     });
 }
+
+#[test]
+fn a_kme_that_never_answers_times_out_within_the_bound() {
+    let pki = Pki::new("test-ca", &["kme-a"], &["sae-a"]);
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let hold = std::thread::spawn(move || {
+        let conn = silent.accept().map(|(s, _)| s);
+        std::thread::sleep(qshield::constants::KME_CALL_TIMEOUT * 2);
+        drop(conn);
+    });
+    let started = std::time::Instant::now();
+    let err = client(&pki, port, "sae-a", "ca.pem")
+        .new_key("sae-b", 256)
+        .unwrap_err();
+    let waited = started.elapsed();
+    assert!(
+        matches!(err, QkdError::Timeout | QkdError::Unreachable(_)),
+        "{err:?}"
+    );
+    assert!(
+        waited < qshield::constants::KME_CALL_TIMEOUT + std::time::Duration::from_secs(2),
+        "bounded: {waited:?}"
+    );
+    hold.join().unwrap();
+}
