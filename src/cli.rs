@@ -45,12 +45,9 @@ pub enum Command {
         /// The config file.
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
-        /// Log format.
-        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-        log_format: LogFormat,
-        /// Log filter (tracing syntax, e.g. `info`, `qshield=debug`); RUST_LOG overrides it.
-        #[arg(long, default_value = "info")]
-        log_level: String,
+        /// Logging.
+        #[command(flatten)]
+        log: LogArgs,
     },
     /// Show a running daemon's tunnels: peers, keys, budgets, rotations, drops.
     Status {
@@ -84,12 +81,9 @@ pub enum Command {
         /// The KME config file (TOML, docs/kme.md).
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
-        /// Log format.
-        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-        log_format: LogFormat,
-        /// Log filter (tracing syntax); RUST_LOG overrides it.
-        #[arg(long, default_value = "info")]
-        log_level: String,
+        /// Logging.
+        #[command(flatten)]
+        log: LogArgs,
     },
 }
 
@@ -276,6 +270,17 @@ fn parse_count(s: &str) -> Result<u64, String> {
     } else {
         Err(format!("{s:?} is not a whole number of pulses"))
     }
+}
+
+/// Logging flags of the long-running commands (`up`, `kme`).
+#[derive(Debug, Clone, Args)]
+pub struct LogArgs {
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log filter (tracing syntax, e.g. `info`, `qshield=debug`); RUST_LOG overrides it.
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
 }
 
 /// Log output formats.

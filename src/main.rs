@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use qshield::cli::{Cli, Command, LogFormat, PkiCommand, QkdCommand, RateArgs};
+use qshield::cli::{Cli, Command, LogArgs, LogFormat, PkiCommand, QkdCommand, RateArgs};
 use qshield::config::{self, identity_files};
 use qshield::constants::DEFAULT_CONTROL_DIR;
 use qshield::crypto::StaticIdentity;
@@ -47,12 +47,8 @@ fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::CheckConfig { config } => check_config(&config),
-        Command::Up {
-            config,
-            log_format,
-            log_level,
-        } => {
-            init_logging(log_format, &log_level);
+        Command::Up { config, log } => {
+            init_logging(&log);
             daemon::run(&config)?;
             Ok(())
         }
@@ -73,12 +69,8 @@ fn run(command: Command) -> Result<()> {
         Command::Qkd {
             command: QkdCommand::Rate(args),
         } => qkd_rate(&args),
-        Command::Kme {
-            config,
-            log_format,
-            log_level,
-        } => {
-            init_logging(log_format, &log_level);
+        Command::Kme { config, log } => {
+            init_logging(&log);
             qshield::kme::run(&config)?;
             Ok(())
         }
@@ -143,16 +135,16 @@ fn check_config(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn init_logging(format: LogFormat, level: &str) {
+fn init_logging(log: &LogArgs) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log.log_level));
     // Colours only on a terminal: log files and journald get plain `key=value` text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
-    match format {
+    match log.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }

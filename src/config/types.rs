@@ -52,17 +52,8 @@ pub struct RotationConfig {
     pub reject_after: Duration,
 }
 
-/// How a peer's sessions use QKD keys (FortiGate's names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum QkdPolicy {
-    /// No QKD: sessions rest on the hybrid X25519 + ML-KEM-768 handshake alone.
-    #[default]
-    Disable,
-    /// Use QKD keys when the KME delivers them; fall back to the hybrid handshake loudly.
-    Allow,
-    /// No QKD key, no new session (fail closed at the hard limit).
-    Require,
-}
+/// How sessions use QKD keys (FortiGate's names): the protocol core's own type.
+pub use crate::proto::qkd_flow::QkdPolicy;
 
 /// `[qkd]`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

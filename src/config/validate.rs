@@ -88,7 +88,7 @@ fn peer_sae_ids(
         }
         if p.qkd_sae_id.is_none() {
             let problem = Problem::QkdFieldRequired {
-                policy: qkd_policy_name(qkd.policy),
+                policy: qkd.policy.name(),
             };
             return Err(src.invalid(raw.peer[i].span(), format!("peer[{i}].qkd_sae_id"), problem));
         }
@@ -395,14 +395,6 @@ fn qkd(raw: Option<&RawQkd>, src: &Source<'_>) -> Result<QkdConfig, ConfigError>
     Ok(QkdConfig { policy, kme })
 }
 
-fn qkd_policy_name(policy: QkdPolicy) -> &'static str {
-    match policy {
-        QkdPolicy::Disable => "disable",
-        QkdPolicy::Allow => "allow",
-        QkdPolicy::Require => "require",
-    }
-}
-
 /// The KME connection, every field required (policy `allow` or `require`).
 fn kme_client(
     raw: &RawQkd,
@@ -412,7 +404,7 @@ fn kme_client(
     let anchor = raw.policy.as_ref().map(Spanned::span).unwrap_or_default();
     let missing = |field: &str| {
         let problem = Problem::QkdFieldRequired {
-            policy: qkd_policy_name(policy),
+            policy: policy.name(),
         };
         src.invalid(anchor.clone(), format!("qkd.{field}"), problem)
     };

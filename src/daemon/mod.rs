@@ -13,7 +13,6 @@ use crate::config::{Config, ConfigError, identity_files};
 use crate::net::{NetError, TunDevice, TunSettings, UdpSocket};
 use crate::proto::endpoint::{Endpoint, EndpointSettings};
 use crate::proto::peer::PeerSettings;
-use crate::proto::qkd_flow::QkdPolicy;
 use crate::proto::session::RotationBudget;
 use clock::Clock;
 use control::{ControlError, ControlSocket};
@@ -136,11 +135,7 @@ pub fn endpoint_settings(
             reject_after: r.reject_after,
         },
         peers: config.peers.iter().map(peer_settings).collect(),
-        qkd_policy: match config.qkd.policy {
-            crate::config::QkdPolicy::Disable => QkdPolicy::Disable,
-            crate::config::QkdPolicy::Allow => QkdPolicy::Allow,
-            crate::config::QkdPolicy::Require => QkdPolicy::Require,
-        },
+        qkd_policy: config.qkd.policy,
         unix_ns_at_origin: clock.unix_ns_at_origin(),
     }
 }
