@@ -53,6 +53,26 @@ fn every_example_config_loads() {
 }
 
 #[test]
+fn every_madrid_example_loads() {
+    let dir = configs_dir().join("madrid");
+    let (mut sites, mut kmes) = (0, 0);
+    for entry in fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("site-") && name.ends_with(".toml") {
+            let cfg = config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(cfg.qkd.policy, QkdPolicy::Require, "{name}");
+            sites += 1;
+        } else if name.starts_with("kme-") && name.ends_with(".toml") {
+            let cfg = qshield::kme::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(format!("{}.toml", cfg.id), name, "the file is named after its KME");
+            kmes += 1;
+        }
+    }
+    assert_eq!((sites, kmes), (2, 4), "two hospitals, four KMEs");
+}
+
+#[test]
 fn example_pair_points_at_each_other() {
     let a = config::load(&configs_dir().join("site-a.toml")).unwrap();
     let b = config::load(&configs_dir().join("site-b.toml")).unwrap();
