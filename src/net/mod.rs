@@ -29,6 +29,7 @@
 pub mod error;
 pub mod memory;
 pub mod netlink;
+pub mod offload;
 mod sys;
 pub mod tun;
 pub mod udp;
