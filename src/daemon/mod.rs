@@ -56,6 +56,11 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
     }
     let udp = Arc::new(UdpSocket::bind(config.interface.listen)?);
     let tun = Arc::new(TunDevice::create(&tun_settings(&config))?);
+    let t = tun.offload();
+    tracing::info!(
+        interface = %config.interface.name, vnet_hdr = t.vnet_hdr, tso = t.tso, uso = t.uso, gro = t.gro,
+        "TUN offloads"
+    );
     let control = ControlSocket::bind(&config.interface.control_socket)?;
     let clock = Clock::start();
     let endpoint = Endpoint::new(
@@ -110,12 +115,22 @@ pub fn tun_settings(config: &Config) -> TunSettings {
     TunSettings {
         name: config.interface.name.clone(),
         mtu: config.interface.mtu,
+        offload: offload_wish(config),
         addresses: config.interface.addresses.clone(),
         routes: config
             .peers
             .iter()
             .flat_map(|p| p.allowed_ips.iter().copied())
             .collect(),
+    }
+}
+
+/// The offloads to ask for: all with `offload = "auto"` (less any named in
+/// `QSHIELD_OFFLOAD_DISABLE`), none with `off`.
+pub fn offload_wish(config: &Config) -> crate::net::OffloadWish {
+    match config.interface.offload {
+        crate::config::OffloadMode::Auto => crate::net::OffloadWish::all().from_env(),
+        crate::config::OffloadMode::Off => crate::net::OffloadWish::none(),
     }
 }
 

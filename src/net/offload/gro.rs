@@ -91,6 +91,20 @@ impl GroTable {
         }
     }
 
+    /// One group per packet (coalescing off): each is written alone.
+    pub fn build_alone<'a>(&mut self, n: usize, packet: impl Fn(usize) -> &'a [u8]) {
+        self.groups.clear();
+        self.open.clear();
+        self.next.clear();
+        self.next.resize(n, END);
+        for i in 0..n {
+            let p = packet(i);
+            if !p.is_empty() {
+                self.push_alone(i, p.len());
+            }
+        }
+    }
+
     /// The groups, in the order to write them.
     pub fn groups(&self) -> &[Group] {
         &self.groups
