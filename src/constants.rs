@@ -155,5 +155,9 @@ pub const TUN_ADDRESS_READY_TIMEOUT: Duration = Duration::from_secs(2);
 pub const TUN_READ_BUFFER_BYTES: usize = 10 + 65_536 + 1;
 /// Packets moved per batch when offloads are on: a few 64 KiB super-packets' segments.
 pub const OFFLOAD_BATCH_PACKETS: usize = 256;
+/// Buffers of one `recvmmsg` with `UDP_GRO` on, each taking one coalesced run of datagrams.
+pub const UDP_GRO_BUFFERS: usize = 8;
+/// Bytes of each of those buffers (the largest coalesced run is 64 KiB).
+pub const UDP_GRO_BUFFER_BYTES: usize = 65_536;
 /// Packets each in-memory twin queue holds before it drops (like a kernel queue).
 pub const MEMORY_QUEUE_PACKETS: usize = 4096;

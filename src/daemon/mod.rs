@@ -54,12 +54,15 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, shutdown.clone())?;
     }
-    let udp = Arc::new(UdpSocket::bind(config.interface.listen)?);
+    let udp = Arc::new(UdpSocket::bind_offloaded(
+        config.interface.listen,
+        offload_wish(&config),
+    )?);
     let tun = Arc::new(TunDevice::create(&tun_settings(&config))?);
-    let t = tun.offload();
+    let (t, u) = (tun.offload(), udp.offload());
     tracing::info!(
-        interface = %config.interface.name, vnet_hdr = t.vnet_hdr, tso = t.tso, uso = t.uso, gro = t.gro,
-        "TUN offloads"
+        interface = %config.interface.name, tun_vnet_hdr = t.vnet_hdr, tun_tso = t.tso, tun_uso = t.uso,
+        tun_gro = t.gro, udp_gso = u.gso, udp_gro = u.gro, "offloads"
     );
     let control = ControlSocket::bind(&config.interface.control_socket)?;
     let clock = Clock::start();

@@ -34,11 +34,12 @@ mod sys;
 pub mod tun;
 mod tun_vnet;
 pub mod udp;
+mod udp_gso;
 
 pub use error::NetError;
 pub use memory::{MemoryNetwork, MemoryTun, MemoryTunHost, MemoryUdp};
 pub use tun::{TunDevice, TunOffload, TunSettings};
-pub use udp::UdpSocket;
+pub use udp::{UdpOffload, UdpSocket};
 
 use crate::batch::PacketBatch;
 use std::io;
