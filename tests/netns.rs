@@ -75,6 +75,9 @@ scenarios!(
     chacha,
     bad_config,
     status,
+    offload_on,
+    offload_off,
+    rotation_1s,
 );
 
 #[test]

@@ -87,7 +87,11 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         qkd_jobs: qkd.is_some().then_some(jobs),
     });
     let runtime = Runtime::start(shared.clone(), qkd.map(|f| (job_queue, f)))?;
-    let info = status::DaemonInfo::new(&config, tun.clone(), udp.clone());
+    let mode = match config.interface.offload {
+        crate::config::OffloadMode::Auto => "auto",
+        crate::config::OffloadMode::Off => "off",
+    };
+    let info = status::DaemonInfo::new(&config, tun.clone(), udp.clone()).with_offload(mode, t, u);
     control.serve(&shutdown, || status::report(&shared, &info).to_string());
     tracing::info!(interface = %config.interface.name, "shutting down");
     runtime.stop();
