@@ -23,5 +23,5 @@ sleep 2
 perf record -q -g -o "$WORK/perf.data" -p "$PID_a,$PID_b" -- sleep $((SECS - 4)) 2>/dev/null
 wait "$ipid" || true
 log "iperf3: $(iperf_gbps) Gbit/s"
-perf report -i "$WORK/perf.data" --no-children --sort comm,sym --percent-limit 1.5 --stdio 2>/dev/null \
+perf report -i "$WORK/perf.data" --no-children --sort comm,sym --percent-limit ${PCT:-1.5} --stdio 2>/dev/null \
     | grep -v '^$' | grep -E '^ +[0-9]' | head -40

@@ -101,14 +101,9 @@ impl Plan {
                 let hl = h.total();
                 let from = hl + k * gso_size;
                 out[..hl].copy_from_slice(&packet[..hl]);
-                out[hl..n].copy_from_slice(&packet[from..from + n - hl]);
-                fix_segment(
-                    &h,
-                    &mut out[..n],
-                    k,
-                    k + 1 == self.count(),
-                    (k * gso_size) as u32,
-                );
+                let sum = checksum::copy_add(&mut out[hl..n], &packet[from..from + n - hl], 0);
+                let last = k + 1 == self.count();
+                fix_segment(&h, &mut out[..n], k, last, (k * gso_size) as u32, sum);
             }
         }
         n
@@ -129,8 +124,9 @@ fn csum_range(hdr: &VirtioNetHdr, len: usize) -> Result<Option<(usize, usize)>, 
 }
 
 /// Rewrites a segment's headers: lengths, IPv4 ID and header checksum, TCP sequence and
-/// flags, UDP length, and the full transport checksum.
-fn fix_segment(h: &L4Headers, seg: &mut [u8], k: usize, last: bool, offset: u32) {
+/// flags, UDP length, and the full transport checksum (`payload_sum`: the running sum of
+/// the payload after the transport header).
+fn fix_segment(h: &L4Headers, seg: &mut [u8], k: usize, last: bool, offset: u32, payload_sum: u64) {
     let n = seg.len();
     h.set_ip_length(seg, n);
     if !h.v6 {
@@ -154,7 +150,7 @@ fn fix_segment(h: &L4Headers, seg: &mut [u8], k: usize, last: bool, offset: u32)
     }
     let at = h.csum_at();
     seg[at..at + 2].fill(0);
-    let acc = checksum::add(&seg[l4..], h.pseudo_sum(seg, n - l4));
+    let acc = checksum::add(&seg[l4..h.total()], h.pseudo_sum(seg, n - l4) + payload_sum);
     seg[at..at + 2].copy_from_slice(&nonzero(checksum::finish(acc)).to_be_bytes());
 }
 
