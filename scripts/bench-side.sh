@@ -13,6 +13,7 @@ listen_port = $BENCH_PORT
 identity_dir = "$BENCH_KEYS/$BENCH_SIDE"
 cipher = "${BENCH_CIPHER:-aes-256-gcm}"
 control_socket = "$BENCH_OUT_DIR/qshield-$BENCH_SIDE.sock"
+offload = "${BENCH_OFFLOAD:-auto}"
 
 [rotation]
 ${BENCH_ROTATION:-}

@@ -3,12 +3,17 @@
 #
 # Runs ../shared/bench/peer-bench.sh (override with PEER_BENCH=path) with the contenders
 # "veth boringtun project", ROUNDS interleaved rounds (default 3), single-stream iperf3 TCP
-# (MODES=fwd by default; add rev/udp with MODES="fwd rev udp"). Prints the harness's table
-# and, as its last line, the median qshield/boringtun throughput ratio.
+# (MODES=fwd by default; add rev/udp with MODES="fwd rev udp"). Prints the harness's table,
+# each daemon's peak RSS and the idle ping RTT through the tunnel next to plain veth
+# (scripts/bench-down.sh), and the median qshield/boringtun and qshield/veth ratios.
+# Extra phases, each a series of project-only harness runs, interleaved round by round:
+#   ROTATION_ROUNDS [0]  fwd with rekey_after_seconds = "1s" against the same without
+#   ABLATION_ROUNDS [0]  fwd with each offload off in turn (QSHIELD_OFFLOAD_DISABLE), and
+#                        with offload = "off"
 #
 # Installs what it needs if missing: iperf3, iproute2, wireguard-tools (apt, without
 # recommends), boringtun-cli (cargo install). Builds qshield in release mode.
-# Environment: ROUNDS [3] RUNS [1] DURATION [10] MODES [fwd] PARALLEL [1]
+# Environment: ROUNDS [3] RUNS [1] DURATION [10] MODES [fwd] PARALLEL [1] (iperf3 -P)
 #              BENCH_CIPHER [aes-256-gcm] BENCH_ROTATION [unset: defaults] e.g. 'rekey_after_seconds = "1s"'
 # Root is required (namespaces, TUN). Usage: sudo scripts/bench.sh
 set -euo pipefail
@@ -49,13 +54,79 @@ export CONTENDERS=${CONTENDERS:-"veth boringtun project"} RATIO_TO=${RATIO_TO:-"
 export ROUNDS=${ROUNDS:-3} RUNS=${RUNS:-1} DURATION=${DURATION:-10} MODES=${MODES:-fwd} PARALLEL=${PARALLEL:-1}
 export PROJECT_MTU=${PROJECT_MTU:-1420}
 export PROJECT_UP_A="exec bash $ROOT/scripts/bench-side.sh" PROJECT_UP_B="exec bash $ROOT/scripts/bench-side.sh"
+export PROJECT_DOWN_A="bash $ROOT/scripts/bench-down.sh" PROJECT_DOWN_B="bash $ROOT/scripts/bench-down.sh"
 bash "$PEER_BENCH"
+MAIN_OUT=$OUT_DIR
+python3 - "$MAIN_OUT/extra.tsv" <<'PY'
+import statistics, sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])]
+vals = lambda k: [float(v) for (_, key, v) in rows if key == k and v]
+for k, unit in [("rss_kib_a", "MiB"), ("rss_kib_b", "MiB")]:
+    if vals(k): print("qshield peak RSS side %s: max %.1f MiB over %d runs" % (k[-1], max(vals(k)) / 1024, len(vals(k))))
+t, v = vals("rtt_us_tunnel"), vals("rtt_us_veth")
+if t and v:
+    print("idle ping RTT: tunnel %.0f us, veth %.0f us, difference %.0f us (medians)" % (
+        statistics.median(t), statistics.median(v), statistics.median(t) - statistics.median(v)))
+PY
+
+# project_only LABEL ENV... : one project-only harness round with extra environment; prints
+# the fwd Mbit/s and tunnel CPU s/GB.
+project_only() {
+    local label=$1; shift
+    local out; out=$(mktemp -d /tmp/qshield-bench-x.XXXXXX)
+    env "$@" BENCH_LABEL="$label" OUT_DIR="$out" CONTENDERS=project RATIO_TO= ROUNDS=1 MODES=fwd UDP_RATE=0 \
+        bash "$PEER_BENCH" >"$out/log" 2>&1 || true
+    python3 - "$out/results.tsv" "$label" <<'PY'
+import csv, sys
+rows = [r for r in csv.DictReader(open(sys.argv[1]), delimiter="\t") if r["mode"] == "fwd" and r["mbps"] != "fail"]
+for r in rows:
+    gb = float(r["bytes"]) / 1e9
+    cpu = float(r["tunnel_cpu_s"]) / gb if gb else float("nan")
+    print("%s\t%s\t%.2f" % (sys.argv[2], r["mbps"], cpu))
+PY
+}
+summarize() {
+    python3 -c '
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+labels = list(dict.fromkeys(r[0] for r in rows))
+base = statistics.median(float(r[1]) for r in rows if r[0] == labels[0])
+print("%-16s %10s %8s %12s" % ("variant", "fwd Mbit/s", "x_first", "tun CPU s/GB"))
+for l in labels:
+    m = statistics.median(float(r[1]) for r in rows if r[0] == l)
+    c = statistics.median(float(r[2]) for r in rows if r[0] == l)
+    print("%-16s %10.0f %8.2f %12.2f" % (l, m, m / base, c))' "$1"
+}
+if (( ${ROTATION_ROUNDS:-0} > 0 )); then
+    log "rotation phase: $ROTATION_ROUNDS interleaved rounds, with and without rekey every second"
+    : >"$MAIN_OUT/rotation.txt"
+    for _ in $(seq "$ROTATION_ROUNDS"); do
+        project_only no-rotation BENCH_ROTATION= >>"$MAIN_OUT/rotation.txt"
+        project_only rotation-1s BENCH_ROTATION='rekey_after_seconds = "1s"' >>"$MAIN_OUT/rotation.txt"
+    done
+    summarize "$MAIN_OUT/rotation.txt"
+fi
+if (( ${ABLATION_ROUNDS:-0} > 0 )); then
+    log "ablation phase: $ABLATION_ROUNDS interleaved rounds"
+    : >"$MAIN_OUT/ablation.txt"
+    for _ in $(seq "$ABLATION_ROUNDS"); do
+        project_only all-on >>"$MAIN_OUT/ablation.txt"
+        for lever in tun_tso tun_gro udp_gso udp_gro; do
+            project_only "no-$lever" QSHIELD_OFFLOAD_DISABLE=$lever >>"$MAIN_OUT/ablation.txt"
+        done
+        project_only offload-off BENCH_OFFLOAD=off >>"$MAIN_OUT/ablation.txt"
+    done
+    summarize "$MAIN_OUT/ablation.txt"
+fi
+OUT_DIR=$MAIN_OUT
 
 python3 - "$OUT_DIR/results.tsv" <<'PY'
 import csv, statistics, sys
 rows = [r for r in csv.DictReader(open(sys.argv[1]), delimiter="\t") if r["mode"] == "fwd" and r["mbps"] != "fail"]
 med = lambda c: statistics.median([float(r["mbps"]) for r in rows if r["contender"] == c] or [float("nan")])
 q, b, v = med("project"), med("boringtun"), med("veth")
+cpu = lambda c: statistics.median([float(r["tunnel_cpu_s"]) / (float(r["bytes"]) / 1e9) for r in rows if r["contender"] == c] or [float("nan")])
+print("tunnel CPU s/GB: qshield %.2f, boringtun %.2f, ratio %.3f" % (cpu("project"), cpu("boringtun"), cpu("project") / cpu("boringtun")))
 print("qshield/veth throughput ratio: %.3f" % (q / v))
 print("qshield/boringtun throughput ratio: %.2f" % (q / b))
 PY

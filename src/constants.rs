@@ -150,5 +150,14 @@ pub const UDP_SOCKET_BUFFER_BYTES: usize = 7 << 20;
 /// Longest wait, after adding its addresses to a new TUN, for the kernel to treat them as
 /// local (IPv6 addresses are finished on a kernel work queue, usually within a millisecond).
 pub const TUN_ADDRESS_READY_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bytes of one TUN read with offloads on: the virtio header and a super-packet of up to
+/// 64 KiB (one more byte tells a truncated read apart).
+pub const TUN_READ_BUFFER_BYTES: usize = 10 + 65_536 + 1;
+/// Packets moved per batch when offloads are on: a few 64 KiB super-packets' segments.
+pub const OFFLOAD_BATCH_PACKETS: usize = 256;
+/// Buffers of one `recvmmsg` with `UDP_GRO` on, each taking one coalesced run of datagrams.
+pub const UDP_GRO_BUFFERS: usize = 8;
+/// Bytes of each of those buffers (the largest coalesced run is 64 KiB).
+pub const UDP_GRO_BUFFER_BYTES: usize = 65_536;
 /// Packets each in-memory twin queue holds before it drops (like a kernel queue).
 pub const MEMORY_QUEUE_PACKETS: usize = 4096;

@@ -57,6 +57,7 @@ fn settings(name: &str, addresses: &[&str], routes: &[&str]) -> TunSettings {
     TunSettings {
         name: name.into(),
         mtu: 1400,
+        offload: qshield::net::OffloadWish::all(),
         addresses: cidrs(addresses),
         routes: cidrs(routes),
     }

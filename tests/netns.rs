@@ -77,6 +77,9 @@ scenarios!(
     status,
     madrid,
     madrid_allow,
+    offload_on,
+    offload_off,
+    rotation_1s,
 );
 
 #[test]

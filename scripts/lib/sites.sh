@@ -72,6 +72,7 @@ listen_address = "${LISTEN_ADDRESS:-0.0.0.0}"
 identity_dir = "$WORK/$side"
 cipher = "${CIPHER:-aes-256-gcm}"
 control_socket = "$WORK/$side.sock"
+offload = "${OFFLOAD:-auto}"
 
 [rotation]
 $rotation
@@ -216,4 +217,46 @@ show_logs() {
     for s in a b; do
         [[ -f $WORK/$s.log ]] && { echo "--- daemon $s log (tail)"; tail -n "${1:-30}" "$WORK/$s.log"; }
     done >&2
+}
+
+# transfer_sha MIB ADDR [PORT]: sends MIB MiB of random bytes from a to ADDR (in b) over one
+# TCP connection, hashing at both ends (nothing is written to disk); fails unless the SHA-256
+# of what b received equals what a sent. Sets TRANSFER_GBPS.
+transfer_sha() {
+    local mib=$1 addr=$2 port=${3:-5301}
+    ip netns exec "$NS_B" python3 - "$addr" "$port" >"$WORK/recv.sha" 2>"$WORK/recv.err" <<'PY' &
+import hashlib, socket, sys
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2]))); s.listen(1); s.settimeout(30)
+c, _ = s.accept(); c.settimeout(60)
+h, n, buf = hashlib.sha256(), 0, bytearray(1 << 20)
+while True:
+    k = c.recv_into(buf)
+    if k == 0: break
+    h.update(memoryview(buf)[:k]); n += k
+print(h.hexdigest(), n)
+PY
+    local rpid=$!
+    PIDS+=("$rpid")
+    sleep 0.5
+    ip netns exec "$NS_A" python3 - "$addr" "$port" "$mib" >"$WORK/send.sha" <<'PY' || { show_logs; cat "$WORK/recv.err" >&2; fail "sender failed"; }
+import hashlib, os, socket, sys, time
+addr, port, mib = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.create_connection((addr, port), timeout=30)
+h, t0 = hashlib.sha256(), time.time()
+for _ in range(mib):
+    chunk = os.urandom(1 << 20)
+    h.update(chunk); s.sendall(chunk)
+s.shutdown(socket.SHUT_WR)
+s.recv(1)
+print(h.hexdigest(), mib << 20, round(mib * 8 * 1.048576 / 1000 / (time.time() - t0), 3))
+PY
+    wait "$rpid" || { cat "$WORK/recv.err" >&2; fail "receiver failed"; }
+    forget_pid "$rpid"
+    read -r sent_sha sent_n TRANSFER_GBPS <"$WORK/send.sha"
+    read -r recv_sha recv_n <"$WORK/recv.sha"
+    [[ $sent_sha == "$recv_sha" && $sent_n == "$recv_n" ]] \
+        || fail "transfer of $mib MiB to $addr: sent $sent_n bytes sha256 $sent_sha, received $recv_n bytes sha256 $recv_sha"
+    log "$mib MiB to $addr: sha256 matches at both ends ($TRANSFER_GBPS Gbit/s)"
 }

@@ -155,6 +155,9 @@ pub enum Problem {
     /// Unknown data-plane cipher.
     #[error(transparent)]
     Cipher(#[from] UnknownCipher),
+    /// `interface.offload` is neither `auto` nor `off`.
+    #[error("'{0}' is not an offload mode (auto or off)")]
+    Offload(String),
     /// A size or duration that does not parse.
     #[error("'{value}': {source}")]
     Unit {

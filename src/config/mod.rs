@@ -17,7 +17,8 @@ mod validate;
 
 pub use error::{ConfigError, Location, Problem};
 pub use types::{
-    Config, InterfaceConfig, KmeClientConfig, PeerConfig, QkdConfig, QkdPolicy, RotationConfig,
+    Config, InterfaceConfig, KmeClientConfig, OffloadMode, PeerConfig, QkdConfig, QkdPolicy,
+    RotationConfig,
 };
 
 use crate::crypto::PublicIdentity;

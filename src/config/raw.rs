@@ -31,6 +31,7 @@ pub(super) struct RawInterface {
     pub identity_dir: Spanned<String>,
     pub cipher: Option<Spanned<String>>,
     pub control_socket: Option<Spanned<String>>,
+    pub offload: Option<Spanned<String>>,
 }
 
 /// `[rotation]`.

@@ -37,6 +37,19 @@ pub struct InterfaceConfig {
     pub cipher: CipherSuite,
     /// Control socket path for `qshield status` (default `/run/qshield/<name>.sock`).
     pub control_socket: PathBuf,
+    /// Kernel offloads of the data plane (TUN TSO/GRO, UDP GSO/GRO): `auto` uses what the
+    /// kernel offers, `off` none (default `auto`).
+    pub offload: OffloadMode,
+}
+
+/// `[interface] offload`: whether the data plane asks the kernel for offloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OffloadMode {
+    /// Every offload the kernel accepts (detected at start, shown in status and the log).
+    #[default]
+    Auto,
+    /// None: one system call per packet each way (the fallback path, and a baseline).
+    Off,
 }
 
 /// `[rotation]`: soft budgets start a new handshake, hard budgets refuse the old key.

@@ -119,6 +119,7 @@ fn interface(raw: &RawInterface, src: &Source<'_>) -> Result<InterfaceConfig, Co
         identity_dir: path_field(&raw.identity_dir, "interface.identity_dir", src)?,
         cipher: cipher(raw.cipher.as_ref(), src)?,
         control_socket: control_socket(raw.control_socket.as_ref(), &name, src)?,
+        offload: offload(raw.offload.as_ref(), src)?,
         name,
     })
 }
@@ -217,6 +218,22 @@ fn cipher(
     raw.get_ref()
         .parse()
         .map_err(|e| src.invalid(raw.span(), "interface.cipher", Problem::Cipher(e)))
+}
+
+fn offload(
+    raw: Option<&Spanned<String>>,
+    src: &Source<'_>,
+) -> Result<super::types::OffloadMode, ConfigError> {
+    use super::types::OffloadMode;
+    match raw.map(|r| r.get_ref().as_str()) {
+        None | Some("auto") => Ok(OffloadMode::Auto),
+        Some("off") => Ok(OffloadMode::Off),
+        Some(other) => Err(src.invalid(
+            raw.map_or(0..0, |r| r.span()),
+            "interface.offload",
+            Problem::Offload(other.to_string()),
+        )),
+    }
 }
 
 fn control_socket(

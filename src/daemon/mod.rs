@@ -53,8 +53,16 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, shutdown.clone())?;
     }
-    let udp = Arc::new(UdpSocket::bind(config.interface.listen)?);
+    let udp = Arc::new(UdpSocket::bind_offloaded(
+        config.interface.listen,
+        offload_wish(&config),
+    )?);
     let tun = Arc::new(TunDevice::create(&tun_settings(&config))?);
+    let (t, u) = (tun.offload(), udp.offload());
+    tracing::info!(
+        interface = %config.interface.name, tun_vnet_hdr = t.vnet_hdr, tun_tso = t.tso, tun_uso = t.uso,
+        tun_gro = t.gro, udp_gso = u.gso, udp_gro = u.gro, "offloads"
+    );
     let control = ControlSocket::bind(&config.interface.control_socket)?;
     let clock = Clock::start();
     let endpoint = Endpoint::new(
@@ -78,7 +86,11 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         qkd_jobs: qkd.is_some().then_some(jobs),
     });
     let runtime = Runtime::start(shared.clone(), qkd.map(|f| (job_queue, f)))?;
-    let info = status::DaemonInfo::new(&config, tun.clone(), udp.clone());
+    let mode = match config.interface.offload {
+        crate::config::OffloadMode::Auto => "auto",
+        crate::config::OffloadMode::Off => "off",
+    };
+    let info = status::DaemonInfo::new(&config, tun.clone(), udp.clone()).with_offload(mode, t, u);
     control.serve(&shutdown, || status::report(&shared, &info).to_string());
     tracing::info!(interface = %config.interface.name, "shutting down");
     runtime.stop();
@@ -109,12 +121,22 @@ pub fn tun_settings(config: &Config) -> TunSettings {
     TunSettings {
         name: config.interface.name.clone(),
         mtu: config.interface.mtu,
+        offload: offload_wish(config),
         addresses: config.interface.addresses.clone(),
         routes: config
             .peers
             .iter()
             .flat_map(|p| p.allowed_ips.iter().copied())
             .collect(),
+    }
+}
+
+/// The offloads to ask for: all with `offload = "auto"` (less any named in
+/// `QSHIELD_OFFLOAD_DISABLE`), none with `off`.
+pub fn offload_wish(config: &Config) -> crate::net::OffloadWish {
+    match config.interface.offload {
+        crate::config::OffloadMode::Auto => crate::net::OffloadWish::all().from_env(),
+        crate::config::OffloadMode::Off => crate::net::OffloadWish::none(),
     }
 }
 

@@ -11,7 +11,7 @@
 use super::clock::Clock;
 use super::logging::log_event;
 use crate::batch::PacketBatch;
-use crate::constants::BATCH_PACKETS;
+use crate::constants::OFFLOAD_BATCH_PACKETS;
 use crate::net::{TunIo, UdpIo};
 use crate::proto::endpoint::Endpoint;
 use crate::proto::events::{Event, Transmit};
@@ -167,7 +167,7 @@ struct Pipeline<'a> {
 }
 
 fn tun_to_udp(s: &Shared) {
-    let batch = PacketBatch::new(BATCH_PACKETS, s.mtu);
+    let batch = PacketBatch::new(OFFLOAD_BATCH_PACKETS, s.mtu);
     run_pipeline(
         s,
         batch,
@@ -183,7 +183,7 @@ fn tun_to_udp(s: &Shared) {
 
 fn udp_to_tun(s: &Shared) {
     let batch = PacketBatch::new(
-        BATCH_PACKETS,
+        OFFLOAD_BATCH_PACKETS,
         s.mtu.max(crate::constants::MAX_HANDSHAKE_DATAGRAM_BYTES),
     );
     run_pipeline(

@@ -16,6 +16,7 @@ pub struct DaemonInfo {
     tun: Arc<dyn TunIo>,
     udp: Arc<dyn UdpIo>,
     started: std::time::Instant,
+    offload: Value,
 }
 
 impl DaemonInfo {
@@ -28,7 +29,19 @@ impl DaemonInfo {
             tun,
             udp,
             started: std::time::Instant::now(),
+            offload: json!({ "mode": "off" }),
         }
+    }
+
+    /// Records the offloads the devices got (shown as `offload` in the document).
+    pub fn with_offload(
+        mut self,
+        mode: &str,
+        tun: crate::net::TunOffload,
+        udp: crate::net::UdpOffload,
+    ) -> Self {
+        self.offload = json!({ "mode": mode, "tun": tun, "udp": udp });
+        self
     }
 }
 
@@ -50,9 +63,29 @@ pub fn report(shared: &Shared, info: &DaemonInfo) -> Value {
         "pid": std::process::id(),
         "uptime_seconds": info.started.elapsed().as_secs_f64(),
         "io": { "tun": io_json(info.tun.stats()), "udp": io_json(info.udp.stats()) },
+        "offload": info.offload,
         "drops": status.drops,
         "peers": status.peers,
     })
+}
+
+/// `auto: tun tso uso gro, udp gso gro` (only what is on), or `off`.
+fn offload_text(v: &Value) -> String {
+    let on = |section: &str, keys: &[&str]| -> String {
+        keys.iter()
+            .filter(|k| v[section][**k].as_bool() == Some(true))
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mode = v["mode"].as_str().unwrap_or("off");
+    if mode == "off" {
+        return "off".into();
+    }
+    let tun = on("tun", &["tso", "uso", "gro"]);
+    let udp = on("udp", &["gso", "gro"]);
+    let none = |s: String| if s.is_empty() { "none".to_string() } else { s };
+    format!("{mode}: tun {}, udp {}", none(tun), none(udp))
 }
 
 /// Renders a status document as text, `wg show` style.
@@ -71,6 +104,7 @@ pub fn render_text(v: &Value) -> String {
         "  public key: {}…",
         s(&v["public_key"]).chars().take(24).collect::<String>()
     );
+    let _ = writeln!(out, "  offload: {}", offload_text(&v["offload"]));
     let _ = writeln!(out, "  drops (interface): {}", counters(&v["drops"]));
     for p in v["peers"].as_array().into_iter().flatten() {
         render_peer(&mut out, p);

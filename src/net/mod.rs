@@ -29,19 +29,72 @@
 pub mod error;
 pub mod memory;
 pub mod netlink;
+pub mod offload;
 mod sys;
 pub mod tun;
+mod tun_vnet;
 pub mod udp;
+mod udp_gso;
 
 pub use error::NetError;
 pub use memory::{MemoryNetwork, MemoryTun, MemoryTunHost, MemoryUdp};
-pub use tun::{TunDevice, TunSettings};
-pub use udp::UdpSocket;
+pub use tun::{TunDevice, TunOffload, TunSettings};
+pub use udp::{UdpOffload, UdpSocket};
 
 use crate::batch::PacketBatch;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
+
+/// Which kernel offloads to ask for. [`OffloadWish::all`] for `offload = "auto"`,
+/// [`OffloadWish::none`] for `off`; single levers can be turned off for measurements with
+/// the environment variable `QSHIELD_OFFLOAD_DISABLE` (see [`OffloadWish::from_env`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct OffloadWish {
+    /// TUN reads super-packets (`IFF_VNET_HDR` + `TUNSETOFFLOAD` TSO4/TSO6/USO4/USO6).
+    pub tun_tso: bool,
+    /// TUN writes coalesced TCP super-packets.
+    pub tun_gro: bool,
+    /// UDP sends equal-size datagrams in one call (`UDP_SEGMENT`).
+    pub udp_gso: bool,
+    /// UDP receives coalesced datagrams (`UDP_GRO`).
+    pub udp_gro: bool,
+}
+
+impl OffloadWish {
+    /// Every offload.
+    pub fn all() -> Self {
+        Self {
+            tun_tso: true,
+            tun_gro: true,
+            udp_gso: true,
+            udp_gro: true,
+        }
+    }
+
+    /// No offload.
+    pub fn none() -> Self {
+        Self {
+            tun_tso: false,
+            tun_gro: false,
+            udp_gso: false,
+            udp_gro: false,
+        }
+    }
+
+    /// `self` minus the levers named in `QSHIELD_OFFLOAD_DISABLE` (comma-separated
+    /// `tun_tso`, `tun_gro`, `udp_gso`, `udp_gro`): for ablation measurements.
+    pub fn from_env(self) -> Self {
+        let list = std::env::var("QSHIELD_OFFLOAD_DISABLE").unwrap_or_default();
+        let off = |name: &str| list.split(',').any(|s| s.trim() == name);
+        Self {
+            tun_tso: self.tun_tso && !off("tun_tso"),
+            tun_gro: self.tun_gro && !off("tun_gro"),
+            udp_gso: self.udp_gso && !off("udp_gso"),
+            udp_gro: self.udp_gro && !off("udp_gro"),
+        }
+    }
+}
 
 /// Counters of packets an I/O object dropped or failed to send, since it was created.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -13,12 +13,14 @@
 
 use super::error::NetError;
 use super::netlink::Netlink;
+use super::tun_vnet::{VnetReader, VnetWriter};
 use super::{Counters, IoStats, TunIo, sys};
 use crate::batch::{PacketBatch, SlotMeta};
 use crate::cidr::IpCidr;
 use crate::constants::{DATA_HEADER_BYTES, TUN_ADDRESS_READY_TIMEOUT};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// What the daemon asks of its TUN interface.
@@ -32,7 +34,31 @@ pub struct TunSettings {
     pub addresses: Vec<IpCidr>,
     /// Prefixes routed into the tunnel; those inside a connected prefix are skipped.
     pub routes: Vec<IpCidr>,
+    /// Offloads to try (TSO on reads, coalescing on writes); others are ignored here.
+    pub offload: super::OffloadWish,
 }
+
+/// The offloads a [`TunDevice`] got from the kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TunOffload {
+    /// Packets carry a `virtio_net_hdr` (`IFF_VNET_HDR`).
+    pub vnet_hdr: bool,
+    /// Reads may be TCP super-packets (`TUN_F_TSO4 | TUN_F_TSO6`).
+    pub tso: bool,
+    /// Reads may be UDP super-packets (`TUN_F_USO4 | TUN_F_USO6`, Linux 6.2+).
+    pub uso: bool,
+    /// Writes coalesce TCP segments into super-packets.
+    pub gro: bool,
+}
+
+/// `TUNSETOFFLOAD` (`_IOW('T', 208, unsigned int)`).
+const TUNSETOFFLOAD: libc::Ioctl = 0x4004_54d0;
+/// `TUN_F_*` offload bits (linux/if_tun.h).
+const TUN_F_CSUM: libc::c_uint = 0x01;
+const TUN_F_TSO4: libc::c_uint = 0x02;
+const TUN_F_TSO6: libc::c_uint = 0x04;
+const TUN_F_USO4: libc::c_uint = 0x20;
+const TUN_F_USO6: libc::c_uint = 0x40;
 
 /// The `TUNSETIFF` flags: the seam for the later offload work (see the module docs).
 #[derive(Clone, Copy, Debug, Default)]
@@ -57,12 +83,26 @@ impl TunMode {
 }
 
 /// An open TUN interface. Receiving and sending may run on two threads at once.
-#[derive(Debug)]
 pub struct TunDevice {
     fd: OwnedFd,
     name: String,
     index: u32,
     counters: Counters,
+    offload: TunOffload,
+    /// Largest inner packet (the MTU asked for).
+    mtu: usize,
+    reader: Mutex<VnetReader>,
+    writer: Mutex<VnetWriter>,
+}
+
+impl std::fmt::Debug for TunDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TunDevice")
+            .field("name", &self.name)
+            .field("index", &self.index)
+            .field("offload", &self.offload)
+            .finish()
+    }
 }
 
 impl TunDevice {
@@ -71,7 +111,7 @@ impl TunDevice {
     /// interface is removed again (its fd is closed).
     pub fn create(settings: &TunSettings) -> Result<Self, NetError> {
         validate_name(&settings.name)?;
-        let (fd, name) = open_tun(&settings.name, TunMode::default())?;
+        let (fd, name, offload) = open_offloaded(&settings.name, settings.offload)?;
         let index = sys::interface_index(&name).ok_or_else(|| NetError::Configure {
             name: name.clone(),
             operation: "look up the interface index".into(),
@@ -82,6 +122,10 @@ impl TunDevice {
             name,
             index,
             counters: Counters::default(),
+            offload,
+            mtu: usize::from(settings.mtu),
+            reader: Mutex::new(VnetReader::new_if(offload.vnet_hdr)),
+            writer: Mutex::new(VnetWriter::new(offload.gro)),
         };
         device.configure(settings)?;
         Ok(device)
@@ -90,6 +134,11 @@ impl TunDevice {
     /// The interface name the kernel gave (differs from the request only for `%d`).
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The offloads in use.
+    pub fn offload(&self) -> TunOffload {
+        self.offload
     }
 
     /// The kernel's interface index.
@@ -184,8 +233,33 @@ impl TunDevice {
     }
 }
 
+impl TunDevice {
+    fn recv_vnet(&self, batch: &mut PacketBatch, timeout: Duration) -> io::Result<usize> {
+        batch.clear();
+        let mut reader = self.reader.lock().unwrap_or_else(|e| e.into_inner());
+        let deadline = Instant::now() + timeout;
+        loop {
+            if !reader.has_pending() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if !sys::poll_readable(self.fd.as_fd(), left)? {
+                    return Ok(0);
+                }
+            }
+            let n = reader.fill(&self.fd, batch, self.mtu, &self.counters)?;
+            if n > 0 || Instant::now() >= deadline {
+                batch.set_len(n);
+                self.counters.received(n);
+                return Ok(n);
+            }
+        }
+    }
+}
+
 impl TunIo for TunDevice {
     fn recv_batch(&self, batch: &mut PacketBatch, timeout: Duration) -> io::Result<usize> {
+        if self.offload.vnet_hdr {
+            return self.recv_vnet(batch, timeout);
+        }
         batch.clear();
         let deadline = Instant::now() + timeout;
         loop {
@@ -203,6 +277,12 @@ impl TunIo for TunDevice {
     }
 
     fn send_batch(&self, batch: &PacketBatch) -> io::Result<usize> {
+        if self.offload.vnet_hdr {
+            let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+            let sent = writer.send(&self.fd, batch, &self.counters);
+            self.counters.sent(sent);
+            return Ok(sent);
+        }
         let mut sent = 0;
         for i in (0..batch.len()).filter(|&i| batch.meta(i).len > 0) {
             match write_packet(&self.fd, batch.bytes(i)) {
@@ -277,8 +357,58 @@ fn open_tun(name: &str, mode: TunMode) -> Result<(OwnedFd, String), NetError> {
     Ok((fd, sys::ifname_from(&req.ifr_name)))
 }
 
+/// Opens the TUN with the offloads `wish` asks for that the kernel accepts: TSO and USO
+/// first, then TSO alone, then checksum offload only (reads are then single packets, writes
+/// may still be coalesced), and without a virtio header when even that is refused or
+/// nothing was asked. What was got is returned, for status and the log.
+fn open_offloaded(
+    name: &str,
+    wish: super::OffloadWish,
+) -> Result<(OwnedFd, String, TunOffload), NetError> {
+    if wish.tun_tso || wish.tun_gro {
+        let mode = TunMode {
+            vnet_hdr: true,
+            multi_queue: false,
+        };
+        let (fd, got) = open_tun(name, mode)?;
+        let tso = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+        let tries: &[(libc::c_uint, bool, bool)] = if wish.tun_tso {
+            &[
+                (tso | TUN_F_USO4 | TUN_F_USO6, true, true),
+                (tso, true, false),
+                (TUN_F_CSUM, false, false),
+                (0, false, false),
+            ]
+        } else {
+            &[(0, false, false)]
+        };
+        for &(bits, tso, uso) in tries {
+            if set_offload(&fd, bits).is_ok() {
+                let offload = TunOffload {
+                    vnet_hdr: true,
+                    tso,
+                    uso,
+                    gro: wish.tun_gro,
+                };
+                return Ok((fd, got, offload));
+            }
+        }
+        tracing::warn!(tun = %got, "TUNSETOFFLOAD refused: TUN without offloads");
+        drop(fd);
+    }
+    let (fd, got) = open_tun(name, TunMode::default())?;
+    Ok((fd, got, TunOffload::default()))
+}
+
+/// `TUNSETOFFLOAD` with `bits`.
+fn set_offload(fd: &OwnedFd, bits: libc::c_uint) -> io::Result<()> {
+    // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned int), no pointer.
+    let ret = unsafe { libc::ioctl(fd.as_raw_fd(), TUNSETOFFLOAD, libc::c_ulong::from(bits)) };
+    sys::cvt(ret).map(drop)
+}
+
 /// One `read(2)` into `buf`, retried on `EINTR`.
-fn read_packet(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read_packet(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
     loop {
         // SAFETY: the pointer and length describe `buf`, a live, writable slice.
         let ret = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };

@@ -18,6 +18,7 @@
 
 use super::error::NetError;
 use super::sys::{self, RawAddr};
+use super::udp_gso::{self, GroRx};
 use super::{Counters, IoStats, UdpIo};
 use crate::batch::{PacketBatch, SlotMeta};
 use crate::constants::{BATCH_PACKETS, UDP_SOCKET_BUFFER_BYTES};
@@ -26,6 +27,8 @@ use std::mem;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::ptr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// `SO_SNDBUFFORCE` / `SO_RCVBUFFORCE` (asm-generic/socket.h): like `SO_SNDBUF` /
@@ -34,19 +37,47 @@ const SO_SNDBUFFORCE: libc::c_int = 32;
 const SO_RCVBUFFORCE: libc::c_int = 33;
 
 /// A bound UDP socket. Receiving and sending may run on two threads at once.
-#[derive(Debug)]
 pub struct UdpSocket {
     fd: OwnedFd,
     local: SocketAddr,
     /// The socket is `AF_INET6`: IPv4 destinations are sent as IPv4-mapped addresses.
     map_v4: bool,
     counters: Counters,
+    /// Sends use `UDP_SEGMENT` (turned off for good if the kernel refuses it on a send).
+    gso: AtomicBool,
+    /// `UDP_GRO` is on: receives go through `gro_rx`.
+    gro: bool,
+    gro_rx: Mutex<GroRx>,
+}
+
+/// The UDP offloads a socket got.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct UdpOffload {
+    /// Sending with `UDP_SEGMENT`.
+    pub gso: bool,
+    /// Receiving with `UDP_GRO`.
+    pub gro: bool,
+}
+
+impl std::fmt::Debug for UdpSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UdpSocket")
+            .field("local", &self.local)
+            .field("offload", &self.offload())
+            .finish()
+    }
 }
 
 impl UdpSocket {
     /// Binds to `addr`. Binding `[::]` accepts IPv4 too (`IPV6_V6ONLY` cleared); IPv4
     /// peers are then reported and addressed as plain IPv4 [`SocketAddr`]s.
     pub fn bind(addr: SocketAddr) -> Result<Self, NetError> {
+        Self::bind_offloaded(addr, super::OffloadWish::none())
+    }
+
+    /// Binds like [`UdpSocket::bind`], then turns on the UDP offloads `wish` asks for that
+    /// the kernel has (see [`UdpSocket::offload`]).
+    pub fn bind_offloaded(addr: SocketAddr, wish: super::OffloadWish) -> Result<Self, NetError> {
         let bind_err = |source| NetError::UdpBind { addr, source };
         let domain = if addr.is_ipv4() {
             libc::AF_INET
@@ -60,12 +91,45 @@ impl UdpSocket {
         let ret = unsafe { libc::bind(fd.as_raw_fd(), (&raw as *const RawAddr).cast(), len) };
         sys::cvt(ret).map_err(bind_err)?;
         let local = local_address(&fd).map_err(bind_err)?;
+        let gso = wish.udp_gso && udp_gso::gso_supported(fd.as_fd());
+        let gro = wish.udp_gro && udp_gso::enable_gro(fd.as_fd());
         Ok(Self {
             fd,
             local,
             map_v4: !addr.is_ipv4(),
             counters: Counters::default(),
+            gso: AtomicBool::new(gso),
+            gro,
+            gro_rx: Mutex::new(GroRx::new(gro)),
         })
+    }
+
+    /// The offloads in use now.
+    pub fn offload(&self) -> UdpOffload {
+        UdpOffload {
+            gso: self.gso.load(Ordering::Relaxed),
+            gro: self.gro,
+        }
+    }
+
+    fn recv_gro(&self, batch: &mut PacketBatch, timeout: Duration) -> io::Result<usize> {
+        batch.clear();
+        let mut rx = self.gro_rx.lock().unwrap_or_else(|e| e.into_inner());
+        let deadline = Instant::now() + timeout;
+        loop {
+            if !rx.has_pending() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if !sys::poll_readable(self.fd.as_fd(), left)? {
+                    return Ok(0);
+                }
+            }
+            let n = rx.fill(self.fd.as_fd(), batch, &self.counters)?;
+            if n > 0 || Instant::now() >= deadline {
+                batch.set_len(n);
+                self.counters.received(n);
+                return Ok(n);
+            }
+        }
     }
 
     /// The kernel receive buffer size in bytes (as `SO_RCVBUF` reports it).
@@ -218,6 +282,9 @@ impl UdpSocket {
 
 impl UdpIo for UdpSocket {
     fn recv_batch(&self, batch: &mut PacketBatch, timeout: Duration) -> io::Result<usize> {
+        if self.gro {
+            return self.recv_gro(batch, timeout);
+        }
         batch.clear();
         let deadline = Instant::now() + timeout;
         let mut filled = 0;
@@ -237,6 +304,18 @@ impl UdpIo for UdpSocket {
     }
 
     fn send_batch(&self, batch: &PacketBatch) -> io::Result<usize> {
+        if self.gso.load(Ordering::Relaxed) {
+            match udp_gso::send_batch_gso(self.fd.as_fd(), batch, self.map_v4, &self.counters) {
+                Ok(sent) => {
+                    self.counters.sent(sent);
+                    return Ok(sent);
+                }
+                Err(e) => {
+                    tracing::warn!(local = %self.local, error = %e, "UDP GSO refused by the kernel: sending without it");
+                    self.gso.store(false, Ordering::Relaxed);
+                }
+            }
+        }
         let mut indices = [0usize; BATCH_PACKETS];
         let (mut n, mut sent) = (0, 0);
         for i in (0..batch.len()).filter(|&i| batch.meta(i).len > 0) {
