@@ -262,26 +262,42 @@ fn variable_degrees(n: usize, dist: &DegreeDistribution) -> Vec<usize> {
     degrees
 }
 
-/// Resolution of the φ table: entries per unit of LLR.
-const PHI_STEPS_PER_UNIT: f32 = 64.0;
-/// Table range: φ(x) for x in [0, 24).
-const PHI_TABLE_LEN: usize = 24 * 64;
+/// Entries per unit of the fine φ table, on [0, 1) where φ is steep.
+const PHI_FINE_STEPS: f32 = 4096.0;
+/// Entries per unit of the coarse φ table, on [1, 24).
+const PHI_COARSE_STEPS: f32 = 64.0;
 
-/// φ(x) = ln((e^x + 1)/(e^x − 1)) = −ln tanh(x/2) (its own inverse), from a table sampled
-/// at bin centres; φ(0) is capped at φ(1/128).
+/// φ(x) = ln((e^x + 1)/(e^x − 1)) = −ln tanh(x/2) (its own inverse), exactly.
+fn phi_exact(x: f64) -> f64 {
+    let e = (-x.max(1e-12)).exp();
+    ((1.0 + e) / (1.0 - e)).ln()
+}
+
+/// φ from two tables sampled at bin centres (fine on [0, 1), coarse on [1, 24)), exact
+/// below the first fine bin, 0 beyond 24.
 fn phi(x: f32) -> f32 {
-    static TABLE: std::sync::OnceLock<Vec<f32>> = std::sync::OnceLock::new();
-    let table = TABLE.get_or_init(|| {
-        (0..PHI_TABLE_LEN)
-            .map(|i| {
-                let x = (i as f64 + 0.5) / f64::from(PHI_STEPS_PER_UNIT);
-                let e = (-x).exp();
-                ((1.0 + e) / (1.0 - e)).ln() as f32
-            })
-            .collect()
+    static TABLES: std::sync::OnceLock<(Vec<f32>, Vec<f32>)> = std::sync::OnceLock::new();
+    let (fine, coarse) = TABLES.get_or_init(|| {
+        let table = |steps: f32, from: f64, len: usize| -> Vec<f32> {
+            (0..len)
+                .map(|i| phi_exact(from + (i as f64 + 0.5) / f64::from(steps)) as f32)
+                .collect()
+        };
+        (
+            table(PHI_FINE_STEPS, 0.0, 4096),
+            table(PHI_COARSE_STEPS, 1.0, 23 * 64),
+        )
     });
-    let i = (x * PHI_STEPS_PER_UNIT) as usize;
-    table.get(i).copied().unwrap_or(0.0)
+    if x < 1.0 / PHI_FINE_STEPS {
+        phi_exact(f64::from(x)) as f32
+    } else if x < 1.0 {
+        fine[(x * PHI_FINE_STEPS) as usize]
+    } else {
+        coarse
+            .get(((x - 1.0) * PHI_COARSE_STEPS) as usize)
+            .copied()
+            .unwrap_or(0.0)
+    }
 }
 
 /// Fisher–Yates shuffle.
