@@ -49,7 +49,7 @@ use crate::cvqkd::params::ParamError;
 pub enum SimError {
     /// A link or block parameter is out of range.
     #[error("{}", .0.flag_message())]
-    Param(#[from] ParamError),
+    Param(ParamError),
     /// The frame length is not a positive multiple of 64.
     #[error("--frame-bits: must be a multiple of 64, at least 64 (got {0})")]
     FrameBits(usize),
@@ -60,4 +60,10 @@ pub enum SimError {
     /// tampered channel).
     #[error("protocol error: {0}")]
     Protocol(&'static str),
+}
+
+impl From<ParamError> for SimError {
+    fn from(e: ParamError) -> Self {
+        SimError::Param(e)
+    }
 }
