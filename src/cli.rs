@@ -117,6 +117,115 @@ pub enum QkdCommand {
     /// Secret key rate of GG02 with reverse reconciliation (asymptotic, and finite-size
     /// with --block-size), at one distance or transmittance, or over a --sweep of distances.
     Rate(RateArgs),
+    /// Run the simulated GG02 link block by block (Alice, fiber, Eve, Bob; estimation,
+    /// LDPC reconciliation, verification, privacy amplification) and print true vs estimated
+    /// T and ξ, SNR, β, FER, key bits and aborts. Simulated keys have no quantum security.
+    Simulate(SimulateArgs),
+}
+
+/// Flags of `qshield qkd simulate`; link flags and defaults as for `qkd rate`.
+#[derive(Debug, Clone, Args)]
+#[command(allow_negative_numbers = true)]
+#[command(group(ArgGroup::new("sim_channel").args(["distance_km", "transmittance"]).required(true)))]
+pub struct SimulateArgs {
+    /// Fiber length, km.
+    #[arg(long, value_name = "L")]
+    pub distance_km: Option<f64>,
+    /// Channel transmittance T in (0, 1], instead of a distance.
+    #[arg(long, value_name = "T")]
+    pub transmittance: Option<f64>,
+    /// Fiber attenuation, dB/km.
+    #[arg(long, value_name = "DB", default_value_t = 0.2)]
+    pub loss_db_per_km: f64,
+    /// Excess noise ξ at the channel input, SNU.
+    #[arg(long, value_name = "SNU", default_value_t = 0.01)]
+    pub xi: f64,
+    /// Detection efficiency η.
+    #[arg(long, value_name = "ETA", default_value_t = 0.6)]
+    pub eta: f64,
+    /// Electronic noise v_el, SNU (per detector).
+    #[arg(long, value_name = "SNU", default_value_t = 0.1)]
+    pub v_el: f64,
+    /// Modulation variance V_A, SNU.
+    #[arg(long, value_name = "V", default_value_t = 4.0)]
+    pub va: f64,
+    /// Bob's detection.
+    #[arg(long, value_enum, default_value_t = DetectionArg::Homodyne)]
+    pub detection: DetectionArg,
+    /// Block size N, pulses.
+    #[arg(long, value_name = "N", value_parser = parse_count, default_value = "2000000")]
+    pub block_size: u64,
+    /// Pulses disclosed for parameter estimation, m [default: N/2].
+    #[arg(long, value_name = "M", value_parser = parse_count)]
+    pub pe_samples: Option<u64>,
+    /// Security parameters ε_PE = ε̄ = ε_PA.
+    #[arg(long, value_name = "E", default_value_t = 1e-10)]
+    pub epsilon: f64,
+    /// Number of blocks to run.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub blocks: u64,
+    /// Eve: none, cloner:XI (adds XI SNU), intercept-resend[:FRACTION], tap:DB.
+    #[arg(long, value_name = "ATTACK", default_value = "none")]
+    pub attack: String,
+    /// Seed of the run (printed; random if not given).
+    #[arg(long, value_name = "SEED")]
+    pub seed: Option<u64>,
+    /// LDPC frame length, bits (a multiple of 64).
+    #[arg(long, value_name = "BITS", default_value_t = crate::cvqkd::sim::codes::DEFAULT_FRAME_BITS)]
+    pub frame_bits: usize,
+    /// Belief-propagation iteration cap per frame.
+    #[arg(long, value_name = "N", default_value_t = crate::cvqkd::sim::protocol::DEFAULT_MAX_ITERATIONS)]
+    pub max_iterations: u32,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl SimulateArgs {
+    /// The validated simulation configuration; errors name the flag.
+    pub fn config(
+        &self,
+        seed: u64,
+    ) -> Result<crate::cvqkd::sim::SimConfig, crate::cvqkd::sim::SimError> {
+        let transmittance = match (self.transmittance, self.distance_km) {
+            (Some(t), _) => {
+                check(
+                    Param::Transmittance,
+                    t,
+                    crate::cvqkd::params::MIN_TRANSMITTANCE,
+                    1.0,
+                )?;
+                t
+            }
+            (None, d) => {
+                crate::cvqkd::transmittance_from_distance(d.unwrap_or(0.0), self.loss_db_per_km)?
+            }
+        };
+        let link = LinkParams {
+            transmittance,
+            excess_noise_snu: self.xi,
+            detector_efficiency: self.eta,
+            electronic_noise_snu: self.v_el,
+            reconciliation_efficiency: 1.0,
+            modulation_variance_snu: self.va,
+            detection: match self.detection {
+                DetectionArg::Homodyne => Detection::Homodyne,
+                DetectionArg::Heterodyne => Detection::Heterodyne,
+            },
+            trusted_detector: true,
+        };
+        let m = self.pe_samples.unwrap_or(self.block_size / 2);
+        let config = crate::cvqkd::sim::SimConfig {
+            link,
+            finite: FiniteSizeParams::new(self.block_size, m, self.epsilon),
+            attack: crate::cvqkd::sim::parse::parse_attack(&self.attack)?,
+            frame_bits: self.frame_bits,
+            max_iterations: self.max_iterations,
+            seed,
+        };
+        config.validate()?;
+        Ok(config)
+    }
 }
 
 /// Largest symbol rate accepted, Hz.

@@ -2,7 +2,9 @@
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use qshield::cli::{Cli, Command, LogArgs, LogFormat, PkiCommand, QkdCommand, RateArgs};
+use qshield::cli::{
+    Cli, Command, LogArgs, LogFormat, PkiCommand, QkdCommand, RateArgs, SimulateArgs,
+};
 use qshield::config::{self, identity_files};
 use qshield::constants::DEFAULT_CONTROL_DIR;
 use qshield::crypto::StaticIdentity;
@@ -74,6 +76,9 @@ fn run(command: Command) -> Result<()> {
             qshield::kme::run(&config)?;
             Ok(())
         }
+        Command::Qkd {
+            command: QkdCommand::Simulate(args),
+        } => qkd_simulate(&args),
     }
 }
 
@@ -107,6 +112,62 @@ fn qkd_rate(args: &RateArgs) -> Result<()> {
     }
     print!("{}", out.stdout);
     Ok(())
+}
+
+fn qkd_simulate(args: &SimulateArgs) -> Result<()> {
+    use qshield::cvqkd::sim::{LinkSimulator, summary};
+    let seed = args
+        .seed
+        .unwrap_or_else(|| qshield::cvqkd::sim::rng::SimRng::from_os_entropy().next_u64());
+    let config = args.config(seed)?;
+    let mut sim = LinkSimulator::new(config.clone())?;
+    if !args.json {
+        print!("{}", summary::text_header(&config));
+    }
+    let mut reports = Vec::new();
+    for i in 0..args.blocks {
+        let run = sim.run_block()?;
+        if !args.json {
+            print!("{}", summary::text_line(&run.report));
+        }
+        reports.push(run.report);
+        let keys: usize = reports.iter().map(|r| r.key_bits).sum();
+        eprint!(
+            "\r{} block {}/{}  key bits {keys}  ",
+            progress_bar(i + 1, args.blocks),
+            i + 1,
+            args.blocks
+        );
+    }
+    eprintln!();
+    let total = summary::Summary::of(&reports, config.finite.block_size);
+    if args.json {
+        let doc = summary::RunDocument {
+            seed,
+            link: &config.link,
+            finite_size: &config.finite,
+            attack: &config.attack,
+            frame_bits: config.frame_bits,
+            blocks: &reports,
+            summary: &total,
+            note: summary::NOTE,
+        };
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print!("{}", summary::text_summary(&total));
+    }
+    Ok(())
+}
+
+/// `[#####     ]` for `done` of `total`.
+fn progress_bar(done: u64, total: u64) -> String {
+    const WIDTH: u64 = 30;
+    let filled = (done * WIDTH / total.max(1)) as usize;
+    format!(
+        "[{}{}]",
+        "#".repeat(filled),
+        " ".repeat(WIDTH as usize - filled)
+    )
 }
 
 fn keygen(dir: &Path) -> Result<()> {

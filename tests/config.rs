@@ -65,7 +65,11 @@ fn every_madrid_example_loads() {
             sites += 1;
         } else if name.starts_with("kme-") && name.ends_with(".toml") {
             let cfg = qshield::kme::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(format!("{}.toml", cfg.id), name, "the file is named after its KME");
+            assert_eq!(
+                format!("{}.toml", cfg.id),
+                name,
+                "the file is named after its KME"
+            );
             kmes += 1;
         }
     }

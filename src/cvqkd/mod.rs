@@ -23,6 +23,7 @@ pub mod params;
 pub mod plot;
 pub mod rate;
 pub mod report;
+pub mod sim;
 pub mod special;
 
 pub use finite_size::{FiniteSizeParams, FiniteSizeRate, PeStatistics, finite_size_rate};

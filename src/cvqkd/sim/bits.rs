@@ -1,0 +1,101 @@
+//! Packed bit strings: bit `i` is bit `i % 64` of word `i / 64`.
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroize;
+
+/// A bit string of a given length, packed into 64-bit words (unused high bits are zero).
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize, Zeroize)]
+pub struct BitVec {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl std::fmt::Debug for BitVec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BitVec({} bits)", self.len)
+    }
+}
+
+impl BitVec {
+    /// `len` zero bits.
+    pub fn zeros(len: usize) -> Self {
+        BitVec {
+            words: vec![0; len.div_ceil(64)],
+            len,
+        }
+    }
+
+    /// The bit string made of `words`, truncated to `len` bits.
+    pub fn from_words(mut words: Vec<u64>, len: usize) -> Self {
+        words.resize(len.div_ceil(64), 0);
+        let mut v = BitVec { words, len };
+        v.clear_tail();
+        v
+    }
+
+    /// Length in bits.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the string is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The packed words.
+    pub fn words(&self) -> &[u64] {
+        &self.words
+    }
+
+    /// Bit `i`.
+    pub fn get(&self, i: usize) -> bool {
+        (self.words[i / 64] >> (i % 64)) & 1 == 1
+    }
+
+    /// Set bit `i` to `b`.
+    pub fn set(&mut self, i: usize, b: bool) {
+        let mask = 1u64 << (i % 64);
+        if b {
+            self.words[i / 64] |= mask;
+        } else {
+            self.words[i / 64] &= !mask;
+        }
+    }
+
+    /// Append all bits of `other`.
+    pub fn extend(&mut self, other: &BitVec) {
+        for i in 0..other.len {
+            self.push(other.get(i));
+        }
+    }
+
+    /// Append one bit.
+    pub fn push(&mut self, b: bool) {
+        if self.len.is_multiple_of(64) {
+            self.words.push(0);
+        }
+        self.len += 1;
+        self.set(self.len - 1, b);
+    }
+
+    /// Number of one bits.
+    pub fn count_ones(&self) -> usize {
+        self.words.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    /// The bytes of the string, least significant bit of each byte first.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let bytes: Vec<u8> = self.words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        bytes[..self.len.div_ceil(8)].to_vec()
+    }
+
+    fn clear_tail(&mut self) {
+        let r = self.len % 64;
+        if r != 0
+            && let Some(last) = self.words.last_mut()
+        {
+            *last &= (1u64 << r) - 1;
+        }
+    }
+}
