@@ -99,7 +99,10 @@ fn offload_modes() {
         config::OffloadMode::Auto
     );
     let off = MINIMAL.replace("name = \"qs0\"", "name = \"qs0\"\noffload = \"off\"");
-    assert_eq!(parse(&off).unwrap().interface.offload, config::OffloadMode::Off);
+    assert_eq!(
+        parse(&off).unwrap().interface.offload,
+        config::OffloadMode::Off
+    );
 }
 
 // ------------------------------------------------------------------ defaults and units
