@@ -113,6 +113,20 @@ fn commented_example_sets_every_option() {
     assert_eq!(c.rotation.rekey_after, Duration::from_secs(120));
     assert_eq!(c.rotation.reject_after, Duration::from_secs(180));
     assert_eq!(c.qkd.policy, QkdPolicy::Disable);
+    assert_eq!(c.interface.offload, config::OffloadMode::Auto);
+}
+
+#[test]
+fn offload_modes() {
+    assert_eq!(
+        parse(MINIMAL).unwrap().interface.offload,
+        config::OffloadMode::Auto
+    );
+    let off = MINIMAL.replace("name = \"qs0\"", "name = \"qs0\"\noffload = \"off\"");
+    assert_eq!(
+        parse(&off).unwrap().interface.offload,
+        config::OffloadMode::Off
+    );
 }
 
 // ------------------------------------------------------------------ defaults and units
@@ -449,6 +463,12 @@ fn malformed_cases() -> Vec<Case> {
             f("interface.cipher"),
             5,
             "unknown cipher",
+        ),
+        case(
+            edit(4, "identity_dir = \"x\"\noffload = \"on\""),
+            f("interface.offload"),
+            5,
+            "not an offload mode",
         ),
         case(
             edit(4, "identity_dir = \"\""),

@@ -41,7 +41,8 @@ assert 0 <= k["age_seconds"] < 4.6, k["age_seconds"]
 assert 0 <= p["last_handshake_seconds_ago"] <= k["age_seconds"] + 0.1, (p["last_handshake_seconds_ago"], k["age_seconds"])
 assert 0 <= k["rekey_in_seconds"] <= 3.0 and k["reject_in_seconds"] <= 4.5, (k["rekey_in_seconds"], k["reject_in_seconds"])
 assert k["rekey_in_bytes"] == 64 * 2**20 - k["bytes_sent"], (k["rekey_in_bytes"], k["bytes_sent"])
-assert k["reject_in_bytes"] == 128 * 2**20 - k["bytes_sent"], k["reject_in_bytes"]  # soft + the 64 MiB minimum margin
+# default hard budget: soft x 5/4 (80 MiB), but at least soft + 64 MiB (DEFAULT_REJECT_MIN_MARGIN_BYTES)
+assert k["reject_in_bytes"] == 128 * 2**20 - k["bytes_sent"], k["reject_in_bytes"]
 assert p["total_bytes_sent"] >= 25 * 1000 and p["total_bytes_sent"] >= k["bytes_sent"], p["total_bytes_sent"]
 assert "x25519" in k["sources"] and "ml-kem-768" in k["sources"], k["sources"]
 assert all(v == 0 for v in p["drops"].values()), p["drops"]
