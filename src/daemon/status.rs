@@ -235,3 +235,21 @@ fn counters(v: &Value) -> String {
         .collect();
     parts.join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offload_line_names_what_is_on() {
+        let v = json!({
+            "mode": "auto",
+            "tun": { "vnet_hdr": true, "tso": true, "uso": false, "gro": true },
+            "udp": { "gso": false, "gro": true },
+        });
+        assert_eq!(offload_text(&v), "auto: tun tso gro, udp gro");
+        let none = json!({ "mode": "auto", "tun": {}, "udp": {} });
+        assert_eq!(offload_text(&none), "auto: tun none, udp none");
+        assert_eq!(offload_text(&json!({ "mode": "off" })), "off");
+    }
+}
