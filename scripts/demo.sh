@@ -13,7 +13,7 @@
 #   sudo scripts/demo.sh --two-site    two sites, no KME (the plain hybrid tunnel)
 #
 # Installs its apt packages if missing (iperf3, iproute2, iputils-ping, nftables, python3).
-# Environment: DURATION [10] seconds of iperf3; REKEY_SECONDS ["3s"]; REKEY_BYTES ["256MiB"].
+# Environment: DURATION [10] seconds of iperf3; REKEY_SECONDS ["3s"]; REKEY_BYTES ["4GiB"].
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -40,7 +40,7 @@ cargo build --release --quiet
 export QSHIELD_BIN=$ROOT/target/release/qshield TAG=demo
 DURATION=${DURATION:-10}
 ROTATION="rekey_after_seconds = \"${REKEY_SECONDS:-3s}\"
-rekey_after_bytes = \"${REKEY_BYTES:-256MiB}\""
+rekey_after_bytes = \"${REKEY_BYTES:-4GiB}\""
 source "$ROOT/scripts/lib/sites.sh"
 source "$ROOT/scripts/lib/madrid.sh"
 
