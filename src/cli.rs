@@ -134,18 +134,9 @@ pub struct SimulateArgs {
     /// Channel transmittance T in (0, 1], instead of a distance.
     #[arg(long, value_name = "T")]
     pub transmittance: Option<f64>,
-    /// Fiber attenuation, dB/km.
-    #[arg(long, value_name = "DB", default_value_t = 0.2)]
-    pub loss_db_per_km: f64,
-    /// Excess noise ξ at the channel input, SNU.
-    #[arg(long, value_name = "SNU", default_value_t = 0.01)]
-    pub xi: f64,
-    /// Detection efficiency η.
-    #[arg(long, value_name = "ETA", default_value_t = 0.6)]
-    pub eta: f64,
-    /// Electronic noise v_el, SNU (per detector).
-    #[arg(long, value_name = "SNU", default_value_t = 0.1)]
-    pub v_el: f64,
+    /// Fiber loss and detector noise.
+    #[command(flatten)]
+    pub link: LinkFlags,
     /// Modulation variance V_A, SNU.
     #[arg(long, value_name = "V", default_value_t = 4.0)]
     pub va: f64,
@@ -197,15 +188,16 @@ impl SimulateArgs {
                 )?;
                 t
             }
-            (None, d) => {
-                crate::cvqkd::transmittance_from_distance(d.unwrap_or(0.0), self.loss_db_per_km)?
-            }
+            (None, d) => crate::cvqkd::transmittance_from_distance(
+                d.unwrap_or(0.0),
+                self.link.loss_db_per_km,
+            )?,
         };
         let link = LinkParams {
             transmittance,
-            excess_noise_snu: self.xi,
-            detector_efficiency: self.eta,
-            electronic_noise_snu: self.v_el,
+            excess_noise_snu: self.link.xi,
+            detector_efficiency: self.link.eta,
+            electronic_noise_snu: self.link.v_el,
             reconciliation_efficiency: 1.0,
             modulation_variance_snu: self.va,
             detection: match self.detection {
@@ -228,6 +220,24 @@ impl SimulateArgs {
     }
 }
 
+/// The fiber and detector flags `qkd rate` and `qkd simulate` share. Defaults are the
+/// reference set of research/cvqkd.md §4.
+#[derive(Debug, Clone, Args)]
+pub struct LinkFlags {
+    /// Fiber attenuation, dB/km.
+    #[arg(long, value_name = "DB", default_value_t = 0.2)]
+    pub loss_db_per_km: f64,
+    /// Excess noise ξ at the channel input, SNU.
+    #[arg(long, value_name = "SNU", default_value_t = 0.01)]
+    pub xi: f64,
+    /// Detection efficiency η.
+    #[arg(long, value_name = "ETA", default_value_t = 0.6)]
+    pub eta: f64,
+    /// Electronic noise v_el, SNU (per detector).
+    #[arg(long, value_name = "SNU", default_value_t = 0.1)]
+    pub v_el: f64,
+}
+
 /// Largest symbol rate accepted, Hz.
 pub const MAX_SYMBOL_RATE_HZ: f64 = 1e13;
 
@@ -242,18 +252,9 @@ pub struct RateArgs {
     /// Channel transmittance T in (0, 1], instead of a distance.
     #[arg(long, value_name = "T")]
     pub transmittance: Option<f64>,
-    /// Fiber attenuation, dB/km.
-    #[arg(long, value_name = "DB", default_value_t = 0.2)]
-    pub loss_db_per_km: f64,
-    /// Excess noise ξ at the channel input, SNU.
-    #[arg(long, value_name = "SNU", default_value_t = 0.01)]
-    pub xi: f64,
-    /// Detection efficiency η.
-    #[arg(long, value_name = "ETA", default_value_t = 0.6)]
-    pub eta: f64,
-    /// Electronic noise v_el, SNU (per detector).
-    #[arg(long, value_name = "SNU", default_value_t = 0.1)]
-    pub v_el: f64,
+    /// Fiber loss and detector noise.
+    #[command(flatten)]
+    pub link: LinkFlags,
     /// Reconciliation efficiency β.
     #[arg(long, value_name = "BETA", default_value_t = 0.95)]
     pub beta: f64,
@@ -307,9 +308,9 @@ impl RateArgs {
     pub fn request(&self) -> Result<(RateRequest, Option<Channel>), ParamError> {
         let link = LinkParams {
             transmittance: 1.0,
-            excess_noise_snu: self.xi,
-            detector_efficiency: self.eta,
-            electronic_noise_snu: self.v_el,
+            excess_noise_snu: self.link.xi,
+            detector_efficiency: self.link.eta,
+            electronic_noise_snu: self.link.v_el,
             reconciliation_efficiency: self.beta,
             modulation_variance_snu: self.va.unwrap_or(4.0),
             detection: match self.detection {
@@ -321,7 +322,7 @@ impl RateArgs {
         link.validate()?;
         check(
             Param::LossDbPerKm,
-            self.loss_db_per_km,
+            self.link.loss_db_per_km,
             0.0,
             crate::cvqkd::params::MAX_LOSS_DB_PER_KM,
         )?;
@@ -330,7 +331,7 @@ impl RateArgs {
         }
         let req = RateRequest {
             link,
-            loss_db_per_km: self.loss_db_per_km,
+            loss_db_per_km: self.link.loss_db_per_km,
             modulation: self.modulation(),
             finite_size: self.finite_size()?,
             symbol_rate_hz: self.symbol_rate,
