@@ -77,12 +77,17 @@ impl GroTable {
         Self::default()
     }
 
-    /// Groups the packets `packet(i)` for `i` in `0..n` (an empty slice is skipped).
-    pub fn build<'a>(&mut self, n: usize, packet: impl Fn(usize) -> &'a [u8]) {
+    /// Forgets the last grouping and makes room for `n` packets.
+    fn reset(&mut self, n: usize) {
         self.groups.clear();
         self.open.clear();
         self.next.clear();
         self.next.resize(n, END);
+    }
+
+    /// Groups the packets `packet(i)` for `i` in `0..n` (an empty slice is skipped).
+    pub fn build<'a>(&mut self, n: usize, packet: impl Fn(usize) -> &'a [u8]) {
+        self.reset(n);
         for i in 0..n {
             let p = packet(i);
             if !p.is_empty() {
@@ -93,10 +98,7 @@ impl GroTable {
 
     /// One group per packet (coalescing off): each is written alone.
     pub fn build_alone<'a>(&mut self, n: usize, packet: impl Fn(usize) -> &'a [u8]) {
-        self.groups.clear();
-        self.open.clear();
-        self.next.clear();
-        self.next.resize(n, END);
+        self.reset(n);
         for i in 0..n {
             let p = packet(i);
             if !p.is_empty() {
