@@ -121,6 +121,33 @@ pub enum QkdCommand {
     /// LDPC reconciliation, verification, privacy amplification) and print true vs estimated
     /// T and ξ, SNR, β, FER, key bits and aborts. Simulated keys have no quantum security.
     Simulate(SimulateArgs),
+    /// Eve on the fiber of a running `source = "cvqkd"` KME link: receives the pulses sent
+    /// to her (redirect the link's quantum port to --listen), attacks each block and passes
+    /// it on to Bob's KME at --forward. For demos and tests of eavesdropper detection.
+    Eve(EveArgs),
+}
+
+/// Flags of `qshield qkd eve`.
+#[derive(Debug, Clone, Args)]
+pub struct EveArgs {
+    /// Address to receive the pulses on (IP:PORT).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// Bob's quantum port (IP:PORT) to pass the attacked pulses to.
+    #[arg(long, value_name = "ADDR")]
+    pub forward: std::net::SocketAddr,
+    /// The attack: cloner:XI (adds XI SNU), intercept-resend[:FRACTION], tap:DB or none.
+    #[arg(long, value_name = "ATTACK")]
+    pub attack: String,
+    /// Largest block accepted, pulses.
+    #[arg(long, value_name = "N", value_parser = parse_count, default_value = "67108864")]
+    pub max_block_size: u64,
+    /// Seed of Eve's randomness (random if not given).
+    #[arg(long, value_name = "SEED")]
+    pub seed: Option<u64>,
+    /// Logging.
+    #[command(flatten)]
+    pub log: LogArgs,
 }
 
 /// Flags of `qshield qkd simulate`; link flags and defaults as for `qkd rate`.

@@ -79,7 +79,38 @@ fn run(command: Command) -> Result<()> {
         Command::Qkd {
             command: QkdCommand::Simulate(args),
         } => qkd_simulate(&args),
+        Command::Qkd {
+            command: QkdCommand::Eve(args),
+        } => qkd_eve(&args),
     }
+}
+
+/// Runs Eve until SIGINT/SIGTERM; each attacked block is logged.
+fn qkd_eve(args: &qshield::cli::EveArgs) -> Result<()> {
+    init_logging(&args.log);
+    let attack = qshield::cvqkd::sim::parse::parse_attack(&args.attack)?;
+    qshield::cvqkd::sim::parse::validate_attack(&attack, 1.0)?;
+    let cfg = qshield::cvqkd::eve::EveConfig {
+        forward: args.forward,
+        attack,
+        max_block_pulses: args.max_block_size,
+        seed: args.seed.unwrap_or_else(rand::random),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("--listen {}", args.listen))?;
+        tracing::info!(listen = %args.listen, forward = %args.forward, ?attack, "eve: on the fiber");
+        let counters = std::sync::Arc::new(qshield::cvqkd::eve::EveCounters::default());
+        tokio::select! {
+            () = qshield::cvqkd::eve::run(listener, cfg, counters) => {},
+            r = tokio::signal::ctrl_c() => r?,
+        }
+        Ok(())
+    })
 }
 
 fn pki_init(out: PathBuf, ca: String, kmes: &[String], saes: &[String]) -> Result<()> {

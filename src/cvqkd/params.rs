@@ -19,7 +19,7 @@ pub const MAX_MODULATION_VARIANCE_SNU: f64 = 1e4;
 pub const MAX_LOSS_DB_PER_KM: f64 = 10.0;
 
 /// Bob's detection scheme (cvqkd.md §2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Detection {
     /// One quadrature, chosen at random and sifted: one real sample per pulse.

@@ -99,6 +99,54 @@ pub enum LinkRole {
 pub enum SourceKind {
     /// A CSPRNG at a configured rate: NOT QKD (tests and demos).
     Random,
+    /// The GG02 CV-QKD link simulator: Alice in the leader, Bob and the fiber in the
+    /// follower, the pulses and the classical messages as real traffic between them. A
+    /// simulation: its keys have no quantum security.
+    Cvqkd,
+}
+
+/// Modulation variance: fixed, or chosen from the nominal channel to land on the best code.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Modulation {
+    /// Chosen at start from the configured fiber and detector.
+    Auto,
+    /// V_A in SNU.
+    Fixed(f64),
+}
+
+/// The simulated CV-QKD device pair of a `source = "cvqkd"` link (`[link.cvqkd]`); both
+/// ends must configure the same values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CvqkdLinkConfig {
+    /// Fiber length, km.
+    pub distance_km: f64,
+    /// Fiber attenuation, dB/km.
+    pub loss_db_per_km: f64,
+    /// Excess noise at the channel input, SNU.
+    pub xi: f64,
+    /// Bob's detector efficiency η.
+    pub eta: f64,
+    /// Bob's electronic noise, SNU.
+    pub v_el: f64,
+    /// Alice's modulation variance.
+    pub va: Modulation,
+    /// Homodyne or heterodyne.
+    pub detection: crate::cvqkd::Detection,
+    /// Pulses per block N.
+    pub block_size: u64,
+    /// Pulses disclosed for parameter estimation m.
+    pub pe_samples: u64,
+    /// Every ε of the finite-size bound.
+    pub epsilon: f64,
+    /// Optical symbol rate, pulses per second (blocks never start faster than this allows).
+    pub symbol_rate_hz: f64,
+    /// LDPC frame length, bits.
+    pub frame_bits: usize,
+    /// TCP port the follower receives the pulses on (the fiber's far end).
+    pub quantum_port: u16,
+    /// Leader only: where the pulses are sent, if not `peer IP:quantum_port` (a splice in
+    /// the fiber, e.g. an eavesdropper in a test).
+    pub quantum_url: Option<SocketAddr>,
 }
 
 /// A QKD link to a neighbour KME.
@@ -116,6 +164,8 @@ pub struct LinkConfig {
     pub rate_bits_per_second: u64,
     /// The leader stops generating while the link's pool holds this many bits.
     pub pool_max_bits: u64,
+    /// The simulated device pair, for `source = "cvqkd"`.
+    pub cvqkd: Option<CvqkdLinkConfig>,
 }
 
 #[derive(Deserialize)]
@@ -169,6 +219,26 @@ struct RawLink {
     source: Option<SourceKind>,
     rate_bits_per_second: Option<Spanned<u64>>,
     pool_max_bits: Option<Spanned<u64>>,
+    cvqkd: Option<Spanned<RawCvqkd>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCvqkd {
+    distance_km: f64,
+    loss_db_per_km: Option<f64>,
+    xi: Option<f64>,
+    eta: Option<f64>,
+    v_el: Option<f64>,
+    va: Option<Spanned<toml::Value>>,
+    detection: Option<crate::cvqkd::Detection>,
+    block_size: Option<u64>,
+    pe_samples: Option<u64>,
+    epsilon: Option<f64>,
+    symbol_rate_hz: Option<f64>,
+    frame_bits: Option<usize>,
+    quantum_port: Option<u16>,
+    quantum_url: Option<Spanned<String>>,
 }
 
 /// Reads and validates the KME config at `path`.
@@ -373,14 +443,91 @@ impl Validator<'_> {
             let p = "a leader's key source needs a rate above 0".to_string();
             return Err(self.err(span, format!("link[{i}].rate_bits_per_second"), p));
         }
+        let source = l.source.unwrap_or(SourceKind::Random);
         Ok(LinkConfig {
             peer: self.id(&l.peer, &format!("link[{i}].peer"))?,
             addr: self.url(&l.url, &format!("link[{i}].url"))?,
             role: l.role,
-            source: l.source.unwrap_or(SourceKind::Random),
+            source,
             rate_bits_per_second,
             pool_max_bits: l.pool_max_bits.as_ref().map_or(1 << 26, |p| *p.get_ref()),
+            cvqkd: self.cvqkd_of(i, l, source)?,
         })
+    }
+
+    fn cvqkd_of(
+        &self,
+        i: usize,
+        l: &RawLink,
+        source: SourceKind,
+    ) -> Result<Option<CvqkdLinkConfig>, KmeConfigError> {
+        let field = format!("link[{i}].cvqkd");
+        match (source, &l.cvqkd) {
+            (SourceKind::Cvqkd, Some(raw)) => self.cvqkd(&field, raw).map(Some),
+            (SourceKind::Cvqkd, None) => {
+                let p = "source = \"cvqkd\" needs a [link.cvqkd] table (at least distance_km)";
+                Err(self.err(l.peer.span(), field, p.into()))
+            }
+            (SourceKind::Random, Some(raw)) => {
+                let p = "a [link.cvqkd] table needs source = \"cvqkd\"".to_string();
+                Err(self.err(raw.span(), field, p))
+            }
+            (SourceKind::Random, None) => Ok(None),
+        }
+    }
+
+    fn cvqkd(
+        &self,
+        field: &str,
+        raw: &Spanned<RawCvqkd>,
+    ) -> Result<CvqkdLinkConfig, KmeConfigError> {
+        let r = raw.get_ref();
+        let block_size = r.block_size.unwrap_or(super::cvqkd::DEFAULT_BLOCK_SIZE);
+        let cfg = CvqkdLinkConfig {
+            distance_km: r.distance_km,
+            loss_db_per_km: r.loss_db_per_km.unwrap_or(0.2),
+            xi: r.xi.unwrap_or(0.01),
+            eta: r.eta.unwrap_or(0.6),
+            v_el: r.v_el.unwrap_or(0.1),
+            va: self.modulation(field, r.va.as_ref())?,
+            detection: r.detection.unwrap_or(crate::cvqkd::Detection::Homodyne),
+            block_size,
+            pe_samples: r.pe_samples.unwrap_or(block_size / 2),
+            epsilon: r.epsilon.unwrap_or(1e-10),
+            symbol_rate_hz: r
+                .symbol_rate_hz
+                .unwrap_or(super::cvqkd::DEFAULT_SYMBOL_RATE_HZ),
+            frame_bits: r
+                .frame_bits
+                .unwrap_or(crate::cvqkd::sim::codes::DEFAULT_FRAME_BITS),
+            quantum_port: r.quantum_port.unwrap_or(super::cvqkd::DEFAULT_QUANTUM_PORT),
+            quantum_url: match &r.quantum_url {
+                Some(u) => Some(self.socket_addr(u, &format!("{field}.quantum_url"))?),
+                None => None,
+            },
+        };
+        super::cvqkd::validate(&cfg)
+            .map_err(|problem| self.err(raw.span(), field.to_string(), problem))?;
+        Ok(cfg)
+    }
+
+    fn modulation(
+        &self,
+        field: &str,
+        raw: Option<&Spanned<toml::Value>>,
+    ) -> Result<Modulation, KmeConfigError> {
+        let Some(v) = raw else {
+            return Ok(Modulation::Auto);
+        };
+        match v.get_ref() {
+            toml::Value::String(s) if s == "auto" => Ok(Modulation::Auto),
+            toml::Value::Float(f) => Ok(Modulation::Fixed(*f)),
+            toml::Value::Integer(n) => Ok(Modulation::Fixed(*n as f64)),
+            other => {
+                let p = format!("'{other}' is neither \"auto\" nor a variance in SNU");
+                Err(self.err(v.span(), format!("{field}.va"), p))
+            }
+        }
     }
 
     fn url(&self, url: &Spanned<String>, field: &str) -> Result<SocketAddr, KmeConfigError> {

@@ -5,7 +5,7 @@
 //! same block sequence numbers. A block enters the leader's own spendable pool only when
 //! the follower has stored it; unconfirmed blocks are pushed again after a restart.
 
-use super::config::{LinkConfig, SourceKind};
+use super::config::LinkConfig;
 use super::server::Shared;
 use super::store::Store;
 use base64::Engine;
@@ -22,9 +22,9 @@ pub const MAX_BLOCK_BYTES: usize = 64 * 1024;
 /// Most blocks per push request.
 pub const MAX_BLOCKS_PER_PUSH: usize = 64;
 
-/// A source of key bits shared by the two ends of a link. The leader's instance produces
-/// both ends' copies (a simulated device pair, or a real device's key stream); the CV-QKD
-/// simulator implements this beside [`RandomSource`].
+/// A source of key bits whose leader instance produces both ends' copies, pushed to the
+/// follower (a real device's key stream could implement it). The CV-QKD simulator does
+/// not: each end distills its own copy (`kme::cvqkd`), so no key crosses the network.
 pub trait KeySupply: Send {
     /// What the source is, for status and logs (e.g. "random (NOT QKD)").
     fn label(&self) -> &'static str;
@@ -75,13 +75,6 @@ impl KeySupply for RandomSource {
     }
 }
 
-/// The source configured for a link.
-pub fn make_source(cfg: &LinkConfig) -> Box<dyn KeySupply> {
-    match cfg.source {
-        SourceKind::Random => Box::new(RandomSource::new(cfg.rate_bits_per_second)),
-    }
-}
-
 /// One pushed block on the wire.
 #[derive(Serialize, Deserialize)]
 pub struct WireBlock {
@@ -115,7 +108,8 @@ pub fn decode_push(push: &LinkPush) -> Option<Vec<(u64, Zeroizing<Vec<u8>>)>> {
 /// The leader's loop for one link: pull from the source while the pool is below its cap,
 /// store, push unconfirmed blocks, confirm. Runs until the task is aborted.
 pub async fn run_leader(shared: Arc<Shared>, link: LinkConfig) {
-    let mut source = make_source(&link);
+    // CV-QKD links run their own two-sided pipeline (`kme::cvqkd`), not a push source.
+    let mut source: Box<dyn KeySupply> = Box::new(RandomSource::new(link.rate_bits_per_second));
     let mut warned = false;
     let mut tick = tokio::time::interval(LINK_TICK);
     loop {

@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod config;
+pub mod cvqkd;
 pub mod links;
 pub mod relay;
 pub mod server;

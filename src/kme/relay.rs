@@ -88,6 +88,7 @@ pub async fn relay_out(
 ) -> Result<Vec<NewKey>, ApiError> {
     let first = &route[0];
     let dir = send_dir(shared, first).ok_or_else(|| ApiError::unavailable("no link"))?;
+    shared.refuse_if_alarm(first)?;
     let total: usize = keys.iter().map(|k| k.bytes.len()).sum();
     let p = first.clone();
     let pad = shared
@@ -181,6 +182,10 @@ pub async fn relay_in(
         return Err(ApiError::bad("relay route does not start at this KME"));
     }
     shared.metrics.link_add(&caller, "relays_received", 1);
+    shared.refuse_if_alarm(&caller)?;
+    if let Some(next) = req.route.get(1) {
+        shared.refuse_if_alarm(next)?;
+    }
     let bytes: usize = masked.iter().map(|m| m.len()).sum();
     let next = req.route.get(1).cloned();
     let forwarded = hop(&shared, &caller, from_dir, &req, masked, &ids).await?;

@@ -3,7 +3,10 @@
 //! shutdown (SIGINT/SIGTERM for the binary, [`KmeHandle::shutdown`] in-process).
 
 use super::api::{self, ApiError};
-use super::config::{KmeConfig, LinkRole};
+use super::config::{KmeConfig, LinkConfig, LinkRole, SourceKind};
+use super::cvqkd::board::Board;
+use super::cvqkd::follower::{self, FollowerLink};
+use super::cvqkd::leader::{self, LeaderLink};
 use super::links::{self, LinkPush};
 use super::relay;
 use super::status::{self, Metrics};
@@ -17,6 +20,7 @@ use axum::routing::{get, post};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,6 +48,14 @@ pub enum KmeError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A CV-QKD link could not be set up (out of range, quantum port taken).
+    #[error("link to '{peer}': {problem}")]
+    Cvqkd {
+        /// The link's peer.
+        peer: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// The listening socket could not be bound or the runtime not started.
     #[error("{context}: {source}")]
     Io {
@@ -64,6 +76,25 @@ pub struct Shared {
     pub metrics: Metrics,
     /// HTTPS client for calls to neighbour KMEs (this KME's certificate).
     pub peers: reqwest::Client,
+    /// Figures and alarms of the CV-QKD links.
+    pub cvqkd: Board,
+    /// Bob's end of each CV-QKD link this KME follows, by the leader's ID.
+    pub followers: BTreeMap<String, Arc<FollowerLink>>,
+}
+
+impl Shared {
+    /// The alarm of the link to `peer`, as a 503 to refuse a relay over it.
+    pub fn refuse_if_alarm(&self, peer: &str) -> Result<(), ApiError> {
+        match self.cvqkd.alarm(peer) {
+            None => Ok(()),
+            Some(why) => {
+                self.metrics.link_add(peer, "errors_503", 1);
+                Err(ApiError::unavailable(format!(
+                    "QKD link to '{peer}' is under alarm ({why}); nothing is relayed over it"
+                )))
+            }
+        }
+    }
 }
 
 impl Shared {
@@ -137,14 +168,31 @@ pub async fn start_on(cfg: KmeConfig, listener: TcpListener) -> Result<KmeHandle
         .await
         .map_err(|e| StoreError::Db(e.to_string()))??;
     let metrics = Metrics::from_saved(store.load_counters()?);
+    let links = CvqkdSetup::build(&cfg).await?;
     let shared = Arc::new(Shared {
         cfg,
         store: Arc::new(store),
         metrics,
         peers,
+        cvqkd: links.board,
+        followers: links
+            .followers
+            .iter()
+            .map(|(f, _)| (f.peer().to_string(), f.clone()))
+            .collect(),
     });
     let (stop, stop_rx) = watch::channel(false);
-    let task = tokio::spawn(serve(shared.clone(), listener, acceptor, stop_rx));
+    let background = Background {
+        leaders: links.leaders,
+        quantum: links.followers,
+    };
+    let task = tokio::spawn(serve(
+        shared.clone(),
+        listener,
+        acceptor,
+        stop_rx,
+        background,
+    ));
     tracing::info!(kme = %shared.cfg.id, %addr, "KME listening (ETSI GS QKD 014 over mutual TLS)");
     Ok(KmeHandle {
         addr,
@@ -152,6 +200,79 @@ pub async fn start_on(cfg: KmeConfig, listener: TcpListener) -> Result<KmeHandle
         task,
         shared,
     })
+}
+
+/// The CV-QKD ends of this KME's links, built (codes, V_A) and bound before serving.
+struct CvqkdSetup {
+    board: Board,
+    leaders: Vec<LeaderLink>,
+    followers: Vec<(Arc<FollowerLink>, TcpListener)>,
+}
+
+impl CvqkdSetup {
+    async fn build(cfg: &KmeConfig) -> Result<Self, KmeError> {
+        let mut me = CvqkdSetup {
+            board: Board::default(),
+            leaders: Vec::new(),
+            followers: Vec::new(),
+        };
+        let cv_links = cfg.links.iter().filter(|l| l.source == SourceKind::Cvqkd);
+        for link in cv_links {
+            let fail = |problem: String| KmeError::Cvqkd {
+                peer: link.peer.clone(),
+                problem,
+            };
+            match link.role {
+                LinkRole::Leader => {
+                    let l = link.clone();
+                    let (leader, figures) = blocking_setup(move || LeaderLink::new(&l))
+                        .await
+                        .map_err(fail)?;
+                    me.board.register(&link.peer, figures);
+                    me.leaders.push(leader);
+                }
+                LinkRole::Follower => {
+                    let (f, listener) = Self::follower(cfg.listen, link).await.map_err(fail)?;
+                    me.board.register(&link.peer, f.1);
+                    me.followers.push((Arc::new(f.0), listener));
+                }
+            }
+        }
+        Ok(me)
+    }
+
+    async fn follower(
+        listen: SocketAddr,
+        link: &LinkConfig,
+    ) -> Result<
+        (
+            (FollowerLink, super::cvqkd::board::CvqkdFigures),
+            TcpListener,
+        ),
+        String,
+    > {
+        let addr = FollowerLink::quantum_listen(listen, link).ok_or("not a cvqkd link")?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("binding the quantum port {addr}: {e}"))?;
+        let l = link.clone();
+        let built = blocking_setup(move || FollowerLink::new(&l)).await?;
+        Ok((built, listener))
+    }
+}
+
+async fn blocking_setup<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| format!("setup task: {e}"))?
+}
+
+/// Tasks started with the server.
+struct Background {
+    leaders: Vec<LeaderLink>,
+    quantum: Vec<(Arc<FollowerLink>, TcpListener)>,
 }
 
 /// Runs the KME of config file `path` until SIGINT or SIGTERM.
@@ -200,6 +321,7 @@ fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/kme/v1/relay", post(relay::relay_in))
         .route("/kme/v1/link/keys", post(link_keys))
+        .route(super::cvqkd::wire::PATH, post(follower::handle))
         .route("/kme/v1/status", get(kme_status))
         .fallback(api::fallback)
         .method_not_allowed_fallback(api::fallback)
@@ -211,10 +333,11 @@ async fn serve(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     mut stop: watch::Receiver<bool>,
+    background: Background,
 ) {
     let app = router(shared.clone());
     let mut tasks = JoinSet::new();
-    start_background(&shared, &mut tasks);
+    start_background(&shared, &mut tasks, background);
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
@@ -238,15 +361,41 @@ async fn serve(
     save_counters(&shared).await;
 }
 
-fn start_background(shared: &Arc<Shared>, tasks: &mut JoinSet<()>) {
-    for link in shared
+fn start_background(shared: &Arc<Shared>, tasks: &mut JoinSet<()>, bg: Background) {
+    let random_leaders = shared
         .cfg
         .links
         .iter()
-        .filter(|l| l.role == LinkRole::Leader)
-    {
+        .filter(|l| l.role == LinkRole::Leader && l.source == SourceKind::Random);
+    for link in random_leaders {
         tracing::info!(peer = %link.peer, rate = link.rate_bits_per_second, "link key source: {}", links::RandomSource::LABEL);
         tasks.spawn(links::run_leader(shared.clone(), link.clone()));
+    }
+    for leader in bg.leaders {
+        tasks.spawn(leader::run(shared.clone(), leader));
+    }
+    for (link, listener) in bg.quantum {
+        tasks.spawn(follower::run_quantum_listener(
+            shared.clone(),
+            link,
+            listener,
+        ));
+    }
+    for l in shared
+        .cfg
+        .links
+        .iter()
+        .filter(|l| l.source == SourceKind::Cvqkd)
+    {
+        let f = shared.cvqkd.figures(&l.peer).unwrap_or_default();
+        tracing::info!(
+            peer = %l.peer,
+            distance_km = f.distance_km,
+            va = f.modulation_variance_snu,
+            symbol_rate_hz = f.symbol_rate_hz,
+            block_size = f.block_size,
+            "link key source: {}", super::cvqkd::LABEL
+        );
     }
     tasks.spawn(periodic(shared.clone()));
 }
@@ -313,11 +462,10 @@ async fn link_keys(
     Extension(Caller(caller)): Extension<Caller>,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let is_follower = shared
-        .cfg
-        .links
-        .iter()
-        .any(|l| l.peer == caller && l.role == LinkRole::Follower);
+    // A CV-QKD link never carries key material: both ends distill their own copy.
+    let is_follower = shared.cfg.links.iter().any(|l| {
+        l.peer == caller && l.role == LinkRole::Follower && l.source == SourceKind::Random
+    });
     if !is_follower {
         return Err(ApiError::Unauthorized);
     }

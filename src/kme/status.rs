@@ -4,7 +4,8 @@
 //! the store. Served at `GET /kme/v1/status` and summarised in a periodic log line.
 //! Counters are saved to the store periodically and at shutdown (metrics, not keys).
 
-use super::config::LinkRole;
+use super::config::{LinkRole, SourceKind};
+use super::cvqkd::board::CvqkdFigures;
 use super::links::RandomSource;
 use super::server::Shared;
 use serde::Serialize;
@@ -122,8 +123,12 @@ pub struct LinkStatus {
     pub relays_sent: u64,
     /// Relay hops received over the link.
     pub relays_received: u64,
-    /// Relays refused for lack of pad (503).
+    /// Relays refused for lack of pad or under alarm (503).
     pub errors_503: u64,
+    /// The simulated device pair's figures, for `source = "cvqkd"` (both ends report their
+    /// own side's estimates).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cvqkd: Option<CvqkdFigures>,
 }
 
 /// One SAE pair's status.
@@ -158,7 +163,12 @@ pub async fn document(shared: &Shared) -> KmeStatus {
             LinkRole::Leader => (levels.leader_sends_bytes, levels.follower_sends_bytes),
             LinkRole::Follower => (levels.follower_sends_bytes, levels.leader_sends_bytes),
         };
-        links.push(link_status(shared, &l.peer, l.role, send * 8, recv * 8));
+        let mut status = link_status(shared, &l.peer, l.role, send * 8, recv * 8);
+        if l.source == SourceKind::Cvqkd {
+            status.source = super::cvqkd::LABEL;
+            status.cvqkd = shared.cvqkd.figures(&l.peer);
+        }
+        links.push(status);
     }
     KmeStatus {
         kme_id: shared.cfg.id.clone(),
@@ -187,6 +197,7 @@ fn link_status(shared: &Shared, peer: &str, role: LinkRole, send: u64, recv: u64
         relays_sent: m.get(&n("relays_sent")),
         relays_received: m.get(&n("relays_received")),
         errors_503: m.get(&n("errors_503")),
+        cvqkd: None,
     }
 }
 
@@ -216,6 +227,26 @@ fn pairs(m: &Metrics) -> Vec<PairStatus> {
         .collect()
 }
 
+/// The CV-QKD part of a link's log entry.
+fn cvqkd_summary(f: &CvqkdFigures) -> String {
+    let opt = |v: Option<f64>, digits: usize| v.map_or("-".into(), |v| format!("{v:.digits$}"));
+    format!(
+        " T^={} xi^={} snr={} beta={} fer={} blocks={} aborted={} skr={:.0}b/s{}",
+        opt(f.transmittance_estimate, 4),
+        opt(f.excess_noise_estimate_snu, 4),
+        opt(f.snr, 3),
+        opt(f.beta, 3),
+        opt(f.fer, 3),
+        f.blocks,
+        f.blocks_aborted,
+        f.secret_key_rate_bits_per_second,
+        f.alarm
+            .as_ref()
+            .map(|a| format!(" ALARM: {a}"))
+            .unwrap_or_default()
+    )
+}
+
 /// One log line summarising the status (no key material).
 pub fn log_line(doc: &KmeStatus) -> String {
     let links: Vec<String> = doc
@@ -223,7 +254,7 @@ pub fn log_line(doc: &KmeStatus) -> String {
         .iter()
         .map(|l| {
             format!(
-                "{}[{}] send={}b recv={}b gen={:.0}b/s use={:.0}b/s relays={}/{} 503={}",
+                "{}[{}] send={}b recv={}b gen={:.0}b/s use={:.0}b/s relays={}/{} 503={}{}",
                 l.peer,
                 l.source,
                 l.send_pool_bits,
@@ -232,7 +263,8 @@ pub fn log_line(doc: &KmeStatus) -> String {
                 l.consumed_bits_per_second,
                 l.relays_sent,
                 l.relays_received,
-                l.errors_503
+                l.errors_503,
+                l.cvqkd.as_ref().map(cvqkd_summary).unwrap_or_default()
             )
         })
         .collect();

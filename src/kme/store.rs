@@ -276,8 +276,8 @@ impl Store {
     }
 
     /// Leader: stores a new block pair (`bytes` split in two: even block for the leader's
-    /// direction, odd for the follower's) and returns the unconfirmed blocks to push.
-    pub fn leader_add(&self, peer: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    /// direction, odd for the follower's), unconfirmed; returns the even block's sequence.
+    pub fn leader_add(&self, peer: &str, bytes: &[u8]) -> Result<u64, StoreError> {
         let txn = self.db.begin_write()?;
         let seq = meta_get(&txn, peer, "next_seq")?;
         let (a, b) = bytes.split_at(bytes.len() / 2);
@@ -286,7 +286,32 @@ impl Store {
         meta_add(&txn, peer, "avail1", b.len() as u64)?;
         meta_set(&txn, peer, "next_seq", seq + 2)?;
         txn.commit()?;
-        Ok(())
+        Ok(seq)
+    }
+
+    /// Leader: deletes the blocks the follower never stored (a CV-QKD link whose last
+    /// block's keys did not reach the follower's store); their sequence numbers are reused.
+    pub fn discard_unconfirmed(&self, peer: &str) -> Result<u64, StoreError> {
+        let txn = self.db.begin_write()?;
+        let from = meta_get(&txn, peer, "confirmed")?;
+        let next = meta_get(&txn, peer, "next_seq")?;
+        let mut removed = 0u64;
+        {
+            let mut table = txn.open_table(LINK_POOL)?;
+            for seq in from..next {
+                let Some(v) = table.remove((peer, (seq % 2) as u8, seq))? else {
+                    continue;
+                };
+                let unspent = Block::decode(v.value())?.unspent() as u64;
+                removed += unspent;
+                if seq % 2 == 1 {
+                    meta_sub(&txn, peer, "avail1", unspent)?;
+                }
+            }
+        }
+        meta_set(&txn, peer, "next_seq", from)?;
+        txn.commit()?;
+        Ok(removed)
     }
 
     /// Leader: the blocks the follower has not confirmed yet (at most `max`), in order.

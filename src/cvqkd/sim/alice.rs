@@ -94,6 +94,11 @@ impl Alice {
         self.outcome.as_ref()
     }
 
+    /// The parameter estimation of the block in progress (or last), once made.
+    pub fn estimate(&self) -> Option<&PeOutcome> {
+        self.block.as_ref().and_then(|b| b.pe.as_ref())
+    }
+
     /// Take the key of the last block, if it produced one.
     pub fn take_key(&mut self) -> Option<SimKey> {
         self.key.take()

@@ -16,6 +16,7 @@
 //! Honesty: the simulator's randomness is a PRNG on one machine. Its *numbers* follow the
 //! theory; its *keys* have no quantum security. Never label them "QKD-secured".
 
+pub mod adapt;
 pub mod alice;
 pub mod bits;
 pub mod bob;

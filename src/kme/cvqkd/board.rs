@@ -1,0 +1,171 @@
+//! Per-link figures of the CV-QKD links (what `GET /kme/v1/status` shows under `cvqkd`)
+//! and the link alarm: a block whose parameter estimation finds no key (the estimated
+//! excess noise or loss leaves no secret bits — an eavesdropper, or a broken fiber) raises
+//! the alarm, and while it stands the KME relays nothing over that link (503). Keys
+//! distilled before the alarm stay in the pool; a block whose estimation passes clears it.
+
+use crate::cvqkd::sim::{AbortReason, SideOutcome};
+use crate::kme::config::CvqkdLinkConfig;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// One link's figures.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CvqkdFigures {
+    /// Configured fiber length, km.
+    pub distance_km: f64,
+    /// Optical symbol rate, pulses/s.
+    pub symbol_rate_hz: f64,
+    /// Pulses per block.
+    pub block_size: u64,
+    /// Modulation variance in use, SNU.
+    pub modulation_variance_snu: f64,
+    /// Blocks run (this KME's side).
+    pub blocks: u64,
+    /// Blocks that gave no key, for any reason.
+    pub blocks_aborted: u64,
+    /// Blocks stopped after estimation because the pools were full.
+    pub blocks_estimate_only: u64,
+    /// Estimated transmittance T̂ of the last block.
+    pub transmittance_estimate: Option<f64>,
+    /// Estimated excess noise ξ̂ of the last block, SNU.
+    pub excess_noise_estimate_snu: Option<f64>,
+    /// Worst-case T_min of the last block.
+    pub transmittance_min: Option<f64>,
+    /// Worst-case ξ_max of the last block, SNU.
+    pub excess_noise_max_snu: Option<f64>,
+    /// Estimated SNR of the last block.
+    pub snr: Option<f64>,
+    /// β of the code of the last reconciled block.
+    pub beta: Option<f64>,
+    /// Frame error rate over every reconciled frame.
+    pub fer: Option<f64>,
+    /// Frames reconciled.
+    pub frames: u64,
+    /// Frames that failed decoding or verification.
+    pub frames_failed: u64,
+    /// Secret key bits of the last block.
+    pub last_block_key_bits: u64,
+    /// Secret key bits stored since start.
+    pub key_bits: u64,
+    /// Secret key bits per second since start (stored, wall clock).
+    pub secret_key_rate_bits_per_second: f64,
+    /// Why the last aborted block gave no key.
+    pub last_abort: Option<String>,
+    /// Set while the link is under alarm: the reason. Nothing is relayed over it.
+    pub alarm: Option<String>,
+    #[serde(skip)]
+    started: Option<Instant>,
+}
+
+impl CvqkdFigures {
+    /// A link's figures before its first block.
+    pub fn configured(cfg: &CvqkdLinkConfig, modulation_variance_snu: f64) -> Self {
+        CvqkdFigures {
+            distance_km: cfg.distance_km,
+            symbol_rate_hz: cfg.symbol_rate_hz,
+            block_size: cfg.block_size,
+            modulation_variance_snu,
+            ..CvqkdFigures::default()
+        }
+    }
+}
+
+/// The figures of every CV-QKD link of this KME.
+#[derive(Debug, Default)]
+pub struct Board {
+    links: Mutex<BTreeMap<String, CvqkdFigures>>,
+}
+
+/// Whether an abort says the channel itself leaves no key (alarm), rather than frames lost.
+pub fn is_alarm(reason: AbortReason) -> bool {
+    !matches!(reason, AbortReason::NoKeyAfterReconciliation)
+}
+
+impl Board {
+    /// Registers a link with its configuration figures.
+    pub fn register(&self, peer: &str, figures: CvqkdFigures) {
+        let mut f = figures;
+        f.started = Some(Instant::now());
+        self.lock().insert(peer.to_string(), f);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, CvqkdFigures>> {
+        self.links.lock().expect("cvqkd board lock")
+    }
+
+    /// The figures of the link to `peer`, if it is a CV-QKD link.
+    pub fn figures(&self, peer: &str) -> Option<CvqkdFigures> {
+        self.lock().get(peer).cloned()
+    }
+
+    /// The alarm of the link to `peer`, if raised.
+    pub fn alarm(&self, peer: &str) -> Option<String> {
+        self.lock().get(peer).and_then(|f| f.alarm.clone())
+    }
+
+    /// Records one finished block of this side (`estimate_only` when the pools were full);
+    /// `stored_bits` entered the pool. Logs alarm transitions.
+    pub fn record(&self, peer: &str, o: &SideOutcome, estimate_only: bool, stored_bits: u64) {
+        let mut links = self.lock();
+        let Some(f) = links.get_mut(peer) else {
+            return;
+        };
+        f.blocks += 1;
+        let r = &o.pe.rate;
+        f.transmittance_estimate = Some(r.transmittance_estimate);
+        f.excess_noise_estimate_snu = Some(r.excess_noise_estimate_snu);
+        f.transmittance_min = Some(r.transmittance_min);
+        f.excess_noise_max_snu = Some(r.excess_noise_max_snu);
+        f.snr = Some(o.pe.snr);
+        if o.frames > 0 {
+            f.beta = Some(o.pe.beta);
+            f.frames += o.frames as u64;
+            f.frames_failed += (o.frames - o.frames_ok) as u64;
+            f.fer = Some(f.frames_failed as f64 / f.frames as f64);
+        }
+        if estimate_only && o.pe.abort.is_none() {
+            f.blocks_estimate_only += 1;
+        } else if let Some(a) = o.abort {
+            f.blocks_aborted += 1;
+            f.last_abort = Some(a.to_string());
+        }
+        f.last_block_key_bits = stored_bits;
+        f.key_bits += stored_bits;
+        let secs = f.started.map_or(0.0, |t| t.elapsed().as_secs_f64());
+        f.secret_key_rate_bits_per_second = f.key_bits as f64 / secs.max(1e-3);
+        update_alarm(peer, f, o);
+    }
+}
+
+fn update_alarm(peer: &str, f: &mut CvqkdFigures, o: &SideOutcome) {
+    match o.pe.abort.filter(|a| is_alarm(*a)) {
+        Some(reason) => {
+            let text = format!(
+                "block {}: {reason} (T̂ {:.4}, ξ̂ {:.4} SNU, ξ_max {:.4} SNU)",
+                o.block_id,
+                o.pe.rate.transmittance_estimate,
+                o.pe.rate.excess_noise_estimate_snu,
+                o.pe.rate.excess_noise_max_snu
+            );
+            if f.alarm.is_none() {
+                tracing::warn!(
+                    peer,
+                    "cvqkd link ALARM: {text}; relaying over this link stops"
+                );
+            }
+            f.alarm = Some(text);
+        }
+        None => {
+            if f.alarm.take().is_some() {
+                tracing::info!(
+                    peer,
+                    block = o.block_id,
+                    "cvqkd link alarm cleared: estimation passes again"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! Alice's end of a CV-QKD link, in the leader KME: one block after another, no faster
+//! than the optical symbol rate allows, she sends the pulses on the quantum channel (a new
+//! TCP connection per block, so a splice in the fiber takes effect at the next block) and
+//! drives the classical exchange with Bob's KME. Her key of each block is stored first,
+//! unconfirmed; the follower stores its copy under the same numbers; then the leader
+//! confirms. A block whose fate the leader did not hear is settled at the next block from
+//! the follower's next expected sequence: confirmed if stored there, else discarded.
+//! When the pools are full the link keeps watching the channel: blocks stop after
+//! parameter estimation (cheap), so an eavesdropper is still detected.
+
+use super::board::CvqkdFigures;
+use super::wire::{self, LinkReply, LinkRequest, ProtocolParams};
+use crate::constants::{CVQKD_CLASSICAL_TIMEOUT, CVQKD_RETRY_PAUSE};
+use crate::cvqkd::quantum_channel;
+use crate::cvqkd::sim::rng::SimRng;
+use crate::cvqkd::sim::{Alice, ClassicalMessage, SideOutcome};
+use crate::kme::config::LinkConfig;
+use crate::kme::server::Shared;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+/// Alice's end of one link.
+pub struct LeaderLink {
+    link: LinkConfig,
+    params: ProtocolParams,
+    quantum: SocketAddr,
+    block_interval: Duration,
+    alice: Option<Alice>,
+    next_block: u64,
+}
+
+impl LeaderLink {
+    /// Alice for `link`'s `[link.cvqkd]`.
+    pub fn new(link: &LinkConfig) -> Result<(Self, CvqkdFigures), String> {
+        let cfg = link.cvqkd.as_ref().ok_or("not a cvqkd link")?;
+        let proto = super::protocol(cfg)?;
+        let mut rng = SimRng::from_os_entropy();
+        let figures = CvqkdFigures::configured(cfg, proto.link.modulation_variance_snu);
+        let me = LeaderLink {
+            params: ProtocolParams::of(&proto),
+            quantum: cfg
+                .quantum_url
+                .unwrap_or(SocketAddr::new(link.addr.ip(), cfg.quantum_port)),
+            block_interval: Duration::from_secs_f64(cfg.block_size as f64 / cfg.symbol_rate_hz),
+            next_block: rng.next_u64() >> 1,
+            alice: Some(Alice::new(proto, rng.fork())),
+            link: link.clone(),
+        };
+        Ok((me, figures))
+    }
+}
+
+/// Runs the link until the task is aborted.
+pub async fn run(shared: Arc<Shared>, mut me: LeaderLink) {
+    let mut failing = false;
+    let mut next_start = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep_until(next_start).await;
+        next_start = tokio::time::Instant::now() + me.block_interval;
+        match run_block(&shared, &mut me).await {
+            Ok(()) => {
+                if failing {
+                    tracing::info!(peer = %me.link.peer, "cvqkd link: blocks run again");
+                }
+                failing = false;
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(peer = %me.link.peer, "cvqkd block failed (will retry): {e}");
+                }
+                failing = true;
+                shared
+                    .metrics
+                    .link_add(&me.link.peer, "cvqkd_block_errors", 1);
+                tokio::time::sleep(CVQKD_RETRY_PAUSE).await;
+            }
+        }
+    }
+}
+
+/// One block, end to end.
+async fn run_block(shared: &Arc<Shared>, me: &mut LeaderLink) -> Result<(), String> {
+    let block_id = me.next_block;
+    me.next_block += 1;
+    let reconcile = pools_have_room(shared, &me.link).await?;
+    let pulses = on_alice(me, move |a| Ok(a.prepare(block_id))).await?;
+    send_pulses(me.quantum, &pulses).await?;
+    drop(pulses);
+    let started = call(
+        shared,
+        &me.link,
+        &LinkRequest::Start {
+            params: me.params,
+            block_id,
+        },
+    )
+    .await?;
+    let LinkReply::Started { msg, next_seq } = started else {
+        return Err("follower answered Start out of turn".into());
+    };
+    settle_unconfirmed(shared, &me.link.peer, next_seq).await?;
+    let (answer, pe) = on_alice(me, move |a| {
+        let answer = a
+            .handle(&msg)?
+            .ok_or("Alice had no answer to the disclosure")?;
+        Ok((answer, *a.estimate().ok_or("no estimate")?))
+    })
+    .await?;
+    let reconcile = reconcile && pe.abort.is_none();
+    let estimated = call(
+        shared,
+        &me.link,
+        &LinkRequest::Estimate {
+            msg: answer,
+            reconcile,
+        },
+    )
+    .await?;
+    let LinkReply::Estimated(reply) = estimated else {
+        return Err("follower answered Estimate out of turn".into());
+    };
+    match reply {
+        Some(reconciliation) if reconcile => finish(shared, me, reconciliation).await,
+        _ => {
+            let o = SideOutcome::aborted(block_id, pe);
+            shared.cvqkd.record(&me.link.peer, &o, !reconcile, 0);
+            Ok(())
+        }
+    }
+}
+
+/// Alice decodes, stores her key unconfirmed, the follower stores Bob's, the leader confirms.
+async fn finish(
+    shared: &Arc<Shared>,
+    me: &mut LeaderLink,
+    reconciliation: ClassicalMessage,
+) -> Result<(), String> {
+    let (verification, key, outcome) = on_alice(me, move |a| {
+        let v = a
+            .handle(&reconciliation)?
+            .ok_or("Alice had no verification")?;
+        let outcome = a.outcome().cloned().ok_or("Alice has no outcome")?;
+        Ok((v, a.take_key(), outcome))
+    })
+    .await?;
+    let bytes = key.as_ref().map(wire::key_bytes).unwrap_or_default();
+    let n = bytes.len() as u64;
+    let seq = if n >= 2 {
+        let peer = me.link.peer.clone();
+        Some(
+            shared
+                .blocking(move |s| s.leader_add(&peer, &bytes))
+                .await
+                .map_err(|e| e.to_string())?,
+        )
+    } else {
+        None
+    };
+    let done = call(
+        shared,
+        &me.link,
+        &LinkRequest::Finish {
+            msg: verification,
+            seq,
+        },
+    )
+    .await?;
+    let LinkReply::Finished { stored_bytes } = done else {
+        return Err("follower answered Finish out of turn".into());
+    };
+    if let Some(seq) = seq {
+        if stored_bytes != n {
+            return Err(format!(
+                "follower stored {stored_bytes} key bytes, the leader {n}"
+            ));
+        }
+        let peer = me.link.peer.clone();
+        shared
+            .blocking(move |s| s.confirm(&peer, seq + 2))
+            .await
+            .map_err(|e| e.to_string())?;
+        shared
+            .metrics
+            .link_add(&me.link.peer, "generated_bits", 8 * n);
+    }
+    shared.cvqkd.record(&me.link.peer, &outcome, false, 8 * n);
+    Ok(())
+}
+
+/// Whether the link's pools are below the high-water mark (else: estimate only).
+async fn pools_have_room(shared: &Arc<Shared>, link: &LinkConfig) -> Result<bool, String> {
+    let peer = link.peer.clone();
+    let levels = shared
+        .blocking(move |s| s.link_levels(&peer))
+        .await
+        .map_err(|e| e.to_string())?;
+    let stored_bits = 8 * (levels.leader_sends_bytes + levels.follower_sends_bytes);
+    Ok(stored_bits < link.pool_max_bits - link.pool_max_bits / 8)
+}
+
+/// Confirms blocks the follower stored, discards those it did not.
+async fn settle_unconfirmed(
+    shared: &Arc<Shared>,
+    peer: &str,
+    follower_next: u64,
+) -> Result<(), String> {
+    let p = peer.to_string();
+    let levels = shared
+        .blocking(move |s| s.link_levels(&p))
+        .await
+        .map_err(|e| e.to_string())?;
+    if levels.next_seq == levels.confirmed_seq {
+        return Ok(());
+    }
+    let p = peer.to_string();
+    if follower_next >= levels.next_seq {
+        let upto = levels.next_seq;
+        tracing::info!(
+            peer,
+            upto,
+            "cvqkd: follower had stored the last key; confirmed"
+        );
+        shared.blocking(move |s| s.confirm(&p, upto)).await
+    } else {
+        tracing::info!(peer, "cvqkd: follower never stored the last key; discarded");
+        shared
+            .blocking(move |s| s.discard_unconfirmed(&p))
+            .await
+            .map(|_| ())
+    }
+    .map_err(|e| e.to_string())
+}
+
+/// Sends one block's pulses on a fresh connection.
+async fn send_pulses(
+    to: SocketAddr,
+    pulses: &crate::cvqkd::sim::QuantumBlock,
+) -> Result<(), String> {
+    let mut tcp = tokio::net::TcpStream::connect(to)
+        .await
+        .map_err(|e| format!("quantum channel to {to}: {e}"))?;
+    quantum_channel::send(&mut tcp, pulses)
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = tcp.shutdown().await;
+    Ok(())
+}
+
+/// One classical exchange with the follower.
+async fn call(
+    shared: &Arc<Shared>,
+    link: &LinkConfig,
+    req: &LinkRequest,
+) -> Result<LinkReply, String> {
+    let url = format!("https://{}:{}{}", link.peer, link.addr.port(), wire::PATH);
+    let resp = shared
+        .peers
+        .post(&url)
+        .header(reqwest::header::CONTENT_TYPE, wire::CONTENT_TYPE)
+        .body(wire::encode(req))
+        .timeout(CVQKD_CLASSICAL_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| format!("classical channel: {e}"))?;
+    let status = resp.status();
+    let body = resp.bytes().await.map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let msg = v["message"].as_str().unwrap_or("no message").to_string();
+        return Err(format!("follower answered {status}: {msg}"));
+    }
+    wire::decode(&body).map_err(|e| format!("follower's reply: {e}"))
+}
+
+/// Runs `f` on Alice off the async threads.
+async fn on_alice<T, F>(me: &mut LeaderLink, f: F) -> Result<T, String>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Alice) -> Result<T, Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    let mut alice = me
+        .alice
+        .take()
+        .ok_or("Alice is lost (earlier task panic)")?;
+    let (alice, out) = tokio::task::spawn_blocking(move || {
+        let out = f(&mut alice);
+        (alice, out)
+    })
+    .await
+    .map_err(|e| format!("Alice's task failed: {e}"))?;
+    me.alice = Some(alice);
+    out.map_err(|e| e.to_string())
+}
