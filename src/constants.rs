@@ -177,5 +177,8 @@ pub const CVQKD_PULSES_WAIT: Duration = Duration::from_secs(10);
 pub const CVQKD_CLASSICAL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Pause after a failed block (peer unreachable, protocol error) before the next.
 pub const CVQKD_RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// Consecutive blocks whose parameter estimation finds no key before a link is put under
+/// alarm (one such block gives no key by itself; two in a row is not an unlucky estimate).
+pub const CVQKD_ALARM_AFTER_ABORTS: u64 = 2;
 /// Largest block accepted on the quantum channel, pulses (bounds the receive buffer).
 pub const CVQKD_MAX_BLOCK_SIZE: u64 = 1 << 26;

@@ -80,6 +80,7 @@ scenarios!(
     offload_on,
     offload_off,
     rotation_1s,
+    madrid_attack,
 );
 
 #[test]

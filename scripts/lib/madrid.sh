@@ -1,17 +1,32 @@
 # The Madrid topology (docs/kme.md): hospital A — ring node 1 — ring node 2 — hospital B,
 # one network namespace per node, a veth "fiber section" between neighbours, a KME in every
-# node, one QKD link per section (random source: NOT QKD, a stand-in until the CV-QKD link
-# simulator feeds it), keys relayed end to end through the ring nodes, and a qshield daemon
-# at each hospital taking its session keys from its KME. Sourced after sites.sh.
+# node, one QKD link per section, keys relayed end to end through the ring nodes, and a
+# qshield daemon at each hospital taking its session keys from its KME. Sourced after
+# sites.sh.
+#
+# Link sources (MADRID_SOURCE): "random" (a CSPRNG, NOT QKD; fast, for most tests) or
+# "cvqkd" (the simulated CV-QKD device pair per section: Alice in the leader KME, Bob and
+# the fiber in the follower, the pulses on TCP port 8444 between the nodes). Section
+# lengths are assumptions (the deployment's are not public): 4, 7 and 5 km.
 #
 # Underlay: section 1 198.18.1.0/24, section 2 198.18.2.0/24, section 3 198.18.3.0/24; the
-# ring nodes route between sections. Overlay: 198.19.0.1 (A) and 198.19.0.2 (B).
+# ring nodes route between sections. Overlay: 198.19.0.1 (A) and 198.19.0.2 (B). Eve, when
+# switched on, has her own node on 198.18.4.0/24 hanging off ring-1.
 
 MADRID_NODES=(ha r1 r2 hb)
 declare -A MADRID_NAME=([ha]=hospital-a [r1]=ring-1 [r2]=ring-2 [hb]=hospital-b)
 declare -A MADRID_KME_ADDR=([ha]=198.18.1.1 [r1]=198.18.1.2 [r2]=198.18.2.2 [hb]=198.18.3.2)
 KME_PORT=8443
 MADRID_LINK_RATE=${MADRID_LINK_RATE:-262144}      # bits/s per link (random source, not QKD)
+MADRID_SOURCE=${MADRID_SOURCE:-random}            # random | cvqkd
+declare -A MADRID_SECTION_KM=([ha]=4 [r1]=7 [r2]=5)  # by the section's leader node
+# [link.cvqkd] settings besides the distance (TOML lines). The default is the demo's: blocks
+# of 2^21 pulses at 1 MBd, V_A chosen automatically. Tests pass shorter, faster blocks.
+MADRID_CVQKD=${MADRID_CVQKD:-'block_size = 2097152
+symbol_rate_hz = 1e6'}
+MADRID_POOL_MAX_BITS=${MADRID_POOL_MAX_BITS:-16777216}
+CVQKD_PORT=8444
+EVE_PORT=8454
 
 madrid_ns() { echo "qs-${TAG}-$1"; }
 
@@ -51,10 +66,16 @@ madrid_pki() {
         --sae sae-hospital-a sae-hospital-b >/dev/null
 }
 
-# madrid_link PEER ADDR ROLE: one [[link]] block.
+# madrid_link PEER ADDR ROLE SECTION_LEADER: one [[link]] block.
 madrid_link() {
-    printf '\n[[link]]\npeer = "kme-%s"\nurl = "https://%s:%s"\nrole = "%s"\nsource = "random"\nrate_bits_per_second = %s\npool_max_bits = 16777216\n' \
-        "${MADRID_NAME[$1]}" "$2" "$KME_PORT" "$3" "$MADRID_LINK_RATE"
+    printf '\n[[link]]\npeer = "kme-%s"\nurl = "https://%s:%s"\nrole = "%s"\nsource = "%s"\npool_max_bits = %s\n' \
+        "${MADRID_NAME[$1]}" "$2" "$KME_PORT" "$3" "$MADRID_SOURCE" "$MADRID_POOL_MAX_BITS"
+    if [[ $MADRID_SOURCE == cvqkd ]]; then
+        printf '[link.cvqkd]\ndistance_km = %s\nquantum_port = %s\n%s\n' \
+            "${MADRID_SECTION_KM[$4]}" "$CVQKD_PORT" "$MADRID_CVQKD"
+    else
+        printf 'rate_bits_per_second = %s\n' "$MADRID_LINK_RATE"
+    fi
 }
 
 # madrid_remote SAE_NODE HOP...: one [[remote_sae]] block with its route.
@@ -74,16 +95,16 @@ madrid_kme_config() {
         case $n in
             ha) printf '\n[[sae]]\nid = "sae-hospital-a"\n'
                 madrid_remote hb r1 r2 hb
-                madrid_link r1 198.18.1.2 leader ;;
+                madrid_link r1 198.18.1.2 leader ha ;;
             r1) madrid_remote hb r2 hb; madrid_remote ha ha
-                madrid_link ha 198.18.1.1 follower
-                madrid_link r2 198.18.2.2 leader ;;
+                madrid_link ha 198.18.1.1 follower ha
+                madrid_link r2 198.18.2.2 leader r1 ;;
             r2) madrid_remote hb hb; madrid_remote ha r1 ha
-                madrid_link r1 198.18.2.1 follower
-                madrid_link hb 198.18.3.2 leader ;;
+                madrid_link r1 198.18.2.1 follower r1
+                madrid_link hb 198.18.3.2 leader r2 ;;
             hb) printf '\n[[sae]]\nid = "sae-hospital-b"\n'
                 madrid_remote ha r2 r1 ha
-                madrid_link r2 198.18.3.1 follower ;;
+                madrid_link r2 198.18.3.1 follower r2 ;;
         esac
     } >"$WORK/kme-$n.toml"
 }
@@ -150,7 +171,9 @@ madrid_up() {
     madrid_make_network
     madrid_pki
     local n
-    for n in "${MADRID_NODES[@]}"; do madrid_kme_config "$n"; madrid_start_kme "$n"; done
+    # Followers first, so each leader's first pulses find the quantum port open.
+    for n in hb r2 r1 ha; do madrid_kme_config "$n"; madrid_start_kme "$n"; done
+    [[ $MADRID_SOURCE == cvqkd ]] && madrid_wait_links 240
     keygen a
     keygen b
     madrid_daemon_config a "$policy" "$rotation"
@@ -182,4 +205,102 @@ for l in d["links"]:
               f"{l['relays_sent'] + l['relays_received']} relays; source: {l['source']}")
 PY
     done
+}
+
+# madrid_status NODE: the node's KME status document (JSON), asked over mutual TLS with a
+# neighbour KME's certificate.
+madrid_status() {
+    local n=$1 asker
+    case $n in ha) asker=r1 ;; r1) asker=ha ;; r2) asker=r1 ;; hb) asker=r2 ;; esac
+    ip netns exec "$(madrid_ns "$n")" python3 - "${MADRID_KME_ADDR[$n]}" "$KME_PORT" "$WORK/pki" \
+        "kme-${MADRID_NAME[$asker]}" <<'PY'
+import http.client, ssl, sys
+addr, port, pki, asker = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+ctx = ssl.create_default_context(cafile=f"{pki}/ca.pem")
+ctx.load_cert_chain(f"{pki}/{asker}.pem", f"{pki}/{asker}.key")
+c = http.client.HTTPSConnection(addr, port, context=ctx, timeout=3)
+c.request("GET", "/kme/v1/status")
+print(c.getresponse().read().decode())
+PY
+}
+
+# madrid_link_field NODE PEER_NODE PYTHON_EXPR: a field of one link in the node's status
+# (over `l`, the link object; `c` is its cvqkd figures or {}).
+madrid_link_field() {
+    madrid_status "$1" | python3 -c "
+import json, sys
+d = json.load(sys.stdin)
+l = next(l for l in d['links'] if l['peer'] == 'kme-${MADRID_NAME[$2]}')
+c = l.get('cvqkd') or {}
+print($3)"
+}
+
+# madrid_wait_links SECONDS: waits until every CV-QKD link has stored key at both ends.
+madrid_wait_links() {
+    local deadline=$((SECONDS + $1)) pair
+    for pair in "ha r1" "r1 r2" "r2 hb"; do
+        set -- $pair
+        until [[ $(madrid_link_field "$1" "$2" "c.get('key_bits', 0) > 0" 2>/dev/null) == True &&
+                 $(madrid_link_field "$2" "$1" "c.get('key_bits', 0) > 0" 2>/dev/null) == True ]]; do
+            (( SECONDS < deadline )) || { tail -5 "$WORK"/kme-*.log >&2; fail "CV-QKD link $1-$2 stored no key in time"; }
+            sleep 0.5
+        done
+    done
+}
+
+# madrid_cvqkd_table: one line per CV-QKD link (leader's side): estimates, β, FER, rate, alarm.
+madrid_cvqkd_table() {
+    local pair
+    for pair in "ha r1" "r1 r2" "r2 hb"; do
+        set -- $pair
+        madrid_link_field "$1" "$2" "'    %-22s %2d km  T^ %s  xi^ %s SNU  SNR %s  beta %s  FER %s  blocks %d (%d aborted)  key %d bits, %.0f bit/s%s' % (
+            '${MADRID_NAME[$1]} -> ${MADRID_NAME[$2]}', c['distance_km'],
+            *('%.4f' % c[k] if c.get(k) is not None else '-' for k in ('transmittance_estimate', 'excess_noise_estimate_snu')),
+            *('%.3f' % c[k] if c.get(k) is not None else '-' for k in ('snr', 'beta', 'fer')),
+            c['blocks'], c['blocks_aborted'], c['key_bits'], c['secret_key_rate_bits_per_second'],
+            ('  ALARM: ' + c['alarm']) if c.get('alarm') else '')"
+    done
+}
+
+# madrid_eve_on ATTACK: Eve splices into the ring fiber (ring-1 -> ring-2). She gets her own
+# node off ring-1; nftables in ring-1 sends the link's pulses (new connections to ring-2's
+# quantum port) to her, and she passes them on, attacked.
+madrid_eve_on() {
+    local attack=$1 ns; ns="qs-${TAG}-eve"
+    if ! ip netns list | grep -qw "$ns"; then
+        ip netns add "$ns"
+        EXTRA_NAMESPACES+=("$ns")
+        ip -n "$ns" link set lo up
+        ip link add to-eve netns "$(madrid_ns r1)" type veth peer name to-r1 netns "$ns"
+        ip -n "$(madrid_ns r1)" addr add 198.18.4.1/24 dev to-eve
+        ip -n "$ns" addr add 198.18.4.2/24 dev to-r1
+        ip -n "$(madrid_ns r1)" link set to-eve up
+        ip -n "$ns" link set to-r1 up
+        ip -n "$ns" route add default via 198.18.4.1
+        ip -n "$(madrid_ns r2)" route add 198.18.4.0/24 via 198.18.2.1
+    fi
+    ip netns exec "$ns" "$QSHIELD" qkd eve --listen "198.18.4.2:$EVE_PORT" \
+        --forward "198.18.2.2:$CVQKD_PORT" --attack "$attack" >>"$WORK/eve.log" 2>&1 &
+    EVE_PID=$!
+    PIDS+=("$EVE_PID")
+    local deadline=$((SECONDS + 10))
+    until ip netns exec "$ns" ss -Hltn "sport = :$EVE_PORT" | grep -q .; do
+        (( SECONDS < deadline )) || { cat "$WORK/eve.log" >&2; fail "Eve did not listen"; }
+        sleep 0.1
+    done
+    ip netns exec "$(madrid_ns r1)" nft -f - <<NFT
+table ip eve {
+    chain out {
+        type nat hook output priority -100;
+        ip daddr 198.18.2.2 tcp dport $CVQKD_PORT dnat to 198.18.4.2:$EVE_PORT
+    }
+}
+NFT
+}
+
+# madrid_eve_off: the splice removed (new connections go straight to ring-2) and Eve stopped.
+madrid_eve_off() {
+    ip netns exec "$(madrid_ns r1)" nft delete table ip eve 2>/dev/null || true
+    kill -TERM "$EVE_PID" 2>/dev/null || true
+    forget_pid "$EVE_PID" 2>/dev/null || true
 }

@@ -578,6 +578,44 @@ rate_bits_per_second = 1000
     }
 
     #[test]
+    fn cvqkd_links_are_checked_and_name_the_key() {
+        let cv = GOOD.replace(
+            "source = \"random\"\nrate_bits_per_second = 1000",
+            "source = \"cvqkd\"\n[link.cvqkd]\ndistance_km = 10.0\nva = \"auto\"",
+        );
+        let cfg = parse(&cv, Path::new("k.toml")).unwrap();
+        let c = cfg.links[0].cvqkd.as_ref().unwrap();
+        assert_eq!(cfg.links[0].source, SourceKind::Cvqkd);
+        assert_eq!(
+            (c.distance_km, c.va, c.quantum_port),
+            (10.0, Modulation::Auto, 8444)
+        );
+        assert_eq!(c.pe_samples, c.block_size / 2);
+        let cases = [
+            ("va = \"auto\"", "va = \"max\"", "link[0].cvqkd.va"),
+            ("distance_km = 10.0", "distance_km = -1.0", "distance_km"),
+            ("va = \"auto\"", "va = 4.0\nframe_bits = 100", "frame_bits"),
+            ("va = \"auto\"", "symbol_rate_hz = 0.0", "symbol_rate_hz"),
+            ("va = \"auto\"", "eta = 1.5", "eta"),
+            ("va = \"auto\"", "bogus = 1", "bogus"),
+        ];
+        for (from, to, field) in cases {
+            let e = parse(&cv.replace(from, to), Path::new("k.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field) && e.starts_with("k.toml:"), "{to}: {e}");
+        }
+        let missing = GOOD.replace("source = \"random\"", "source = \"cvqkd\"");
+        let e = parse(&missing, Path::new("k.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs a [link.cvqkd] table"), "{e}");
+        let stray = cv.replace("source = \"cvqkd\"", "source = \"random\"");
+        let e = parse(&stray, Path::new("k.toml")).unwrap_err().to_string();
+        assert!(e.contains("needs source = \"cvqkd\""), "{e}");
+    }
+
+    #[test]
     fn errors_name_file_line_and_field() {
         let bad = GOOD.replace("rate_bits_per_second = 1000", "rate_bits_per_second = 0");
         let e = parse(&bad, Path::new("k.toml")).unwrap_err().to_string();

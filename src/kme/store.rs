@@ -724,6 +724,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn unconfirmed_blocks_are_discarded_and_their_numbers_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let leader = Store::open(dir.path()).unwrap();
+        assert_eq!(leader.leader_add("f", &[1u8; 16]).unwrap(), 0);
+        leader.confirm("f", 2).unwrap();
+        assert_eq!(leader.leader_add("f", &[2u8; 8]).unwrap(), 2);
+        let before = leader.link_levels("f").unwrap();
+        assert_eq!((before.follower_sends_bytes, before.next_seq), (12, 4));
+        assert_eq!(leader.discard_unconfirmed("f").unwrap(), 8);
+        let after = leader.link_levels("f").unwrap();
+        assert_eq!(
+            (after.leader_sends_bytes, after.follower_sends_bytes),
+            (8, 8),
+            "only the confirmed pair is left"
+        );
+        assert_eq!((after.confirmed_seq, after.next_seq), (2, 2));
+        assert!(leader.unconfirmed("f", 10).unwrap().is_empty());
+        assert_eq!(leader.leader_add("f", &[3u8; 4]).unwrap(), 2, "reused");
+    }
+
+    #[test]
     fn pads_are_spent_once_and_match_on_both_ends() {
         let dir = tempfile::tempdir().unwrap();
         let leader = Store::open(&dir.path().join("l")).unwrap();

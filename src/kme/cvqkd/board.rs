@@ -1,8 +1,10 @@
 //! Per-link figures of the CV-QKD links (what `GET /kme/v1/status` shows under `cvqkd`)
-//! and the link alarm: a block whose parameter estimation finds no key (the estimated
-//! excess noise or loss leaves no secret bits — an eavesdropper, or a broken fiber) raises
-//! the alarm, and while it stands the KME relays nothing over that link (503). Keys
-//! distilled before the alarm stay in the pool; a block whose estimation passes clears it.
+//! and the link alarm. A block whose parameter estimation finds no key (the estimated
+//! excess noise or loss leaves no secret bits) gives no key: that is the protocol's own
+//! security. When [`ALARM_AFTER_ABORTS`] blocks in a row do so — an eavesdropper or a
+//! broken fiber rather than one unlucky estimate — the link is put under alarm, and while
+//! it stands the KME relays nothing over that link (503). Keys distilled before the alarm
+//! stay in the pool; a block whose estimation passes clears it.
 
 use crate::cvqkd::sim::{AbortReason, SideOutcome};
 use crate::kme::config::CvqkdLinkConfig;
@@ -10,6 +12,9 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Instant;
+
+/// Consecutive blocks whose estimation finds no key before the link is put under alarm.
+pub const ALARM_AFTER_ABORTS: u64 = crate::constants::CVQKD_ALARM_AFTER_ABORTS;
 
 /// One link's figures.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -54,6 +59,8 @@ pub struct CvqkdFigures {
     pub secret_key_rate_bits_per_second: f64,
     /// Why the last aborted block gave no key.
     pub last_abort: Option<String>,
+    /// Blocks in a row whose estimation found no key.
+    pub consecutive_estimation_aborts: u64,
     /// Set while the link is under alarm: the reason. Nothing is relayed over it.
     pub alarm: Option<String>,
     #[serde(skip)]
@@ -141,10 +148,17 @@ impl Board {
 }
 
 fn update_alarm(peer: &str, f: &mut CvqkdFigures, o: &SideOutcome) {
-    match o.pe.abort.filter(|a| is_alarm(*a)) {
+    let reason = o.pe.abort.filter(|a| is_alarm(*a));
+    f.consecutive_estimation_aborts = match reason {
+        Some(_) => f.consecutive_estimation_aborts + 1,
+        None => 0,
+    };
+    match reason {
+        Some(_) if f.consecutive_estimation_aborts < ALARM_AFTER_ABORTS => {}
         Some(reason) => {
             let text = format!(
-                "block {}: {reason} (T̂ {:.4}, ξ̂ {:.4} SNU, ξ_max {:.4} SNU)",
+                "{} blocks in a row, the last {}: {reason} (T̂ {:.4}, ξ̂ {:.4} SNU, ξ_max {:.4} SNU)",
+                f.consecutive_estimation_aborts,
                 o.block_id,
                 o.pe.rate.transmittance_estimate,
                 o.pe.rate.excess_noise_estimate_snu,
@@ -167,5 +181,55 @@ fn update_alarm(peer: &str, f: &mut CvqkdFigures, o: &SideOutcome) {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cvqkd::FiniteSizeParams;
+    use crate::cvqkd::LinkParams;
+    use crate::cvqkd::finite_size::PeStatistics;
+    use crate::cvqkd::sim::codes::CodeFamily;
+    use crate::cvqkd::sim::estimation::evaluate;
+
+    /// A block's outcome at estimated gain `t` and noise variance `sigma2` (1 km, V_A 8).
+    fn outcome(id: u64, sigma2: f64) -> SideOutcome {
+        let link = LinkParams {
+            modulation_variance_snu: 8.0,
+            ..LinkParams::reference(0.955)
+        };
+        let fs = FiniteSizeParams::new(1 << 18, 1 << 17, 1e-6);
+        let stats = PeStatistics {
+            gain: (0.6f64 * 0.955).sqrt(),
+            noise_variance_snu: sigma2,
+            real_samples: 1 << 17,
+        };
+        let codes = CodeFamily::new(4096);
+        SideOutcome::aborted(id, evaluate(&link, &fs, stats, &codes))
+    }
+
+    #[test]
+    fn alarm_needs_two_estimation_aborts_in_a_row_and_clears_on_a_clean_block() {
+        let board = Board::default();
+        board.register("kme-b", CvqkdFigures::default());
+        let (clean, noisy) = (outcome(1, 1.106), outcome(2, 2.3));
+        assert!(clean.pe.abort.is_none(), "{:?}", clean.pe);
+        assert!(noisy.pe.abort.is_some_and(is_alarm), "{:?}", noisy.pe);
+        board.record("kme-b", &noisy, false, 0);
+        assert_eq!(board.alarm("kme-b"), None, "one abort is not an alarm");
+        board.record("kme-b", &clean, true, 0);
+        board.record("kme-b", &noisy, false, 0);
+        assert_eq!(board.alarm("kme-b"), None, "not in a row");
+        board.record("kme-b", &noisy, false, 0);
+        let alarm = board.alarm("kme-b").expect("two in a row");
+        assert!(alarm.starts_with("2 blocks in a row"), "{alarm}");
+        board.record("kme-b", &clean, true, 0);
+        assert_eq!(board.alarm("kme-b"), None, "a clean estimate clears it");
+        let f = board.figures("kme-b").unwrap();
+        assert_eq!(
+            (f.blocks, f.blocks_aborted, f.blocks_estimate_only),
+            (5, 3, 2)
+        );
     }
 }

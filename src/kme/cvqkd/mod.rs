@@ -33,7 +33,7 @@ pub const LABEL: &str = "cvqkd simulator (NOT QKD-secured)";
 /// The true link of the config: the fiber's T and ξ, the detector, V_A (β is measured).
 pub fn link_params(cfg: &CvqkdLinkConfig, va: f64) -> Result<LinkParams, String> {
     let t = transmittance_from_distance(cfg.distance_km, cfg.loss_db_per_km)
-        .map_err(|e| e.flag_message())?;
+        .map_err(|e| config_message(&e.flag_message()))?;
     Ok(LinkParams {
         transmittance: t,
         excess_noise_snu: cfg.xi,
