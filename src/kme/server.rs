@@ -15,7 +15,7 @@ use super::tls::{self, Caller};
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Extension, State};
+use axum::extract::{DefaultBodyLimit, Extension, State};
 use axum::routing::{get, post};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -321,7 +321,12 @@ fn router(shared: Arc<Shared>) -> Router {
         )
         .route("/kme/v1/relay", post(relay::relay_in))
         .route("/kme/v1/link/keys", post(link_keys))
-        .route(super::cvqkd::wire::PATH, post(follower::handle))
+        .route(
+            super::cvqkd::wire::PATH,
+            post(follower::handle).layer(DefaultBodyLimit::max(super::cvqkd::wire::body_limit(
+                &shared.cfg.links,
+            ))),
+        )
         .route("/kme/v1/status", get(kme_status))
         .fallback(api::fallback)
         .method_not_allowed_fallback(api::fallback)

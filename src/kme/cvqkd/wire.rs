@@ -137,6 +137,19 @@ pub enum LinkReply {
     },
 }
 
+/// Largest request body the follower accepts: Alice's estimation samples (8 bytes per real
+/// sample) of the largest block among `links`, plus room for the envelope.
+pub fn body_limit(links: &[crate::kme::config::LinkConfig]) -> usize {
+    const ENVELOPE_BYTES: u64 = 64 * 1024;
+    let largest = links
+        .iter()
+        .filter_map(|l| l.cvqkd.as_ref())
+        .map(|c| 8 * c.pe_samples * u64::from(c.detection.samples_per_pulse()))
+        .max()
+        .unwrap_or(0);
+    (largest + ENVELOPE_BYTES) as usize
+}
+
 /// Encodes a body.
 pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     postcard::to_stdvec(v).expect("link messages always serialize")
@@ -185,6 +198,27 @@ mod tests {
         assert_eq!(
             a.first_difference(&b).unwrap(),
             "block_size: leader 1048576, follower 2097152"
+        );
+    }
+
+    #[test]
+    fn the_body_limit_admits_the_largest_estimation_answer() {
+        let text = "[kme]\nid = \"a\"\nlisten = \"127.0.0.1:1\"\ndata_dir = \"d\"\nca_file = \"c\"\ncert_file = \"c\"\nkey_file = \"k\"\n[[link]]\npeer = \"b\"\nurl = \"https://127.0.0.1:2\"\nrole = \"follower\"\nsource = \"cvqkd\"\n[link.cvqkd]\ndistance_km = 5.0\nblock_size = 2097152\n";
+        let cfg = crate::kme::config::parse(text, std::path::Path::new("k.toml")).unwrap();
+        let m = cfg.links[0].cvqkd.as_ref().unwrap().pe_samples as usize;
+        let answer = LinkRequest::Estimate {
+            msg: ClassicalMessage::PeAnswer {
+                block_id: u64::MAX,
+                alice_values: vec![f64::MAX; m],
+            },
+            reconcile: true,
+        };
+        let len = encode(&answer).len();
+        let limit = body_limit(&cfg.links);
+        assert!(len <= limit && limit < len + 128 * 1024, "{len} vs {limit}");
+        assert!(
+            limit > 2 << 20,
+            "above axum's 2 MiB default, which refused it"
         );
     }
 
