@@ -73,7 +73,7 @@ PY
 # the fwd Mbit/s and tunnel CPU s/GB.
 project_only() {
     local label=$1; shift
-    local out; out=$(mktemp -d /tmp/qshield-bench-x.XXXXXX)
+    local out; out=$(mktemp -d "$MAIN_OUT/variant.XXXXXX")   # kept with the main results
     env "$@" BENCH_LABEL="$label" OUT_DIR="$out" CONTENDERS=project RATIO_TO= ROUNDS=1 MODES=fwd UDP_RATE=0 \
         bash "$PEER_BENCH" >"$out/log" 2>&1 || true
     python3 - "$out/results.tsv" "$label" <<'PY'
