@@ -124,7 +124,10 @@ mod tests {
             let [fast, slow, fast_it, slow_it] = compare(&codes, i, codes.min_snr(i) * 1.05, 6);
             eprintln!("code {i}: ok {fast}/{slow} iterations {fast_it}/{slow_it}");
             assert!(fast >= slow, "code {i}: fast {fast} < reference {slow}");
-            assert!(fast_it <= slow_it + slow_it / 10 + 6, "code {i}: {fast_it} > {slow_it}");
+            assert!(
+                fast_it <= slow_it + slow_it / 10 + 6,
+                "code {i}: {fast_it} > {slow_it}"
+            );
         }
     }
 
@@ -133,11 +136,14 @@ mod tests {
     fn fast_vs_reference_table() {
         let codes = CodeFamily::new(super::super::codes::DEFAULT_FRAME_BITS);
         for i in [1, 4, 6, 9] {
-            for f in [1.0, 1.06, 1.12] {
-                let snr = codes.min_snr(i) / super::super::codes::CODE_SPECS[i].margin;
-                let snr = snr * (super::super::codes::CODE_SPECS[i].margin - 0.12 + f - 1.0);
+            let spec = &super::super::codes::CODE_SPECS[i];
+            for below in [0.12, 0.06, 0.0] {
+                let snr = spec.threshold_snr * (spec.margin - below);
                 let r = compare(&codes, i, snr, 12);
-                eprintln!("code {i} snr {snr:.4}: ok fast/ref {}/{} of 12, iterations {}/{}", r[0], r[1], r[2], r[3]);
+                eprintln!(
+                    "code {i} snr {snr:.4}: ok fast/ref {}/{} of 12, iterations {}/{}",
+                    r[0], r[1], r[2], r[3]
+                );
             }
         }
     }

@@ -1,7 +1,12 @@
 //! Binary LDPC codes for syndrome-based reconciliation: construction of a random irregular
 //! parity-check matrix from a degree distribution and a seed (no repeated edges), the
-//! syndrome `H·b`, and a layered normalised min-sum belief-propagation decoder that decodes
-//! a word from log-likelihood ratios and the syndrome it must satisfy.
+//! syndrome `H·b`, and a layered (serial-C) sum-product belief-propagation decoder that
+//! decodes a word from log-likelihood ratios and the syndrome it must satisfy.
+//!
+//! The decoder keeps f32 messages in edge order (check-major, contiguous, allocated once
+//! per frame), evaluates φ twice per edge from one branch-free table on a logarithmic grid,
+//! and stops as soon as the hard decision meets the syndrome. `reference` (tests only)
+//! is the first, slower decoder it is checked against.
 
 use super::bits::BitVec;
 use super::rng::SimRng;
