@@ -29,24 +29,8 @@ pub fn measure(codes: &CodeFamily, index: usize, snr: f64, frames: usize, seed: 
     let n = code.len();
     let mut rng = SimRng::new(seed);
     let (mut failed, mut iterations) = (0usize, 0u64);
-    let gain = snr.sqrt();
     for _ in 0..frames {
-        let x: Vec<f64> = (0..n).map(|_| rng.gaussian()).collect();
-        let y: Vec<f64> = x.iter().map(|v| gain * v + rng.gaussian()).collect();
-        let mut words = vec![0u64; n.div_ceil(64)];
-        rng.fill_words(&mut words);
-        let bits = BitVec::from_words(words, n);
-        let mut llr = vec![0f32; n];
-        for (k, ((xs, ys), out)) in x
-            .chunks_exact(8)
-            .zip(y.chunks_exact(8))
-            .zip(llr.chunks_exact_mut(8))
-            .enumerate()
-        {
-            let byte = (bits.words()[k / 8] >> ((k % 8) * 8)) as u8;
-            let alpha = bob_rotation(&ys.try_into().expect("8"), byte);
-            alice_llrs(&xs.try_into().expect("8"), &alpha, gain, 1.0, out);
-        }
+        let (llr, bits) = md_frame(n, snr, &mut rng);
         let d = code.decode(
             &llr,
             &code.syndrome(&bits),
@@ -63,6 +47,28 @@ pub fn measure(codes: &CodeFamily, index: usize, snr: f64, frames: usize, seed: 
         fer: failed as f64 / frames as f64,
         mean_iterations: iterations as f64 / frames as f64,
     }
+}
+
+/// One MD reconciliation frame of `n` bits at `snr`: Alice's LLRs and Bob's bits.
+pub fn md_frame(n: usize, snr: f64, rng: &mut SimRng) -> (Vec<f32>, BitVec) {
+    let gain = snr.sqrt();
+    let x: Vec<f64> = (0..n).map(|_| rng.gaussian()).collect();
+    let y: Vec<f64> = x.iter().map(|v| gain * v + rng.gaussian()).collect();
+    let mut words = vec![0u64; n.div_ceil(64)];
+    rng.fill_words(&mut words);
+    let bits = BitVec::from_words(words, n);
+    let mut llr = vec![0f32; n];
+    for (k, ((xs, ys), out)) in x
+        .chunks_exact(8)
+        .zip(y.chunks_exact(8))
+        .zip(llr.chunks_exact_mut(8))
+        .enumerate()
+    {
+        let byte = (bits.words()[k / 8] >> ((k % 8) * 8)) as u8;
+        let alpha = bob_rotation(&ys.try_into().expect("8"), byte);
+        alice_llrs(&xs.try_into().expect("8"), &alpha, gain, 1.0, out);
+    }
+    (llr, bits)
 }
 
 trait Log2OnePlus {
@@ -88,6 +94,56 @@ mod tests {
             for f in [1.06, 1.12, 1.18, 1.26] {
                 let p = measure(&codes, i, base * f, 12, 1);
                 eprintln!("{p:?}");
+            }
+        }
+    }
+
+    /// Both decoders on the same MD frames of code `index` at `snr`: (successes of the
+    /// fast decoder, of the reference, total iterations of each).
+    fn compare(codes: &CodeFamily, index: usize, snr: f64, frames: usize) -> [u64; 4] {
+        let code = codes.code(index);
+        let mut rng = SimRng::new(11);
+        let mut out = [0u64; 4];
+        for _ in 0..frames {
+            let (llr, bits) = md_frame(code.len(), snr, &mut rng);
+            let s = code.syndrome(&bits);
+            let fast = code.decode(&llr, &s, 100);
+            let slow = crate::cvqkd::sim::ldpc::reference::decode(code, &llr, &s, 100);
+            out[0] += u64::from(fast.syndrome_ok && fast.bits == bits);
+            out[1] += u64::from(slow.syndrome_ok && slow.bits == bits);
+            out[2] += u64::from(fast.iterations);
+            out[3] += u64::from(slow.iterations);
+        }
+        out
+    }
+
+    #[test]
+    fn fast_decoder_agrees_with_the_reference_at_the_operating_point() {
+        let codes = CodeFamily::new(8192);
+        for i in [1, 4, 6, 9] {
+            let [fast, slow, fast_it, slow_it] = compare(&codes, i, codes.min_snr(i) * 1.05, 6);
+            eprintln!("code {i}: ok {fast}/{slow} iterations {fast_it}/{slow_it}");
+            assert!(fast >= slow, "code {i}: fast {fast} < reference {slow}");
+            assert!(
+                fast_it <= slow_it + slow_it / 10 + 6,
+                "code {i}: {fast_it} > {slow_it}"
+            );
+        }
+    }
+
+    #[test]
+    #[ignore = "decoder comparison at full length, run with --release --ignored --nocapture"]
+    fn fast_vs_reference_table() {
+        let codes = CodeFamily::new(super::super::codes::DEFAULT_FRAME_BITS);
+        for i in [1, 4, 6, 9] {
+            let spec = &super::super::codes::CODE_SPECS[i];
+            for below in [0.12, 0.06, 0.0] {
+                let snr = spec.threshold_snr * (spec.margin - below);
+                let r = compare(&codes, i, snr, 12);
+                eprintln!(
+                    "code {i} snr {snr:.4}: ok fast/ref {}/{} of 12, iterations {}/{}",
+                    r[0], r[1], r[2], r[3]
+                );
             }
         }
     }

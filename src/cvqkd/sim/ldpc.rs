@@ -1,10 +1,18 @@
 //! Binary LDPC codes for syndrome-based reconciliation: construction of a random irregular
 //! parity-check matrix from a degree distribution and a seed (no repeated edges), the
-//! syndrome `H·b`, and a layered normalised min-sum belief-propagation decoder that decodes
-//! a word from log-likelihood ratios and the syndrome it must satisfy.
+//! syndrome `H·b`, and a layered (serial-C) sum-product belief-propagation decoder that
+//! decodes a word from log-likelihood ratios and the syndrome it must satisfy.
+//!
+//! The decoder keeps f32 messages in edge order (check-major, contiguous, allocated once
+//! per frame), evaluates φ twice per edge from one branch-free table on a logarithmic grid,
+//! and stops as soon as the hard decision meets the syndrome. `reference` (tests only)
+//! is the first, slower decoder it is checked against.
 
 use super::bits::BitVec;
 use super::rng::SimRng;
+
+#[cfg(test)]
+pub(crate) mod reference;
 
 /// Degree distribution of an irregular code, node perspective for variables.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,58 +131,39 @@ impl LdpcCode {
     }
 
     /// Decode from LLRs (`ln P(0)/P(1)`, one per bit) the word whose syndrome is
-    /// `syndrome`, with at most `max_iterations` layered min-sum iterations.
+    /// `syndrome`, with at most `max_iterations` layered sum-product iterations (stops as
+    /// soon as the hard decision meets the syndrome).
     pub fn decode(&self, llr: &[f32], syndrome: &BitVec, max_iterations: u32) -> Decoded {
+        let phi = PhiTable::get();
         let mut post = llr.to_vec();
         let mut msgs = vec![0f32; self.edges()];
-        let mut scratch = Vec::new();
+        let mut scratch = CheckScratch::new(self.max_check_degree());
         let flips: Vec<bool> = (0..self.m).map(|c| syndrome.get(c)).collect();
         let mut iterations = 0;
         let mut ok = self.satisfied(&post, &flips);
         while !ok && iterations < max_iterations {
             for (c, &flip) in flips.iter().enumerate() {
-                self.update_check(c, flip, &mut post, &mut msgs, &mut scratch);
+                let edges = self.row_start[c] as usize..self.row_start[c + 1] as usize;
+                let cols = &self.cols[edges.clone()];
+                update_check(cols, flip, &mut post, &mut msgs[edges], &mut scratch, phi);
             }
             iterations += 1;
             ok = self.satisfied(&post, &flips);
         }
-        let mut bits = BitVec::zeros(self.n);
-        for (i, &l) in post.iter().enumerate() {
-            bits.set(i, l < 0.0);
-        }
         Decoded {
-            bits,
+            bits: hard_decision(&post),
             syndrome_ok: ok,
             iterations,
         }
     }
 
-    /// One layered sum-product update of check `c`, in the φ domain:
-    /// `|r_e| = φ(Σ_{e'≠e} φ(|q_e'|))`, φ(x) = ln((e^x + 1)/(e^x − 1)).
-    fn update_check(
-        &self,
-        c: usize,
-        flip: bool,
-        post: &mut [f32],
-        msgs: &mut [f32],
-        q: &mut Vec<f32>,
-    ) {
-        let range = self.row_start[c] as usize..self.row_start[c + 1] as usize;
-        q.clear();
-        let (mut sum, mut neg) = (0f32, flip);
-        for e in range.clone() {
-            let x = post[self.cols[e] as usize] - msgs[e];
-            q.push(x);
-            neg ^= x < 0.0;
-            sum += phi(x.abs());
-        }
-        for (k, e) in range.enumerate() {
-            let mag = phi((sum - phi(q[k].abs())).max(0.0));
-            let negative = neg ^ (q[k] < 0.0);
-            let r = if negative { -mag } else { mag };
-            msgs[e] = r;
-            post[self.cols[e] as usize] = q[k] + r;
-        }
+    /// The largest number of edges of one check.
+    fn max_check_degree(&self) -> usize {
+        self.row_start
+            .windows(2)
+            .map(|w| (w[1] - w[0]) as usize)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Whether the hard decision of `post` satisfies every check.
@@ -262,42 +251,118 @@ fn variable_degrees(n: usize, dist: &DegreeDistribution) -> Vec<usize> {
     degrees
 }
 
-/// Entries per unit of the fine φ table, on [0, 1) where φ is steep.
-const PHI_FINE_STEPS: f32 = 4096.0;
-/// Entries per unit of the coarse φ table, on [1, 24).
-const PHI_COARSE_STEPS: f32 = 64.0;
+/// Per-check working memory of the decoder, allocated once per frame.
+struct CheckScratch {
+    /// Variable-to-check messages `q_e` of the check being updated.
+    q: Vec<f32>,
+    /// `φ(|q_e|)` of the same edges.
+    phi_q: Vec<f32>,
+}
 
-/// φ(x) = ln((e^x + 1)/(e^x − 1)) = −ln tanh(x/2) (its own inverse), exactly.
+impl CheckScratch {
+    fn new(max_degree: usize) -> Self {
+        CheckScratch {
+            q: vec![0.0; max_degree],
+            phi_q: vec![0.0; max_degree],
+        }
+    }
+}
+
+/// Sign bit of an IEEE-754 single.
+const SIGN_BIT: u32 = 0x8000_0000;
+
+/// One layered sum-product update of the check whose variables are `cols` and whose
+/// check-to-variable messages are `msgs`, in the φ domain:
+/// `|r_e| = φ(Σ_{e'≠e} φ(|q_e'|))`, the sign the parity of the other signs and the
+/// syndrome bit `flip`. Updates the posteriors `post` of the check's variables in place.
+fn update_check(
+    cols: &[u32],
+    flip: bool,
+    post: &mut [f32],
+    msgs: &mut [f32],
+    scratch: &mut CheckScratch,
+    phi: &PhiTable,
+) {
+    let d = cols.len();
+    let (q, phi_q) = (&mut scratch.q[..d], &mut scratch.phi_q[..d]);
+    let (mut sum, mut sign) = (0f32, u32::from(flip) << 31);
+    for (k, (&v, &m)) in cols.iter().zip(msgs.iter()).enumerate() {
+        let x = post[v as usize] - m;
+        q[k] = x;
+        sign ^= x.to_bits();
+        phi_q[k] = phi.eval(x.abs());
+        sum += phi_q[k];
+    }
+    for (k, (&v, m)) in cols.iter().zip(msgs.iter_mut()).enumerate() {
+        let mag = phi.eval(sum - phi_q[k]);
+        let r = f32::from_bits(mag.to_bits() | ((sign ^ q[k].to_bits()) & SIGN_BIT));
+        *m = r;
+        post[v as usize] = q[k] + r;
+    }
+}
+
+/// The hard decision (bit 1 where the LLR is negative) of posteriors `post`.
+fn hard_decision(post: &[f32]) -> BitVec {
+    let mut words = vec![0u64; post.len().div_ceil(64)];
+    for (w, chunk) in words.iter_mut().zip(post.chunks(64)) {
+        *w = chunk
+            .iter()
+            .enumerate()
+            .fold(0, |acc, (i, &l)| acc | (u64::from(l < 0.0) << i));
+    }
+    BitVec::from_words(words, post.len())
+}
+
+/// Bit pattern of the smallest argument the φ table resolves, 2^−20 (φ ≈ 14.6 there:
+/// the cap on a check-to-variable message's magnitude).
+const PHI_MIN_BITS: u32 = 0x3580_0000;
+/// Bit pattern of the end of the table, 32.0 (φ(32) ≈ 2.5 × 10^−14, taken as constant
+/// beyond).
+const PHI_END_BITS: u32 = 0x4200_0000;
+/// Mantissa bits kept in a table index: 2^8 bins per octave, a relative step of 0.4 %.
+const PHI_MANTISSA_BITS: u32 = 8;
+/// Right shift from a float's bits to its table index (23 mantissa bits in an f32).
+const PHI_SHIFT: u32 = 23 - PHI_MANTISSA_BITS;
+/// Number of table entries (25 octaves of 256 bins).
+const PHI_ENTRIES: usize = ((PHI_END_BITS - PHI_MIN_BITS) >> PHI_SHIFT) as usize;
+
+/// φ(x) = ln((e^x + 1)/(e^x − 1)) = −ln tanh(x/2) (its own inverse), tabulated on a
+/// logarithmic grid: the index is the float's exponent and top mantissa bits, so one
+/// clamp, one shift and one load evaluate it without branches at a relative resolution
+/// that suits both the steep end (x → 0) and the flat end.
+struct PhiTable(Box<[f32; PHI_ENTRIES]>);
+
+impl PhiTable {
+    /// The table, built on first use.
+    fn get() -> &'static PhiTable {
+        static TABLE: std::sync::OnceLock<PhiTable> = std::sync::OnceLock::new();
+        TABLE.get_or_init(|| {
+            let mut t = Box::new([0f32; PHI_ENTRIES]);
+            for (i, v) in t.iter_mut().enumerate() {
+                let lo = f32::from_bits(PHI_MIN_BITS + ((i as u32) << PHI_SHIFT));
+                let hi = f32::from_bits(PHI_MIN_BITS + ((i as u32 + 1) << PHI_SHIFT));
+                *v = phi_exact(0.5 * (f64::from(lo) + f64::from(hi))) as f32;
+            }
+            PhiTable(t)
+        })
+    }
+
+    /// φ(x) for x ≥ 0 (a negative x, from rounding, counts as the smallest argument).
+    #[inline(always)]
+    fn eval(&self, x: f32) -> f32 {
+        let bits = x
+            .max(f32::from_bits(PHI_MIN_BITS))
+            .min(f32::from_bits(PHI_END_BITS - 1))
+            .to_bits();
+        let i = ((bits - PHI_MIN_BITS) >> PHI_SHIFT) as usize;
+        self.0[i.min(PHI_ENTRIES - 1)]
+    }
+}
+
+/// φ(x) = −ln tanh(x/2), exactly (for the table and the reference decoder).
 fn phi_exact(x: f64) -> f64 {
     let e = (-x.max(1e-12)).exp();
     ((1.0 + e) / (1.0 - e)).ln()
-}
-
-/// φ from two tables sampled at bin centres (fine on [0, 1), coarse on [1, 24)), exact
-/// below the first fine bin, 0 beyond 24.
-fn phi(x: f32) -> f32 {
-    static TABLES: std::sync::OnceLock<(Vec<f32>, Vec<f32>)> = std::sync::OnceLock::new();
-    let (fine, coarse) = TABLES.get_or_init(|| {
-        let table = |steps: f32, from: f64, len: usize| -> Vec<f32> {
-            (0..len)
-                .map(|i| phi_exact(from + (i as f64 + 0.5) / f64::from(steps)) as f32)
-                .collect()
-        };
-        (
-            table(PHI_FINE_STEPS, 0.0, 4096),
-            table(PHI_COARSE_STEPS, 1.0, 23 * 64),
-        )
-    });
-    if x < 1.0 / PHI_FINE_STEPS {
-        phi_exact(f64::from(x)) as f32
-    } else if x < 1.0 {
-        fine[(x * PHI_FINE_STEPS) as usize]
-    } else {
-        coarse
-            .get(((x - 1.0) * PHI_COARSE_STEPS) as usize)
-            .copied()
-            .unwrap_or(0.0)
-    }
 }
 
 /// Fisher–Yates shuffle.
