@@ -216,7 +216,11 @@ fn privacy_amplified_length_equals_the_bound() {
 #[test]
 #[cfg_attr(debug_assertions, ignore = "2^20-pulse blocks: run with --release")]
 fn auto_va_gives_identical_keys_on_metro_links() {
-    for (km, n, seed) in [(5.0, 1u64 << 20, 21), (10.0, 1 << 20, 22), (15.0, 1 << 21, 23)] {
+    for (km, n, seed) in [
+        (5.0, 1u64 << 20, 21),
+        (10.0, 1 << 20, 22),
+        (15.0, 1 << 21, 23),
+    ] {
         let mut cfg = SimConfig {
             link: link(km),
             finite: FiniteSizeParams::new(n, n / 2, 1e-6),
@@ -226,7 +230,10 @@ fn auto_va_gives_identical_keys_on_metro_links() {
             seed,
         };
         let choice = apply_auto(&mut cfg);
-        assert!(matches!(choice, VaSelection::Auto(_)), "{km} km: {choice:?}");
+        assert!(
+            matches!(choice, VaSelection::Auto(_)),
+            "{km} km: {choice:?}"
+        );
         let mut sim = LinkSimulator::new(cfg).unwrap();
         let mut keyed = 0;
         for _ in 0..2 {

@@ -115,7 +115,10 @@ pub fn choose_modulation(
     (0..codes.len())
         .filter_map(|c| evaluate_code(nominal, finite, codes, c))
         .filter(|m| m.key_rate_bits_per_pulse > 0.0)
-        .max_by(|a, b| a.key_rate_bits_per_pulse.total_cmp(&b.key_rate_bits_per_pulse))
+        .max_by(|a, b| {
+            a.key_rate_bits_per_pulse
+                .total_cmp(&b.key_rate_bits_per_pulse)
+        })
 }
 
 /// The choice for code `c` alone: V_A that reaches it with margin, or `None` when that V_A
@@ -207,12 +210,18 @@ mod tests {
             .find(|&i| (codes.rate(i) - 0.5).abs() < 1e-3)
             .unwrap();
         let at_half = evaluate_code(&nominal(10.0), &fs, &codes, half).expect("reachable");
-        assert!((at_half.modulation_variance_snu - 4.15).abs() < 0.05, "{at_half:?}");
+        assert!(
+            (at_half.modulation_variance_snu - 4.15).abs() < 0.05,
+            "{at_half:?}"
+        );
         assert!(at_half.expected_snr >= codes.min_snr(half), "{at_half:?}");
         let best = choose(10.0, 10_000_000).expect("10 km gives key");
         assert!(best.key_rate_bits_per_pulse >= at_half.key_rate_bits_per_pulse);
         assert!((codes.rate(best.code_index) - 0.4).abs() < 1e-3, "{best:?}");
-        assert!((best.modulation_variance_snu - 2.88).abs() < 0.05, "{best:?}");
+        assert!(
+            (best.modulation_variance_snu - 2.88).abs() < 0.05,
+            "{best:?}"
+        );
         assert!(best.beta > 0.78 && best.beta < 0.85, "{best:?}");
     }
 
@@ -220,7 +229,10 @@ mod tests {
     fn five_and_fifteen_km_give_key_two_hundred_none() {
         for km in [5.0, 15.0] {
             let c = choose(km, 10_000_000).expect("metro link gives key");
-            assert!(c.key_rate_bits_per_pulse > 0.0 && c.beta < 1.0, "{km} km {c:?}");
+            assert!(
+                c.key_rate_bits_per_pulse > 0.0 && c.beta < 1.0,
+                "{km} km {c:?}"
+            );
         }
         assert_eq!(choose(200.0, 10_000_000), None);
     }
@@ -229,7 +241,10 @@ mod tests {
     fn margin_shrinks_with_samples() {
         let small = safety_factor(1.4, 1 << 17);
         let large = safety_factor(1.4, 1 << 23);
-        assert!(small > large && large > 1.0 && small < 1.1, "{small} {large}");
+        assert!(
+            small > large && large > 1.0 && small < 1.1,
+            "{small} {large}"
+        );
         assert!(safety_factor(1.0, 1).is_infinite());
     }
 
@@ -256,4 +271,3 @@ mod tests {
         );
     }
 }
-
