@@ -437,3 +437,28 @@ pub enum LogFormat {
     /// One JSON object per line.
     Json,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn simulate(extra: &[&str]) -> Result<SimulateArgs, clap::Error> {
+        let args = ["qshield", "qkd", "simulate", "--distance-km", "10"];
+        let cli = Cli::try_parse_from(args.iter().chain(extra))?;
+        match cli.command {
+            Command::Qkd {
+                command: QkdCommand::Simulate(s),
+            } => Ok(s),
+            _ => unreachable!("parsed as qkd simulate"),
+        }
+    }
+
+    #[test]
+    fn simulate_va_is_auto_by_default_and_takes_a_number() {
+        assert_eq!(simulate(&[]).unwrap().va, VaArg::Auto);
+        assert_eq!(simulate(&["--va", "auto"]).unwrap().va, VaArg::Auto);
+        assert_eq!(simulate(&["--va", "4.15"]).unwrap().va, VaArg::Fixed(4.15));
+        let e = simulate(&["--va", "lots"]).unwrap_err().to_string();
+        assert!(e.contains("--va"), "{e}");
+    }
+}

@@ -30,9 +30,10 @@ pub const MIN_AUTO_VA_SNU: f64 = 1.0;
 /// (Jouguet et al., Nat. Photon. 7, 378 (2013)); beyond it β·I_AB − χ_BE falls for any
 /// realistic β.
 pub const MAX_AUTO_VA_SNU: f64 = 40.0;
-/// Standard deviations of t̂ and of σ̂² (each, worst direction) the SNR margin covers: the
-/// chance that ŝ falls below the chosen code's operating point is then below ≈ 0.3 % per
-/// block (a lower code, poor β, likely abort).
+/// Standard deviations of t̂ and of σ̂² (each, worst direction) the SNR margin covers. The
+/// two margins add linearly, which is at least 3 standard deviations of ŝ itself, so ŝ falls
+/// below the chosen code's operating point (a lower code, poor β, likely abort) in less
+/// than 0.14 % of blocks.
 pub const SNR_SAFETY_SIGMAS: f64 = 3.0;
 
 /// The modulation chosen for a link.
