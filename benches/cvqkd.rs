@@ -4,7 +4,10 @@
 //! Run with `cargo bench --bench cvqkd`.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use qshield::cvqkd::sim::{Attack, LinkSimulator, SimConfig, codes::DEFAULT_FRAME_BITS};
+use qshield::cvqkd::sim::{
+    Attack, LinkSimulator, SimConfig, choose_modulation,
+    codes::{CodeFamily, DEFAULT_FRAME_BITS},
+};
 use qshield::cvqkd::{FiniteSizeParams, LinkParams, transmittance_from_distance};
 use std::time::Instant;
 
@@ -14,12 +17,15 @@ const BLOCK: u64 = 1 << 21;
 fn config(km: f64) -> SimConfig {
     let mut link = LinkParams::reference(transmittance_from_distance(km, 0.2).unwrap());
     link.reconciliation_efficiency = 1.0;
-    // V_A = 4.15 puts the SNR (1.42) just above the rate-0.5 code's operating point, so
-    // blocks reconcile and give key (at V_A = 4 the rate-0.4 code's β is too low at this N).
-    link.modulation_variance_snu = 4.15;
+    let finite = FiniteSizeParams::new(BLOCK, BLOCK / 2, 1e-10);
+    // V_A as `qkd simulate --va auto` chooses it: the SNR just above the operating point of
+    // the code that leaves the most key (at 10 km, 2^21: R = 0.4 at V_A ≈ 2.9).
+    let choice = choose_modulation(&link, &finite, &CodeFamily::new(DEFAULT_FRAME_BITS))
+        .expect("the benchmark link is in range");
+    link.modulation_variance_snu = choice.modulation_variance_snu;
     SimConfig {
         link,
-        finite: FiniteSizeParams::new(BLOCK, BLOCK / 2, 1e-10),
+        finite,
         attack: Attack::None,
         frame_bits: DEFAULT_FRAME_BITS,
         max_iterations: 100,

@@ -164,9 +164,10 @@ pub struct SimulateArgs {
     /// Fiber loss and detector noise.
     #[command(flatten)]
     pub link: LinkFlags,
-    /// Modulation variance V_A, SNU.
-    #[arg(long, value_name = "V", default_value_t = 4.0)]
-    pub va: f64,
+    /// Modulation variance V_A, SNU, or `auto`: the V_A that puts the SNR just above the
+    /// operating point of the code giving the most finite-size key on the nominal channel.
+    #[arg(long, value_name = "V|auto", value_parser = VaArg::parse, default_value = "auto")]
+    pub va: VaArg,
     /// Bob's detection.
     #[arg(long, value_enum, default_value_t = DetectionArg::Homodyne)]
     pub detection: DetectionArg,
@@ -199,12 +200,40 @@ pub struct SimulateArgs {
     pub json: bool,
 }
 
+/// `--va` of `qkd simulate`: a number (SNU) or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum VaArg {
+    /// Chosen per link by [`crate::cvqkd::sim::adapt::choose_modulation`].
+    Auto,
+    /// This V_A, SNU.
+    Fixed(f64),
+}
+
+impl VaArg {
+    /// `auto` or a number.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("auto") {
+            return Ok(VaArg::Auto);
+        }
+        s.parse::<f64>()
+            .map(VaArg::Fixed)
+            .map_err(|_| format!("expected a number of SNU or `auto`, got `{s}`"))
+    }
+}
+
 impl SimulateArgs {
-    /// The validated simulation configuration; errors name the flag.
+    /// The validated simulation configuration and how V_A was set; errors name the flag.
     pub fn config(
         &self,
         seed: u64,
-    ) -> Result<crate::cvqkd::sim::SimConfig, crate::cvqkd::sim::SimError> {
+    ) -> Result<
+        (
+            crate::cvqkd::sim::SimConfig,
+            crate::cvqkd::sim::adapt::VaSelection,
+        ),
+        crate::cvqkd::sim::SimError,
+    > {
+        use crate::cvqkd::sim::adapt::{FALLBACK_VA_SNU, VaSelection, apply_auto};
         let transmittance = match (self.transmittance, self.distance_km) {
             (Some(t), _) => {
                 check(
@@ -226,7 +255,10 @@ impl SimulateArgs {
             detector_efficiency: self.link.eta,
             electronic_noise_snu: self.link.v_el,
             reconciliation_efficiency: 1.0,
-            modulation_variance_snu: self.va,
+            modulation_variance_snu: match self.va {
+                VaArg::Fixed(v) => v,
+                VaArg::Auto => FALLBACK_VA_SNU,
+            },
             detection: match self.detection {
                 DetectionArg::Homodyne => Detection::Homodyne,
                 DetectionArg::Heterodyne => Detection::Heterodyne,
@@ -234,7 +266,7 @@ impl SimulateArgs {
             trusted_detector: true,
         };
         let m = self.pe_samples.unwrap_or(self.block_size / 2);
-        let config = crate::cvqkd::sim::SimConfig {
+        let mut config = crate::cvqkd::sim::SimConfig {
             link,
             finite: FiniteSizeParams::new(self.block_size, m, self.epsilon),
             attack: crate::cvqkd::sim::parse::parse_attack(&self.attack)?,
@@ -243,7 +275,11 @@ impl SimulateArgs {
             seed,
         };
         config.validate()?;
-        Ok(config)
+        let selection = match self.va {
+            VaArg::Fixed(_) => VaSelection::Fixed,
+            VaArg::Auto => apply_auto(&mut config),
+        };
+        Ok((config, selection))
     }
 }
 
@@ -427,4 +463,29 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn simulate(extra: &[&str]) -> Result<SimulateArgs, clap::Error> {
+        let args = ["qshield", "qkd", "simulate", "--distance-km", "10"];
+        let cli = Cli::try_parse_from(args.iter().chain(extra))?;
+        match cli.command {
+            Command::Qkd {
+                command: QkdCommand::Simulate(s),
+            } => Ok(s),
+            _ => unreachable!("parsed as qkd simulate"),
+        }
+    }
+
+    #[test]
+    fn simulate_va_is_auto_by_default_and_takes_a_number() {
+        assert_eq!(simulate(&[]).unwrap().va, VaArg::Auto);
+        assert_eq!(simulate(&["--va", "auto"]).unwrap().va, VaArg::Auto);
+        assert_eq!(simulate(&["--va", "4.15"]).unwrap().va, VaArg::Fixed(4.15));
+        let e = simulate(&["--va", "lots"]).unwrap_err().to_string();
+        assert!(e.contains("--va"), "{e}");
+    }
 }

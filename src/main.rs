@@ -150,9 +150,13 @@ fn qkd_simulate(args: &SimulateArgs) -> Result<()> {
     let seed = args
         .seed
         .unwrap_or_else(|| qshield::cvqkd::sim::rng::SimRng::from_os_entropy().next_u64());
-    let config = args.config(seed)?;
+    let (config, va) = args.config(seed)?;
     let mut sim = LinkSimulator::new(config.clone())?;
-    if !args.json {
+    let va_line = va.describe(config.link.modulation_variance_snu);
+    if args.json {
+        eprintln!("{va_line}");
+    } else {
+        println!("# {va_line}");
         print!("{}", summary::text_header(&config));
     }
     let mut reports = Vec::new();
@@ -176,6 +180,7 @@ fn qkd_simulate(args: &SimulateArgs) -> Result<()> {
         let doc = summary::RunDocument {
             seed,
             link: &config.link,
+            modulation: &va,
             finite_size: &config.finite,
             attack: &config.attack,
             frame_bits: config.frame_bits,

@@ -8,7 +8,7 @@
 //! by belief propagation (β and FER measured), verification by a GF(2^64) polynomial hash,
 //! and Toeplitz privacy amplification to the length the bound allows.
 //!
-//! Layout, one file per stage: [`alice`], [`bob`], [`channel`] (fiber and Eve),
+//! Layout, one file per stage: [`adapt`] (automatic V_A), [`alice`], [`bob`], [`channel`] (fiber and Eve),
 //! [`estimation`], [`md`] (MD rotations), [`ldpc`] and [`codes`], [`verify`], [`privacy`],
 //! [`protocol`] (what both sides share), [`messages`], [`link`] (both in one process),
 //! [`summary`] (what `qshield qkd simulate` prints).
@@ -35,6 +35,7 @@ pub mod rng;
 pub mod summary;
 pub mod verify;
 
+pub use adapt::{ModulationChoice, choose_modulation};
 pub use alice::Alice;
 pub use bob::Bob;
 pub use channel::{Attack, Channel};

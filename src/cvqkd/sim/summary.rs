@@ -88,6 +88,8 @@ pub struct RunDocument<'a> {
     pub seed: u64,
     /// Parameters.
     pub link: &'a crate::cvqkd::params::LinkParams,
+    /// How V_A was set (`--va`): fixed, or auto with the chosen code and expected SNR.
+    pub modulation: &'a super::adapt::VaSelection,
     /// Block parameters.
     pub finite_size: &'a crate::cvqkd::finite_size::FiniteSizeParams,
     /// Attack.
