@@ -35,7 +35,7 @@ struct Pair {
 
 fn cvqkd_table(quantum_port: u16, quantum_url: Option<u16>) -> String {
     let mut t = format!(
-        "[link.cvqkd]\ndistance_km = 1.0\nva = 8.0\nblock_size = {BLOCK}\npe_samples = {}\nepsilon = 1e-6\nframe_bits = 4096\nsymbol_rate_hz = 1e8\nquantum_port = {quantum_port}\n",
+        "[link.cvqkd]\ndistance_km = 1.0\nva = \"auto\"\nblock_size = {BLOCK}\npe_samples = {}\nepsilon = 1e-6\nframe_bits = 4096\nsymbol_rate_hz = 1e8\nquantum_port = {quantum_port}\n",
         BLOCK / 2
     );
     if let Some(p) = quantum_url {

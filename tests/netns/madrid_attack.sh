@@ -15,7 +15,7 @@ MADRID_CVQKD='block_size = 262144
 pe_samples = 131072
 epsilon = 1e-6
 frame_bits = 4096
-va = 8.0
+va = "auto"
 symbol_rate_hz = 1e6'
 T_TRUE=0.955   # 1 km at 0.2 dB/km
 

@@ -89,11 +89,10 @@ mod tests {
     #[ignore = "calibration table, run with --release --ignored --nocapture"]
     fn calibration_table() {
         let codes = CodeFamily::new(super::super::codes::DEFAULT_FRAME_BITS);
-        for i in [1, 4, 6] {
-            let base = super::super::codes::CODE_SPECS[i].threshold_snr;
-            for f in [1.06, 1.12, 1.18, 1.26] {
-                let p = measure(&codes, i, base * f, 12, 1);
-                eprintln!("{p:?}");
+        for (i, spec) in super::super::codes::CODE_SPECS.iter().enumerate() {
+            for df in [-0.06, 0.0, 0.06, 0.12, 0.2] {
+                let p = measure(&codes, i, spec.threshold_snr * (spec.margin + df), 24, 1);
+                eprintln!("margin {:+.2}: {p:?}", spec.margin + df);
             }
         }
     }

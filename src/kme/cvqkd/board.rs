@@ -189,23 +189,20 @@ mod tests {
     use super::*;
     use crate::cvqkd::FiniteSizeParams;
     use crate::cvqkd::LinkParams;
-    use crate::cvqkd::finite_size::PeStatistics;
+    use crate::cvqkd::finite_size::expected_statistics;
     use crate::cvqkd::sim::codes::CodeFamily;
     use crate::cvqkd::sim::estimation::evaluate;
 
-    /// A block's outcome at estimated gain `t` and noise variance `sigma2` (1 km, V_A 8).
-    fn outcome(id: u64, sigma2: f64) -> SideOutcome {
-        let link = LinkParams {
-            modulation_variance_snu: 8.0,
-            ..LinkParams::reference(0.955)
-        };
+    /// A block's outcome on a 1 km link at the V_A `choose_modulation` picks, estimating
+    /// the expected statistics with `extra_noise` SNU more noise variance.
+    fn outcome(id: u64, extra_noise: f64) -> SideOutcome {
         let fs = FiniteSizeParams::new(1 << 18, 1 << 17, 1e-6);
-        let stats = PeStatistics {
-            gain: (0.6f64 * 0.955).sqrt(),
-            noise_variance_snu: sigma2,
-            real_samples: 1 << 17,
-        };
         let codes = CodeFamily::new(4096);
+        let mut link = LinkParams::reference(0.955);
+        let choice = crate::cvqkd::sim::adapt::choose_modulation(&link, &fs, &codes).unwrap();
+        link.modulation_variance_snu = choice.modulation_variance_snu;
+        let mut stats = expected_statistics(&link, fs.pe_samples);
+        stats.noise_variance_snu += extra_noise;
         SideOutcome::aborted(id, evaluate(&link, &fs, stats, &codes))
     }
 
@@ -213,7 +210,7 @@ mod tests {
     fn alarm_needs_two_estimation_aborts_in_a_row_and_clears_on_a_clean_block() {
         let board = Board::default();
         board.register("kme-b", CvqkdFigures::default());
-        let (clean, noisy) = (outcome(1, 1.106), outcome(2, 2.3));
+        let (clean, noisy) = (outcome(1, 0.0), outcome(2, 1.2));
         assert!(clean.pe.abort.is_none(), "{:?}", clean.pe);
         assert!(noisy.pe.abort.is_some_and(is_alarm), "{:?}", noisy.pe);
         board.record("kme-b", &noisy, false, 0);
