@@ -175,6 +175,8 @@ pub const CVQKD_PULSES_WAIT: Duration = Duration::from_secs(10);
 /// How long one classical exchange between the link's KMEs may take (Alice's decoding of a
 /// block runs between two of them, not inside one).
 pub const CVQKD_CLASSICAL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Pause after a failed accept on a quantum port (e.g. out of file descriptors).
+pub const CVQKD_ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// Pause after a failed block (peer unreachable, protocol error) before the next.
 pub const CVQKD_RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// Consecutive blocks whose parameter estimation finds no key before a link is put under

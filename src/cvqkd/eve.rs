@@ -43,8 +43,13 @@ pub struct EveConfig {
 pub async fn run(listener: TcpListener, cfg: EveConfig, counters: Arc<EveCounters>) {
     let mut root = SimRng::new(cfg.seed);
     loop {
-        let Ok((inbound, from)) = listener.accept().await else {
-            continue;
+        let (inbound, from) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!("eve: accept failed: {e}");
+                tokio::time::sleep(crate::constants::CVQKD_ACCEPT_RETRY).await;
+                continue;
+            }
         };
         let rng = root.fork();
         let counters = counters.clone();

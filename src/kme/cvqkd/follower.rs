@@ -2,6 +2,10 @@
 //! that receives the pulses and applies the fiber's loss and excess noise), Bob's detector
 //! and his half of GG02, answering the leader over `POST /kme/v1/link/cvqkd`. Bob's key of
 //! each block is stored under the sequence numbers the leader names.
+//!
+//! The quantum port is open to anyone who can reach it, as a fiber is to anyone with access
+//! to it: injected or displaced pulses can deny blocks (Eve can always cut a fiber), but
+//! they cannot make a key — estimation on the disclosed samples catches foreign light.
 
 use super::board::CvqkdFigures;
 use super::wire::{self, LinkReply, LinkRequest, ProtocolParams};
@@ -24,7 +28,6 @@ use tokio::sync::Notify;
 
 /// Blocks of pulses kept waiting for their announcement (older ones are dropped).
 const ARRIVED_MAX: usize = 2;
-
 /// Bob's end of one link.
 pub struct FollowerLink {
     peer: String,
@@ -111,8 +114,13 @@ impl FollowerLink {
 /// through the fiber and waits for the leader's announcement.
 pub async fn run_quantum_listener(shared: Arc<Shared>, link: Arc<FollowerLink>, l: TcpListener) {
     loop {
-        let Ok((tcp, from)) = l.accept().await else {
-            continue;
+        let (tcp, from) = match l.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(peer = %link.peer, "quantum port: accept failed: {e}");
+                tokio::time::sleep(crate::constants::CVQKD_ACCEPT_RETRY).await;
+                continue;
+            }
         };
         let (shared, link) = (shared.clone(), link.clone());
         tokio::spawn(async move {
