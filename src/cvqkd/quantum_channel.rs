@@ -66,18 +66,24 @@ pub fn encode(block: &QuantumBlock) -> Vec<u8> {
 
 /// Decodes a frame's payload and checks the block has `pulses` pulses.
 pub fn decode_payload(payload: &[u8], pulses: u64) -> Result<QuantumBlock, QuantumChannelError> {
+    let block = decode_any_size(payload)?;
+    if block.len() as u64 != pulses {
+        return Err(QuantumChannelError::WrongSize {
+            got: block.len(),
+            expected: pulses,
+        });
+    }
+    Ok(block)
+}
+
+/// Decodes a frame's payload whatever its block size.
+fn decode_any_size(payload: &[u8]) -> Result<QuantumBlock, QuantumChannelError> {
     let block: QuantumBlock =
         postcard::from_bytes(payload).map_err(|e| QuantumChannelError::Malformed(e.to_string()))?;
     if block.x.len() != block.p.len() {
         return Err(QuantumChannelError::Malformed(
             "quadratures of different lengths".into(),
         ));
-    }
-    if block.len() as u64 != pulses {
-        return Err(QuantumChannelError::WrongSize {
-            got: block.len(),
-            expected: pulses,
-        });
     }
     Ok(block)
 }
@@ -112,14 +118,7 @@ pub async fn receive_at_most<R: AsyncReadExt + Unpin>(
     let Some(payload) = read_frame(r, max_pulses).await? else {
         return Ok(None);
     };
-    let block: QuantumBlock = postcard::from_bytes(&payload)
-        .map_err(|e| QuantumChannelError::Malformed(e.to_string()))?;
-    if block.x.len() != block.p.len() {
-        return Err(QuantumChannelError::Malformed(
-            "quadratures of different lengths".into(),
-        ));
-    }
-    Ok(Some(block))
+    decode_any_size(&payload).map(Some)
 }
 
 async fn read_frame<R: AsyncReadExt + Unpin>(
