@@ -125,6 +125,27 @@ pub enum QkdCommand {
     /// to her (redirect the link's quantum port to --listen), attacks each block and passes
     /// it on to Bob's KME at --forward. For demos and tests of eavesdropper detection.
     Eve(EveArgs),
+    /// Measure every LDPC code of the reconciliation on the MD channel alone: frame error
+    /// rate, β and iterations at its operating margin and around it (how the margins in
+    /// the code family were set). Prints each row as it is measured.
+    Calibrate(CalibrateArgs),
+}
+
+/// Flags of `qshield qkd calibrate`.
+#[derive(Debug, Clone, Args)]
+pub struct CalibrateArgs {
+    /// Frames per point.
+    #[arg(long, value_name = "N", default_value_t = 24)]
+    pub frames: usize,
+    /// LDPC frame length, bits (a multiple of 64).
+    #[arg(long, value_name = "BITS", default_value_t = crate::cvqkd::sim::codes::DEFAULT_FRAME_BITS)]
+    pub frame_bits: usize,
+    /// Seed of the frames.
+    #[arg(long, value_name = "SEED", default_value_t = 1)]
+    pub seed: u64,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Flags of `qshield qkd eve`.

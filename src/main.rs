@@ -15,6 +15,9 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if prints_only(&cli.command) {
+        qshield::net::exit_quietly_on_closed_stdout();
+    }
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -22,6 +25,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Commands that only print a report (safe to end at a closed pipe, `| head`); not the
+/// daemon, the KME or Eve, whose sockets must never raise SIGPIPE.
+fn prints_only(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Qkd {
+            command: QkdCommand::Rate(_) | QkdCommand::Simulate(_) | QkdCommand::Calibrate(_)
+        } | Command::Status { .. }
+            | Command::Pubkey { .. }
+            | Command::CheckConfig { .. }
+    )
 }
 
 /// The error and its causes, each once: many library errors already quote their cause.
@@ -82,7 +98,50 @@ fn run(command: Command) -> Result<()> {
         Command::Qkd {
             command: QkdCommand::Eve(args),
         } => qkd_eve(&args),
+        Command::Qkd {
+            command: QkdCommand::Calibrate(args),
+        } => qkd_calibrate(&args),
     }
+}
+
+/// Prints the code family's measured operating points, a row as each is measured.
+fn qkd_calibrate(args: &qshield::cli::CalibrateArgs) -> Result<()> {
+    use qshield::cvqkd::sim::{calibrate, codes::CodeFamily};
+    if args.frame_bits < 64 || !args.frame_bits.is_multiple_of(64) || args.frames == 0 {
+        bail!("--frame-bits must be a positive multiple of 64 and --frames at least 1");
+    }
+    let codes = CodeFamily::new(args.frame_bits);
+    if !args.json {
+        println!(
+            "# {} frames of {} bits per point, seed {}",
+            args.frames, args.frame_bits, args.seed
+        );
+        println!(
+            "{:>5} {:>7} {:>7} {:>6} {:>9} {:>6}",
+            "rate", "margin", "SNR", "beta", "FER", "iter"
+        );
+    }
+    let rows = calibrate::table(&codes, args.frames, args.seed, |r| {
+        if !args.json {
+            let p = &r.point;
+            let failed = (p.fer * args.frames as f64).round();
+            println!(
+                "{:>5.2} {:>7.2} {:>7.3} {:>6.3} {:>4}/{:<4} {:>6.1}{}",
+                p.rate,
+                r.margin,
+                p.snr,
+                p.beta,
+                failed,
+                args.frames,
+                p.mean_iterations,
+                if r.in_use { "  <- in use" } else { "" }
+            );
+        }
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    }
+    Ok(())
 }
 
 /// Runs Eve until SIGINT/SIGTERM; each attacked block is logged.

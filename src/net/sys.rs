@@ -245,3 +245,14 @@ pub(crate) fn interface_index(name: &str) -> Option<u32> {
     let index = unsafe { libc::if_nametoindex(cstr.as_ptr()) };
     (index != 0).then_some(index)
 }
+
+/// For commands that only print (reports, tables, status): a closed stdout pipe (`| head`)
+/// ends the process quietly, as it does for other Unix tools, instead of a panic in
+/// `println!`. Never for the daemon or the KME, whose sockets must not raise SIGPIPE.
+pub fn exit_quietly_on_closed_stdout() {
+    // SAFETY: `signal` with SIG_DFL installs no Rust code as a handler; it only restores
+    // the default disposition of SIGPIPE, which the Rust runtime had set to ignore.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}

@@ -1,6 +1,6 @@
 //! Measuring a code on the MD reconciliation channel alone (no fiber, no estimation): the
 //! frame error rate and iterations at a given SNR. This is how the operating points in
-//! [`super::codes`] were set, and what `qshield qkd simulate --calibrate` prints.
+//! [`super::codes`] were set, and what `qshield qkd calibrate` prints ([`table`]).
 
 use super::bits::BitVec;
 use super::codes::CodeFamily;
@@ -71,6 +71,47 @@ pub fn md_frame(n: usize, snr: f64, rng: &mut SimRng) -> (Vec<f32>, BitVec) {
     (llr, bits)
 }
 
+/// Margin offsets [`table`] measures each code at, around the margin it is used from.
+pub const TABLE_MARGIN_OFFSETS: [f64; 5] = [-0.06, 0.0, 0.06, 0.12, 0.2];
+
+/// One row of the calibration table: a code at its margin plus an offset.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct TableRow {
+    /// Code index in the family.
+    pub code: usize,
+    /// The margin over the threshold SNR this row measures at.
+    pub margin: f64,
+    /// Whether that is the margin the code is used from.
+    pub in_use: bool,
+    /// What was measured.
+    pub point: CodePoint,
+}
+
+/// Every code of `codes` at each of [`TABLE_MARGIN_OFFSETS`] around its margin, `frames`
+/// frames each; `on_row` sees each row as it is measured (a long run shows progress).
+pub fn table(
+    codes: &CodeFamily,
+    frames: usize,
+    seed: u64,
+    mut on_row: impl FnMut(&TableRow),
+) -> Vec<TableRow> {
+    let mut rows = Vec::new();
+    for (i, spec) in super::codes::CODE_SPECS.iter().enumerate() {
+        for df in TABLE_MARGIN_OFFSETS {
+            let margin = spec.margin + df;
+            let row = TableRow {
+                code: i,
+                margin,
+                in_use: df == 0.0,
+                point: measure(codes, i, spec.threshold_snr * margin, frames, seed),
+            };
+            on_row(&row);
+            rows.push(row);
+        }
+    }
+    rows
+}
+
 trait Log2OnePlus {
     fn log2_1p(self) -> f64;
 }
@@ -86,15 +127,18 @@ mod tests {
     use super::*;
 
     #[test]
-    #[ignore = "calibration table, run with --release --ignored --nocapture"]
-    fn calibration_table() {
-        let codes = CodeFamily::new(super::super::codes::DEFAULT_FRAME_BITS);
-        for (i, spec) in super::super::codes::CODE_SPECS.iter().enumerate() {
-            for df in [-0.06, 0.0, 0.06, 0.12, 0.2] {
-                let p = measure(&codes, i, spec.threshold_snr * (spec.margin + df), 24, 1);
-                eprintln!("margin {:+.2}: {p:?}", spec.margin + df);
-            }
-        }
+    fn the_table_measures_every_code_around_its_margin() {
+        let codes = CodeFamily::new(1024);
+        let mut seen = 0;
+        let rows = table(&codes, 2, 3, |_| seen += 1);
+        assert_eq!(rows.len(), super::super::codes::CODE_SPECS.len() * 5);
+        assert_eq!(seen, rows.len());
+        let used: Vec<_> = rows.iter().filter(|r| r.in_use).collect();
+        assert_eq!(used.len(), super::super::codes::CODE_SPECS.len());
+        assert!(rows.iter().all(|r| (0.0..=1.0).contains(&r.point.fer)));
+        // Far above the margin a short code still decodes every frame.
+        let top = rows.iter().rfind(|r| r.code == 0).unwrap();
+        assert_eq!(top.point.fer, 0.0, "{top:?}");
     }
 
     /// Both decoders on the same MD frames of code `index` at `snr`: (successes of the
@@ -127,23 +171,6 @@ mod tests {
                 fast_it <= slow_it + slow_it / 10 + 6,
                 "code {i}: {fast_it} > {slow_it}"
             );
-        }
-    }
-
-    #[test]
-    #[ignore = "decoder comparison at full length, run with --release --ignored --nocapture"]
-    fn fast_vs_reference_table() {
-        let codes = CodeFamily::new(super::super::codes::DEFAULT_FRAME_BITS);
-        for i in [1, 4, 6, 9] {
-            let spec = &super::super::codes::CODE_SPECS[i];
-            for below in [0.12, 0.06, 0.0] {
-                let snr = spec.threshold_snr * (spec.margin - below);
-                let r = compare(&codes, i, snr, 12);
-                eprintln!(
-                    "code {i} snr {snr:.4}: ok fast/ref {}/{} of 12, iterations {}/{}",
-                    r[0], r[1], r[2], r[3]
-                );
-            }
         }
     }
 }
