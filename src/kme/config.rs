@@ -274,6 +274,11 @@ pub fn parse(text: &str, origin: &Path) -> Result<KmeConfig, KmeConfigError> {
     Ok(cfg)
 }
 
+/// The port a followed CV-QKD link receives its pulses on.
+fn follower_quantum_port(l: &LinkConfig) -> Option<u16> {
+    (l.role == LinkRole::Follower).then_some(l.cvqkd.as_ref()?.quantum_port)
+}
+
 struct Validator<'a> {
     text: &'a str,
     origin: &'a Path,
@@ -429,6 +434,14 @@ impl Validator<'_> {
             if out.iter().any(|o| o.peer == link.peer) {
                 let p = format!("a link to '{}' is configured twice", link.peer);
                 return Err(self.err(l.get_ref().peer.span(), format!("link[{i}].peer"), p));
+            }
+            if let Some(port) = follower_quantum_port(&link)
+                && out.iter().any(|o| follower_quantum_port(o) == Some(port))
+            {
+                let p = format!(
+                    "quantum_port {port} is already the quantum port of another followed link"
+                );
+                return Err(self.err(l.span(), format!("link[{i}].cvqkd.quantum_port"), p));
             }
             out.push(link);
         }
@@ -613,6 +626,29 @@ rate_bits_per_second = 1000
         let stray = cv.replace("source = \"cvqkd\"", "source = \"random\"");
         let e = parse(&stray, Path::new("k.toml")).unwrap_err().to_string();
         assert!(e.contains("needs source = \"cvqkd\""), "{e}");
+    }
+
+    #[test]
+    fn two_followed_cvqkd_links_cannot_share_a_quantum_port() {
+        let follower = |peer: &str, port: u16| {
+            format!(
+                "\n[[link]]\npeer = \"{peer}\"\nurl = \"https://127.0.0.1:{port}\"\nrole = \"follower\"\nsource = \"cvqkd\"\n[link.cvqkd]\ndistance_km = 5.0\n"
+            )
+        };
+        let base = GOOD
+            .split("[[link]]")
+            .next()
+            .unwrap()
+            .replace("[[remote_sae]]\nid = \"sae-b\"\nroute = [\"kme-b\"]\n", "");
+        let two = format!("{base}{}{}", follower("kme-b", 1), follower("kme-c", 2));
+        let e = parse(&two, Path::new("k.toml")).unwrap_err().to_string();
+        assert!(e.contains("link[1].cvqkd.quantum_port"), "{e}");
+        let apart = two.replacen(
+            "distance_km = 5.0",
+            "distance_km = 5.0\nquantum_port = 8445",
+            1,
+        );
+        parse(&apart, Path::new("k.toml")).unwrap();
     }
 
     #[test]

@@ -95,9 +95,7 @@ impl Shared {
             }
         }
     }
-}
 
-impl Shared {
     /// Runs a store operation on the blocking pool.
     pub async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
     where
