@@ -219,6 +219,7 @@ fn qkd_simulate(args: &SimulateArgs) -> Result<()> {
         print!("{}", summary::text_header(&config));
     }
     let mut reports = Vec::new();
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     for i in 0..args.blocks {
         let run = sim.run_block()?;
         if !args.json {
@@ -226,14 +227,21 @@ fn qkd_simulate(args: &SimulateArgs) -> Result<()> {
         }
         reports.push(run.report);
         let keys: usize = reports.iter().map(|r| r.key_bits).sum();
-        eprint!(
-            "\r{} block {}/{}  key bits {keys}  ",
-            progress_bar(i + 1, args.blocks),
-            i + 1,
-            args.blocks
-        );
+        if tty {
+            eprint!(
+                "\r{} block {}/{}  key bits {keys}  ",
+                progress_bar(i + 1, args.blocks),
+                i + 1,
+                args.blocks
+            );
+        } else if args.json {
+            // Logs and pipes get one plain line per block (text mode prints its rows).
+            eprintln!("block {}/{}: key bits {keys}", i + 1, args.blocks);
+        }
     }
-    eprintln!();
+    if tty {
+        eprintln!();
+    }
     let total = summary::Summary::of(&reports, config.finite.block_size);
     if args.json {
         let doc = summary::RunDocument {
