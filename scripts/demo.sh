@@ -125,22 +125,28 @@ attack_ring_link() {
     madrid_cvqkd_table
 }
 
-# Prints each new session (epoch, role, QKD key_ID) from a daemon's log as it appears.
+# Prints each new session (epoch, role, QKD key_ID) from a daemon's log as it appears. One
+# process (it follows the file itself), so stopping it by its PID leaves nothing behind.
 follow_rotations() {
-    tail -n +1 -F "$WORK/a.log" 2>/dev/null | python3 -u -c '
-import re, sys
+    exec python3 -u -c '
+import re, sys, time
 key = None
-for line in sys.stdin:
-    m = re.search(r"QKD key delivered .*key_id=([0-9a-f-]+).*call=\"?(\w+)", line)
-    if m:
-        key = (m.group(1), m.group(2))
-        continue
-    m = re.search(r"session established .*epoch=(\d+) role=(\w+) qkd=(\w+)", line)
-    if m:
-        ts = line.split()[0][11:23]
-        k = f"QKD key_ID {key[0]} ({key[1]})" if key and m.group(3) == "true" else "no QKD key"
-        print(f"    {ts}  hospital-a: session {m.group(1):>3} as {m.group(2).lower():<9} {k}", flush=True)
-'
+with open(sys.argv[1]) as log:
+    while True:
+        line = log.readline()
+        if not line:
+            time.sleep(0.1)
+            continue
+        m = re.search(r"QKD key delivered .*key_id=([0-9a-f-]+).*call=\"?(\w+)", line)
+        if m:
+            key = (m.group(1), m.group(2))
+            continue
+        m = re.search(r"session established .*epoch=(\d+) role=(\w+) qkd=(\w+)", line)
+        if m:
+            ts = line.split()[0][11:23]
+            k = f"QKD key_ID {key[0]} ({key[1]})" if key and m.group(3) == "true" else "no QKD key"
+            print(f"    {ts}  hospital-a: session {m.group(1):>3} as {m.group(2).lower():<9} {k}", flush=True)
+' "$WORK/a.log"
 }
 
 if [[ $MODE == madrid ]]; then up_madrid; else up_two_site; fi
@@ -157,6 +163,7 @@ iperf_server
 ip netns exec "$NS_A" iperf3 -c 198.19.0.2 -t "$DURATION" -J >"$WORK/iperf.json"
 sleep 0.5
 kill "$FOLLOW_PID" 2>/dev/null || true
+forget_pid "$FOLLOW_PID" 2>/dev/null || true
 python3 - "$WORK/iperf.json" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))["end"]
