@@ -3,7 +3,8 @@
 //! over the KMEs' mutual TLS. Keys distilled at both ends are identical (an SAE at each end
 //! gets the same key through ETSI 014); the status shows the estimates near the true
 //! channel; Eve spliced into the fiber (a real `qshield qkd eve` task) makes estimation
-//! abort, raises the alarm at both ends, stores no key and stops relaying (503).
+//! abort, raises the alarm at both ends, stores no key and stops relaying (503); a follower
+//! stopped and restarted mid-run rejoins with both ends' pools still equal.
 //!
 //! Small blocks (a 1 km link, 2^18 pulses, ε = 1e-6, frames of 4096 bits) keep it fast in
 //! a debug build; the physics is the same as at metro scale.
@@ -217,4 +218,65 @@ async fn an_eavesdropper_aborts_estimation_raises_the_alarm_and_stops_relay() {
     let msg = body["message"].as_str().unwrap();
     assert!(msg.contains("under alarm"), "{msg}");
     eve.abort();
+}
+
+/// Both ends' pool levels, read until they agree (blocks keep landing between the reads).
+async fn agreed_pools(a: &KmeHandle, b: &KmeHandle) -> (u64, u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ((_, sa, ra), (_, sb, rb)) = (figures(a).await, figures(b).await);
+        if (sa, ra) == (rb, sb) {
+            return (sa, ra);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pools never agree: {sa}/{ra} vs {rb}/{sb}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_follower_rejoins_and_both_ends_keep_the_same_keys() {
+    let Pair { pki, _dirs, a, b } = pair(free_port(), None).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while figures(&b).await.0.key_bits == 0 {
+        assert!(Instant::now() < deadline, "no key before the restart");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let port = b.local_addr().port();
+    b.shutdown().await;
+    // The leader's blocks fail while the follower is away (one may be cut mid-flight).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let dir = _dirs[1].path();
+    let text = std::fs::read_to_string(dir.join("kme.toml")).unwrap();
+    let b = start_on(&text, dir, port).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while figures(&b).await.0.key_bits == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted follower stored no new key"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (send, recv) = agreed_pools(&a, &b).await;
+    assert!(send > 0 && recv > 0);
+    let pair = Pair { pki, _dirs, a, b };
+    let r = enc_keys(&pair).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let enc: KeyContainer = r.json().await.unwrap();
+    let r = pair
+        .pki
+        .client(Some("sae-b"))
+        .post(format!("{}/sae-a/dec_keys", base(pair.b.local_addr())))
+        .json(&json!({"key_IDs": [{"key_ID": enc.keys[0].key_ID}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let dec: KeyContainer = r.json().await.unwrap();
+    assert_eq!(
+        enc.keys[0].key, dec.keys[0].key,
+        "same key after the restart"
+    );
 }
