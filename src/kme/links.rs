@@ -105,6 +105,12 @@ pub fn decode_push(push: &LinkPush) -> Option<Vec<(u64, Zeroizing<Vec<u8>>)>> {
         .collect()
 }
 
+/// Whether the link's pools are below 7/8 of `pool_max_bits` (the leader generates only
+/// then: a random source refills, a CV-QKD link reconciles).
+pub fn below_high_water(link: &LinkConfig, levels: &super::store::LinkLevels) -> bool {
+    levels.stored_bits() < link.pool_max_bits - link.pool_max_bits / 8
+}
+
 /// The leader's loop for one link: pull from the source while the pool is below its cap,
 /// store, push unconfirmed blocks, confirm. Runs until the task is aborted.
 pub async fn run_leader(shared: Arc<Shared>, link: LinkConfig) {
@@ -130,19 +136,13 @@ async fn leader_step(
     link: &LinkConfig,
     source: &mut dyn KeySupply,
 ) -> Result<(), String> {
-    let peer = link.peer.clone();
-    let levels = shared
-        .blocking(move |s| s.link_levels(&peer))
-        .await
-        .map_err(text)?;
-    let stored_bits = 8 * (levels.leader_sends_bytes + levels.follower_sends_bytes);
+    let levels = shared.link_levels(&link.peer).await.map_err(text)?;
     // Above the high-water mark the source's output is discarded (as a device's is when
     // its KME has no room), so the pool refills in blocks of at least 1/8 of its size.
-    let high_water = link.pool_max_bits - link.pool_max_bits / 8;
-    let room = if stored_bits >= high_water {
-        0
+    let room = if below_high_water(link, &levels) {
+        (link.pool_max_bits.saturating_sub(levels.stored_bits()) / 8) as usize
     } else {
-        (link.pool_max_bits.saturating_sub(stored_bits) / 8) as usize
+        0
     };
     let block = source.next_block(Instant::now(), room.min(MAX_BLOCK_BYTES));
     if block.len() >= 2 {

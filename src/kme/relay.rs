@@ -60,8 +60,7 @@ fn send_dir(shared: &Shared, peer: &str) -> Option<u8> {
 /// Unspent bits this KME may send over the link to `peer`.
 pub async fn send_pool_bits(shared: &Arc<Shared>, peer: &str) -> Result<u64, ApiError> {
     let dir = send_dir(shared, peer).ok_or_else(|| ApiError::unavailable("no link"))?;
-    let p = peer.to_string();
-    let levels = shared.blocking(move |s| s.link_levels(&p)).await?;
+    let levels = shared.link_levels(peer).await?;
     Ok(8 * if dir == DIR_LEADER_SENDS {
         levels.leader_sends_bytes
     } else {

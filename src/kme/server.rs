@@ -10,7 +10,7 @@ use super::cvqkd::leader::{self, LeaderLink};
 use super::links::{self, LinkPush};
 use super::relay;
 use super::status::{self, Metrics};
-use super::store::{Store, StoreError};
+use super::store::{LinkLevels, Store, StoreError};
 use super::tls::{self, Caller};
 use axum::Json;
 use axum::Router;
@@ -94,6 +94,12 @@ impl Shared {
                 )))
             }
         }
+    }
+
+    /// The levels of the link to `peer`, read on the blocking pool.
+    pub async fn link_levels(&self, peer: &str) -> Result<LinkLevels, StoreError> {
+        let peer = peer.to_string();
+        self.blocking(move |s| s.link_levels(&peer)).await
     }
 
     /// Runs a store operation on the blocking pool.

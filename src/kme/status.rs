@@ -154,11 +154,7 @@ pub struct PairStatus {
 pub async fn document(shared: &Shared) -> KmeStatus {
     let mut links = Vec::new();
     for l in &shared.cfg.links {
-        let peer = l.peer.clone();
-        let levels = shared
-            .blocking(move |s| s.link_levels(&peer))
-            .await
-            .unwrap_or_default();
+        let levels = shared.link_levels(&l.peer).await.unwrap_or_default();
         let (send, recv) = match l.role {
             LinkRole::Leader => (levels.leader_sends_bytes, levels.follower_sends_bytes),
             LinkRole::Follower => (levels.follower_sends_bytes, levels.leader_sends_bytes),

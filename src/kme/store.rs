@@ -132,6 +132,13 @@ pub struct LinkLevels {
     pub next_seq: u64,
 }
 
+impl LinkLevels {
+    /// Unspent bits in both directions.
+    pub fn stored_bits(&self) -> u64 {
+        8 * (self.leader_sends_bytes + self.follower_sends_bytes)
+    }
+}
+
 /// What the last hop of a relay does with the recovered keys.
 pub enum HopAction<'a> {
     /// Pass them on over the link to `peer`, spending pad of direction `dir`.

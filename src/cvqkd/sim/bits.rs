@@ -86,8 +86,12 @@ impl BitVec {
 
     /// The bytes of the string, least significant bit of each byte first.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let bytes: Vec<u8> = self.words.iter().flat_map(|w| w.to_le_bytes()).collect();
-        bytes[..self.len.div_ceil(8)].to_vec()
+        // Straight into the result: no second buffer of (possibly key) bytes left unwiped.
+        self.words
+            .iter()
+            .flat_map(|w| w.to_le_bytes())
+            .take(self.len.div_ceil(8))
+            .collect()
     }
 
     fn clear_tail(&mut self) {

@@ -192,11 +192,7 @@ async fn start(
         )));
     };
     let msg = on_bob(link, move |bob| Ok(bob.receive(&pulses))).await?;
-    let peer = link.peer.clone();
-    let next_seq = shared
-        .blocking(move |s| s.link_levels(&peer))
-        .await?
-        .next_seq;
+    let next_seq = shared.link_levels(&link.peer).await?.next_seq;
     Ok(LinkReply::Started { msg, next_seq })
 }
 
@@ -256,8 +252,7 @@ async fn store(
     seq: u64,
     bytes: zeroize::Zeroizing<Vec<u8>>,
 ) -> Result<u64, ApiError> {
-    let p = peer.to_string();
-    let next = shared.blocking(move |s| s.link_levels(&p)).await?.next_seq;
+    let next = shared.link_levels(peer).await?.next_seq;
     if next != seq {
         return Err(ApiError::bad(format!(
             "link block sequence mismatch: leader stores at {seq}, follower expects {next}"

@@ -191,13 +191,11 @@ async fn finish(
 
 /// Whether the link's pools are below the high-water mark (else: estimate only).
 async fn pools_have_room(shared: &Arc<Shared>, link: &LinkConfig) -> Result<bool, String> {
-    let peer = link.peer.clone();
     let levels = shared
-        .blocking(move |s| s.link_levels(&peer))
+        .link_levels(&link.peer)
         .await
         .map_err(|e| e.to_string())?;
-    let stored_bits = 8 * (levels.leader_sends_bytes + levels.follower_sends_bytes);
-    Ok(stored_bits < link.pool_max_bits - link.pool_max_bits / 8)
+    Ok(crate::kme::links::below_high_water(link, &levels))
 }
 
 /// Confirms blocks the follower stored, discards those it did not.
@@ -206,11 +204,7 @@ async fn settle_unconfirmed(
     peer: &str,
     follower_next: u64,
 ) -> Result<(), String> {
-    let p = peer.to_string();
-    let levels = shared
-        .blocking(move |s| s.link_levels(&p))
-        .await
-        .map_err(|e| e.to_string())?;
+    let levels = shared.link_levels(peer).await.map_err(|e| e.to_string())?;
     if levels.next_seq == levels.confirmed_seq {
         return Ok(());
     }

@@ -66,12 +66,6 @@ pub fn validate(cfg: &CvqkdLinkConfig) -> Result<(), String> {
             crate::constants::CVQKD_MAX_BLOCK_SIZE
         ));
     }
-    if cfg.frame_bits < 64 || !cfg.frame_bits.is_multiple_of(64) {
-        return Err(format!(
-            "frame_bits must be a multiple of 64, at least 64 (got {})",
-            cfg.frame_bits
-        ));
-    }
     if cfg.quantum_port == 0 {
         return Err("quantum_port must not be 0".into());
     }
@@ -79,12 +73,16 @@ pub fn validate(cfg: &CvqkdLinkConfig) -> Result<(), String> {
         Modulation::Fixed(v) => v,
         Modulation::Auto => 4.0,
     };
-    link_params(cfg, va)?
-        .validate()
-        .map_err(|e| config_message(&e.flag_message()))?;
-    finite(cfg)
-        .validate()
-        .map_err(|e| config_message(&e.flag_message()))?;
+    // The simulator's own checks (link, block, frame), its flag names turned into keys.
+    let sim = crate::cvqkd::sim::SimConfig {
+        link: link_params(cfg, va)?,
+        finite: finite(cfg),
+        attack: crate::cvqkd::sim::Attack::None,
+        frame_bits: cfg.frame_bits,
+        max_iterations: crate::cvqkd::sim::protocol::DEFAULT_MAX_ITERATIONS,
+        seed: 0,
+    };
+    sim.validate().map_err(|e| config_message(&e.to_string()))?;
     let key_samples = cfg.block_size.saturating_sub(cfg.pe_samples)
         * u64::from(cfg.detection.samples_per_pulse());
     if key_samples < cfg.frame_bits as u64 {

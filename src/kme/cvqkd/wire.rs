@@ -163,15 +163,9 @@ pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, String> {
 /// The key bytes of a block: whole bytes, an even count (split in two link blocks).
 pub fn key_bytes(key: &crate::cvqkd::sim::SimKey) -> zeroize::Zeroizing<Vec<u8>> {
     let whole = key.bits.len() / 8;
-    let even = whole - whole % 2;
-    let bytes: Vec<u8> = key
-        .bits
-        .words()
-        .iter()
-        .flat_map(|w| w.to_le_bytes())
-        .take(even)
-        .collect();
-    zeroize::Zeroizing::new(bytes)
+    let mut bytes = zeroize::Zeroizing::new(key.bits.to_bytes());
+    bytes.truncate(whole - whole % 2);
+    bytes
 }
 
 #[cfg(test)]
