@@ -11,8 +11,8 @@
 #   ABLATION_ROUNDS [0]  fwd with each offload off in turn (QSHIELD_OFFLOAD_DISABLE), and
 #                        with offload = "off"
 #
-# Installs what it needs if missing: iperf3, iproute2, wireguard-tools (apt, without
-# recommends), boringtun-cli (cargo install). Builds qshield in release mode.
+# Installs what it needs first (scripts/install-deps.sh --bench: the test packages,
+# wireguard-tools, boringtun-cli from crates.io). Builds qshield in release mode.
 # Environment: ROUNDS [3] RUNS [1] DURATION [10] MODES [fwd] PARALLEL [1] (iperf3 -P)
 #              BENCH_CIPHER [aes-256-gcm] BENCH_ROTATION [unset: defaults] e.g. 'rekey_after_seconds = "1s"'
 # Root is required (namespaces, TUN). Usage: sudo scripts/bench.sh
@@ -25,19 +25,8 @@ log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 PEER_BENCH=${PEER_BENCH:-$ROOT/../shared/bench/peer-bench.sh}
 [[ -f $PEER_BENCH ]] || { log "peer-bench.sh not found at $PEER_BENCH (set PEER_BENCH=path)"; exit 1; }
 
-need_apt=()
-for pair in iperf3:iperf3 ip:iproute2 wg:wireguard-tools ping:iputils-ping python3:python3 pgrep:procps; do
-    command -v "${pair%%:*}" >/dev/null || need_apt+=("${pair#*:}")
-done
-if ((${#need_apt[@]})); then
-    log "installing ${need_apt[*]}"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
-fi
+bash scripts/install-deps.sh --bench
 BORINGTUN=${BORINGTUN:-$(command -v boringtun-cli || echo "$HOME/.cargo/bin/boringtun-cli")}
-if [[ ! -x $BORINGTUN ]]; then
-    log "installing boringtun-cli from crates.io (a few minutes)"
-    cargo install boringtun-cli --locked --quiet
-fi
 log "building qshield (release)"
 cargo build --release --quiet
 QSHIELD=$ROOT/target/release/qshield

@@ -17,7 +17,7 @@
 #                                             fails closed; Eve leaves and it recovers
 #   sudo scripts/demo.sh --two-site           two sites, no KME (the plain hybrid tunnel)
 #
-# Installs its apt packages if missing (iperf3, iproute2, iputils-ping, nftables, python3).
+# Installs what it needs first (scripts/install-deps.sh: iperf3, iproute2, nftables, ...).
 # Environment: DURATION [10] seconds of iperf3; REKEY_SECONDS ["3s"]; REKEY_BYTES ["4GiB"];
 # REJECT_SECONDS ["8s"] the hard limit; MADRID_SOURCE [cvqkd] or random (a CSPRNG).
 set -euo pipefail
@@ -40,14 +40,7 @@ done
 say() { printf '\033[1m[demo]\033[0m %s\n' "$*"; }
 [[ $(id -u) -eq 0 ]] || { echo "demo: run as root (network namespaces, TUN devices)" >&2; exit 1; }
 
-need=()
-for pair in iperf3:iperf3 ip:iproute2 ping:iputils-ping nft:nftables python3:python3 ss:iproute2; do
-    command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
-done
-if ((${#need[@]})); then
-    say "installing ${need[*]}"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+bash scripts/install-deps.sh
 say "building qshield (release)"
 cargo build --release --quiet
 export QSHIELD_BIN=$ROOT/target/release/qshield TAG=demo

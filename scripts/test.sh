@@ -1,26 +1,13 @@
 #!/usr/bin/env bash
 # scripts/test.sh - run every qshield test: unit, property, core simulation, config,
 # crypto vectors, and the namespace tests with real TUN devices, UDP and iperf3.
-# Installs the apt packages the tests need if they are missing. Run as root (the namespace
+# Installs what the tests need first (scripts/install-deps.sh). Run as root (the namespace
 # tests create network namespaces and TUN devices; without root they fail and say why).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 log() { printf '[test %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
-need=()
-for pair in iperf3:iperf3 ip:iproute2 ping:iputils-ping nft:nftables python3:python3 pgrep:procps ss:iproute2; do
-    command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
-done
-# Build dependencies of the independent ETSI 014 client used by the KME interop test.
-for pkg in pkg-config libssl-dev libsodium-dev; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
-done
-if ((${#need[@]})); then
-    [[ $(id -u) -eq 0 ]] || { log "missing ${need[*]}; run as root to install them"; exit 1; }
-    log "installing ${need[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+bash scripts/install-deps.sh
 log "cargo test (unit, property, simulation, vectors and namespace suites)"
 out=$(mktemp /tmp/qshield-test.XXXXXX)
 trap 'rm -f "$out"' EXIT

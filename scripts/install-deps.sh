@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# scripts/install-deps.sh - the one install step of this project. Every script that builds or
+# runs qshield (.ci/run, scripts/test.sh, scripts/demo.sh, scripts/bench.sh) calls it first, so
+# a fresh machine gets everything before anything is compiled.
+#
+#   scripts/install-deps.sh            build + test + demo packages (Debian's apt)
+#   scripts/install-deps.sh --bench    ... and the benchmark peers (wireguard-tools, boringtun-cli)
+#
+# What it installs and why:
+#   pkg-config libssl-dev libsodium-dev  build dependencies of the dev-dependency etsi014-client
+#                                        (the independent ETSI 014 client of tests/kme_interop.rs);
+#                                        `cargo clippy --all-targets` builds it too
+#   iperf3 iproute2 iputils-ping nftables python3 procps
+#                                        the namespace tests and the demo
+# Installing needs root; without root it lists what is missing and exits 1. Quiet when
+# everything is present.
+set -euo pipefail
+log() { printf '[install %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+BENCH=0
+for arg in "$@"; do
+    case "$arg" in
+        --bench) BENCH=1 ;;
+        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) log "unknown argument '$arg' (see --help)"; exit 2 ;;
+    esac
+done
+
+packages=(pkg-config libssl-dev libsodium-dev iperf3 iproute2 iputils-ping nftables python3 procps)
+((BENCH)) && packages+=(wireguard-tools)
+need=()
+for pkg in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || need+=("$pkg")
+done
+if ((${#need[@]})); then
+    [[ $(id -u) -eq 0 ]] || { log "missing packages: ${need[*]}; run as root to install them (apt-get install ${need[*]})"; exit 1; }
+    log "installing ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+if ((BENCH)); then
+    BORINGTUN=${BORINGTUN:-$(command -v boringtun-cli || echo "$HOME/.cargo/bin/boringtun-cli")}
+    if [[ ! -x $BORINGTUN ]]; then
+        log "installing boringtun-cli from crates.io (a few minutes)"
+        cargo install boringtun-cli --locked --quiet
+    fi
+fi
