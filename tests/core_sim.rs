@@ -3,6 +3,8 @@
 mod support;
 
 use qshield::proto::events::{Event, Role};
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::Duration;
 use support::sim::{Fate, Side, Sim, budget};
 
@@ -152,17 +154,29 @@ fn restarted_peer_reconnects() {
 fn replayed_data_is_dropped_and_counted() {
     let mut sim = Sim::new(budget(64 * MIB, 120));
     sim.establish();
-    let mut copies = Vec::new();
+    let copies = Rc::new(RefCell::new(Vec::new()));
+    let seen = Rc::clone(&copies);
     sim.filter = Some(Box::new(move |d| {
-        if d.bytes[0] == 4 && d.bytes.len() > 32 {
-            copies.push(d.bytes.clone());
+        if d.from == Side::A && d.bytes[0] == 4 && d.bytes.len() > 32 {
+            seen.borrow_mut().push(d.bytes.clone());
         }
         Fate::Deliver
     }));
-    let p = sim.packet(Side::A, 10, 1);
-    sim.send(Side::A, &[p]);
+    let packets: Vec<_> = (1..=3).map(|tag| sim.packet(Side::A, 10, tag)).collect();
+    sim.send(Side::A, &packets);
     sim.run_for(Duration::from_millis(10));
-    assert_eq!(sim.b.received.len(), 1);
+    assert_eq!(sim.b.received, packets, "the originals arrive once each");
+    let replays = copies.borrow().clone();
+    assert_eq!(replays.len(), 3, "the filter saw the three data datagrams");
+    let before = sim.status(Side::B).drops.replay;
+    let from = sim.a.addr;
+    for bytes in &replays {
+        assert_eq!(sim.inject(Side::B, from, bytes), None, "a replay is not delivered");
+    }
+    // Replayed again, out of order: still refused.
+    assert_eq!(sim.inject(Side::B, from, &replays[0]), None);
+    assert_eq!(sim.b.received.len(), 3, "nothing delivered twice");
+    assert_eq!(sim.status(Side::B).drops.replay - before, 4, "every replay counted");
 }
 
 /// A small byte budget at a high rate rotates ~30 times a second: the responder must not
