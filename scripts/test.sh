@@ -14,8 +14,19 @@ trap 'rm -f "$out"' EXIT
 set +e
 cargo test --no-fail-fast "$@" 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
+bench_rc=0
+if (($# == 0)); then
+    # Every benchmark once, in criterion's test mode, so the assertions inside benches/ run
+    # (clippy only compiles them). Each "Success" line is one benchmark that ran and passed.
+    log "benchmarks once each in test mode (their assertions; no timing)"
+    cargo test --bench '*' 2>&1 | tee -a "$out"
+    bench_rc=${PIPESTATUS[0]}
+fi
 set -e
-# One closing line over every test binary (cargo prints one "test result" line each).
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-     END { printf "tests: %d passed, %d failed\n", p, f }' "$out"
-exit "$rc"
+# One closing line over every test binary (cargo prints one "test result" line each) and
+# every benchmark run in test mode (a failing bench binary counts as one failure).
+awk -v bench_rc="$bench_rc" '
+     /^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     /^Success$/ { p += 1 }
+     END { if (bench_rc != 0) f += 1; printf "tests: %d passed, %d failed\n", p, f }' "$out"
+((rc == 0 && bench_rc == 0))
