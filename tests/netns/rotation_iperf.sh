@@ -1,21 +1,18 @@
 #!/usr/bin/env bash
 # Rotation under load: with rekey_after_bytes = 4MiB an 8-second iperf3 TCP run rotates the
-# key many times and the stream stays unbroken (iperf3 exits 0; TCP may retransmit but the
-# transfer goes on). Status must show >= 10 rotations on the sending side, few no_session
-# drops, and few data packets refused under an expired key on the receiving side.
+# key many times and the stream stays unbroken (iperf3 exits 0, every one-second interval
+# carries data). Status must show >= 10 rotations on the sending side and no packet lost to
+# a rotation (docs/protocol.md: make-before-break): no no_session drops on the sender, no
+# key_expired drops on the receiver, no unknown_index drops, nothing failing authentication.
 #
-# The hard limit is set to 16MiB: with the default (5/4 of the soft budget, 5MiB) only
-# 1 MiB is left for the rekey handshake, ~8 ms at 1 Gbit/s, which a debug build on two
-# busy cores sometimes misses; the key is then refused as configured (fail closed) and
-# packets wait or drop. That is the hard limit working, not a rotation losing packets,
-# which is what this scenario measures.
+# The hard limit is set to 16MiB rather than the default (soft + 64 MiB = 68 MiB here) so the
+# test also holds the rekey to a tight budget: 12 MiB after the soft limit, ~100 ms at
+# 1 Gbit/s, for the new handshake to finish. Missing it would be the hard limit working
+# (fail closed: packets wait or drop), and this test would fail and say so.
 source "$(dirname "$0")/lib.sh"
 require_root
 SECS=${SECS:-8}
 MIN_ROTATIONS=10
-MAX_NO_SESSION=20
-MAX_KEY_EXPIRED=200
-MAX_UNKNOWN_INDEX=20
 bring_up 'rekey_after_bytes = "4MiB"
 reject_after_bytes = "16MiB"'
 tunnel_ok
@@ -42,9 +39,10 @@ log "receiver b: $hs_b handshakes, key_expired drops $key_expired_b, bad_tag $ba
 expect_mib=$(( sent_mib / 4 ))
 log "expected about $expect_mib rotations for $sent_mib MiB at 4 MiB per key"
 [[ $rotations -ge $MIN_ROTATIONS ]] || { show_logs; fail "only $rotations rotations (want >= $MIN_ROTATIONS)"; }
-[[ $no_session_a -le $MAX_NO_SESSION ]] || { show_logs; fail "$no_session_a no_session drops on the sender (want <= $MAX_NO_SESSION)"; }
-[[ $key_expired_b -le $MAX_KEY_EXPIRED ]] || { show_logs; fail "$key_expired_b key_expired drops on the receiver (want <= $MAX_KEY_EXPIRED)"; }
+[[ $no_session_a -eq 0 ]] || { show_logs; fail "$no_session_a packets dropped on the sender for want of a session (a rotation lost them)"; }
+[[ $key_expired_b -eq 0 ]] || { show_logs; fail "$key_expired_b packets refused on the receiver under an expired key (the rekey missed the hard limit)"; }
 unknown_a=$(status_field a "d['drops']['unknown_index']")
-[[ $unknown_a -le $MAX_UNKNOWN_INDEX ]] || fail "$unknown_a packets from b under a session a no longer had (want <= $MAX_UNKNOWN_INDEX)"
+unknown_b=$(status_field b "d['drops']['unknown_index']")
+[[ $unknown_a -eq 0 && $unknown_b -eq 0 ]] || fail "unknown_index drops a $unknown_a, b $unknown_b: packets arrived under a session already dropped"
 [[ $bad_tag_b -eq 0 ]] || fail "$bad_tag_b packets failed authentication on the receiver"
 log "PASS"
