@@ -171,12 +171,20 @@ fn replayed_data_is_dropped_and_counted() {
     let before = sim.status(Side::B).drops.replay;
     let from = sim.a.addr;
     for bytes in &replays {
-        assert_eq!(sim.inject(Side::B, from, bytes), None, "a replay is not delivered");
+        assert_eq!(
+            sim.inject(Side::B, from, bytes),
+            None,
+            "a replay is not delivered"
+        );
     }
     // Replayed again, out of order: still refused.
     assert_eq!(sim.inject(Side::B, from, &replays[0]), None);
     assert_eq!(sim.b.received.len(), 3, "nothing delivered twice");
-    assert_eq!(sim.status(Side::B).drops.replay - before, 4, "every replay counted");
+    assert_eq!(
+        sim.status(Side::B).drops.replay - before,
+        4,
+        "every replay counted"
+    );
 }
 
 /// A small byte budget at a high rate rotates ~30 times a second: the responder must not

@@ -480,20 +480,45 @@ fn dropping_the_tun_removes_the_interface() {
     });
 }
 
+/// Waits until the thread at `/proc/<task>` sits in poll(2) (x86_64: 7; ppoll: 271), read from
+/// its `syscall` file; panics after `WAIT`.
+fn wait_until_blocked_in_poll(task: std::path::PathBuf) {
+    let file = std::path::Path::new("/proc").join(task).join("syscall");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        if matches!(text.split_whitespace().next(), Some("7" | "271")) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the receiver never blocked in poll: {} says '{}'",
+            file.display(),
+            text.trim()
+        );
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
 #[test]
 fn one_socket_sends_while_another_thread_waits_in_recv() {
     in_fresh_netns(|| {
         let sock = std::sync::Arc::new(UdpSocket::bind(sa("127.0.0.1:0")).unwrap());
         let peer = UdpSocket::bind(sa("127.0.0.1:0")).unwrap();
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
         let receiver = {
             let sock = sock.clone();
             thread::spawn(move || {
+                // "/proc/thread-self" links to "<pid>/task/<tid>": this thread's own entry.
+                tid_tx
+                    .send(std::fs::read_link("/proc/thread-self").unwrap())
+                    .unwrap();
                 let mut batch = PacketBatch::new(4, 1400);
                 let n = sock.recv_batch(&mut batch, WAIT).unwrap();
                 (n, batch.bytes(0).to_vec())
             })
         };
-        thread::sleep(Duration::from_millis(50)); // let the receiver block in poll
+        wait_until_blocked_in_poll(tid_rx.recv().unwrap());
         let t0 = Instant::now();
         sock.send_to(b"ping", peer.local_addr().unwrap()).unwrap();
         assert!(

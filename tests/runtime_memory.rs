@@ -9,6 +9,7 @@ use qshield::daemon::qkd_worker::QkdFetcher;
 use qshield::daemon::runtime::{Runtime, Shared};
 use qshield::net::{MemoryNetwork, MemoryTun, MemoryTunHost};
 use qshield::proto::endpoint::{Endpoint, EndpointSettings};
+use qshield::proto::events::PeerStatus;
 use qshield::proto::peer::PeerSettings;
 use qshield::proto::qkd_flow::QkdPolicy;
 use qshield::proto::session::RotationBudget;
@@ -116,12 +117,33 @@ fn agreed_key_id(a: &Site, b: &Site) -> String {
 }
 
 fn key_id(s: &Site) -> Option<String> {
-    let rt = s.runtime.shared();
-    let status = rt.lock().status(rt.clock.now());
-    status.peers[0]
+    peer_status(s)
         .current_key
         .as_ref()
         .and_then(|k| k.qkd_key_id.clone())
+}
+
+fn peer_status(s: &Site) -> PeerStatus {
+    let rt = s.runtime.shared();
+    let status = rt.lock().status(rt.clock.now());
+    status.peers[0].clone()
+}
+
+/// Polls `s`'s peer status until `done` holds; panics with `what` and the last status after
+/// `limit`.
+fn wait_for(s: &Site, limit: Duration, what: &str, done: impl Fn(&PeerStatus) -> bool) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let st = peer_status(s);
+        if done(&st) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} within {limit:?}: {st:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn through(from: &Site, to: &Site, p: &[u8]) -> bool {
@@ -177,7 +199,18 @@ fn two_sites_exchange_packets_with_a_fresh_qkd_key_per_rotation() {
         "B to A"
     );
     let first = agreed_key_id(&a, &b);
-    std::thread::sleep(Duration::from_millis(2500)); // keys rotate every second
+    // Keys rotate every second: wait for the next QKD key rather than a fixed time.
+    wait_for(
+        &a,
+        Duration::from_secs(5),
+        "a rotation to a new QKD key",
+        |st| {
+            st.current_key
+                .as_ref()
+                .and_then(|k| k.qkd_key_id.as_ref())
+                .is_some_and(|id| *id != first)
+        },
+    );
     assert!(through(
         &a,
         &b,
@@ -187,7 +220,19 @@ fn two_sites_exchange_packets_with_a_fresh_qkd_key_per_rotation() {
     assert_ne!(first, later, "each rotation takes a new QKD key");
     assert!(kme.issued() >= 2);
     kme.set_down(true);
-    std::thread::sleep(Duration::from_millis(3500)); // past the hard limit without keys
+    let failures_before = peer_status(&a).qkd.failures;
+    // Fail closed because of the KME: A's KME calls fail, and the current key reaches its
+    // hard limit (3 s) and is dropped with no successor.
+    wait_for(
+        &a,
+        Duration::from_secs(6),
+        "the key dropped at its hard limit after failed KME calls",
+        |st| st.current_key.is_none() && st.qkd.failures > failures_before,
+    );
+    assert!(
+        peer_status(&a).qkd.last_error.is_some(),
+        "the status names the KME failure"
+    );
     assert!(
         !through(&a, &b, &packet([198, 19, 0, 1], [198, 19, 0, 2], 4)),
         "require: fail closed"
@@ -199,6 +244,8 @@ fn two_sites_exchange_packets_with_a_fresh_qkd_key_per_rotation() {
         back = through(&a, &b, &packet([198, 19, 0, 1], [198, 19, 0, 2], 5));
     }
     assert!(back, "recovers by itself when the KME is back");
+    let recovered = key_id(&a).expect("the recovered session mixes a QKD key");
+    assert_ne!(recovered, later, "the recovered session has a new QKD key");
     a.runtime.stop();
     b.runtime.stop();
 }
