@@ -305,7 +305,7 @@ impl SimulateArgs {
 }
 
 /// The fiber and detector flags `qkd rate` and `qkd simulate` share. Defaults are the
-/// reference set of research/cvqkd.md §4.
+/// reference set of docs/cvqkd-physics.md §4.
 #[derive(Debug, Clone, Args)]
 pub struct LinkFlags {
     /// Fiber attenuation, dB/km.
@@ -325,7 +325,7 @@ pub struct LinkFlags {
 /// Largest symbol rate accepted, Hz.
 pub const MAX_SYMBOL_RATE_HZ: f64 = 1e13;
 
-/// Flags of `qshield qkd rate`. Defaults are the reference set of research/cvqkd.md §4.
+/// Flags of `qshield qkd rate`. Defaults are the reference set of docs/cvqkd-physics.md §4.
 #[derive(Debug, Clone, Args)]
 #[command(allow_negative_numbers = true)]
 #[command(group(ArgGroup::new("channel").args(["distance_km", "transmittance", "sweep"]).required(true)))]

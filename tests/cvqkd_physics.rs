@@ -1,6 +1,17 @@
-//! GG02 physics (src/cvqkd) against research/cvqkd.md: the closed form against the
+//! GG02 physics (src/cvqkd) against docs/cvqkd-physics.md: the closed form against the
 //! numerical covariance-matrix computation (§3), the limits of §3.1, the reference tables
 //! of §4 and §5, the V_A search, and the `qshield qkd rate` command line.
+//!
+//! Where the expected values come from:
+//! - §3.1 limits: closed forms (pure loss, ideal detector), derived in the doc, not tables.
+//! - §4 asymptotic and finite-size tables, §4.5 reach tables, §5 K_N/K_asym ratios: an
+//!   independent numerical evaluation of the formulas of §3 and §5 made outside this code
+//!   base when the simulator was designed, vendored in docs/cvqkd-physics.md §4–§5 (the
+//!   ratios' limit n/N = 1/2 is the behaviour Leverrier, Grosshans and Grangier, PRA 81,
+//!   062343 (2010) show).
+//! - PLOB: its closed form −log2(1 − T) (Pirandola et al., Nat. Commun. 8, 15043 (2017)).
+//! - The closed-form rate is also checked against this crate's own numerical
+//!   covariance-matrix computation, a second independent route through §3.
 
 use qshield::cvqkd::covariance::asymptotic_rate_numerical;
 use qshield::cvqkd::finite_size::finite_size_rate;
@@ -190,7 +201,7 @@ fn perfect_channel_leaks_nothing() {
 
 // ------------------------------------------------------------------ §4 reference tables
 
-/// cvqkd.md §4, asymptotic table: (L km, T, hom V_A=4, hom opt, hom opt V_A, het V_A=4,
+/// cvqkd-physics.md §4, asymptotic table: (L km, T, hom V_A=4, hom opt, hom opt V_A, het V_A=4,
 /// het opt, het opt V_A); an optimum V_A of 50 is the "cap".
 /// One row of the asymptotic table.
 type AsymptoticRow = (f64, f64, f64, f64, f64, f64, f64, f64);
@@ -247,7 +258,7 @@ fn reproduces_the_asymptotic_table() {
     }
 }
 
-/// cvqkd.md §4, finite size: N = 1e10, m = N/2, ε = 1e-10, V_A optimised:
+/// cvqkd-physics.md §4, finite size: N = 1e10, m = N/2, ε = 1e-10, V_A optimised:
 /// (L km, hom K_N, hom ξ_max, het K_N, het ξ_max).
 const FINITE_TABLE: [(f64, f64, f64, f64, f64); 7] = [
     (0.0, 8.83e-1, 0.0102, 1.348, 0.0103),
@@ -291,7 +302,7 @@ fn reproduces_the_finite_size_table() {
     }
 }
 
-/// cvqkd.md §5: K_N/K_asym at 25 km, homodyne, V_A optimised for each.
+/// cvqkd-physics.md §5: K_N/K_asym at 25 km, homodyne, V_A optimised for each.
 #[test]
 fn finite_size_ratio_tends_to_n_over_big_n() {
     let p = reference(25.0, Detection::Homodyne);
@@ -350,7 +361,7 @@ fn opt_rate_at(p: LinkParams, fs: Option<FiniteSizeParams>) -> impl Fn(f64) -> f
     }
 }
 
-/// cvqkd.md §4.5: asymptotic reach, homodyne, optimal V_A; `None` is ">400".
+/// cvqkd-physics.md §4.5: asymptotic reach, homodyne, optimal V_A; `None` is ">400".
 #[test]
 fn reproduces_the_asymptotic_reach_table() {
     let table: [(f64, [Option<f64>; 3]); 5] = [
@@ -381,7 +392,7 @@ fn reproduces_the_asymptotic_reach_table() {
     }
 }
 
-/// cvqkd.md §4.5: finite-size reach of the reference set, optimal V_A.
+/// cvqkd-physics.md §4.5: finite-size reach of the reference set, optimal V_A.
 #[test]
 fn reproduces_the_finite_size_reach_table() {
     let table = [

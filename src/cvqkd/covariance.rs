@@ -1,5 +1,5 @@
 //! An independent numerical computation of I_AB and χ_BE from covariance matrices
-//! (cvqkd.md §3, "generic covariance-matrix recipe"), used to check the closed form.
+//! (cvqkd-physics.md §3, "generic covariance-matrix recipe"), used to check the closed form.
 //!
 //! Modes, in order: Alice's EPR half A, Bob's mode B, and the detector-noise EPR pair
 //! (F0, G). Bob's detector is a beam splitter of transmittance η mixing B with F0, whose
@@ -291,7 +291,7 @@ fn beam_splitter(modes: usize, a: usize, b: usize, eta: f64) -> Mat {
     s
 }
 
-/// Covariance of the other modes after a measurement of mode `b` (cvqkd.md §3, step 3):
+/// Covariance of the other modes after a measurement of mode `b` (cvqkd-physics.md §3, step 3):
 /// homodyne of x: `γ_rest − σ diag(1/γ_xx, 0) σᵀ`; heterodyne: `γ_rest − σ(γ_b + I)⁻¹σᵀ`.
 pub fn condition_on_measurement(
     gamma: &Mat,

@@ -1,5 +1,5 @@
 //! Finite-size key rate after Leverrier, Grosshans and Grangier, PRA 81, 062343 (2010)
-//! (cvqkd.md §5): worst-case T and ξ compatible with m estimation samples except with
+//! (cvqkd-physics.md §5): worst-case T and ξ compatible with m estimation samples except with
 //! probability ε_PE, the correction Δ(n), and `K_N = (n/N)[β I_AB − χ_BE(T_min, ξ_max) − Δ(n)]`.
 //!
 //! The rate is a function of the *estimated* statistics ([`PeStatistics`]), so the link
@@ -55,7 +55,7 @@ impl FiniteSizeParams {
     }
 }
 
-/// Parameter-estimation statistics of the model `y = t·x + z` per real sample (cvqkd.md §5).
+/// Parameter-estimation statistics of the model `y = t·x + z` per real sample (cvqkd-physics.md §5).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct PeStatistics {
     /// Estimated gain t̂ = Σxy / Σx².
@@ -68,7 +68,7 @@ pub struct PeStatistics {
 
 /// The statistics an exact estimator returns on the link `p` from `pe_pulses` pulses:
 /// `t = √(ηT)`, `σ² = 1 + v_el + ηTξ` (homodyne); `t = √(ηT/2)`, `σ² = 1 + v_el + ηTξ/2`
-/// (heterodyne) (cvqkd.md §2 table).
+/// (heterodyne) (cvqkd-physics.md §2 table).
 pub fn expected_statistics(p: &LinkParams, pe_pulses: u64) -> PeStatistics {
     let per = f64::from(p.detection.samples_per_pulse());
     let et = p.detector_efficiency * p.transmittance / per;
@@ -89,7 +89,7 @@ pub fn channel_from_statistics(p: &LinkParams, gain: f64, noise_variance_snu: f6
     (t, xi)
 }
 
-/// Δ(n) = 7·√(log2(2/ε̄)/n) + (2/n)·log2(1/ε_PA), bits per key symbol (cvqkd.md §5,
+/// Δ(n) = 7·√(log2(2/ε̄)/n) + (2/n)·log2(1/ε_PA), bits per key symbol (cvqkd-physics.md §5,
 /// dim H_X = 2).
 pub fn delta_n(key_symbols: u64, epsilon_smooth: f64, epsilon_pa: f64) -> f64 {
     let n = key_symbols as f64;
@@ -133,7 +133,7 @@ pub fn finite_size_rate(
 }
 
 /// K_N from estimated statistics. `p` supplies η, v_el, β, V_A, detection and trust; its
-/// channel (T, ξ) is ignored. The worst case (cvqkd.md §5):
+/// channel (T, ξ) is ignored. The worst case (cvqkd-physics.md §5):
 /// `t_min = t̂ − z√(σ̂²/(m′V_A))`, `σ²_max = σ̂² + z σ̂² √2/√m′`.
 pub fn finite_size_rate_from_statistics(
     p: &LinkParams,

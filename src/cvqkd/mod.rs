@@ -1,6 +1,6 @@
 //! CV-QKD physics (GG02 with reverse reconciliation): the secret key rate of a Gaussian-
 //! modulated coherent-state link, asymptotic and finite-size, and the reports behind
-//! `qshield qkd rate`. Formulas, limits and reference tables: `research/cvqkd.md`.
+//! `qshield qkd rate`. Formulas, limits and reference tables: `docs/cvqkd-physics.md`.
 //!
 //! This module owns:
 //! - [`params`]: typed link parameters with units, validated ranges, distance → T;
@@ -69,7 +69,7 @@ pub fn optimal_finite_size(
 }
 
 /// Distance cap of reach searches, km (T = 1e-8 at 0.2 dB/km): beyond it the entropies
-/// cancel below double precision and a zero crossing means nothing (cvqkd.md §4.5).
+/// cancel below double precision and a zero crossing means nothing (cvqkd-physics.md §4.5).
 pub const REACH_LIMIT_KM: f64 = 400.0;
 
 /// The distance in `[0, limit_km]` where `rate_at(km)` (decreasing in distance) crosses

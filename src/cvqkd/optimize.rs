@@ -4,7 +4,7 @@
 //! golden-section search (in log V_A) on the bracket formed by the best grid point's
 //! neighbours. The grid guards against a flat or noisy start; the golden section refines
 //! a unimodal peak (the key rate is unimodal in V_A for GG02). The result is never worse
-//! than the best grid point, and a boundary optimum (a "cap", cvqkd.md §4) is found as such.
+//! than the best grid point, and a boundary optimum (a "cap", cvqkd-physics.md §4) is found as such.
 
 /// Points of the initial log-spaced grid.
 pub const GRID_POINTS: usize = 48;
@@ -13,7 +13,7 @@ const LOG_TOLERANCE: f64 = 1e-9;
 /// 1/φ, the golden-section step.
 const INV_PHI: f64 = 0.618_033_988_749_894_8;
 
-/// Default V_A search interval, SNU (cvqkd.md §4: "V_A optimised in [0.05, 50] SNU").
+/// Default V_A search interval, SNU (cvqkd-physics.md §4: "V_A optimised in [0.05, 50] SNU").
 pub const VA_SEARCH_MIN_SNU: f64 = 0.05;
 /// See [`VA_SEARCH_MIN_SNU`].
 pub const VA_SEARCH_MAX_SNU: f64 = 50.0;

@@ -1,15 +1,15 @@
 //! Typed link parameters of a GG02 CV-QKD link, their allowed ranges and validation.
 //!
-//! Units follow cvqkd.md §1: noises and variances in shot-noise units (SNU), the excess
+//! Units follow cvqkd-physics.md §1: noises and variances in shot-noise units (SNU), the excess
 //! noise ξ referred to the channel input, transmittance and efficiencies dimensionless.
 
 use serde::Serialize;
 use std::fmt;
 
 /// Smallest transmittance accepted (500 km at 0.2 dB/km). Below it the entropies whose
-/// difference is the key rate cancel below double precision (cvqkd.md §4.5).
+/// difference is the key rate cancel below double precision (cvqkd-physics.md §4.5).
 pub const MIN_TRANSMITTANCE: f64 = 1e-10;
-/// Largest excess noise accepted, in SNU (intercept-resend is 2 SNU, cvqkd.md §3.1).
+/// Largest excess noise accepted, in SNU (intercept-resend is 2 SNU, cvqkd-physics.md §3.1).
 pub const MAX_EXCESS_NOISE_SNU: f64 = 100.0;
 /// Largest electronic noise accepted, in SNU.
 pub const MAX_ELECTRONIC_NOISE_SNU: f64 = 100.0;
@@ -18,7 +18,7 @@ pub const MAX_MODULATION_VARIANCE_SNU: f64 = 1e4;
 /// Largest fiber attenuation accepted, in dB/km.
 pub const MAX_LOSS_DB_PER_KM: f64 = 10.0;
 
-/// Bob's detection scheme (cvqkd.md §2).
+/// Bob's detection scheme (cvqkd-physics.md §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Detection {
@@ -47,7 +47,7 @@ impl fmt::Display for Detection {
     }
 }
 
-/// Everything the asymptotic key rate depends on (cvqkd.md §1–§3).
+/// Everything the asymptotic key rate depends on (cvqkd-physics.md §1–§3).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct LinkParams {
     /// Channel transmittance T, in [`MIN_TRANSMITTANCE`, 1].
@@ -69,7 +69,7 @@ pub struct LinkParams {
 }
 
 impl LinkParams {
-    /// The reference set of cvqkd.md §4 (ξ = 0.01, η = 0.6, v_el = 0.1, β = 0.95, V_A = 4,
+    /// The reference set of cvqkd-physics.md §4 (ξ = 0.01, η = 0.6, v_el = 0.1, β = 0.95, V_A = 4,
     /// homodyne, trusted) at transmittance `t`.
     pub fn reference(t: f64) -> Self {
         LinkParams {
@@ -136,7 +136,7 @@ impl LinkParams {
 }
 
 /// Transmittance of `distance_km` of fiber at `loss_db_per_km`: `T = 10^(−αL/10)`
-/// (cvqkd.md §1). Errors if either input is out of range or T falls below
+/// (cvqkd-physics.md §1). Errors if either input is out of range or T falls below
 /// [`MIN_TRANSMITTANCE`].
 pub fn transmittance_from_distance(
     distance_km: f64,

@@ -1,5 +1,5 @@
 //! Closed-form asymptotic secret key rate of GG02 with reverse reconciliation
-//! (cvqkd.md §3): mutual information I_AB, Holevo bound χ_BE from the symplectic
+//! (cvqkd-physics.md §3): mutual information I_AB, Holevo bound χ_BE from the symplectic
 //! eigenvalues, trusted and untrusted detector, homodyne and heterodyne; the PLOB bound.
 
 use super::params::{Detection, LinkParams, ParamError};
@@ -19,7 +19,7 @@ pub struct AsymptoticRate {
     pub key_rate_bits_per_pulse: f64,
 }
 
-/// Entropy of a thermal mode of symplectic eigenvalue `x` (cvqkd.md §3), bits:
+/// Entropy of a thermal mode of symplectic eigenvalue `x` (cvqkd-physics.md §3), bits:
 /// `g(x) = ((x+1)/2) log2((x+1)/2) − ((x−1)/2) log2((x−1)/2)`, `g(x ≤ 1) = 0`.
 ///
 /// Evaluated as `G(y) = log2(1+y) + y·log2(1+1/y)` with `y = (x−1)/2`, which keeps full
@@ -57,7 +57,7 @@ pub fn asymptotic_rate_unchecked(p: &LinkParams) -> AsymptoticRate {
     }
 }
 
-/// SNR per real sample at Bob's detector (cvqkd.md §3):
+/// SNR per real sample at Bob's detector (cvqkd-physics.md §3):
 /// homodyne `ηT V_A/(1 + v_el + ηTξ)`, heterodyne `ηT V_A/(2(1 + v_el) + ηTξ)`.
 /// The same whether or not the detector is trusted.
 pub fn snr(p: &LinkParams) -> f64 {
@@ -78,7 +78,7 @@ pub fn mutual_information(detection: Detection, snr: f64) -> f64 {
 
 /// The channel seen by the closed form: for an untrusted detector, η and v_el go to Eve:
 /// `T′ = ηT`, `ξ′ = ξ + v_el/(ηT)` (homodyne) or `ξ + 2v_el/(ηT)` (heterodyne), and an
-/// ideal detector (cvqkd.md §3, "Untrusted receiver").
+/// ideal detector (cvqkd-physics.md §3, "Untrusted receiver").
 pub fn effective_trusted_params(p: &LinkParams) -> LinkParams {
     if p.trusted_detector {
         return *p;
@@ -95,7 +95,7 @@ pub fn effective_trusted_params(p: &LinkParams) -> LinkParams {
     }
 }
 
-/// χ_BE, bits per pulse, by the closed form of cvqkd.md §3 (Lodewyck 2007, Fossier 2009).
+/// χ_BE, bits per pulse, by the closed form of cvqkd-physics.md §3 (Lodewyck 2007, Fossier 2009).
 pub fn holevo_bound(p: &LinkParams) -> f64 {
     let q = effective_trusted_params(p);
     let c = Closed::new(&q);
@@ -108,7 +108,7 @@ pub fn holevo_bound(p: &LinkParams) -> f64 {
 }
 
 /// The symplectic eigenvalues `λ1,2` with `λ² = ½[P ± √(P² − 4Q)]`, the small one taken
-/// as `Q/λ_big²` (cvqkd.md §3, numerical detail).
+/// as `Q/λ_big²` (cvqkd-physics.md §3, numerical detail).
 ///
 /// Symplectic eigenvalues of a physical state are ≥ 1. When the discriminant is rounding
 /// noise around 0 (a double root at 1, e.g. T = 1 and ξ = 0), the subtraction can push

@@ -310,7 +310,7 @@ fn to_json<T: Serialize>(value: &T) -> String {
     s
 }
 
-/// The honesty line every human-readable output carries (cvqkd.md, honesty note).
+/// The honesty line every human-readable output carries (cvqkd-physics.md, honesty note).
 pub const SIMULATION_NOTE: &str = "simulated physics: a simulated link gives no quantum security; never call its keys QKD-secured";
 
 /// One operating point as a readable block.

@@ -1,5 +1,5 @@
 //! Special functions the finite-size analysis needs: `erfc` and the Gaussian tail
-//! quantile `z` with `erfc(z/√2) = ε` (cvqkd.md §5). Self-written: std has no `erf`.
+//! quantile `z` with `erfc(z/√2) = ε` (cvqkd-physics.md §5). Self-written: std has no `erf`.
 
 use std::f64::consts::{FRAC_2_SQRT_PI, SQRT_2};
 
@@ -52,7 +52,7 @@ fn erfc_fraction(x: f64) -> f64 {
 }
 
 /// The two-sided Gaussian quantile `z` with `erfc(z/√2) = ε`, i.e. `P(|N(0,1)| > z) = ε`
-/// (cvqkd.md §5: z = 6.467 for ε = 1e-10). `epsilon` must lie in (0, 1); found by
+/// (cvqkd-physics.md §5: z = 6.467 for ε = 1e-10). `epsilon` must lie in (0, 1); found by
 /// bisection on [0, 40], which is monotone and exact to double precision.
 pub fn gaussian_two_sided_quantile(epsilon: f64) -> f64 {
     let (mut lo, mut hi) = (0.0_f64, 40.0_f64);

@@ -10,7 +10,7 @@
 //! `c` is reached at `V_c = s_c·k_c·σ²/t²`, where the safety factor `k_c` keeps ŝ ≥ s_c when
 //! t̂ and σ̂² err by [`SNR_SAFETY_SIGMAS`] standard deviations each in the unfavourable
 //! direction, the same confidence-interval form as the finite-size worst case
-//! (cvqkd.md §5): `t̂ ≥ t − z√(σ²/(m′V_A))` and `σ̂² ≤ σ² + zσ²√2/√m′`. Every code whose
+//! (cvqkd-physics.md §5): `t̂ ≥ t − z√(σ²/(m′V_A))` and `σ̂² ≤ σ² + zσ²√2/√m′`. Every code whose
 //! `V_c` lies in [[`MIN_AUTO_VA_SNU`], [`MAX_AUTO_VA_SNU`]] is scored by the finite-size key
 //! rate at the expected estimates with that code's β (the function parameter estimation
 //! uses, [`finite_size_rate_from_statistics`]); the best positive one wins.
@@ -51,7 +51,7 @@ pub struct ModulationChoice {
     pub key_rate_bits_per_pulse: f64,
 }
 
-/// V_A used by `--va auto` when no code gives key (the reference V_A of cvqkd.md §4), SNU:
+/// V_A used by `--va auto` when no code gives key (the reference V_A of cvqkd-physics.md §4), SNU:
 /// the run then shows why blocks abort.
 pub const FALLBACK_VA_SNU: f64 = 4.0;
 

@@ -112,7 +112,7 @@ impl Bob {
     }
 
     /// Homodyne: a random basis per pulse, `y = √η q + N(0, 1 − η + v_el)`. Heterodyne: a
-    /// 50:50 split, `y_{x,p} = √(η/2) q + N(0, 1 − η/2 + v_el)` (cvqkd.md §2).
+    /// 50:50 split, `y_{x,p} = √(η/2) q + N(0, 1 − η/2 + v_el)` (cvqkd-physics.md §2).
     fn detect(&mut self, pulses: &QuantumBlock) -> (Option<BitVec>, Vec<f64>) {
         let (eta, v_el) = (
             self.proto.link.detector_efficiency,

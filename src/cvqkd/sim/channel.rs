@@ -1,5 +1,5 @@
 //! The quantum channel between Alice and Bob: the fiber (loss and excess noise) and Eve's
-//! attacks (cvqkd.md §7). They act only on the pulses in transit ([`QuantumBlock`]); they
+//! attacks (cvqkd-physics.md §7). They act only on the pulses in transit ([`QuantumBlock`]); they
 //! never see Alice's or Bob's data.
 
 use super::messages::QuantumBlock;

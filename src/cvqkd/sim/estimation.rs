@@ -1,4 +1,4 @@
-//! Parameter estimation from the disclosed samples (cvqkd.md §5) and the per-block
+//! Parameter estimation from the disclosed samples (cvqkd-physics.md §5) and the per-block
 //! decision: the finite-size worst case from the physics module, the reconciliation code
 //! for the estimated SNR, and abort when no code reaches or the bound gives no key.
 
@@ -72,7 +72,7 @@ pub struct PeOutcome {
     pub abort: Option<AbortReason>,
 }
 
-/// Evaluate the estimates: choose the code and decide (cvqkd.md §6.1 step 5).
+/// Evaluate the estimates: choose the code and decide (cvqkd-physics.md §6.1 step 5).
 pub fn evaluate(
     link: &LinkParams,
     fs: &FiniteSizeParams,
@@ -116,7 +116,7 @@ pub fn evaluate(
     }
 }
 
-/// Secret bits the privacy amplification may output (cvqkd.md §6.1 step 8):
+/// Secret bits the privacy amplification may output (cvqkd-physics.md §6.1 step 8):
 /// `ℓ = ⌊Σ_ok (n_c − m_c − tag) − pulses_ok·(χ_BE(T_min, ξ_max) + Δ(n))⌋`, at least 0.
 /// `ok_frames` frames of `frame_bits` real samples with `checks` syndrome bits survived.
 pub fn secret_length(

@@ -1,5 +1,5 @@
 //! Eight-dimensional multidimensional (MD) reconciliation (Leverrier, Alléaume, Boutros,
-//! Zémor, Grangier, PRA 77, 042325 (2008); cvqkd.md §6.2), reverse direction.
+//! Zémor, Grangier, PRA 77, 042325 (2008); cvqkd-physics.md §6.2), reverse direction.
 //!
 //! Bob draws 8 random bits b, maps them to `u = ((−1)^b_i / √8)`, and publishes the
 //! octonion `α = u · ȳ` where `ŷ = y/|y|` is his normalised 8-sample vector. Because

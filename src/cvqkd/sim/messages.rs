@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// by one sample (x, p) of its Wigner function, in SNU: a coherent state |α⟩ is Alice's
 /// displacement plus a vacuum sample of variance 1 that nobody learns. Gaussian channels
 /// and homodyne detection act linearly on these samples, which gives exact measurement
-/// statistics (cvqkd.md §2).
+/// statistics (cvqkd-physics.md §2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct QuantumBlock {
     /// Block number.

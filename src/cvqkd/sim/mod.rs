@@ -1,4 +1,4 @@
-//! The GG02 link simulator (issue 4; cvqkd.md §6–§7): Alice, the fiber, Eve and Bob as
+//! The GG02 link simulator (issue 4; cvqkd-physics.md §6–§7): Alice, the fiber, Eve and Bob as
 //! separate components that share nothing but what a real system exchanges — the optical
 //! pulses ([`QuantumBlock`]) and the public classical messages ([`ClassicalMessage`]).
 //!

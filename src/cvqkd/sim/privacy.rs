@@ -1,4 +1,4 @@
-//! Privacy amplification by Toeplitz hashing (cvqkd.md §6.1 step 8): an ℓ × n binary
+//! Privacy amplification by Toeplitz hashing (cvqkd-physics.md §6.1 step 8): an ℓ × n binary
 //! Toeplitz matrix, defined by n + ℓ − 1 public seed bits, maps the n reconciled bits to
 //! ℓ output bits. `out_i = ⊕_j s[i − j + n − 1]·in_j`, a slice of the convolution of the
 //! input with the seed, computed exactly with one complex FFT of size ≥ n + ℓ − 1

@@ -1,4 +1,4 @@
-//! Error verification: a polynomial hash over GF(2^64) (Wegman–Carter style, cvqkd.md
+//! Error verification: a polynomial hash over GF(2^64) (Wegman–Carter style, cvqkd-physics.md
 //! §6.1 step 7).
 //!
 //! Why this hash and not HMAC-SHA-256: it is ε-universal with no computational assumption
