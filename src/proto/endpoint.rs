@@ -344,14 +344,17 @@ impl Endpoint {
                 return None;
             }
         };
+        // A packet the peer may not send (inner source outside its allowed IPs) is dropped
+        // and counted by `check_inner`, and has no other effect: it neither confirms a
+        // session nor moves the endpoint (its counter stays spent in the replay window).
         let inner_len =
-            self.check_inner(p, &datagram[DATA_HEADER_BYTES..DATA_HEADER_BYTES + padded]);
+            self.check_inner(p, &datagram[DATA_HEADER_BYTES..DATA_HEADER_BYTES + padded])?;
         let peer = &mut self.peers[p];
         if let Some((session, _)) = peer.session_mut(header.receiver_index) {
-            session.count_received_bytes(inner_len.unwrap_or(0));
+            session.count_received_bytes(inner_len);
         }
-        self.after_authenticated(now, p, slot, from, inner_len.unwrap_or(0));
-        inner_len.filter(|&n| n > 0)
+        self.after_authenticated(now, p, slot, from, inner_len);
+        Some(inner_len).filter(|&n| n > 0)
     }
 
     /// The inner packet's true length if it is IP from an allowed source; `Some(0)` for a
