@@ -168,7 +168,11 @@ pub async fn handle(
         LinkRequest::Estimate { msg, reconcile } => {
             estimate(&shared, &link, msg, reconcile).await?
         }
-        LinkRequest::Finish { msg, seq } => finish(&shared, &link, msg, seq).await?,
+        LinkRequest::Finish {
+            msg,
+            seq,
+            leader_bytes,
+        } => finish(&shared, &link, msg, seq, leader_bytes).await?,
     };
     let headers = [(axum::http::header::CONTENT_TYPE, wire::CONTENT_TYPE)];
     Ok((headers, wire::encode(&reply)).into_response())
@@ -223,6 +227,7 @@ async fn finish(
     link: &Arc<FollowerLink>,
     msg: ClassicalMessage,
     seq: Option<u64>,
+    leader_bytes: u64,
 ) -> Result<LinkReply, ApiError> {
     let (key, outcome) = on_bob(link, move |bob| {
         bob.handle(&msg)?;
@@ -233,7 +238,9 @@ async fn finish(
     .await?;
     let bytes = key.as_ref().map(wire::key_bytes).unwrap_or_default();
     let stored = match seq {
-        Some(seq) if bytes.len() >= 2 => store(shared, &link.peer, seq, bytes).await?,
+        Some(seq) if bytes.len() >= 2 => {
+            store(shared, &link.peer, seq, bytes, leader_bytes).await?
+        }
         Some(_) => return Err(ApiError::bad("leader stored a key this follower has not")),
         None => 0,
     };
@@ -245,12 +252,14 @@ async fn finish(
     })
 }
 
-/// Stores Bob's key as link blocks `seq` (leader's direction) and `seq + 1`.
+/// Stores Bob's key as link blocks `seq` (its first `leader_bytes`, the leader's direction)
+/// and `seq + 1` (the rest), as the leader shared Alice's.
 async fn store(
     shared: &Arc<Shared>,
     peer: &str,
     seq: u64,
     bytes: zeroize::Zeroizing<Vec<u8>>,
+    leader_bytes: u64,
 ) -> Result<u64, ApiError> {
     let next = shared.link_levels(peer).await?.next_seq;
     if next != seq {
@@ -258,14 +267,18 @@ async fn store(
             "link block sequence mismatch: leader stores at {seq}, follower expects {next}"
         )));
     }
-    let (a, b) = bytes.split_at(bytes.len() / 2);
-    let blocks = vec![
-        (seq, zeroize::Zeroizing::new(a.to_vec())),
-        (seq + 1, zeroize::Zeroizing::new(b.to_vec())),
-    ];
+    if !seq.is_multiple_of(2) || leader_bytes > bytes.len() as u64 {
+        return Err(ApiError::bad(format!(
+            "link block pair at {seq} with {leader_bytes} of {} key bytes for the leader",
+            bytes.len()
+        )));
+    }
     let p = peer.to_string();
     let stored = shared
-        .blocking(move |s| s.follower_store(&p, &blocks))
+        .blocking(move |s| {
+            let (a, b) = bytes.split_at(leader_bytes as usize);
+            s.follower_store_pair(&p, seq, a, b)
+        })
         .await?;
     shared.metrics.link_add(peer, "received_bits", 8 * stored);
     Ok(stored)

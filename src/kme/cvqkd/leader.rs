@@ -2,10 +2,11 @@
 //! than the optical symbol rate allows, she sends the pulses on the quantum channel (a new
 //! TCP connection per block, so a splice in the fiber takes effect at the next block) and
 //! drives the classical exchange with Bob's KME. Her key of each block is stored first,
-//! unconfirmed; the follower stores its copy under the same numbers; then the leader
-//! confirms. A block whose fate the leader did not hear is settled at the next block from
+//! unconfirmed, shared between the link's two directions by their need (the leader names
+//! the share, so the follower splits its copy alike); the follower stores its copy under
+//! the same numbers; then the leader confirms. A block whose fate the leader did not hear is settled at the next block from
 //! the follower's next expected sequence: confirmed if stored there, else discarded.
-//! When the pools are full the link keeps watching the channel: blocks stop after
+//! When both directions' pools are full the link keeps watching the channel: blocks stop after
 //! parameter estimation (cheap), so an eavesdropper is still detected.
 
 use super::board::CvqkdFigures;
@@ -15,6 +16,7 @@ use crate::cvqkd::quantum_channel;
 use crate::cvqkd::sim::rng::SimRng;
 use crate::cvqkd::sim::{Alice, ClassicalMessage, SideOutcome};
 use crate::kme::config::LinkConfig;
+use crate::kme::links::DirectionRoom;
 use crate::kme::server::Shared;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -147,11 +149,17 @@ async fn finish(
     .await?;
     let bytes = key.as_ref().map(wire::key_bytes).unwrap_or_default();
     let n = bytes.len() as u64;
+    // The key is shared between the two directions by their need now.
+    let levels = shared
+        .link_levels(&me.link.peer)
+        .await
+        .map_err(|e| e.to_string())?;
+    let leader_len = DirectionRoom::of(&me.link, &levels).leader_share(bytes.len());
     let seq = if n >= 2 {
         let peer = me.link.peer.clone();
         Some(
             shared
-                .blocking(move |s| s.leader_add(&peer, &bytes))
+                .blocking(move |s| s.leader_add_split(&peer, &bytes, leader_len))
                 .await
                 .map_err(|e| e.to_string())?,
         )
@@ -164,6 +172,7 @@ async fn finish(
         &LinkRequest::Finish {
             msg: verification,
             seq,
+            leader_bytes: leader_len as u64,
         },
     )
     .await?;
@@ -189,7 +198,8 @@ async fn finish(
     Ok(())
 }
 
-/// Whether the link's pools are below the high-water mark (else: estimate only).
+/// Whether a direction of the link's pool is below its high-water mark (else: estimate
+/// only).
 async fn pools_have_room(shared: &Arc<Shared>, link: &LinkConfig) -> Result<bool, String> {
     let levels = shared
         .link_levels(&link.peer)
