@@ -88,7 +88,10 @@ async fn run_block(shared: &Arc<Shared>, me: &mut LeaderLink) -> Result<(), Stri
     me.next_block += 1;
     let reconcile = pools_have_room(shared, &me.link).await?;
     let pulses = on_alice(me, move |a| Ok(a.prepare(block_id))).await?;
-    send_pulses(me.quantum, &pulses).await?;
+    if let Err(e) = send_pulses(me.quantum, &pulses).await {
+        shared.cvqkd.record_starved(&me.link.peer, block_id, &e);
+        return Err(e);
+    }
     drop(pulses);
     let started = call(
         shared,
@@ -99,8 +102,14 @@ async fn run_block(shared: &Arc<Shared>, me: &mut LeaderLink) -> Result<(), Stri
         },
     )
     .await?;
-    let LinkReply::Started { msg, next_seq } = started else {
-        return Err("follower answered Start out of turn".into());
+    let (msg, next_seq) = match started {
+        LinkReply::Started { msg, next_seq } => (msg, next_seq),
+        LinkReply::NoPulses { block_id } => {
+            let why = "the follower received none";
+            shared.cvqkd.record_starved(&me.link.peer, block_id, why);
+            return Err(format!("block {block_id}: no pulses ({why})"));
+        }
+        _ => return Err("follower answered Start out of turn".into()),
     };
     settle_unconfirmed(shared, &me.link.peer, next_seq).await?;
     let (answer, pe) = on_alice(me, move |a| {

@@ -140,6 +140,12 @@ pub enum LinkReply {
         /// Key bytes stored.
         stored_bytes: u64,
     },
+    /// Answer to `Start`: no pulses of the block arrived in time (the quantum channel is
+    /// cut or jammed); both ends count the block as starved.
+    NoPulses {
+        /// The block.
+        block_id: u64,
+    },
 }
 
 /// Largest request body the follower accepts: Alice's estimation samples (8 bytes per real
