@@ -4,7 +4,9 @@
 //! gets the same key through ETSI 014); the status shows the estimates near the true
 //! channel; Eve spliced into the fiber (a real `qshield qkd eve` task) makes estimation
 //! abort, raises the alarm at both ends, stores no key and stops relaying (503); a follower
-//! stopped and restarted mid-run rejoins with both ends' pools still equal.
+//! stopped and restarted mid-run rejoins with both ends' pools still equal; one-way demand
+//! of 20 pools through a small pool is served in full (each direction refilled by its own
+//! need, both ends sharing every block's key alike).
 //!
 //! Small blocks (a 1 km link, 2^18 pulses, ε = 1e-6, frames of 4096 bits) keep it fast in
 //! a debug build; the physics is the same as at metro scale.
@@ -59,12 +61,17 @@ fn kme_text(pki: &Pki, dir: &std::path::Path, id: &str, port: u16, rest: &str) -
 /// kme-a (leader, sae-a) ══ kme-b (follower, sae-b); the leader's pulses go to
 /// `quantum_url` when given (Eve), else to kme-b's quantum port.
 async fn pair(quantum_port: u16, quantum_url: Option<u16>) -> Pair {
+    pair_with_pool(quantum_port, quantum_url, 4_000_000).await
+}
+
+/// [`pair`] with a link pool of `pool_max_bits`.
+async fn pair_with_pool(quantum_port: u16, quantum_url: Option<u16>, pool_max_bits: u64) -> Pair {
     let pki = Pki::new("cvqkd-ca", &["kme-a", "kme-b"], &["sae-a", "sae-b"]);
     let (pa, pb) = (free_port(), free_port());
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let link = |peer: &str, port: u16, role: &str, url: Option<u16>| {
         format!(
-            "[[link]]\npeer = \"{peer}\"\nurl = \"https://127.0.0.1:{port}\"\nrole = \"{role}\"\nsource = \"cvqkd\"\npool_max_bits = 4000000\n{}",
+            "[[link]]\npeer = \"{peer}\"\nurl = \"https://127.0.0.1:{port}\"\nrole = \"{role}\"\nsource = \"cvqkd\"\npool_max_bits = {pool_max_bits}\n{}",
             cvqkd_table(quantum_port, url)
         )
     };
@@ -279,4 +286,53 @@ async fn a_restarted_follower_rejoins_and_both_ends_keep_the_same_keys() {
         enc.keys[0].key, dec.keys[0].key,
         "same key after the restart"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_way_demand_of_twenty_pools_is_served_in_full() {
+    // A pool far smaller than one block's key: 8 192 bits, 4 096 per direction.
+    const POOL_MAX_BITS: u64 = 8192;
+    let p = pair_with_pool(free_port(), None, POOL_MAX_BITS).await;
+    let (a, b) = (p.pki.client(Some("sae-a")), p.pki.client(Some("sae-b")));
+    let want = 20 * POOL_MAX_BITS / 256;
+    let (mut got, mut refused) = (0, 0);
+    let mut progress = Instant::now();
+    while got < want {
+        let r = a
+            .post(format!("{}/sae-b/enc_keys", base(p.a.local_addr())))
+            .json(&json!({"number": 4, "size": 256}))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == StatusCode::SERVICE_UNAVAILABLE {
+            refused += 1;
+            assert!(
+                progress.elapsed() < Duration::from_secs(120),
+                "sae-a -> sae-b: no key for 120 s after {got} keys ({refused} answers 503)\n{:?}",
+                p.a.status().await.links
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        assert_eq!(r.status(), StatusCode::OK);
+        let enc: KeyContainer = r.json().await.unwrap();
+        let ids: Vec<_> = enc
+            .keys
+            .iter()
+            .map(|k| json!({"key_ID": k.key_ID}))
+            .collect();
+        let r = b
+            .post(format!("{}/sae-a/dec_keys", base(p.b.local_addr())))
+            .json(&json!({"key_IDs": ids}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let dec: KeyContainer = r.json().await.unwrap();
+        assert_eq!(enc, dec, "same keys at both SAEs");
+        got += dec.keys.len() as u64;
+        progress = Instant::now();
+    }
+    // Both ends shared every block's key alike between the two directions.
+    agreed_pools(&p.a, &p.b).await;
 }

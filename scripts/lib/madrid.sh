@@ -264,7 +264,8 @@ madrid_cvqkd_table() {
 
 # madrid_eve_on ATTACK: Eve splices into the ring fiber (ring-1 -> ring-2). She gets her own
 # node off ring-1; nftables in ring-1 sends the link's pulses (new connections to ring-2's
-# quantum port) to her, and she passes them on, attacked.
+# quantum port) to her, and she passes them on, attacked, through ring-1 (source-NATed to
+# ring-1's address on that fiber, as light on the same fiber).
 madrid_eve_on() {
     local attack=$1 ns; ns="qs-${TAG}-eve"
     if ! ip netns list | grep -qw "$ns"; then
@@ -288,11 +289,17 @@ madrid_eve_on() {
         (( SECONDS < deadline )) || { cat "$WORK/eve.log" >&2; fail "Eve did not listen"; }
         sleep 0.1
     done
+    # Spliced in-line, Eve sends on ring-1's fiber: ring-2's quantum port accepts pulses only
+    # from its leader's address, so her forwarded pulses leave ring-1 with that address.
     ip netns exec "$(madrid_ns r1)" nft -f - <<NFT
 table ip eve {
     chain out {
         type nat hook output priority -100;
         ip daddr 198.18.2.2 tcp dport $CVQKD_PORT dnat to 198.18.4.2:$EVE_PORT
+    }
+    chain post {
+        type nat hook postrouting priority 100;
+        ip saddr 198.18.4.2 ip daddr 198.18.2.2 tcp dport $CVQKD_PORT snat to 198.18.2.1
     }
 }
 NFT

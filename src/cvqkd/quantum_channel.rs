@@ -2,8 +2,9 @@
 //! one block ([`QuantumBlock`], Wigner samples standing for the coherent states) framed on
 //! a plain TCP stream from Alice's KME to Bob's (light is not encrypted; Eve may sit on
 //! it). A frame is `"QSQ1"`, the payload length (u32, big-endian) and the payload
-//! (postcard). The receiver bounds the length by the block size it expects, so a stranger
-//! on the port cannot make it allocate more.
+//! (postcard). The receiver bounds the length by the block size it expects and allocates
+//! only as the bytes arrive, so a sender cannot make it allocate more than it sends or more
+//! than one block; [`frame_deadline`] bounds how long a frame may take.
 
 use super::sim::QuantumBlock;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -14,6 +15,12 @@ pub const FRAME_MAGIC: [u8; 4] = *b"QSQ1";
 const PAYLOAD_BYTES_PER_PULSE: u64 = 16;
 /// Fixed payload overhead allowed besides the pulses, bytes.
 const PAYLOAD_SLACK_BYTES: u64 = 64;
+/// Time any frame may take, besides its bytes at [`FRAME_MIN_BYTES_PER_SECOND`].
+pub const FRAME_BASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Slowest sending rate a frame's deadline allows for, bytes per second.
+pub const FRAME_MIN_BYTES_PER_SECOND: u64 = 1 << 20;
+/// Bytes read into a frame at once: a frame's buffer grows only as its bytes arrive.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 /// Why a quantum frame was refused.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +59,14 @@ pub fn max_payload(pulses: u64) -> u64 {
     pulses
         .saturating_mul(PAYLOAD_BYTES_PER_PULSE)
         .saturating_add(PAYLOAD_SLACK_BYTES)
+}
+
+/// How long a receiver gives one frame of a block of `pulses` (from the connection's
+/// start): [`FRAME_BASE_TIMEOUT`] plus its largest payload at
+/// [`FRAME_MIN_BYTES_PER_SECOND`]. A slower sender is cut off.
+pub fn frame_deadline(pulses: u64) -> std::time::Duration {
+    FRAME_BASE_TIMEOUT
+        + std::time::Duration::from_secs(max_payload(pulses) / FRAME_MIN_BYTES_PER_SECOND)
 }
 
 /// Encodes one block as a frame.
@@ -144,8 +159,14 @@ async fn read_frame<R: AsyncReadExt + Unpin>(
             pulses,
         });
     }
-    let mut payload = vec![0u8; len as usize];
-    r.read_exact(&mut payload).await?;
+    let len = len as usize;
+    let mut payload = Vec::new();
+    while payload.len() < len {
+        let chunk = READ_CHUNK_BYTES.min(len - payload.len());
+        let start = payload.len();
+        payload.resize(start + chunk, 0);
+        r.read_exact(&mut payload[start..]).await?;
+    }
     Ok(Some(payload))
 }
 

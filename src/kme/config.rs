@@ -162,7 +162,8 @@ pub struct LinkConfig {
     pub source: SourceKind,
     /// Key bits per second the source produces.
     pub rate_bits_per_second: u64,
-    /// The leader stops generating while the link's pool holds this many bits.
+    /// The link's pool size, bits: each direction may hold half of it, and the leader
+    /// stops generating while both directions hold at least 7/8 of their half.
     pub pool_max_bits: u64,
     /// The simulated device pair, for `source = "cvqkd"`.
     pub cvqkd: Option<CvqkdLinkConfig>,

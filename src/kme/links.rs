@@ -105,13 +105,64 @@ pub fn decode_push(push: &LinkPush) -> Option<Vec<(u64, Zeroizing<Vec<u8>>)>> {
         .collect()
 }
 
-/// Whether the link's pools are below 7/8 of `pool_max_bits` (the leader generates only
-/// then: a random source refills, a CV-QKD link reconciles).
-pub fn below_high_water(link: &LinkConfig, levels: &super::store::LinkLevels) -> bool {
-    levels.stored_bits() < link.pool_max_bits - link.pool_max_bits / 8
+/// Room left in each direction of a link's pool, bytes: each direction (the leader's
+/// sending pool and the follower's) may hold half of `pool_max_bits`, and is refilled by
+/// its own need, whatever the other holds. The leader counts its own blocks not yet
+/// confirmed by the follower as held (they are generated, only not spendable yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirectionRoom {
+    /// Bytes the leader's direction lacks to be full.
+    pub leader_sends_bytes: u64,
+    /// Bytes the follower's direction lacks to be full.
+    pub follower_sends_bytes: u64,
 }
 
-/// The leader's loop for one link: pull from the source while the pool is below its cap,
+/// The bytes one direction may hold: half of `pool_max_bits`.
+pub fn direction_max_bytes(link: &LinkConfig) -> u64 {
+    link.pool_max_bits / 16
+}
+
+impl DirectionRoom {
+    /// The room of each direction at the leader's `levels`.
+    pub fn of(link: &LinkConfig, levels: &super::store::LinkLevels) -> Self {
+        let max = direction_max_bytes(link);
+        let leader_held = levels.leader_sends_bytes + levels.leader_unconfirmed_bytes;
+        DirectionRoom {
+            leader_sends_bytes: max.saturating_sub(leader_held),
+            follower_sends_bytes: max.saturating_sub(levels.follower_sends_bytes),
+        }
+    }
+
+    /// Both directions' room.
+    pub fn total_bytes(&self) -> u64 {
+        self.leader_sends_bytes + self.follower_sends_bytes
+    }
+
+    /// How many of `n` new key bytes go to the leader's direction (the rest go to the
+    /// follower's): shared in proportion to each direction's room, so a direction that is
+    /// full gets nothing and one that nobody spends never holds back the other.
+    pub fn leader_share(&self, n: usize) -> usize {
+        let total = self.total_bytes();
+        if total == 0 {
+            return n / 2;
+        }
+        (n as u128 * u128::from(self.leader_sends_bytes) / u128::from(total)) as usize
+    }
+}
+
+/// Whether either direction of the link's pool is below 7/8 of its half of
+/// `pool_max_bits` (the leader generates only then: a random source refills, a CV-QKD
+/// link reconciles). `levels` are the leader's.
+pub fn below_high_water(link: &LinkConfig, levels: &super::store::LinkLevels) -> bool {
+    let max = direction_max_bytes(link);
+    let room = DirectionRoom::of(link, levels);
+    [room.leader_sends_bytes, room.follower_sends_bytes]
+        .iter()
+        .any(|&r| max - r < max - max / 8)
+}
+
+/// The leader's loop for one link: pull from the source while a direction of the pool is
+/// below its high-water mark, each direction getting what it lacks,
 /// store, push unconfirmed blocks, confirm. Runs until the task is aborted.
 pub async fn run_leader(shared: Arc<Shared>, link: LinkConfig) {
     // CV-QKD links run their own two-sided pipeline (`kme::cvqkd`), not a push source.
@@ -137,19 +188,22 @@ async fn leader_step(
     source: &mut dyn KeySupply,
 ) -> Result<(), String> {
     let levels = shared.link_levels(&link.peer).await.map_err(text)?;
-    // Above the high-water mark the source's output is discarded (as a device's is when
-    // its KME has no room), so the pool refills in blocks of at least 1/8 of its size.
-    let room = if below_high_water(link, &levels) {
-        (link.pool_max_bits.saturating_sub(levels.stored_bits()) / 8) as usize
+    // While both directions are above their high-water mark the source's output is
+    // discarded (as a device's is when its KME has no room), so a direction refills in
+    // blocks of at least 1/8 of its size.
+    let room = DirectionRoom::of(link, &levels);
+    let want = if below_high_water(link, &levels) {
+        room.total_bytes() as usize
     } else {
         0
     };
-    let block = source.next_block(Instant::now(), room.min(MAX_BLOCK_BYTES));
+    let block = source.next_block(Instant::now(), want.min(MAX_BLOCK_BYTES));
     if block.len() >= 2 {
         let peer = link.peer.clone();
         let n = block.len();
+        let leader_len = room.leader_share(n);
         shared
-            .blocking(move |s| s.leader_add(&peer, &block))
+            .blocking(move |s| s.leader_add_split(&peer, &block, leader_len))
             .await
             .map_err(text)?;
         shared
@@ -208,6 +262,44 @@ async fn push_unconfirmed(shared: &Arc<Shared>, link: &LinkConfig) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn link(pool_max_bits: u64) -> LinkConfig {
+        LinkConfig {
+            peer: "b".into(),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            role: crate::kme::config::LinkRole::Leader,
+            source: crate::kme::config::SourceKind::Random,
+            rate_bits_per_second: 1000,
+            pool_max_bits,
+            cvqkd: None,
+        }
+    }
+
+    #[test]
+    fn each_direction_is_refilled_by_its_own_need() {
+        let link = link(16 * 1000);
+        let levels = |leader, unconfirmed, follower| crate::kme::store::LinkLevels {
+            leader_sends_bytes: leader,
+            follower_sends_bytes: follower,
+            leader_unconfirmed_bytes: unconfirmed,
+            ..Default::default()
+        };
+        // The follower's direction full, the leader's empty: all new key to the leader's.
+        let l = levels(0, 0, 1000);
+        assert!(below_high_water(&link, &l));
+        let room = DirectionRoom::of(&link, &l);
+        assert_eq!((room.total_bytes(), room.leader_share(1000)), (1000, 1000));
+        // Blocks not yet confirmed count as held.
+        let l = levels(500, 500, 1000);
+        assert!(!below_high_water(&link, &l));
+        // Unequal need: shared in proportion.
+        let l = levels(200, 0, 600);
+        let room = DirectionRoom::of(&link, &l);
+        assert_eq!(room.leader_share(1200), 800);
+        // At 7/8 of each direction's half nothing is generated.
+        assert!(!below_high_water(&link, &levels(875, 0, 875)));
+        assert!(below_high_water(&link, &levels(875, 0, 874)));
+    }
 
     #[test]
     fn random_source_keeps_its_rate() {

@@ -5,7 +5,9 @@
 //!
 //! Link pools are split by direction so that the two ends never spend the same pad bits
 //! concurrently: blocks with an even sequence number are spent by the leader when it sends,
-//! odd ones by the follower. A block is stored with a bitmap of spent bytes; spent bytes are
+//! odd ones by the follower. Blocks come in pairs (`seq` even, `seq + 1`); the leader decides
+//! how a pair's bytes are shared between the two (by each direction's need, see
+//! `kme::links`), and either block may be empty (then it is not stored). A block is stored with a bitmap of spent bytes; spent bytes are
 //! overwritten with zeros and fully spent blocks are deleted. Key bytes read from the store
 //! live in [`Zeroizing`] buffers (redb's freed pages are reused, not wiped: see docs/kme.md).
 
@@ -130,6 +132,9 @@ pub struct LinkLevels {
     pub confirmed_seq: u64,
     /// Leader: next block sequence; follower: next block expected.
     pub next_seq: u64,
+    /// Leader: bytes of the leader's direction stored but not yet confirmed by the follower
+    /// (not spendable yet, but already generated); follower: 0.
+    pub leader_unconfirmed_bytes: u64,
 }
 
 impl LinkLevels {
@@ -282,14 +287,27 @@ impl Store {
         Ok(n)
     }
 
-    /// Leader: stores a new block pair (`bytes` split in two: even block for the leader's
+    /// Leader: stores a new block pair (`bytes` split in halves: even block for the leader's
     /// direction, odd for the follower's), unconfirmed; returns the even block's sequence.
     pub fn leader_add(&self, peer: &str, bytes: &[u8]) -> Result<u64, StoreError> {
+        self.leader_add_split(peer, bytes, bytes.len() / 2)
+    }
+
+    /// Leader: stores a new block pair, unconfirmed: the first `leader_len` bytes of `bytes`
+    /// as the even block (the leader's direction), the rest as the odd block (the
+    /// follower's); an empty block is not stored. Returns the even block's sequence.
+    pub fn leader_add_split(
+        &self,
+        peer: &str,
+        bytes: &[u8],
+        leader_len: usize,
+    ) -> Result<u64, StoreError> {
         let txn = self.db.begin_write()?;
         let seq = meta_get(&txn, peer, "next_seq")?;
-        let (a, b) = bytes.split_at(bytes.len() / 2);
+        let (a, b) = bytes.split_at(leader_len.min(bytes.len()));
         put_block(&txn, peer, seq, &Block::new(a))?;
         put_block(&txn, peer, seq + 1, &Block::new(b))?;
+        meta_add(&txn, peer, "unconfirmed0", a.len() as u64)?;
         meta_add(&txn, peer, "avail1", b.len() as u64)?;
         meta_set(&txn, peer, "next_seq", seq + 2)?;
         txn.commit()?;
@@ -311,9 +329,12 @@ impl Store {
                 };
                 let unspent = Block::decode(v.value())?.unspent() as u64;
                 removed += unspent;
-                if seq % 2 == 1 {
-                    meta_sub(&txn, peer, "avail1", unspent)?;
-                }
+                let counter = if seq % 2 == 1 {
+                    "avail1"
+                } else {
+                    "unconfirmed0"
+                };
+                meta_sub(&txn, peer, counter, unspent)?;
             }
         }
         meta_set(&txn, peer, "next_seq", from)?;
@@ -325,11 +346,16 @@ impl Store {
     pub fn unconfirmed(&self, peer: &str, max: usize) -> Result<Vec<SeqBlock>, StoreError> {
         let txn = self.db.begin_write()?;
         let from = meta_get(&txn, peer, "confirmed")?;
+        let next = meta_get(&txn, peer, "next_seq")?;
         let table = txn.open_table(LINK_POOL)?;
         let mut out = Vec::new();
-        for seq in from..from.saturating_add(max as u64) {
-            let Some(v) = table.get((peer, (seq % 2) as u8, seq))? else {
+        // A block given no bytes (or already spent) is skipped, not an end.
+        for seq in from..next {
+            if out.len() == max {
                 break;
+            }
+            let Some(v) = table.get((peer, (seq % 2) as u8, seq))? else {
+                continue;
             };
             out.push((seq, Block::decode(v.value())?.bytes));
         }
@@ -352,6 +378,7 @@ impl Store {
             }
         }
         meta_add(&txn, peer, "avail0", added)?;
+        meta_sub(&txn, peer, "unconfirmed0", added)?;
         meta_set(&txn, peer, "confirmed", upto.max(from))?;
         txn.commit()?;
         Ok(())
@@ -376,6 +403,31 @@ impl Store {
         Ok(stored)
     }
 
+    /// Follower: stores the key of a block pair the leader placed at `seq` (even) and
+    /// `seq + 1`, `leader_part` in the leader's direction and `follower_part` in the
+    /// follower's (either may be empty); the next pair expected is then `seq + 2`.
+    pub fn follower_store_pair(
+        &self,
+        peer: &str,
+        seq: u64,
+        leader_part: &[u8],
+        follower_part: &[u8],
+    ) -> Result<u64, StoreError> {
+        let txn = self.db.begin_write()?;
+        let mut stored = 0;
+        for (s, part) in [(seq, leader_part), (seq + 1, follower_part)] {
+            if part.is_empty() {
+                continue;
+            }
+            put_block(&txn, peer, s, &Block::new(part))?;
+            meta_add(&txn, peer, &format!("avail{}", s % 2), part.len() as u64)?;
+            stored += part.len() as u64;
+        }
+        meta_set(&txn, peer, "next_seq", seq + 2)?;
+        txn.commit()?;
+        Ok(stored)
+    }
+
     /// The levels of the link to `peer`.
     pub fn link_levels(&self, peer: &str) -> Result<LinkLevels, StoreError> {
         let txn = self.db.begin_write()?;
@@ -384,6 +436,7 @@ impl Store {
             follower_sends_bytes: meta_get(&txn, peer, "avail1")?,
             confirmed_seq: meta_get(&txn, peer, "confirmed")?,
             next_seq: meta_get(&txn, peer, "next_seq")?,
+            leader_unconfirmed_bytes: meta_get(&txn, peer, "unconfirmed0")?,
         };
         txn.abort()?;
         Ok(levels)
@@ -749,6 +802,41 @@ mod tests {
         assert_eq!((after.confirmed_seq, after.next_seq), (2, 2));
         assert!(leader.unconfirmed("f", 10).unwrap().is_empty());
         assert_eq!(leader.leader_add("f", &[3u8; 4]).unwrap(), 2, "reused");
+    }
+
+    #[test]
+    fn a_pair_may_give_one_direction_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let leader = Store::open(&dir.path().join("l")).unwrap();
+        let follower = Store::open(&dir.path().join("f")).unwrap();
+        assert_eq!(leader.leader_add_split("f", &[1u8; 10], 10).unwrap(), 0);
+        assert_eq!(leader.leader_add_split("f", &[2u8; 6], 0).unwrap(), 2);
+        let l = leader.link_levels("f").unwrap();
+        assert_eq!(
+            (l.leader_unconfirmed_bytes, l.follower_sends_bytes),
+            (10, 6)
+        );
+        // The empty blocks 1 and 2 are skipped, not the end of the push.
+        let push = leader.unconfirmed("f", 10).unwrap();
+        let seqs: Vec<u64> = push.iter().map(|b| b.0).collect();
+        assert_eq!(seqs, [0, 3]);
+        follower.follower_store("l", &push).unwrap();
+        leader.confirm("f", 4).unwrap();
+        let l = leader.link_levels("f").unwrap();
+        assert_eq!((l.leader_sends_bytes, l.leader_unconfirmed_bytes), (10, 0));
+        assert_eq!(follower.link_levels("l").unwrap().next_seq, 4);
+        // A CV-QKD pair: both ends place the key alike, the next pair is seq + 2.
+        assert_eq!(
+            follower
+                .follower_store_pair("l", 4, &[], &[3u8; 8])
+                .unwrap(),
+            8
+        );
+        let f = follower.link_levels("l").unwrap();
+        assert_eq!(
+            (f.leader_sends_bytes, f.follower_sends_bytes, f.next_seq),
+            (10, 14, 6)
+        );
     }
 
     #[test]

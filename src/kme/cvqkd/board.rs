@@ -4,7 +4,10 @@
 //! security. When [`ALARM_AFTER_ABORTS`] blocks in a row do so — an eavesdropper or a
 //! broken fiber rather than one unlucky estimate — the link is put under alarm, and while
 //! it stands the KME relays nothing over that link (503). Keys distilled before the alarm
-//! stay in the pool; a block whose estimation passes clears it.
+//! stay in the pool; a block whose estimation passes clears it. A link whose pulses stop
+//! arriving is starved: [`ALARM_AFTER_ABORTS`] blocks in a row without pulses (the follower
+//! waited for them in vain, or the leader could not send them) raise the alarm too, and it
+//! stands until a block's estimation passes again.
 
 use crate::cvqkd::sim::{AbortReason, SideOutcome};
 use crate::kme::config::CvqkdLinkConfig;
@@ -61,6 +64,18 @@ pub struct CvqkdFigures {
     pub last_abort: Option<String>,
     /// Blocks in a row whose estimation found no key.
     pub consecutive_estimation_aborts: u64,
+    /// Blocks that got no pulses (none arrived in time, or they could not be sent).
+    pub blocks_without_pulses: u64,
+    /// Blocks in a row that got no pulses.
+    pub consecutive_blocks_without_pulses: u64,
+    /// Follower: pulse blocks received on the quantum port and kept for their block.
+    pub quantum_blocks_received: u64,
+    /// Follower: connections to the quantum port refused (not from the leader's address, or
+    /// while another was being received).
+    pub quantum_connections_refused: u64,
+    /// Follower: pulse frames refused (malformed, too slow, a second frame for a block, or
+    /// no room left for blocks waiting to be announced).
+    pub quantum_frames_refused: u64,
     /// Set while the link is under alarm: the reason. Nothing is relayed over it.
     pub alarm: Option<String>,
     #[serde(skip)]
@@ -84,6 +99,17 @@ impl CvqkdFigures {
 #[derive(Debug, Default)]
 pub struct Board {
     links: Mutex<BTreeMap<String, CvqkdFigures>>,
+}
+
+/// What happened on a follower's quantum port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuantumPortEvent {
+    /// A block's pulses were received and kept.
+    BlockReceived,
+    /// A connection was refused.
+    ConnectionRefused,
+    /// A frame was refused.
+    FrameRefused,
 }
 
 /// Whether an abort says the channel itself leaves no key (alarm), rather than frames lost.
@@ -113,6 +139,48 @@ impl Board {
         self.lock().get(peer).and_then(|f| f.alarm.clone())
     }
 
+    /// Counts an event of the quantum port of the link to `peer`.
+    pub fn quantum_port(&self, peer: &str, event: QuantumPortEvent) {
+        let mut links = self.lock();
+        let Some(f) = links.get_mut(peer) else {
+            return;
+        };
+        match event {
+            QuantumPortEvent::BlockReceived => f.quantum_blocks_received += 1,
+            QuantumPortEvent::ConnectionRefused => f.quantum_connections_refused += 1,
+            QuantumPortEvent::FrameRefused => f.quantum_frames_refused += 1,
+        }
+    }
+
+    /// Records block `block_id` of this side as run without pulses (`why`); raises the
+    /// alarm after [`ALARM_AFTER_ABORTS`] such blocks in a row. Logs alarm transitions.
+    pub fn record_starved(&self, peer: &str, block_id: u64, why: &str) {
+        let mut links = self.lock();
+        let Some(f) = links.get_mut(peer) else {
+            return;
+        };
+        f.blocks += 1;
+        f.blocks_aborted += 1;
+        f.blocks_without_pulses += 1;
+        f.consecutive_blocks_without_pulses += 1;
+        f.last_block_key_bits = 0;
+        f.last_abort = Some(format!("no pulses: {why}"));
+        if f.consecutive_blocks_without_pulses < ALARM_AFTER_ABORTS {
+            return;
+        }
+        let text = format!(
+            "{} blocks in a row without pulses, the last {block_id}: {why} (quantum channel cut or jammed)",
+            f.consecutive_blocks_without_pulses
+        );
+        if f.alarm.is_none() {
+            tracing::warn!(
+                peer,
+                "cvqkd link ALARM: {text}; relaying over this link stops"
+            );
+        }
+        f.alarm = Some(text);
+    }
+
     /// Records one finished block of this side (`estimate_only` when the pools were full);
     /// `stored_bits` entered the pool. Logs alarm transitions.
     pub fn record(&self, peer: &str, o: &SideOutcome, estimate_only: bool, stored_bits: u64) {
@@ -121,6 +189,7 @@ impl Board {
             return;
         };
         f.blocks += 1;
+        f.consecutive_blocks_without_pulses = 0;
         let r = &o.pe.rate;
         f.transmittance_estimate = Some(r.transmittance_estimate);
         f.excess_noise_estimate_snu = Some(r.excess_noise_estimate_snu);
@@ -228,5 +297,29 @@ mod tests {
             (f.blocks, f.blocks_aborted, f.blocks_estimate_only),
             (5, 3, 2)
         );
+    }
+
+    #[test]
+    fn a_starved_link_raises_the_alarm_until_estimation_passes() {
+        let board = Board::default();
+        board.register("kme-b", CvqkdFigures::default());
+        board.record_starved("kme-b", 1, "none arrived");
+        assert_eq!(board.alarm("kme-b"), None, "one block is not an alarm");
+        board.record("kme-b", &outcome(2, 0.0), false, 0);
+        board.record_starved("kme-b", 3, "none arrived");
+        assert_eq!(board.alarm("kme-b"), None, "not in a row");
+        board.record_starved("kme-b", 4, "none arrived");
+        let alarm = board.alarm("kme-b").expect("two in a row");
+        assert!(
+            alarm.contains("2 blocks in a row without pulses"),
+            "{alarm}"
+        );
+        let f = board.figures("kme-b").unwrap();
+        assert_eq!(
+            (f.blocks_without_pulses, f.consecutive_blocks_without_pulses),
+            (3, 2)
+        );
+        board.record("kme-b", &outcome(5, 0.0), false, 0);
+        assert_eq!(board.alarm("kme-b"), None, "a clean estimate clears it");
     }
 }

@@ -3,11 +3,18 @@
 //! and his half of GG02, answering the leader over `POST /kme/v1/link/cvqkd`. Bob's key of
 //! each block is stored under the sequence numbers the leader names.
 //!
-//! The quantum port is open to anyone who can reach it, as a fiber is to anyone with access
-//! to it: injected or displaced pulses can deny blocks (Eve can always cut a fiber), but
-//! they cannot make a key — estimation on the disclosed samples catches foreign light.
+//! The quantum port is one end of a fiber whose other end is the leader: it accepts
+//! connections only from the leader's address (the IP of the link's `url`), one at a time
+//! (another is refused while one is being received), one frame per connection, within
+//! [`quantum_channel::frame_deadline`]. A block's first frame is kept; another frame with
+//! the same block ID is refused, and when [`ARRIVED_MAX`] blocks wait for their
+//! announcement a new one is refused rather than one of them evicted (a block left
+//! unannounced for [`ARRIVED_MAX_AGE`] is dropped). Whoever can inject light on the fiber
+//! itself can still deny blocks (Eve can always cut a fiber), but cannot make a key —
+//! estimation on the disclosed samples catches foreign light — and a starved link raises
+//! the alarm ([`super::board`]).
 
-use super::board::CvqkdFigures;
+use super::board::{CvqkdFigures, QuantumPortEvent};
 use super::wire::{self, LinkReply, LinkRequest, ProtocolParams};
 use crate::constants::CVQKD_PULSES_WAIT;
 use crate::cvqkd::quantum_channel;
@@ -21,21 +28,76 @@ use axum::body::Bytes;
 use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
-/// Blocks of pulses kept waiting for their announcement (older ones are dropped).
-const ARRIVED_MAX: usize = 2;
+/// Blocks of pulses kept waiting for their announcement.
+pub const ARRIVED_MAX: usize = 2;
+/// How long a block of pulses may wait for its announcement before it is dropped (the
+/// leader announces a block right after sending it).
+pub const ARRIVED_MAX_AGE: std::time::Duration = CVQKD_PULSES_WAIT;
+
+/// Why an arrived block of pulses was not kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ArrivalRefused {
+    /// A block with this ID is already waiting (the first frame of a block is kept).
+    #[error("a block {0} is already waiting")]
+    Duplicate(u64),
+    /// [`ARRIVED_MAX`] blocks are already waiting.
+    #[error("{ARRIVED_MAX} blocks are already waiting for their announcement")]
+    Full,
+}
+
+/// Blocks of pulses waiting for their announcement, with when each arrived.
+#[derive(Debug, Default)]
+pub struct Arrivals {
+    blocks: VecDeque<(std::time::Instant, QuantumBlock)>,
+}
+
+impl Arrivals {
+    /// Keeps `block`, arrived at `now`, unless a block with its ID is waiting or the queue
+    /// is full of blocks younger than [`ARRIVED_MAX_AGE`].
+    pub fn offer(
+        &mut self,
+        block: QuantumBlock,
+        now: std::time::Instant,
+    ) -> Result<(), ArrivalRefused> {
+        self.blocks
+            .retain(|(t, _)| now.saturating_duration_since(*t) < ARRIVED_MAX_AGE);
+        if self
+            .blocks
+            .iter()
+            .any(|(_, b)| b.block_id == block.block_id)
+        {
+            return Err(ArrivalRefused::Duplicate(block.block_id));
+        }
+        if self.blocks.len() >= ARRIVED_MAX {
+            return Err(ArrivalRefused::Full);
+        }
+        self.blocks.push_back((now, block));
+        Ok(())
+    }
+
+    /// Takes the block `block_id`, if it is waiting.
+    pub fn take(&mut self, block_id: u64) -> Option<QuantumBlock> {
+        let pos = self
+            .blocks
+            .iter()
+            .position(|(_, b)| b.block_id == block_id)?;
+        self.blocks.remove(pos).map(|(_, b)| b)
+    }
+}
 /// Bob's end of one link.
 pub struct FollowerLink {
     peer: String,
+    leader_ip: IpAddr,
     params: ProtocolParams,
     block_size: u64,
     bob: Mutex<Bob>,
     fiber: Mutex<Channel>,
-    arrived: Mutex<VecDeque<QuantumBlock>>,
+    arrived: Mutex<Arrivals>,
     notify: Notify,
 }
 
@@ -55,11 +117,12 @@ impl FollowerLink {
         let figures = CvqkdFigures::configured(cfg, proto.link.modulation_variance_snu);
         let me = FollowerLink {
             peer: link.peer.clone(),
+            leader_ip: link.addr.ip().to_canonical(),
             params: ProtocolParams::of(&proto),
             block_size: cfg.block_size,
             bob: Mutex::new(Bob::new(proto, rng.fork())),
             fiber: Mutex::new(fiber),
-            arrived: Mutex::new(VecDeque::new()),
+            arrived: Mutex::new(Arrivals::default()),
             notify: Notify::new(),
         };
         Ok((me, figures))
@@ -76,21 +139,18 @@ impl FollowerLink {
         Some(SocketAddr::new(listen.ip(), port))
     }
 
-    fn push_arrived(&self, block: QuantumBlock) {
-        let mut q = self.arrived.lock().expect("arrived lock");
-        q.retain(|b| b.block_id != block.block_id);
-        q.push_back(block);
-        while q.len() > ARRIVED_MAX {
-            q.pop_front();
-        }
-        drop(q);
+    fn push_arrived(&self, block: QuantumBlock) -> Result<(), ArrivalRefused> {
+        let kept = self
+            .arrived
+            .lock()
+            .expect("arrived lock")
+            .offer(block, std::time::Instant::now());
         self.notify.notify_waiters();
+        kept
     }
 
     fn take_arrived(&self, block_id: u64) -> Option<QuantumBlock> {
-        let mut q = self.arrived.lock().expect("arrived lock");
-        let pos = q.iter().position(|b| b.block_id == block_id)?;
-        q.remove(pos)
+        self.arrived.lock().expect("arrived lock").take(block_id)
     }
 
     /// Waits (bounded) for the pulses of `block_id`.
@@ -110,45 +170,93 @@ impl FollowerLink {
     }
 }
 
-/// Receives pulse streams on `listener` until the task is aborted: every block passes
-/// through the fiber and waits for the leader's announcement.
+/// Receives pulses on `listener` until the task is aborted: from the leader's address only,
+/// one connection at a time, one frame per connection within its deadline; every block
+/// passes through the fiber and waits for the leader's announcement.
 pub async fn run_quantum_listener(shared: Arc<Shared>, link: Arc<FollowerLink>, l: TcpListener) {
+    let mut current: Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>> = None;
     loop {
-        let (tcp, from) = match l.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                tracing::warn!(peer = %link.peer, "quantum port: accept failed: {e}");
-                tokio::time::sleep(crate::constants::CVQKD_ACCEPT_RETRY).await;
-                continue;
+        tokio::select! {
+            accepted = l.accept() => {
+                let (tcp, from) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::warn!(peer = %link.peer, "quantum port: accept failed: {e}");
+                        tokio::time::sleep(crate::constants::CVQKD_ACCEPT_RETRY).await;
+                        continue;
+                    }
+                };
+                let why = if from.ip().to_canonical() != link.leader_ip {
+                    Some("not from the leader's address")
+                } else if current.is_some() {
+                    Some("another connection is being received")
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    drop(tcp);
+                    shared.cvqkd.quantum_port(&link.peer, QuantumPortEvent::ConnectionRefused);
+                    tracing::debug!(peer = %link.peer, %from, "quantum port: connection refused: {why}");
+                    continue;
+                }
+                let (shared, link) = (shared.clone(), link.clone());
+                current = Some(Box::pin(async move {
+                    if let Err(e) = receive_one(&link, tcp).await {
+                        shared.cvqkd.quantum_port(&link.peer, QuantumPortEvent::FrameRefused);
+                        shared.metrics.link_add(&link.peer, "quantum_frames_refused", 1);
+                        tracing::warn!(peer = %link.peer, %from, "pulses refused: {e}");
+                    } else {
+                        shared.cvqkd.quantum_port(&link.peer, QuantumPortEvent::BlockReceived);
+                    }
+                }));
             }
-        };
-        let (shared, link) = (shared.clone(), link.clone());
-        tokio::spawn(async move {
-            if let Err(e) = receive_stream(&link, tcp).await {
-                shared
-                    .metrics
-                    .link_add(&link.peer, "quantum_frames_refused", 1);
-                tracing::warn!(peer = %link.peer, %from, "pulses refused: {e}");
+            () = async { current.as_mut().expect("guarded").await }, if current.is_some() => {
+                current = None;
             }
-        });
+        }
     }
 }
 
-async fn receive_stream(
-    link: &Arc<FollowerLink>,
-    mut tcp: TcpStream,
-) -> Result<(), quantum_channel::QuantumChannelError> {
-    while let Some(block) = quantum_channel::receive(&mut tcp, link.block_size).await? {
-        let l = link.clone();
-        let block = tokio::task::spawn_blocking(move || {
-            let mut block = block;
-            l.fiber.lock().expect("fiber lock").transmit(&mut block);
-            block
-        })
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
-        link.push_arrived(block);
-    }
+/// Why a connection to the quantum port gave no block.
+#[derive(Debug, thiserror::Error)]
+enum ReceiveError {
+    /// The frame was refused.
+    #[error(transparent)]
+    Frame(#[from] quantum_channel::QuantumChannelError),
+    /// The connection closed before a frame.
+    #[error("connection closed without a frame")]
+    Empty,
+    /// The frame did not arrive within its deadline.
+    #[error("no complete frame within {0:?} (slow sender cut off)")]
+    TooSlow(std::time::Duration),
+    /// The block was not kept.
+    #[error(transparent)]
+    Refused(#[from] ArrivalRefused),
+    /// The fiber's task failed.
+    #[error("fiber task: {0}")]
+    Task(String),
+}
+
+/// One connection: one frame within its deadline, through the fiber, kept for its block.
+async fn receive_one(link: &Arc<FollowerLink>, mut tcp: TcpStream) -> Result<(), ReceiveError> {
+    let deadline = quantum_channel::frame_deadline(link.block_size);
+    let block = tokio::time::timeout(
+        deadline,
+        quantum_channel::receive(&mut tcp, link.block_size),
+    )
+    .await
+    .map_err(|_| ReceiveError::TooSlow(deadline))??
+    .ok_or(ReceiveError::Empty)?;
+    drop(tcp);
+    let l = link.clone();
+    let block = tokio::task::spawn_blocking(move || {
+        let mut block = block;
+        l.fiber.lock().expect("fiber lock").transmit(&mut block);
+        block
+    })
+    .await
+    .map_err(|e| ReceiveError::Task(e.to_string()))?;
+    link.push_arrived(block)?;
     Ok(())
 }
 
@@ -168,7 +276,11 @@ pub async fn handle(
         LinkRequest::Estimate { msg, reconcile } => {
             estimate(&shared, &link, msg, reconcile).await?
         }
-        LinkRequest::Finish { msg, seq } => finish(&shared, &link, msg, seq).await?,
+        LinkRequest::Finish {
+            msg,
+            seq,
+            leader_bytes,
+        } => finish(&shared, &link, msg, seq, leader_bytes).await?,
     };
     let headers = [(axum::http::header::CONTENT_TYPE, wire::CONTENT_TYPE)];
     Ok((headers, wire::encode(&reply)).into_response())
@@ -186,10 +298,9 @@ async fn start(
         )));
     }
     let Some(pulses) = link.wait_pulses(block_id).await else {
-        return Err(ApiError::unavailable(format!(
-            "no pulses of block {block_id} arrived within {} s (quantum channel cut?)",
-            CVQKD_PULSES_WAIT.as_secs()
-        )));
+        let why = format!("none arrived within {} s", CVQKD_PULSES_WAIT.as_secs());
+        shared.cvqkd.record_starved(&link.peer, block_id, &why);
+        return Ok(LinkReply::NoPulses { block_id });
     };
     let msg = on_bob(link, move |bob| Ok(bob.receive(&pulses))).await?;
     let next_seq = shared.link_levels(&link.peer).await?.next_seq;
@@ -223,6 +334,7 @@ async fn finish(
     link: &Arc<FollowerLink>,
     msg: ClassicalMessage,
     seq: Option<u64>,
+    leader_bytes: u64,
 ) -> Result<LinkReply, ApiError> {
     let (key, outcome) = on_bob(link, move |bob| {
         bob.handle(&msg)?;
@@ -233,7 +345,9 @@ async fn finish(
     .await?;
     let bytes = key.as_ref().map(wire::key_bytes).unwrap_or_default();
     let stored = match seq {
-        Some(seq) if bytes.len() >= 2 => store(shared, &link.peer, seq, bytes).await?,
+        Some(seq) if bytes.len() >= 2 => {
+            store(shared, &link.peer, seq, bytes, leader_bytes).await?
+        }
         Some(_) => return Err(ApiError::bad("leader stored a key this follower has not")),
         None => 0,
     };
@@ -245,12 +359,14 @@ async fn finish(
     })
 }
 
-/// Stores Bob's key as link blocks `seq` (leader's direction) and `seq + 1`.
+/// Stores Bob's key as link blocks `seq` (its first `leader_bytes`, the leader's direction)
+/// and `seq + 1` (the rest), as the leader shared Alice's.
 async fn store(
     shared: &Arc<Shared>,
     peer: &str,
     seq: u64,
     bytes: zeroize::Zeroizing<Vec<u8>>,
+    leader_bytes: u64,
 ) -> Result<u64, ApiError> {
     let next = shared.link_levels(peer).await?.next_seq;
     if next != seq {
@@ -258,14 +374,18 @@ async fn store(
             "link block sequence mismatch: leader stores at {seq}, follower expects {next}"
         )));
     }
-    let (a, b) = bytes.split_at(bytes.len() / 2);
-    let blocks = vec![
-        (seq, zeroize::Zeroizing::new(a.to_vec())),
-        (seq + 1, zeroize::Zeroizing::new(b.to_vec())),
-    ];
+    if !seq.is_multiple_of(2) || leader_bytes > bytes.len() as u64 {
+        return Err(ApiError::bad(format!(
+            "link block pair at {seq} with {leader_bytes} of {} key bytes for the leader",
+            bytes.len()
+        )));
+    }
     let p = peer.to_string();
     let stored = shared
-        .blocking(move |s| s.follower_store(&p, &blocks))
+        .blocking(move |s| {
+            let (a, b) = bytes.split_at(leader_bytes as usize);
+            s.follower_store_pair(&p, seq, a, b)
+        })
         .await?;
     shared.metrics.link_add(peer, "received_bits", 8 * stored);
     Ok(stored)
@@ -282,4 +402,38 @@ where
         .await
         .map_err(|e| ApiError::unavailable(format!("Bob's task failed: {e}")))?
         .map_err(|e| ApiError::bad(format!("cvqkd: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn block(id: u64, v: f64) -> QuantumBlock {
+        QuantumBlock {
+            block_id: id,
+            x: vec![v; 4],
+            p: vec![v; 4],
+        }
+    }
+
+    #[test]
+    fn the_first_frame_of_a_block_is_kept_and_none_is_evicted_before_its_age() {
+        let mut a = Arrivals::default();
+        let t0 = Instant::now();
+        a.offer(block(1, 1.0), t0).unwrap();
+        assert_eq!(
+            a.offer(block(1, -1.0), t0),
+            Err(ArrivalRefused::Duplicate(1))
+        );
+        a.offer(block(2, -1.0), t0).unwrap();
+        assert_eq!(a.offer(block(3, -1.0), t0), Err(ArrivalRefused::Full));
+        assert_eq!(a.take(1).unwrap().x[0], 1.0, "the genuine block");
+        // A block never announced is dropped once it is older than ARRIVED_MAX_AGE.
+        a.offer(block(4, 1.0), t0).unwrap();
+        let later = t0 + ARRIVED_MAX_AGE;
+        a.offer(block(5, 1.0), later).unwrap();
+        assert!(a.take(2).is_none() && a.take(4).is_none());
+        assert!(a.take(5).is_some());
+    }
 }

@@ -2,10 +2,11 @@
 //! than the optical symbol rate allows, she sends the pulses on the quantum channel (a new
 //! TCP connection per block, so a splice in the fiber takes effect at the next block) and
 //! drives the classical exchange with Bob's KME. Her key of each block is stored first,
-//! unconfirmed; the follower stores its copy under the same numbers; then the leader
-//! confirms. A block whose fate the leader did not hear is settled at the next block from
+//! unconfirmed, shared between the link's two directions by their need (the leader names
+//! the share, so the follower splits its copy alike); the follower stores its copy under
+//! the same numbers; then the leader confirms. A block whose fate the leader did not hear is settled at the next block from
 //! the follower's next expected sequence: confirmed if stored there, else discarded.
-//! When the pools are full the link keeps watching the channel: blocks stop after
+//! When both directions' pools are full the link keeps watching the channel: blocks stop after
 //! parameter estimation (cheap), so an eavesdropper is still detected.
 
 use super::board::CvqkdFigures;
@@ -15,6 +16,7 @@ use crate::cvqkd::quantum_channel;
 use crate::cvqkd::sim::rng::SimRng;
 use crate::cvqkd::sim::{Alice, ClassicalMessage, SideOutcome};
 use crate::kme::config::LinkConfig;
+use crate::kme::links::DirectionRoom;
 use crate::kme::server::Shared;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -86,7 +88,10 @@ async fn run_block(shared: &Arc<Shared>, me: &mut LeaderLink) -> Result<(), Stri
     me.next_block += 1;
     let reconcile = pools_have_room(shared, &me.link).await?;
     let pulses = on_alice(me, move |a| Ok(a.prepare(block_id))).await?;
-    send_pulses(me.quantum, &pulses).await?;
+    if let Err(e) = send_pulses(me.quantum, &pulses).await {
+        shared.cvqkd.record_starved(&me.link.peer, block_id, &e);
+        return Err(e);
+    }
     drop(pulses);
     let started = call(
         shared,
@@ -97,8 +102,14 @@ async fn run_block(shared: &Arc<Shared>, me: &mut LeaderLink) -> Result<(), Stri
         },
     )
     .await?;
-    let LinkReply::Started { msg, next_seq } = started else {
-        return Err("follower answered Start out of turn".into());
+    let (msg, next_seq) = match started {
+        LinkReply::Started { msg, next_seq } => (msg, next_seq),
+        LinkReply::NoPulses { block_id } => {
+            let why = "the follower received none";
+            shared.cvqkd.record_starved(&me.link.peer, block_id, why);
+            return Err(format!("block {block_id}: no pulses ({why})"));
+        }
+        _ => return Err("follower answered Start out of turn".into()),
     };
     settle_unconfirmed(shared, &me.link.peer, next_seq).await?;
     let (answer, pe) = on_alice(me, move |a| {
@@ -147,11 +158,17 @@ async fn finish(
     .await?;
     let bytes = key.as_ref().map(wire::key_bytes).unwrap_or_default();
     let n = bytes.len() as u64;
+    // The key is shared between the two directions by their need now.
+    let levels = shared
+        .link_levels(&me.link.peer)
+        .await
+        .map_err(|e| e.to_string())?;
+    let leader_len = DirectionRoom::of(&me.link, &levels).leader_share(bytes.len());
     let seq = if n >= 2 {
         let peer = me.link.peer.clone();
         Some(
             shared
-                .blocking(move |s| s.leader_add(&peer, &bytes))
+                .blocking(move |s| s.leader_add_split(&peer, &bytes, leader_len))
                 .await
                 .map_err(|e| e.to_string())?,
         )
@@ -164,6 +181,7 @@ async fn finish(
         &LinkRequest::Finish {
             msg: verification,
             seq,
+            leader_bytes: leader_len as u64,
         },
     )
     .await?;
@@ -189,7 +207,8 @@ async fn finish(
     Ok(())
 }
 
-/// Whether the link's pools are below the high-water mark (else: estimate only).
+/// Whether a direction of the link's pool is below its high-water mark (else: estimate
+/// only).
 async fn pools_have_room(shared: &Arc<Shared>, link: &LinkConfig) -> Result<bool, String> {
     let levels = shared
         .link_levels(&link.peer)

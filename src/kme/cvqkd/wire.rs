@@ -107,13 +107,18 @@ pub enum LinkRequest {
         /// Go on to reconciliation.
         reconcile: bool,
     },
-    /// Alice's verification; with `seq`, store the block's key as link blocks `seq` and
-    /// `seq + 1` (the leader has stored its copy under the same numbers).
+    /// Alice's verification; with `seq`, store the block's key as link blocks `seq` (its
+    /// first `leader_bytes` bytes, the leader's direction) and `seq + 1` (the rest, the
+    /// follower's direction); the leader has stored its copy the same way. The leader
+    /// shares each key by the two directions' need, and names the share here, so both ends
+    /// agree on it.
     Finish {
         /// The `Verification`.
         msg: ClassicalMessage,
         /// Where both ends store the key, if it is long enough to store.
         seq: Option<u64>,
+        /// Bytes of the key that go to the leader's direction (block `seq`).
+        leader_bytes: u64,
     },
 }
 
@@ -134,6 +139,12 @@ pub enum LinkReply {
     Finished {
         /// Key bytes stored.
         stored_bytes: u64,
+    },
+    /// Answer to `Start`: no pulses of the block arrived in time (the quantum channel is
+    /// cut or jammed); both ends count the block as starved.
+    NoPulses {
+        /// The block.
+        block_id: u64,
     },
 }
 
@@ -160,7 +171,7 @@ pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, String> {
     postcard::from_bytes(bytes).map_err(|e| e.to_string())
 }
 
-/// The key bytes of a block: whole bytes, an even count (split in two link blocks).
+/// The key bytes of a block: whole bytes, an even count.
 pub fn key_bytes(key: &crate::cvqkd::sim::SimKey) -> zeroize::Zeroizing<Vec<u8>> {
     let whole = key.bits.len() / 8;
     let mut bytes = zeroize::Zeroizing::new(key.bits.to_bytes());
@@ -225,9 +236,17 @@ mod tests {
                 pa_seed: 9,
             },
             seq: Some(4),
+            leader_bytes: 17,
         };
         let back: LinkRequest = decode(&encode(&r)).unwrap();
-        assert!(matches!(back, LinkRequest::Finish { seq: Some(4), .. }));
+        assert!(matches!(
+            back,
+            LinkRequest::Finish {
+                seq: Some(4),
+                leader_bytes: 17,
+                ..
+            }
+        ));
         assert!(decode::<LinkRequest>(&[0xff, 0xff]).is_err());
     }
 }
