@@ -240,6 +240,8 @@ async fn hop(
         None => return Err(ApiError::bad("the slave SAE is not attached to this KME")),
     };
     let next_peer = next.as_ref().map(|n| n.0.clone());
+    let max_pending = shared.cfg.limits.max_key_count;
+    let deadline_ms = super::api::expiry_deadline_ms(shared);
     shared
         .blocking(move |s| {
             let action = match &next {
@@ -248,6 +250,8 @@ async fn hop(
                     master: &master,
                     slave: &slave,
                     ids: &ids_owned,
+                    max_pending,
+                    deadline_ms,
                 },
             };
             s.relay_hop(&from, from_dir, &pads, &masked, action)
