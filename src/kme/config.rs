@@ -1008,6 +1008,31 @@ volume = "2Mbit/h"
         }
     }
 
+    /// The relay check at each hop (src/kme/relay.rs) accepts the Madrid paths: every KME on
+    /// a hospital's route has the rest of it as its route to the slave and the previous KME as
+    /// its first hop towards the master.
+    #[test]
+    fn the_madrid_routes_agree_hop_by_hop() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/madrid");
+        let load_kme = |id: &str| load(&dir.join(format!("{id}.toml"))).unwrap();
+        for (from, master, slave) in [
+            ("kme-hospital-a", "sae-hospital-a", "sae-hospital-b"),
+            ("kme-hospital-b", "sae-hospital-b", "sae-hospital-a"),
+        ] {
+            let path = load_kme(from).sae_route(slave).unwrap().unwrap().to_vec();
+            let mut prev = from.to_string();
+            for (i, hop) in path.iter().enumerate() {
+                let cfg = load_kme(hop);
+                let rest = cfg.sae_route(slave).unwrap().unwrap_or(&[]);
+                assert_eq!(rest, &path[i + 1..], "{hop}: route to {slave}");
+                let back = cfg.sae_route(master).unwrap().unwrap();
+                assert_eq!(back[0], prev, "{hop}: first hop towards {master}");
+                assert!(cfg.pair(master, slave).is_some(), "{hop}: pair");
+                prev = hop.clone();
+            }
+        }
+    }
+
     #[test]
     fn errors_name_file_line_and_field() {
         let bad = GOOD.replace("rate_bits_per_second = 1000", "rate_bits_per_second = 0");
