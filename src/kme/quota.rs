@@ -137,3 +137,62 @@ impl Quotas {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+    use std::time::Duration;
+
+    const CFG: &str = r#"
+[kme]
+id = "kme-a"
+listen = "127.0.0.1:8443"
+data_dir = "data"
+ca_file = "ca.pem"
+cert_file = "kme-a.pem"
+key_file = "kme-a.key"
+[[sae]]
+id = "sae-a"
+volume = "1000bit/h"
+[[sae]]
+id = "sae-b"
+[[sae]]
+id = "sae-c"
+[[sae_pair]]
+master = "sae-a"
+slave = "sae-b"
+both_ways = true
+rate = "2/s"
+[[sae_pair]]
+master = "sae-a"
+slave = "sae-c"
+"#;
+
+    #[test]
+    fn buckets_refill_at_the_configured_rate_and_refusals_debit_nothing() {
+        let cfg = crate::kme::config::parse(CFG, Path::new("k.toml")).unwrap();
+        let q = Quotas::default();
+        let t0 = Instant::now();
+        q.admit(&cfg, t0, "sae-a", 0, 2, 200).unwrap();
+        let e = q.admit(&cfg, t0, "sae-b", 0, 1, 8).unwrap_err();
+        assert_eq!(
+            (e.field.as_str(), e.who.as_str()),
+            ("sae_pair[0].rate", "sae-a > sae-b")
+        );
+        // Half a second refills one key of the pair's two per second.
+        let t1 = t0 + Duration::from_millis(500);
+        q.admit(&cfg, t1, "sae-b", 0, 1, 8).unwrap();
+        assert!(q.admit(&cfg, t1, "sae-b", 0, 1, 8).is_err());
+        // sae-a's volume: 800 bits left; a refused request (pair 1 has no limit of its
+        // own) takes nothing, so 800 still fit.
+        let e = q.admit(&cfg, t1, "sae-a", 1, 1, 900).unwrap_err();
+        assert_eq!(e.field, "sae[0].volume");
+        q.admit(&cfg, t1, "sae-a", 1, 1, 800).unwrap();
+        assert!(q.admit(&cfg, t1, "sae-a", 1, 1, 8).is_err());
+        // Two hours later the bucket is full again, never above its amount.
+        let t2 = t1 + Duration::from_secs(7200);
+        q.admit(&cfg, t2, "sae-a", 1, 1, 1000).unwrap();
+        assert!(q.admit(&cfg, t2, "sae-a", 1, 1, 8).is_err());
+    }
+}
