@@ -5,8 +5,10 @@
 //!
 //! Status codes: 200; 400 with `{"message","details"}` (the spec's messages where it fixes
 //! them); 401 with no body (the caller is not an SAE of this KME, or asks for keys another
-//! SAE was named for); 503 with `{"message"}` (not enough key material, a hop of the relay
-//! unreachable, a store failure). Unknown URLs and methods are 400s: the spec has no 404.
+//! SAE was named for) or with `{"message","details"}` (no `[[sae_pair]]` allows the pair);
+//! 503 with `{"message"}` (not enough key material, a `rate` or `volume` limit reached, a
+//! hop of the relay unreachable, a store failure). Unknown URLs and methods are 400s: the
+//! spec has no 404.
 
 use super::config::KeyLimits;
 use super::relay;
