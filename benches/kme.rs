@@ -42,6 +42,10 @@ async fn setup(pairs: usize) -> Setup {
     for s in &saes {
         text += &format!("[[sae]]\nid = \"{s}\"\n");
     }
+    for p in 0..pairs {
+        let (m, s) = (&saes[2 * p], &saes[2 * p + 1]);
+        text += &format!("[[sae_pair]]\nmaster = \"{m}\"\nslave = \"{s}\"\n");
+    }
     let cfg = qshield::kme::config::parse(&text, &dir.path().join("kme.toml")).unwrap();
     let kme = qshield::kme::start(cfg).await.unwrap();
     let base = format!("https://127.0.0.1:{}/api/v1/keys", kme.local_addr().port());

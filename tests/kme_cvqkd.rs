@@ -76,11 +76,11 @@ async fn pair_with_pool(quantum_port: u16, quantum_url: Option<u16>, pool_max_bi
         )
     };
     let a_rest = format!(
-        "[[sae]]\nid = \"sae-a\"\n[[remote_sae]]\nid = \"sae-b\"\nroute = [\"kme-b\"]\n{}",
+        "[[sae]]\nid = \"sae-a\"\n[[remote_sae]]\nid = \"sae-b\"\nroute = [\"kme-b\"]\n[[sae_pair]]\nmaster = \"sae-a\"\nslave = \"sae-b\"\nboth_ways = true\n{}",
         link("kme-b", pb, "leader", quantum_url)
     );
     let b_rest = format!(
-        "[[sae]]\nid = \"sae-b\"\n[[remote_sae]]\nid = \"sae-a\"\nroute = [\"kme-a\"]\n{}",
+        "[[sae]]\nid = \"sae-b\"\n[[remote_sae]]\nid = \"sae-a\"\nroute = [\"kme-a\"]\n[[sae_pair]]\nmaster = \"sae-a\"\nslave = \"sae-b\"\nboth_ways = true\n{}",
         link("kme-a", pa, "follower", None)
     );
     // The follower first: its quantum port must listen before the leader's first block.

@@ -43,12 +43,18 @@ async fn net() -> Net {
         (
             vec![link(0, false, BIG), link(2, true, SMALL)],
             &[][..],
-            vec![],
+            vec![
+                ("sae-a", &["kme-a"][..]),
+                ("sae-b", &["kme-r2", "kme-b"][..]),
+            ],
         ),
         (
             vec![link(1, false, SMALL), link(3, false, BIG)],
             &[][..],
-            vec![],
+            vec![
+                ("sae-a", &["kme-r1", "kme-a"][..]),
+                ("sae-b", &["kme-b"][..]),
+            ],
         ),
         (
             vec![link(2, true, BIG)],

@@ -25,6 +25,9 @@ declare -A MADRID_SECTION_KM=([ha]=4 [r1]=7 [r2]=5)  # by the section's leader n
 MADRID_CVQKD=${MADRID_CVQKD:-'block_size = 2097152
 symbol_rate_hz = 1e6'}
 MADRID_POOL_MAX_BITS=${MADRID_POOL_MAX_BITS:-16777216}
+# The hospitals' [[sae_pair]] limits (TOML lines): what one SAE certificate may draw.
+MADRID_PAIR_LIMITS=${MADRID_PAIR_LIMITS:-'rate = "10/s"
+volume = "10Mbit/h"'}
 CVQKD_PORT=8444
 EVE_PORT=8454
 
@@ -86,6 +89,11 @@ madrid_remote() {
     printf '\n[[remote_sae]]\nid = "sae-%s"\nroute = [%s]\n' "${MADRID_NAME[$sae]}" "$(IFS=,; echo "${hops[*]}")"
 }
 
+# madrid_pair [LIMITS]: the [[sae_pair]] of the two hospitals (either way), with LIMITS lines.
+madrid_pair() {
+    printf '\n[[sae_pair]]\nmaster = "sae-hospital-a"\nslave = "sae-hospital-b"\nboth_ways = true\n%s\n' "${1:-}"
+}
+
 # madrid_kme_config NODE: the KME config of one node.
 madrid_kme_config() {
     local n=$1 id="kme-${MADRID_NAME[$1]}"
@@ -95,15 +103,17 @@ madrid_kme_config() {
         case $n in
             ha) printf '\n[[sae]]\nid = "sae-hospital-a"\n'
                 madrid_remote hb r1 r2 hb
+                madrid_pair "$MADRID_PAIR_LIMITS"
                 madrid_link r1 198.18.1.2 leader ha ;;
-            r1) madrid_remote hb r2 hb; madrid_remote ha ha
+            r1) madrid_remote hb r2 hb; madrid_remote ha ha; madrid_pair
                 madrid_link ha 198.18.1.1 follower ha
                 madrid_link r2 198.18.2.2 leader r1 ;;
-            r2) madrid_remote hb hb; madrid_remote ha r1 ha
+            r2) madrid_remote hb hb; madrid_remote ha r1 ha; madrid_pair
                 madrid_link r1 198.18.2.1 follower r1
                 madrid_link hb 198.18.3.2 leader r2 ;;
             hb) printf '\n[[sae]]\nid = "sae-hospital-b"\n'
                 madrid_remote ha r2 r1 ha
+                madrid_pair "$MADRID_PAIR_LIMITS"
                 madrid_link r2 198.18.3.1 follower r2 ;;
         esac
     } >"$WORK/kme-$n.toml"

@@ -5,8 +5,10 @@
 //!
 //! Status codes: 200; 400 with `{"message","details"}` (the spec's messages where it fixes
 //! them); 401 with no body (the caller is not an SAE of this KME, or asks for keys another
-//! SAE was named for); 503 with `{"message"}` (not enough key material, a hop of the relay
-//! unreachable, a store failure). Unknown URLs and methods are 400s: the spec has no 404.
+//! SAE was named for) or with `{"message","details"}` (no `[[sae_pair]]` allows the pair);
+//! 503 with `{"message"}` (not enough key material, a `rate` or `volume` limit reached, a
+//! hop of the relay unreachable, a store failure). Unknown URLs and methods are 400s: the
+//! spec has no 404.
 
 use super::config::KeyLimits;
 use super::relay;
@@ -34,6 +36,9 @@ pub enum ApiError {
     BadRequest(ErrorBody),
     /// 401, no body.
     Unauthorized,
+    /// 401 with an error body: the caller is an SAE of this KME but no `[[sae_pair]]` lets
+    /// it get keys with the SAE it names.
+    PairNotAllowed(ErrorBody),
     /// 503 with an error body.
     Unavailable(ErrorBody),
 }
@@ -57,6 +62,19 @@ impl ApiError {
         })
     }
 
+    /// A 401 with a message and the pair's two SAEs as details.
+    pub fn pair_not_allowed(master: &str, slave: &str) -> Self {
+        let mut m = Map::new();
+        m.insert("master_SAE_ID".into(), Value::String(master.to_string()));
+        m.insert("slave_SAE_ID".into(), Value::String(slave.to_string()));
+        Self::PairNotAllowed(ErrorBody {
+            message: format!(
+                "SAE pair not authorized: no [[sae_pair]] of this KME lets '{master}' get keys for '{slave}'"
+            ),
+            details: Some(vec![m]),
+        })
+    }
+
     /// A 503 with `message`.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::Unavailable(ErrorBody {
@@ -71,6 +89,7 @@ impl IntoResponse for ApiError {
         match self {
             Self::BadRequest(b) => (StatusCode::BAD_REQUEST, Json(b)).into_response(),
             Self::Unauthorized => StatusCode::UNAUTHORIZED.into_response(),
+            Self::PairNotAllowed(b) => (StatusCode::UNAUTHORIZED, Json(b)).into_response(),
             Self::Unavailable(b) => (StatusCode::SERVICE_UNAVAILABLE, Json(b)).into_response(),
         }
     }
@@ -81,6 +100,11 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound => Self::bad(messages::KEYS_NOT_FOUND),
             StoreError::Unauthorized => Self::Unauthorized,
+            StoreError::Reused(id) => Self::bad_detail(
+                "Bad request format",
+                "key_ID",
+                format!("'{id}' was used before"),
+            ),
             StoreError::Short { .. } => Self::unavailable("not enough key material"),
             StoreError::Full { pending } => Self::unavailable(format!(
                 "key store full: {pending} keys are waiting for the slave SAE (max_key_count)"
@@ -108,8 +132,25 @@ fn path_id(p: Result<Path<String>, PathRejection>) -> ApiResult<String> {
         .map_err(|e| ApiError::bad_detail("Bad request format", "url", e.body_text()))
 }
 
+/// The caller must be an SAE of this KME, name a known slave other than itself, and be
+/// paired with it (`[[sae_pair]]`); returns where the slave is and the pair's index.
+fn authorize_master<'a>(
+    shared: &'a Shared,
+    caller: &str,
+    slave: &str,
+) -> ApiResult<(Target<'a>, usize)> {
+    let target = locate_slave(shared, caller, slave)?;
+    match shared.cfg.pair(caller, slave) {
+        Some((i, _)) => Ok((target, i)),
+        None => {
+            tracing::info!(master = caller, slave, "refused: SAE pair not configured");
+            Err(ApiError::pair_not_allowed(caller, slave))
+        }
+    }
+}
+
 /// The caller must be an SAE of this KME and name a known slave other than itself.
-fn authorize_master<'a>(shared: &'a Shared, caller: &str, slave: &str) -> ApiResult<Target<'a>> {
+fn locate_slave<'a>(shared: &'a Shared, caller: &str, slave: &str) -> ApiResult<Target<'a>> {
     if !shared.cfg.saes.iter().any(|s| s == caller) {
         return Err(ApiError::Unauthorized);
     }
@@ -140,7 +181,7 @@ pub async fn status(
     slave: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Json<Status>> {
     let slave = path_id(slave)?;
-    let target = authorize_master(&shared, &caller, &slave)?;
+    let (target, _) = authorize_master(&shared, &caller, &slave)?;
     let l = shared.cfg.limits;
     let (target_kme, stored) = match target {
         Target::Local => {
@@ -340,8 +381,21 @@ async fn enc_keys(
     slave: String,
     req: KeyRequest,
 ) -> ApiResult<Json<KeyContainer>> {
-    let target = authorize_master(&shared, &caller, &slave)?;
+    let (target, pair) = authorize_master(&shared, &caller, &slave)?;
     let (number, size) = check_request(&shared.cfg.limits, &req)?;
+    let bits = u64::from(number) * u64::from(size);
+    if let Err(e) = shared.quotas.admit(
+        &shared.cfg,
+        std::time::Instant::now(),
+        &caller,
+        pair,
+        u64::from(number),
+        bits,
+    ) {
+        tracing::info!(master = %caller, %slave, "refused: {e}");
+        shared.metrics.pair_add(&caller, &slave, "errors_503", 1);
+        return Err(ApiError::unavailable(e.to_string()));
+    }
     let keys = fresh_keys(number, size);
     let result = match target {
         Target::Local => store_local(&shared, &caller, &slave, keys).await,
@@ -374,8 +428,9 @@ async fn store_local(
         slave.to_string(),
         shared.cfg.limits.max_key_count,
     );
+    let deadline = expiry_deadline_ms(shared);
     let keys = shared
-        .blocking(move |st| st.enc_local(&m, &s, &keys, max).map(|()| keys))
+        .blocking(move |st| st.enc_local(&m, &s, &keys, max, deadline).map(|()| keys))
         .await?;
     Ok(keys)
 }
@@ -439,6 +494,10 @@ async fn dec_keys(
     if !shared.cfg.saes.contains(&caller) {
         return Err(ApiError::Unauthorized);
     }
+    if shared.cfg.pair(&master, &caller).is_none() {
+        tracing::info!(%master, slave = %caller, "dec_keys refused: SAE pair not configured");
+        return Err(ApiError::pair_not_allowed(&master, &caller));
+    }
     let max = shared.cfg.limits.max_key_per_request as usize;
     if ids.is_empty() || ids.len() > max {
         return Err(ApiError::bad_detail(
@@ -448,7 +507,10 @@ async fn dec_keys(
         ));
     }
     let (c, m) = (caller.clone(), master.clone());
-    let keys = shared.blocking(move |st| st.dec_keys(&c, &m, &ids)).await?;
+    let now = unix_ms();
+    let keys = shared
+        .blocking(move |st| st.dec_keys(&c, &m, &ids, now))
+        .await?;
     let bits: usize = keys.iter().map(|k| k.bytes.len() * 8).sum();
     shared
         .metrics
@@ -457,6 +519,43 @@ async fn dec_keys(
         .metrics
         .pair_add(&master, &caller, "bits_delivered", bits as u64);
     Ok(Json(container(&keys)))
+}
+
+/// Milliseconds since the Unix epoch (the store's clock for pending-key deadlines).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// When a key stored now for a slave expires (`pending_key_expiry`), Unix ms.
+pub fn expiry_deadline_ms(shared: &Shared) -> u64 {
+    unix_ms().saturating_add(shared.cfg.pending_key_expiry.as_millis() as u64)
+}
+
+/// How often undelivered keys are checked for expiry.
+const EXPIRY_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Background task: erases keys that waited longer than `pending_key_expiry` for their
+/// slave, logging each pair's count; their IDs are never served again.
+pub async fn expire_pending(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(EXPIRY_SWEEP_INTERVAL);
+    loop {
+        tick.tick().await;
+        let (now, adopt) = (unix_ms(), expiry_deadline_ms(&shared));
+        match shared
+            .blocking(move |st| st.expire_pending(now, adopt))
+            .await
+        {
+            Ok(expired) => {
+                for ((master, slave), n) in expired {
+                    tracing::warn!(%master, %slave, keys = n, "undelivered keys expired and erased (pending_key_expiry)");
+                    shared.metrics.pair_add(&master, &slave, "keys_expired", n);
+                }
+            }
+            Err(e) => tracing::warn!("expiring pending keys: {e}"),
+        }
+    }
 }
 
 /// Any other URL or method.

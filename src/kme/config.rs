@@ -7,12 +7,17 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use toml::Spanned;
 
 /// Largest key size accepted in the config, in bits.
 pub const MAX_KEY_SIZE_LIMIT_BITS: u32 = 65536;
 /// Most keys per request accepted in the config.
 pub const MAX_KEY_PER_REQUEST_LIMIT: u32 = 10_000;
+/// How long a key waits for its slave's `dec_keys` when `pending_key_expiry` is not set.
+pub const DEFAULT_PENDING_KEY_EXPIRY: Duration = Duration::from_secs(600);
+/// Longest `pending_key_expiry` accepted.
+pub const MAX_PENDING_KEY_EXPIRY: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Why a KME config was refused.
 #[derive(Debug, thiserror::Error)]
@@ -53,10 +58,81 @@ pub struct KmeConfig {
     pub status_log_seconds: u64,
     /// SAEs attached to this KME.
     pub saes: Vec<String>,
+    /// The quotas of each local SAE as a master (`[[sae]] rate`, `volume`), in `saes` order.
+    pub sae_quotas: Vec<Quota>,
     /// SAEs attached elsewhere, with their routes.
     pub remote_saes: Vec<RemoteSae>,
+    /// Which SAE may get keys for which (`[[sae_pair]]`); none configured: every key
+    /// request and every relay is refused.
+    pub pairs: Vec<SaePair>,
+    /// How long a key waits for its slave's `dec_keys` before it is erased.
+    pub pending_key_expiry: Duration,
     /// QKD links to neighbour KMEs.
     pub links: Vec<LinkConfig>,
+}
+
+impl KmeConfig {
+    /// The configured pair that lets `master` get keys for `slave` (and `slave` fetch
+    /// them), with its index in `pairs`.
+    pub fn pair(&self, master: &str, slave: &str) -> Option<(usize, &SaePair)> {
+        self.pairs
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.allows(master, slave))
+    }
+
+    /// Where `sae` is: `None` if this KME does not know it, `Some(None)` if it is attached
+    /// here, `Some(Some(route))` for a remote SAE.
+    pub fn sae_route(&self, sae: &str) -> Option<Option<&[String]>> {
+        if self.saes.iter().any(|s| s == sae) {
+            return Some(None);
+        }
+        let r = self.remote_saes.iter().find(|r| r.id == sae)?;
+        Some(Some(&r.route))
+    }
+}
+
+/// A limit of so many units (keys or bits) per period, enforced as a token bucket that
+/// holds at most `amount` and refills `amount` per `period`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PerPeriod {
+    /// Units per period.
+    pub amount: u64,
+    /// The period.
+    pub period: Duration,
+    /// As written in the config (`"10/s"`, `"1Mbit/h"`), for messages.
+    pub written: String,
+}
+
+/// Rate and volume limits of an SAE or a pair.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Quota {
+    /// Keys per period (`rate = "10/s"`).
+    pub rate_keys: Option<PerPeriod>,
+    /// Key bits per period (`volume = "1Mbit/h"`).
+    pub volume_bits: Option<PerPeriod>,
+}
+
+/// A configured SAE pair: `master` may get keys for `slave` with `enc_keys`, and `slave`
+/// may fetch them with `dec_keys`; with `both_ways`, the reverse too.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaePair {
+    /// The master SAE.
+    pub master: String,
+    /// The slave SAE.
+    pub slave: String,
+    /// The slave may be master too.
+    pub both_ways: bool,
+    /// The pair's limits (shared by both directions).
+    pub quota: Quota,
+}
+
+impl SaePair {
+    /// Whether this pair lets `master` get keys for `slave`.
+    pub fn allows(&self, master: &str, slave: &str) -> bool {
+        (self.master == master && self.slave == slave)
+            || (self.both_ways && self.master == slave && self.slave == master)
+    }
 }
 
 /// The limits the ETSI 014 status reports.
@@ -178,7 +254,20 @@ struct Raw {
     #[serde(default)]
     remote_sae: Vec<Spanned<RawRemoteSae>>,
     #[serde(default)]
+    sae_pair: Vec<Spanned<RawPair>>,
+    #[serde(default)]
     link: Vec<Spanned<RawLink>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPair {
+    master: Spanned<String>,
+    slave: Spanned<String>,
+    #[serde(default)]
+    both_ways: bool,
+    rate: Option<Spanned<String>>,
+    volume: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -196,12 +285,15 @@ struct RawKme {
     max_key_per_request: Option<Spanned<u32>>,
     max_key_count: Option<Spanned<u64>>,
     status_log_seconds: Option<u64>,
+    pending_key_expiry: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSae {
     id: Spanned<String>,
+    rate: Option<Spanned<String>>,
+    volume: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -257,10 +349,17 @@ pub fn parse(text: &str, origin: &Path) -> Result<KmeConfig, KmeConfigError> {
     let raw: Raw = toml::from_str(text).map_err(|e| crate::config::toml_error(&e, text, origin))?;
     let v = Validator { text, origin };
     let kme = raw.kme.get_ref();
-    let saes = v.saes(&raw.sae)?;
+    let (saes, sae_quotas) = v.saes(&raw.sae)?;
     let links = v.links(&raw.link)?;
+    let id = v.id(&kme.id, "kme.id")?;
+    let remote_saes = v.remote_saes(&raw.remote_sae, &saes, &links, &id)?;
+    let pairs = v.pairs(&raw.sae_pair, &saes, &remote_saes)?;
+    let pending_key_expiry = match &kme.pending_key_expiry {
+        None => DEFAULT_PENDING_KEY_EXPIRY,
+        Some(s) => v.expiry(s)?,
+    };
     let cfg = KmeConfig {
-        id: v.id(&kme.id, "kme.id")?,
+        id,
         listen: v.socket_addr(&kme.listen, "kme.listen")?,
         data_dir: v.resolve(&kme.data_dir),
         ca_file: v.resolve(&kme.ca_file),
@@ -268,11 +367,54 @@ pub fn parse(text: &str, origin: &Path) -> Result<KmeConfig, KmeConfigError> {
         key_file: v.resolve(&kme.key_file),
         limits: v.limits(kme, raw.kme.span())?,
         status_log_seconds: kme.status_log_seconds.unwrap_or(10),
-        remote_saes: v.remote_saes(&raw.remote_sae, &saes, &links)?,
+        remote_saes,
         saes,
+        sae_quotas,
+        pairs,
+        pending_key_expiry,
         links,
     };
     Ok(cfg)
+}
+
+/// Splits `"N/PERIOD"` with an optional unit after N (`units`: suffix, multiplier).
+fn parse_per_period(s: &str, units: &[(&str, u64)]) -> Option<PerPeriod> {
+    let (amount, period) = s.trim().split_once('/')?;
+    let amount = amount.trim();
+    let digits = amount
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(amount.len());
+    let (n, unit) = amount.split_at(digits);
+    let mult = units.iter().find(|(u, _)| *u == unit.trim())?.1;
+    let amount = n.parse::<u64>().ok()?.checked_mul(mult)?;
+    let period = match period.trim() {
+        "s" => Duration::from_secs(1),
+        "min" => Duration::from_secs(60),
+        "h" => Duration::from_secs(3600),
+        "d" => Duration::from_secs(86_400),
+        _ => return None,
+    };
+    (amount > 0).then(|| PerPeriod {
+        amount,
+        period,
+        written: s.trim().to_string(),
+    })
+}
+
+/// `"90s"`, `"10m"`, `"2h"`, `"1d"`.
+fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(digits);
+    let n: u64 = n.parse().ok()?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    Some(Duration::from_secs(n.checked_mul(secs)?))
 }
 
 /// The port a followed CV-QKD link receives its pulses on.
@@ -384,8 +526,9 @@ impl Validator<'_> {
         Ok(())
     }
 
-    fn saes(&self, raw: &[Spanned<RawSae>]) -> Result<Vec<String>, KmeConfigError> {
+    fn saes(&self, raw: &[Spanned<RawSae>]) -> Result<(Vec<String>, Vec<Quota>), KmeConfigError> {
         let mut out: Vec<String> = Vec::new();
+        let mut quotas = Vec::new();
         for (i, s) in raw.iter().enumerate() {
             let field = format!("sae[{i}].id");
             let id = self.id(&s.get_ref().id, &field)?;
@@ -394,6 +537,105 @@ impl Validator<'_> {
                 return Err(self.err(s.get_ref().id.span(), field, p));
             }
             out.push(id);
+            let r = s.get_ref();
+            quotas.push(self.quota(&format!("sae[{i}]"), &r.rate, &r.volume)?);
+        }
+        Ok((out, quotas))
+    }
+
+    fn quota(
+        &self,
+        at: &str,
+        rate: &Option<Spanned<String>>,
+        volume: &Option<Spanned<String>>,
+    ) -> Result<Quota, KmeConfigError> {
+        let mut q = Quota::default();
+        if let Some(r) = rate {
+            let parsed = parse_per_period(r.get_ref(), &[("", 1)]).ok_or_else(|| {
+                let p = format!(
+                    "'{}' is not KEYS/PERIOD (e.g. \"10/s\", \"600/min\"; periods s, min, h, d; KEYS above 0)",
+                    r.get_ref()
+                );
+                self.err(r.span(), format!("{at}.rate"), p)
+            })?;
+            q.rate_keys = Some(parsed);
+        }
+        if let Some(v) = volume {
+            let units = [
+                ("bit", 1),
+                ("kbit", 1_000),
+                ("Mbit", 1_000_000),
+                ("Gbit", 1_000_000_000),
+            ];
+            let parsed = parse_per_period(v.get_ref(), &units).ok_or_else(|| {
+                let p = format!(
+                    "'{}' is not BITS/PERIOD (e.g. \"1Mbit/h\", \"256kbit/min\"; units bit, kbit, Mbit, Gbit; periods s, min, h, d; above 0)",
+                    v.get_ref()
+                );
+                self.err(v.span(), format!("{at}.volume"), p)
+            })?;
+            q.volume_bits = Some(parsed);
+        }
+        Ok(q)
+    }
+
+    fn expiry(&self, s: &Spanned<String>) -> Result<Duration, KmeConfigError> {
+        match parse_duration(s.get_ref()) {
+            Some(d) if !d.is_zero() && d <= MAX_PENDING_KEY_EXPIRY => Ok(d),
+            _ => {
+                let p = format!(
+                    "'{}' is not a duration in 1s..=30d (e.g. \"90s\", \"10m\", \"2h\", \"1d\")",
+                    s.get_ref()
+                );
+                Err(self.err(s.span(), "kme.pending_key_expiry", p))
+            }
+        }
+    }
+
+    fn pairs(
+        &self,
+        raw: &[Spanned<RawPair>],
+        saes: &[String],
+        remote: &[RemoteSae],
+    ) -> Result<Vec<SaePair>, KmeConfigError> {
+        let mut out: Vec<SaePair> = Vec::new();
+        for (i, p) in raw.iter().enumerate() {
+            let r = p.get_ref();
+            let mut ends = Vec::new();
+            for (which, id) in [("master", &r.master), ("slave", &r.slave)] {
+                let field = format!("sae_pair[{i}].{which}");
+                let s = self.id(id, &field)?;
+                if !saes.contains(&s) && !remote.iter().any(|x| x.id == s) {
+                    let problem =
+                        format!("'{s}' is neither an [[sae]] nor a [[remote_sae]] of this KME");
+                    return Err(self.err(id.span(), field, problem));
+                }
+                ends.push(s);
+            }
+            let slave = ends.pop().unwrap_or_default();
+            let master = ends.pop().unwrap_or_default();
+            if master == slave {
+                let problem = "an SAE cannot be paired with itself".to_string();
+                return Err(self.err(r.slave.span(), format!("sae_pair[{i}].slave"), problem));
+            }
+            let pair = SaePair {
+                quota: self.quota(&format!("sae_pair[{i}]"), &r.rate, &r.volume)?,
+                master,
+                slave,
+                both_ways: r.both_ways,
+            };
+            let overlaps = out.iter().position(|o| {
+                o.allows(&pair.master, &pair.slave)
+                    || (pair.both_ways && o.allows(&pair.slave, &pair.master))
+            });
+            if let Some(j) = overlaps {
+                let problem = format!(
+                    "'{}' and '{}' are already paired by sae_pair[{j}]",
+                    pair.master, pair.slave
+                );
+                return Err(self.err(p.span(), format!("sae_pair[{i}]"), problem));
+            }
+            out.push(pair);
         }
         Ok(out)
     }
@@ -403,6 +645,7 @@ impl Validator<'_> {
         raw: &[Spanned<RawRemoteSae>],
         saes: &[String],
         links: &[LinkConfig],
+        me: &str,
     ) -> Result<Vec<RemoteSae>, KmeConfigError> {
         let mut out: Vec<RemoteSae> = Vec::new();
         for (i, r) in raw.iter().enumerate() {
@@ -422,6 +665,12 @@ impl Validator<'_> {
                     return Err(self.err(r.route.span(), rfield, p));
                 }
                 _ => {}
+            }
+            for (j, hop) in route.iter().enumerate() {
+                if hop == me || route[..j].contains(hop) {
+                    let p = format!("'{hop}' appears twice on the path (routes may not loop)");
+                    return Err(self.err(r.route.span(), rfield, p));
+                }
             }
             out.push(RemoteSae { id, route });
         }
@@ -580,6 +829,13 @@ url = "https://127.0.0.1:8444"
 role = "leader"
 source = "random"
 rate_bits_per_second = 1000
+
+[[sae_pair]]
+master = "sae-a"
+slave = "sae-b"
+both_ways = true
+rate = "10/s"
+volume = "2Mbit/h"
 "#;
 
     #[test]
@@ -650,6 +906,132 @@ rate_bits_per_second = 1000
             1,
         );
         parse(&apart, Path::new("k.toml")).unwrap();
+    }
+
+    #[test]
+    fn sae_pairs_limits_and_expiry_parse() {
+        let cfg = parse(GOOD, Path::new("k.toml")).unwrap();
+        assert_eq!(cfg.pending_key_expiry, DEFAULT_PENDING_KEY_EXPIRY);
+        assert_eq!(cfg.pair("sae-b", "sae-a").map(|(i, _)| i), Some(0));
+        assert!(cfg.pair("sae-a", "sae-x").is_none());
+        let q = &cfg.pairs[0].quota;
+        let rate = q.rate_keys.as_ref().unwrap();
+        assert_eq!((rate.amount, rate.period), (10, Duration::from_secs(1)));
+        let vol = q.volume_bits.as_ref().unwrap();
+        assert_eq!(
+            (vol.amount, vol.period),
+            (2_000_000, Duration::from_secs(3600))
+        );
+        let t = GOOD.replace(
+            "[[sae]]\nid = \"sae-a\"",
+            "[[sae]]\nid = \"sae-a\"\nrate = \"600/min\"\nvolume = \"256kbit/d\"",
+        );
+        let t = t.replace("[kme]", "[kme]\npending_key_expiry = \"90s\"");
+        let cfg = parse(&t, Path::new("k.toml")).unwrap();
+        assert_eq!(cfg.pending_key_expiry, Duration::from_secs(90));
+        let r = cfg.sae_quotas[0].rate_keys.as_ref().unwrap();
+        assert_eq!((r.amount, r.period), (600, Duration::from_secs(60)));
+        let cases = [
+            (
+                "rate = \"10/s\"",
+                "rate = \"10/week\"",
+                "k.toml:28:8: sae_pair[0].rate",
+            ),
+            ("rate = \"10/s\"", "rate = \"0/s\"", "sae_pair[0].rate"),
+            (
+                "volume = \"2Mbit/h\"",
+                "volume = \"2MB/h\"",
+                "sae_pair[0].volume",
+            ),
+            (
+                "slave = \"sae-b\"",
+                "slave = \"sae-x\"",
+                "k.toml:26:9: sae_pair[0].slave",
+            ),
+            (
+                "slave = \"sae-b\"",
+                "slave = \"sae-a\"",
+                "sae_pair[0].slave",
+            ),
+            (
+                "[kme]",
+                "[kme]\npending_key_expiry = \"0s\"",
+                "kme.pending_key_expiry",
+            ),
+            (
+                "[kme]",
+                "[kme]\npending_key_expiry = \"10\"",
+                "kme.pending_key_expiry",
+            ),
+            (
+                "[kme]",
+                "[kme]\npending_key_expiry = \"31d\"",
+                "kme.pending_key_expiry",
+            ),
+            ("both_ways = true", "both_ways = 1", "both_ways"),
+            (
+                "volume = \"2Mbit/h\"",
+                "[[sae_pair]]\nmaster = \"sae-b\"\nslave = \"sae-a\"",
+                "already paired by sae_pair[0]",
+            ),
+        ];
+        for (from, to, want) in cases {
+            let e = parse(&GOOD.replace(from, to), Path::new("k.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want) && e.starts_with("k.toml:"), "{to}: {e}");
+        }
+    }
+
+    #[test]
+    fn routes_that_loop_are_refused() {
+        for route in [r#"["kme-b", "kme-a"]"#, r#"["kme-b", "kme-c", "kme-b"]"#] {
+            let t = GOOD.replace(r#"route = ["kme-b"]"#, &format!("route = {route}"));
+            let e = parse(&t, Path::new("k.toml")).unwrap_err().to_string();
+            assert!(
+                e.contains("remote_sae[0].route") && e.contains("appears twice"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_madrid_configs_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/madrid");
+        for node in ["hospital-a", "ring-1", "ring-2", "hospital-b"] {
+            let cfg = load(&dir.join(format!("kme-{node}.toml"))).unwrap();
+            for (m, s) in [
+                ("sae-hospital-a", "sae-hospital-b"),
+                ("sae-hospital-b", "sae-hospital-a"),
+            ] {
+                assert!(cfg.pair(m, s).is_some(), "kme-{node}: {m} > {s}");
+            }
+        }
+    }
+
+    /// The relay check at each hop (src/kme/relay.rs) accepts the Madrid paths: every KME on
+    /// a hospital's route has the rest of it as its route to the slave and the previous KME as
+    /// its first hop towards the master.
+    #[test]
+    fn the_madrid_routes_agree_hop_by_hop() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/madrid");
+        let load_kme = |id: &str| load(&dir.join(format!("{id}.toml"))).unwrap();
+        for (from, master, slave) in [
+            ("kme-hospital-a", "sae-hospital-a", "sae-hospital-b"),
+            ("kme-hospital-b", "sae-hospital-b", "sae-hospital-a"),
+        ] {
+            let path = load_kme(from).sae_route(slave).unwrap().unwrap().to_vec();
+            let mut prev = from.to_string();
+            for (i, hop) in path.iter().enumerate() {
+                let cfg = load_kme(hop);
+                let rest = cfg.sae_route(slave).unwrap().unwrap_or(&[]);
+                assert_eq!(rest, &path[i + 1..], "{hop}: route to {slave}");
+                let back = cfg.sae_route(master).unwrap().unwrap();
+                assert_eq!(back[0], prev, "{hop}: first hop towards {master}");
+                assert!(cfg.pair(master, slave).is_some(), "{hop}: pair");
+                prev = hop.clone();
+            }
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod api;
 pub mod config;
 pub mod cvqkd;
 pub mod links;
+pub mod quota;
 pub mod relay;
 pub mod server;
 pub mod status;

@@ -7,7 +7,7 @@
 //! hops stays spent (a one-time pad is never reused).
 
 use super::api::ApiError;
-use super::config::LinkRole;
+use super::config::{KmeConfig, LinkRole};
 use super::server::Shared;
 use super::store::{
     DIR_FOLLOWER_SENDS, DIR_LEADER_SENDS, HopAction, Masked, NewKey, PadRange, Secret, StoreError,
@@ -180,6 +180,10 @@ pub async fn relay_in(
     if req.route.first() != Some(&shared.cfg.id) {
         return Err(ApiError::bad("relay route does not start at this KME"));
     }
+    if let Err(e) = check_route(&shared.cfg, &caller, &req) {
+        tracing::warn!(peer = %caller, master = %req.master, slave = %req.slave, route = ?req.route, "relay refused: {e:?}");
+        return Err(e);
+    }
     shared.metrics.link_add(&caller, "relays_received", 1);
     shared.refuse_if_alarm(&caller)?;
     if let Some(next) = req.route.get(1) {
@@ -219,6 +223,53 @@ pub async fn relay_in(
     Ok(Json(serde_json::json!({})))
 }
 
+/// A relay from neighbour `caller` must be for a configured pair and follow this KME's
+/// configuration at both ends: no KME twice (the sender included), the sender is this KME's
+/// first hop towards the master's KME, and the rest of the route is this KME's configured
+/// route to the slave (empty if the slave is attached here). Checked before any pad is
+/// spent.
+fn check_route(cfg: &KmeConfig, caller: &str, req: &RelayRequest) -> Result<(), ApiError> {
+    let refuse = |why: String| ApiError::bad(format!("relay route refused: {why}"));
+    let mut seen: Vec<&str> = vec![caller];
+    for hop in &req.route {
+        if seen.contains(&hop.as_str()) {
+            return Err(refuse(format!("it visits '{hop}' twice")));
+        }
+        seen.push(hop);
+    }
+    if cfg.pair(&req.master, &req.slave).is_none() {
+        return Err(ApiError::pair_not_allowed(&req.master, &req.slave));
+    }
+    let (master, slave) = (&req.master, &req.slave);
+    match cfg.sae_route(master) {
+        Some(Some(back)) if back.first().map(String::as_str) == Some(caller) => {}
+        Some(Some(back)) => {
+            let first = back.first().map_or("", String::as_str);
+            return Err(refuse(format!(
+                "keys of master '{master}' come from '{caller}', but this KME's route to '{master}' starts at '{first}'"
+            )));
+        }
+        Some(None) => {
+            return Err(refuse(format!(
+                "master '{master}' is attached to this KME, keys for it come from no neighbour"
+            )));
+        }
+        None => return Err(refuse(format!("master '{master}' is unknown here"))),
+    }
+    let rest = &req.route[1..];
+    match cfg.sae_route(slave) {
+        Some(None) if rest.is_empty() => Ok(()),
+        Some(Some(route)) if route == rest => Ok(()),
+        Some(expected) => {
+            let expected = expected.map_or_else(Vec::new, <[String]>::to_vec);
+            Err(refuse(format!(
+                "{rest:?} after this KME is not the configured route to slave '{slave}' ({expected:?})"
+            )))
+        }
+        None => Err(refuse(format!("slave '{slave}' is unknown here"))),
+    }
+}
+
 type Forwarded = Option<Masked>;
 
 async fn hop(
@@ -240,6 +291,8 @@ async fn hop(
         None => return Err(ApiError::bad("the slave SAE is not attached to this KME")),
     };
     let next_peer = next.as_ref().map(|n| n.0.clone());
+    let max_pending = shared.cfg.limits.max_key_count;
+    let deadline_ms = super::api::expiry_deadline_ms(shared);
     shared
         .blocking(move |s| {
             let action = match &next {
@@ -248,6 +301,8 @@ async fn hop(
                     master: &master,
                     slave: &slave,
                     ids: &ids_owned,
+                    max_pending,
+                    deadline_ms,
                 },
             };
             s.relay_hop(&from, from_dir, &pads, &masked, action)

@@ -80,6 +80,8 @@ pub struct Shared {
     pub cvqkd: Board,
     /// Bob's end of each CV-QKD link this KME follows, by the leader's ID.
     pub followers: BTreeMap<String, Arc<FollowerLink>>,
+    /// The rate and volume buckets of `[[sae]]` and `[[sae_pair]]` limits.
+    pub quotas: super::quota::Quotas,
 }
 
 impl Shared {
@@ -184,6 +186,7 @@ pub async fn start_on(cfg: KmeConfig, listener: TcpListener) -> Result<KmeHandle
             .iter()
             .map(|(f, _)| (f.peer().to_string(), f.clone()))
             .collect(),
+        quotas: Default::default(),
     });
     let (stop, stop_rx) = watch::channel(false);
     let background = Background {
@@ -411,6 +414,7 @@ fn start_background(shared: &Arc<Shared>, tasks: &mut JoinSet<()>, bg: Backgroun
         );
     }
     tasks.spawn(periodic(shared.clone()));
+    tasks.spawn(api::expire_pending(shared.clone()));
 }
 
 async fn periodic(shared: Arc<Shared>) {

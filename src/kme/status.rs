@@ -148,6 +148,8 @@ pub struct PairStatus {
     pub bits_per_second: f64,
     /// Requests answered 503.
     pub errors_503: u64,
+    /// Keys the slave never fetched, erased after `pending_key_expiry`.
+    pub keys_expired: u64,
 }
 
 /// Builds the status document.
@@ -218,6 +220,7 @@ fn pairs(m: &Metrics) -> Vec<PairStatus> {
                 keys_relayed: m.get(&n("keys_relayed")),
                 bits_per_second: m.rate(&n("bits_delivered")),
                 errors_503: m.get(&n("errors_503")),
+                keys_expired: m.get(&n("keys_expired")),
             })
         })
         .collect()

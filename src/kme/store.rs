@@ -11,7 +11,7 @@
 //! overwritten with zeros and fully spent blocks are deleted. Key bytes read from the store
 //! live in [`Zeroizing`] buffers (redb's freed pages are reused, not wiped: see docs/kme.md).
 
-use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use zeroize::Zeroizing;
@@ -24,6 +24,11 @@ const META: TableDefinition<(&str, &str), u64> = TableDefinition::new("meta");
 const PENDING_DEC: TableDefinition<&str, &[u8]> = TableDefinition::new("pending_dec");
 /// key ID → delivery flags (1 = to the master, 2 = to the slave).
 const DELIVERED: TableDefinition<&str, u8> = TableDefinition::new("delivered");
+/// key ID → Unix ms after which the pending key is expired.
+const PENDING_DEADLINE: TableDefinition<&str, u64> = TableDefinition::new("pending_deadline");
+/// (deadline Unix ms, key ID) → (): pending keys in the order they expire.
+const PENDING_BY_DEADLINE: TableDefinition<(u64, &str), ()> =
+    TableDefinition::new("pending_by_deadline");
 /// metric name → value.
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 
@@ -42,6 +47,11 @@ pub const DIR_FOLLOWER_SENDS: u8 = 1;
 pub const DELIVERED_MASTER: u8 = 1;
 /// Delivery flag: handed to the slave SAE.
 pub const DELIVERED_SLAVE: u8 = 2;
+/// Delivery flag: never delivered to the slave; erased when it expired.
+pub const EXPIRED: u8 = 4;
+
+/// Keys that expired, counted per (master, slave) pair.
+pub type ExpiredCounts = std::collections::BTreeMap<(String, String), u64>;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +86,9 @@ pub enum StoreError {
     /// A requested key is not held for this master (or was delivered already).
     #[error("key not found")]
     NotFound,
+    /// A relayed key reuses the ID of a key this KME has held (delivered or expired).
+    #[error("key ID '{0}' was used before")]
+    Reused(String),
     /// A requested key belongs to another slave SAE.
     #[error("key belongs to another SAE")]
     Unauthorized,
@@ -161,6 +174,10 @@ pub enum HopAction<'a> {
         slave: &'a str,
         /// Key IDs, one per key.
         ids: &'a [String],
+        /// Most keys the pair may have waiting (`max_key_count`).
+        max_pending: u64,
+        /// When they expire, Unix ms.
+        deadline_ms: u64,
     },
 }
 
@@ -188,23 +205,27 @@ impl Store {
         txn.open_table(META)?;
         txn.open_table(PENDING_DEC)?;
         txn.open_table(DELIVERED)?;
+        txn.open_table(PENDING_DEADLINE)?;
+        txn.open_table(PENDING_BY_DEADLINE)?;
         txn.open_table(COUNTERS)?;
         txn.commit()?;
         Ok(Self { db })
     }
 
     /// Stores `keys` for a slave attached here and records them delivered to the master, in
-    /// one commit; refuses when the pair would exceed `max_pending` waiting keys.
+    /// one commit; refuses when the pair would exceed `max_pending` waiting keys. The keys
+    /// expire at `deadline_ms` (Unix ms) if the slave has not fetched them.
     pub fn enc_local(
         &self,
         master: &str,
         slave: &str,
         keys: &[NewKey],
         max_pending: u64,
+        deadline_ms: u64,
     ) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
         let ids: Vec<String> = keys.iter().map(|k| k.id.clone()).collect();
-        store_pending(&txn, master, slave, keys, max_pending)?;
+        store_pending(&txn, master, slave, keys, max_pending, deadline_ms)?;
         mark_delivered(&txn, &ids, DELIVERED_MASTER)?;
         txn.commit()?;
         Ok(())
@@ -247,7 +268,13 @@ impl Store {
                 let next = take_pad(&txn, peer, dir, total)?;
                 Some((next.ranges, xor_split(&keys, &next.bytes)))
             }
-            HopAction::Deliver { master, slave, ids } => {
+            HopAction::Deliver {
+                master,
+                slave,
+                ids,
+                max_pending,
+                deadline_ms,
+            } => {
                 let new: Vec<NewKey> = ids
                     .iter()
                     .zip(keys)
@@ -256,7 +283,7 @@ impl Store {
                         bytes,
                     })
                     .collect();
-                store_pending(&txn, master, slave, &new, u64::MAX)?;
+                store_pending(&txn, master, slave, &new, max_pending, deadline_ms)?;
                 None
             }
         };
@@ -265,18 +292,73 @@ impl Store {
     }
 
     /// `dec_keys`: removes the keys `ids` of `master` for `caller` (who must be their slave)
-    /// and records them delivered; all or nothing.
+    /// and records them delivered; all or nothing. A key whose deadline is at or before
+    /// `now_ms` is not found (as an unknown one), whether or not it was erased yet.
     pub fn dec_keys(
         &self,
         caller: &str,
         master: &str,
         ids: &[String],
+        now_ms: u64,
     ) -> Result<Vec<NewKey>, StoreError> {
         let txn = self.db.begin_write()?;
-        let keys = take_pending(&txn, caller, master, ids)?;
+        let keys = take_pending(&txn, caller, master, ids, now_ms)?;
         mark_delivered(&txn, ids, DELIVERED_SLAVE)?;
         txn.commit()?;
         Ok(keys)
+    }
+
+    /// Erases every pending key whose deadline is at or before `now_ms` and marks its ID
+    /// [`EXPIRED`] (never stored or served again); returns the counts per pair. Keys stored
+    /// without a deadline (by an older version) get `adopt_deadline_ms`.
+    pub fn expire_pending(
+        &self,
+        now_ms: u64,
+        adopt_deadline_ms: u64,
+    ) -> Result<ExpiredCounts, StoreError> {
+        let txn = self.db.begin_write()?;
+        adopt_untimed(&txn, adopt_deadline_ms)?;
+        let due: Vec<(u64, String)> = {
+            let index = txn.open_table(PENDING_BY_DEADLINE)?;
+            let mut due = Vec::new();
+            for row in index.range::<(u64, &str)>((0, "")..)? {
+                let (k, _) = row?;
+                let (deadline, id) = k.value();
+                if deadline > now_ms {
+                    break;
+                }
+                due.push((deadline, id.to_string()));
+            }
+            due
+        };
+        let mut counts = ExpiredCounts::new();
+        if due.is_empty() {
+            txn.abort()?;
+            return Ok(counts);
+        }
+        {
+            let mut pending = txn.open_table(PENDING_DEC)?;
+            let mut deadlines = txn.open_table(PENDING_DEADLINE)?;
+            let mut index = txn.open_table(PENDING_BY_DEADLINE)?;
+            let mut delivered = txn.open_table(DELIVERED)?;
+            for (deadline, id) in &due {
+                index.remove((*deadline, id.as_str()))?;
+                deadlines.remove(id.as_str())?;
+                let Some(rec) = pending.remove(id.as_str())? else {
+                    continue;
+                };
+                let rec = Zeroizing::new(rec.value().to_vec());
+                let (m, s, _) = decode_pending(&rec)?;
+                *counts.entry((m.to_string(), s.to_string())).or_default() += 1;
+                let old = delivered.get(id.as_str())?.map_or(0, |v| v.value());
+                delivered.insert(id.as_str(), old | EXPIRED)?;
+            }
+        }
+        for ((m, s), n) in &counts {
+            meta_sub(&txn, "pair", &pair_name(m, s), *n)?;
+        }
+        txn.commit()?;
+        Ok(counts)
     }
 
     /// Keys waiting for `slave` from `master`.
@@ -514,21 +596,54 @@ fn store_pending(
     slave: &str,
     keys: &[NewKey],
     max_pending: u64,
+    deadline_ms: u64,
 ) -> Result<(), StoreError> {
     let pair = pair_name(master, slave);
     let pending = meta_get(txn, "pair", &pair)?;
     if pending.saturating_add(keys.len() as u64) > max_pending {
         return Err(StoreError::Full { pending });
     }
+    {
+        let delivered = txn.open_table(DELIVERED)?;
+        if let Some(k) = keys
+            .iter()
+            .find(|k| matches!(delivered.get(k.id.as_str()), Ok(Some(v)) if v.value() & (DELIVERED_SLAVE | EXPIRED) != 0))
+        {
+            return Err(StoreError::Reused(k.id.clone()));
+        }
+    }
     let mut table = txn.open_table(PENDING_DEC)?;
+    let mut deadlines = txn.open_table(PENDING_DEADLINE)?;
+    let mut index = txn.open_table(PENDING_BY_DEADLINE)?;
     for k in keys {
         let record = encode_pending(master, slave, &k.bytes);
         if table.insert(k.id.as_str(), record.as_slice())?.is_some() {
-            return Err(StoreError::Corrupt("pending_dec (duplicate key ID)"));
+            return Err(StoreError::Reused(k.id.clone()));
+        }
+        deadlines.insert(k.id.as_str(), deadline_ms)?;
+        index.insert((deadline_ms, k.id.as_str()), ())?;
+    }
+    drop((table, deadlines, index));
+    meta_add(txn, "pair", &pair, keys.len() as u64)
+}
+
+/// Gives every pending key without a deadline (stored by an older version) `deadline_ms`.
+fn adopt_untimed(txn: &WriteTransaction, deadline_ms: u64) -> Result<(), StoreError> {
+    let pending = txn.open_table(PENDING_DEC)?;
+    let mut deadlines = txn.open_table(PENDING_DEADLINE)?;
+    if pending.len()? == deadlines.len()? {
+        return Ok(());
+    }
+    let mut index = txn.open_table(PENDING_BY_DEADLINE)?;
+    for row in pending.range::<&str>(..)? {
+        let (k, _) = row?;
+        let id = k.value();
+        if deadlines.get(id)?.is_none() {
+            deadlines.insert(id, deadline_ms)?;
+            index.insert((deadline_ms, id), ())?;
         }
     }
-    drop(table);
-    meta_add(txn, "pair", &pair, keys.len() as u64)
+    Ok(())
 }
 
 fn take_pending(
@@ -536,19 +651,25 @@ fn take_pending(
     caller: &str,
     master: &str,
     ids: &[String],
+    now_ms: u64,
 ) -> Result<Vec<NewKey>, StoreError> {
     let mut table = txn.open_table(PENDING_DEC)?;
+    let mut deadlines = txn.open_table(PENDING_DEADLINE)?;
     let mut records = Vec::with_capacity(ids.len());
     for id in ids {
-        let rec = table
-            .get(id.as_str())?
-            .map(|v| Zeroizing::new(v.value().to_vec()));
-        records.push(rec);
+        let deadline = deadlines.get(id.as_str())?.map(|v| v.value());
+        let rec = match deadline {
+            Some(d) if d <= now_ms => None,
+            _ => table
+                .get(id.as_str())?
+                .map(|v| Zeroizing::new(v.value().to_vec())),
+        };
+        records.push((rec, deadline));
     }
     // A key held for another slave is refused (401) before any is reported missing.
     let mut out = Vec::with_capacity(ids.len());
     let mut missing = false;
-    for (id, rec) in ids.iter().zip(&records) {
+    for (id, (rec, _)) in ids.iter().zip(&records) {
         let Some(rec) = rec else {
             missing = true;
             continue;
@@ -566,10 +687,15 @@ fn take_pending(
     if missing {
         return Err(StoreError::NotFound);
     }
-    for id in ids {
+    let mut index = txn.open_table(PENDING_BY_DEADLINE)?;
+    for (id, (_, deadline)) in ids.iter().zip(&records) {
         table.remove(id.as_str())?;
+        deadlines.remove(id.as_str())?;
+        if let Some(d) = deadline {
+            index.remove((*d, id.as_str()))?;
+        }
     }
-    drop(table);
+    drop((table, deadlines, index));
     meta_sub(txn, "pair", &pair_name(master, caller), ids.len() as u64)?;
     Ok(out)
 }
@@ -840,6 +966,49 @@ mod tests {
     }
 
     #[test]
+    fn expired_keys_are_erased_and_their_ids_never_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = Store::open(dir.path()).unwrap();
+        let key = |id: &str| NewKey {
+            id: id.to_string(),
+            bytes: Zeroizing::new(vec![7u8; 32]),
+        };
+        st.enc_local("m", "s", &[key("k1"), key("k2")], 10, 1_000)
+            .unwrap();
+        st.enc_local("m", "s", &[key("k3")], 10, 5_000).unwrap();
+        // At its deadline a key is not found, as an unknown one, even before the sweep.
+        let ids = ["k1".to_string()];
+        assert!(matches!(
+            st.dec_keys("s", "m", &ids, 1_000),
+            Err(StoreError::NotFound)
+        ));
+        assert!(st.expire_pending(999, 9_999).unwrap().is_empty());
+        let expired = st.expire_pending(1_000, 9_999).unwrap();
+        assert_eq!(expired.get(&("m".into(), "s".into())), Some(&2));
+        assert_eq!(st.pending_count("m", "s").unwrap(), 1);
+        assert!(st.expire_pending(1_000, 9_999).unwrap().is_empty());
+        assert!(matches!(
+            st.dec_keys("s", "m", &ids, 0),
+            Err(StoreError::NotFound)
+        ));
+        // The key that did not expire is delivered once; no ID is stored again.
+        assert_eq!(
+            st.dec_keys("s", "m", &["k3".into()], 4_999).unwrap().len(),
+            1
+        );
+        for id in ["k1", "k3"] {
+            assert!(
+                matches!(
+                    st.enc_local("m", "s", &[key(id)], 10, 9_000),
+                    Err(StoreError::Reused(_))
+                ),
+                "{id}"
+            );
+        }
+        assert_eq!(st.pending_count("m", "s").unwrap(), 0);
+    }
+
+    #[test]
     fn pads_are_spent_once_and_match_on_both_ends() {
         let dir = tempfile::tempdir().unwrap();
         let leader = Store::open(&dir.path().join("l")).unwrap();
@@ -868,11 +1037,13 @@ mod tests {
                 master: "m",
                 slave: "s",
                 ids: &ids,
+                max_pending: 10,
+                deadline_ms: 2000,
             };
             follower
                 .relay_hop("l", DIR_LEADER_SENDS, &pad.ranges, &masked, act)
                 .unwrap();
-            follower.dec_keys("s", "m", &ids).unwrap()
+            follower.dec_keys("s", "m", &ids, 1000).unwrap()
         };
         assert_eq!(&got[0].bytes[..], &[0u8; 20][..]);
         let ids = ["k1".to_string()];
@@ -880,6 +1051,8 @@ mod tests {
             master: "m",
             slave: "s",
             ids: &ids,
+            max_pending: 10,
+            deadline_ms: 2000,
         };
         let masked = vec![Zeroizing::new(vec![0u8; 20])];
         assert!(
@@ -889,7 +1062,7 @@ mod tests {
             "spent"
         );
         assert!(matches!(
-            follower.dec_keys("s", "m", &ids),
+            follower.dec_keys("s", "m", &ids, 1000),
             Err(StoreError::NotFound)
         ));
         assert_eq!(leader.link_levels("f").unwrap().leader_sends_bytes, 12);

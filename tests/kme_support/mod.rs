@@ -71,8 +71,28 @@ pub struct Spec<'a> {
     pub links: &'a [Link<'a>],
 }
 
-/// The TOML of a KME.
+/// The TOML of a KME, with one `[[sae_pair]]` (both ways) for every two SAEs it knows.
 pub fn config_text(pki: &Pki, data: &Path, spec: &Spec<'_>) -> String {
+    let mut known: Vec<&str> = spec.saes.to_vec();
+    known.extend(spec.remote.iter().map(|(s, _)| *s));
+    let mut t = config_text_bare(pki, data, spec);
+    for (i, m) in known.iter().enumerate() {
+        for s in &known[i + 1..] {
+            t += &pair_text(m, s, true, "");
+        }
+    }
+    t
+}
+
+/// One `[[sae_pair]]` table; `extra` holds more of its fields (`rate = "2/s"`).
+pub fn pair_text(master: &str, slave: &str, both_ways: bool, extra: &str) -> String {
+    format!(
+        "[[sae_pair]]\nmaster = \"{master}\"\nslave = \"{slave}\"\nboth_ways = {both_ways}\n{extra}\n"
+    )
+}
+
+/// The TOML of a KME without any `[[sae_pair]]` (append them).
+pub fn config_text_bare(pki: &Pki, data: &Path, spec: &Spec<'_>) -> String {
     let Spec {
         id,
         port,
