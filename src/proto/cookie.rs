@@ -7,7 +7,7 @@ use super::time::Instant;
 use super::wire::{CookieReply, Fragment};
 use crate::constants::{
     COOKIE_SECRET_MAX_AGE, HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST,
-    HANDSHAKE_DATAGRAMS_PER_SOURCE_PER_SECOND, RATE_LIMITER_SOURCES_MAX,
+    HANDSHAKE_DATAGRAMS_PER_SOURCE_PER_SECOND, RATE_LIMITER_EVICT_BATCH, RATE_LIMITER_SOURCES_MAX,
     UNDER_LOAD_HANDSHAKE_DATAGRAMS_PER_SECOND,
 };
 use crate::crypto::dh::DhPublic;
@@ -167,7 +167,8 @@ fn address_bytes(a: SocketAddr) -> Vec<u8> {
     v
 }
 
-/// Token buckets per source IP for handshake datagrams, with bounded memory.
+/// Token buckets per source IP for handshake datagrams, with bounded memory
+/// ([`RATE_LIMITER_SOURCES_MAX`] sources; the fullest buckets are evicted beyond that).
 #[derive(Default)]
 pub struct RateLimiter {
     buckets: HashMap<IpAddr, (f64, Instant)>,
@@ -177,12 +178,11 @@ impl RateLimiter {
     /// Takes one token for `ip`; false when the source is over its rate.
     pub fn allow(&mut self, now: Instant, ip: IpAddr) -> bool {
         if self.buckets.len() >= RATE_LIMITER_SOURCES_MAX && !self.buckets.contains_key(&ip) {
-            self.forget_idle(now);
+            self.make_room(now);
         }
         let burst = f64::from(HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST);
-        let rate = f64::from(HANDSHAKE_DATAGRAMS_PER_SOURCE_PER_SECOND);
         let (tokens, last) = self.buckets.entry(ip).or_insert((burst, now));
-        *tokens = (*tokens + (now - *last).as_secs_f64() * rate).min(burst);
+        *tokens = refilled(*tokens, *last, now);
         *last = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;
@@ -192,16 +192,35 @@ impl RateLimiter {
         }
     }
 
-    fn forget_idle(&mut self, now: Instant) {
-        let full_after = Duration::from_secs_f64(
-            f64::from(HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST)
-                / f64::from(HANDSHAKE_DATAGRAMS_PER_SOURCE_PER_SECOND),
-        );
-        self.buckets.retain(|_, (_, last)| now - *last < full_after);
-        if self.buckets.len() >= RATE_LIMITER_SOURCES_MAX {
-            self.buckets.clear();
+    /// Forgets the buckets that have refilled (a new bucket would be the same); if the table
+    /// is still full, evicts the [`RATE_LIMITER_EVICT_BATCH`] fullest (the longest idle
+    /// first among equals). A drained bucket, a source held at its rate, is the last to go,
+    /// so new sources cannot buy a flooder a fresh burst.
+    fn make_room(&mut self, now: Instant) {
+        let burst = f64::from(HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST);
+        self.buckets
+            .retain(|_, (tokens, last)| refilled(*tokens, *last, now) < burst);
+        if self.buckets.len() < RATE_LIMITER_SOURCES_MAX {
+            return;
+        }
+        let mut fill: Vec<(f64, Instant, IpAddr)> = self
+            .buckets
+            .iter()
+            .map(|(ip, (tokens, last))| (refilled(*tokens, *last, now), *last, *ip))
+            .collect();
+        let n = RATE_LIMITER_EVICT_BATCH.clamp(1, fill.len());
+        fill.select_nth_unstable_by(n - 1, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        for (_, _, ip) in &fill[..n] {
+            self.buckets.remove(ip);
         }
     }
+}
+
+/// A bucket's tokens at `now`, `tokens` having been left at `last`.
+fn refilled(tokens: f64, last: Instant, now: Instant) -> f64 {
+    let burst = f64::from(HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST);
+    let rate = f64::from(HANDSHAKE_DATAGRAMS_PER_SOURCE_PER_SECOND);
+    (tokens + now.saturating_since(last).as_secs_f64() * rate).min(burst)
 }
 
 #[cfg(test)]
