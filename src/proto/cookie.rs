@@ -1,7 +1,8 @@
 //! Denial-of-service defences for handshakes, after WireGuard's: a mac1 on every fragment
 //! keyed by the receiver's public key (checked before any other work), a mac2 keyed by a
 //! cookie that the responder hands out under load (binding the source address), a cookie
-//! reply sealed to the initiator, and per-source token buckets.
+//! reply sealed to the sender of the fragment that lacked mac2 (initiator or responder), and
+//! per-source token buckets.
 
 use super::time::Instant;
 use super::wire::{CookieReply, Fragment};
