@@ -75,6 +75,10 @@ pub const COOKIE_VALID_FOR: Duration = Duration::from_secs(115);
 /// demands a valid mac2 (a cookie round trip) before doing any public-key work. Set above
 /// what one peer rotating at the fastest accepted rate sends (see the per-source rate).
 pub const UNDER_LOAD_HANDSHAKE_DATAGRAMS_PER_SECOND: u32 = 4000;
+/// Once over that threshold, the responder stays under load until this long after the last
+/// datagram that found it over (WireGuard's one second), so a lasting flood cannot slip the
+/// first datagrams of each new one-second window past the mac2 check.
+pub const UNDER_LOAD_HOLD: Duration = Duration::from_secs(1);
 /// Token bucket per source address, applied only under load (after the cookie round trip
 /// has proven the source, as WireGuard does): sustained handshake datagrams per second. One
 /// peer may start an initiation every [`MIN_INITIATION_INTERVAL`] (500/s, 3 datagrams

@@ -266,3 +266,30 @@ fn a_replayed_cookie_reply_does_not_make_the_initiator_resend() {
         "the retry carried a valid mac2"
     );
 }
+
+#[test]
+fn a_sustained_flood_keeps_the_responder_under_load_from_one_second_to_the_next() {
+    let mut sim = Sim::new(budget(64 * MIB, 120));
+    let a_addr = sim.a.addr;
+    // 5000 spoofed fragments a second, evenly spread, for three seconds
+    let rate = 5000u32;
+    assert!(rate > UNDER_LOAD_HANDSHAKE_DATAGRAMS_PER_SECOND);
+    let step = Duration::from_secs(1) / rate;
+    let mut sent = 0u32;
+    let mut third_second = (0u64, 0u64);
+    while sim.now < Instant::ZERO + Duration::from_secs(3) {
+        if sim.now == Instant::ZERO + Duration::from_secs(2) {
+            third_second = (sim.drops(Side::B).cookie_required, u64::from(sent));
+        }
+        let (f, _) = forged(&sim, TYPE_RESPONSE, 0x6000_0000 + sent, 2252, None);
+        sim.inject(Side::B, a_addr, &f);
+        sent += 1;
+        sim.run_for(step);
+    }
+    let required = sim.drops(Side::B).cookie_required - third_second.0;
+    let sent_then = u64::from(sent) - third_second.1;
+    assert_eq!(
+        required, sent_then,
+        "in the third second of the flood every fragment needed mac2 (none reached the reassembler)"
+    );
+}

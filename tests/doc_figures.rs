@@ -64,6 +64,10 @@ fn protocol_md_dos_figures_match_the_constants() {
             format!(
                 "| per-source rate | under load, after mac2: {HANDSHAKE_DATAGRAMS_PER_SOURCE_PER_SECOND} handshake datagrams per second, burst {HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST}, per source address; {RATE_LIMITER_SOURCES_MAX} sources tracked"
             ),
+            format!(
+                "in a second, and for {} s after the last datagram over that count",
+                secs(UNDER_LOAD_HOLD)
+            ),
             format!("the {RATE_LIMITER_EVICT_BATCH} fullest buckets are evicted"),
             format!(
                 "| cookie secret | replaced every {} s; a cookie is used for {} s |",

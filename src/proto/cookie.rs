@@ -9,7 +9,7 @@ use super::wire::{CookieReply, Fragment};
 use crate::constants::{
     COOKIE_SECRET_MAX_AGE, HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST,
     HANDSHAKE_DATAGRAMS_PER_SOURCE_PER_SECOND, RATE_LIMITER_EVICT_BATCH, RATE_LIMITER_SOURCES_MAX,
-    UNDER_LOAD_HANDSHAKE_DATAGRAMS_PER_SECOND,
+    UNDER_LOAD_HANDSHAKE_DATAGRAMS_PER_SECOND, UNDER_LOAD_HOLD,
 };
 use crate::crypto::dh::DhPublic;
 use crate::crypto::random::Rng;
@@ -76,6 +76,7 @@ pub struct CookieChecker {
     secret_born: Option<Instant>,
     window_start: Instant,
     datagrams_in_window: u32,
+    under_load_until: Option<Instant>,
 }
 
 impl CookieChecker {
@@ -88,6 +89,7 @@ impl CookieChecker {
             secret_born: None,
             window_start: Instant::ZERO,
             datagrams_in_window: 0,
+            under_load_until: None,
         }
     }
 
@@ -96,14 +98,20 @@ impl CookieChecker {
         &self.our_mac1_key
     }
 
-    /// Counts one handshake datagram; true when the responder is under load.
+    /// Counts one handshake datagram; true when the responder is under load: more than
+    /// [`UNDER_LOAD_HANDSHAKE_DATAGRAMS_PER_SECOND`] in the current one-second window, or
+    /// within [`UNDER_LOAD_HOLD`] of the last time that was so (as WireGuard), so a lasting
+    /// flood does not get the first datagrams of every new window through without mac2.
     pub fn note_datagram(&mut self, now: Instant) -> bool {
         if now - self.window_start >= Duration::from_secs(1) {
             self.window_start = now;
             self.datagrams_in_window = 0;
         }
         self.datagrams_in_window = self.datagrams_in_window.saturating_add(1);
-        self.datagrams_in_window > UNDER_LOAD_HANDSHAKE_DATAGRAMS_PER_SECOND
+        if self.datagrams_in_window > UNDER_LOAD_HANDSHAKE_DATAGRAMS_PER_SECOND {
+            self.under_load_until = Some(now + UNDER_LOAD_HOLD);
+        }
+        self.under_load_until.is_some_and(|until| now < until)
     }
 
     /// True when the fragment's mac2 is the MAC under the cookie for `source`.
