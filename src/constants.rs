@@ -75,6 +75,10 @@ pub const COOKIE_VALID_FOR: Duration = Duration::from_secs(115);
 /// demands a valid mac2 (a cookie round trip) before doing any public-key work. Set above
 /// what one peer rotating at the fastest accepted rate sends (see the per-source rate).
 pub const UNDER_LOAD_HANDSHAKE_DATAGRAMS_PER_SECOND: u32 = 4000;
+/// Once over that threshold, the responder stays under load until this long after the last
+/// datagram that found it over (WireGuard's one second), so a lasting flood cannot slip the
+/// first datagrams of each new one-second window past the mac2 check.
+pub const UNDER_LOAD_HOLD: Duration = Duration::from_secs(1);
 /// Token bucket per source address, applied only under load (after the cookie round trip
 /// has proven the source, as WireGuard does): sustained handshake datagrams per second. One
 /// peer may start an initiation every [`MIN_INITIATION_INTERVAL`] (500/s, 3 datagrams
@@ -83,8 +87,14 @@ pub const UNDER_LOAD_HANDSHAKE_DATAGRAMS_PER_SECOND: u32 = 4000;
 pub const HANDSHAKE_DATAGRAMS_PER_SOURCE_PER_SECOND: u32 = 1500;
 /// Token bucket per source address: burst size (a few full exchanges plus retries).
 pub const HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST: u32 = 60;
-/// Sources tracked by the rate limiter; the oldest is forgotten beyond this.
+/// Sources tracked by the rate limiter. When a new source finds the table full, the buckets
+/// that have refilled are forgotten (that changes nothing), then, if it is still full, the
+/// [`RATE_LIMITER_EVICT_BATCH`] fullest buckets (the longest idle): a source held at its rate
+/// stays held however many other sources appear.
 pub const RATE_LIMITER_SOURCES_MAX: usize = 4096;
+/// Buckets evicted at once when the rate limiter's table is full (an eighth of it, so the
+/// search for the fullest runs once per this many new sources).
+pub const RATE_LIMITER_EVICT_BATCH: usize = RATE_LIMITER_SOURCES_MAX / 8;
 
 // ---------------------------------------------------------------- data plane
 

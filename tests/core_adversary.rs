@@ -116,7 +116,7 @@ fn tamper_fragment(sim: &mut Sim, to: Side, from: SocketAddr, frag: &[u8], mac2_
         return;
     }
     // mac2 is checked only under load: a flipped mac2 is otherwise an ordinary fragment
-    // (these pass mac1, so they spend the source's rate-limit tokens: 16 of 30)
+    // (and the per-source rate limit, also applied only under load, does not count it)
     let before = sim.total_drops(to);
     for at in macs_at + 16..frag.len() {
         sim.inject(to, from, &flip(frag, at, (at % 8) as u32));

@@ -1,14 +1,15 @@
 //! Denial-of-service defences for handshakes, after WireGuard's: a mac1 on every fragment
 //! keyed by the receiver's public key (checked before any other work), a mac2 keyed by a
 //! cookie that the responder hands out under load (binding the source address), a cookie
-//! reply sealed to the initiator, and per-source token buckets.
+//! reply sealed to the sender of the fragment that lacked mac2 (initiator or responder), and
+//! per-source token buckets.
 
 use super::time::Instant;
 use super::wire::{CookieReply, Fragment};
 use crate::constants::{
     COOKIE_SECRET_MAX_AGE, HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST,
-    HANDSHAKE_DATAGRAMS_PER_SOURCE_PER_SECOND, RATE_LIMITER_SOURCES_MAX,
-    UNDER_LOAD_HANDSHAKE_DATAGRAMS_PER_SECOND,
+    HANDSHAKE_DATAGRAMS_PER_SOURCE_PER_SECOND, RATE_LIMITER_EVICT_BATCH, RATE_LIMITER_SOURCES_MAX,
+    UNDER_LOAD_HANDSHAKE_DATAGRAMS_PER_SECOND, UNDER_LOAD_HOLD,
 };
 use crate::crypto::dh::DhPublic;
 use crate::crypto::random::Rng;
@@ -75,6 +76,7 @@ pub struct CookieChecker {
     secret_born: Option<Instant>,
     window_start: Instant,
     datagrams_in_window: u32,
+    under_load_until: Option<Instant>,
 }
 
 impl CookieChecker {
@@ -87,6 +89,7 @@ impl CookieChecker {
             secret_born: None,
             window_start: Instant::ZERO,
             datagrams_in_window: 0,
+            under_load_until: None,
         }
     }
 
@@ -95,14 +98,20 @@ impl CookieChecker {
         &self.our_mac1_key
     }
 
-    /// Counts one handshake datagram; true when the responder is under load.
+    /// Counts one handshake datagram; true when the responder is under load: more than
+    /// [`UNDER_LOAD_HANDSHAKE_DATAGRAMS_PER_SECOND`] in the current one-second window, or
+    /// within [`UNDER_LOAD_HOLD`] of the last time that was so (as WireGuard), so a lasting
+    /// flood does not get the first datagrams of every new window through without mac2.
     pub fn note_datagram(&mut self, now: Instant) -> bool {
         if now - self.window_start >= Duration::from_secs(1) {
             self.window_start = now;
             self.datagrams_in_window = 0;
         }
         self.datagrams_in_window = self.datagrams_in_window.saturating_add(1);
-        self.datagrams_in_window > UNDER_LOAD_HANDSHAKE_DATAGRAMS_PER_SECOND
+        if self.datagrams_in_window > UNDER_LOAD_HANDSHAKE_DATAGRAMS_PER_SECOND {
+            self.under_load_until = Some(now + UNDER_LOAD_HOLD);
+        }
+        self.under_load_until.is_some_and(|until| now < until)
     }
 
     /// True when the fragment's mac2 is the MAC under the cookie for `source`.
@@ -167,7 +176,8 @@ fn address_bytes(a: SocketAddr) -> Vec<u8> {
     v
 }
 
-/// Token buckets per source IP for handshake datagrams, with bounded memory.
+/// Token buckets per source IP for handshake datagrams, with bounded memory
+/// ([`RATE_LIMITER_SOURCES_MAX`] sources; the fullest buckets are evicted beyond that).
 #[derive(Default)]
 pub struct RateLimiter {
     buckets: HashMap<IpAddr, (f64, Instant)>,
@@ -177,12 +187,11 @@ impl RateLimiter {
     /// Takes one token for `ip`; false when the source is over its rate.
     pub fn allow(&mut self, now: Instant, ip: IpAddr) -> bool {
         if self.buckets.len() >= RATE_LIMITER_SOURCES_MAX && !self.buckets.contains_key(&ip) {
-            self.forget_idle(now);
+            self.make_room(now);
         }
         let burst = f64::from(HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST);
-        let rate = f64::from(HANDSHAKE_DATAGRAMS_PER_SOURCE_PER_SECOND);
         let (tokens, last) = self.buckets.entry(ip).or_insert((burst, now));
-        *tokens = (*tokens + (now - *last).as_secs_f64() * rate).min(burst);
+        *tokens = refilled(*tokens, *last, now);
         *last = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;
@@ -192,16 +201,35 @@ impl RateLimiter {
         }
     }
 
-    fn forget_idle(&mut self, now: Instant) {
-        let full_after = Duration::from_secs_f64(
-            f64::from(HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST)
-                / f64::from(HANDSHAKE_DATAGRAMS_PER_SOURCE_PER_SECOND),
-        );
-        self.buckets.retain(|_, (_, last)| now - *last < full_after);
-        if self.buckets.len() >= RATE_LIMITER_SOURCES_MAX {
-            self.buckets.clear();
+    /// Forgets the buckets that have refilled (a new bucket would be the same); if the table
+    /// is still full, evicts the [`RATE_LIMITER_EVICT_BATCH`] fullest (the longest idle
+    /// first among equals). A drained bucket, a source held at its rate, is the last to go,
+    /// so new sources cannot buy a flooder a fresh burst.
+    fn make_room(&mut self, now: Instant) {
+        let burst = f64::from(HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST);
+        self.buckets
+            .retain(|_, (tokens, last)| refilled(*tokens, *last, now) < burst);
+        if self.buckets.len() < RATE_LIMITER_SOURCES_MAX {
+            return;
+        }
+        let mut fill: Vec<(f64, Instant, IpAddr)> = self
+            .buckets
+            .iter()
+            .map(|(ip, (tokens, last))| (refilled(*tokens, *last, now), *last, *ip))
+            .collect();
+        let n = RATE_LIMITER_EVICT_BATCH.clamp(1, fill.len());
+        fill.select_nth_unstable_by(n - 1, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        for (_, _, ip) in &fill[..n] {
+            self.buckets.remove(ip);
         }
     }
+}
+
+/// A bucket's tokens at `now`, `tokens` having been left at `last`.
+fn refilled(tokens: f64, last: Instant, now: Instant) -> f64 {
+    let burst = f64::from(HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST);
+    let rate = f64::from(HANDSHAKE_DATAGRAMS_PER_SOURCE_PER_SECOND);
+    (tokens + now.saturating_since(last).as_secs_f64() * rate).min(burst)
 }
 
 #[cfg(test)]

@@ -160,6 +160,9 @@ pub struct InterfaceDrops {
     pub unknown_index: u64,
     /// Handshake datagrams with a wrong mac1.
     pub bad_mac1: u64,
+    /// Handshake datagrams without a valid mac2 while under load: answered with a cookie
+    /// reply, not processed (they never reach the per-source limiter or the reassembler).
+    pub cookie_required: u64,
     /// Handshake datagrams over the per-source rate (enforced only under load).
     pub rate_limited: u64,
     /// Handshake messages refused (see the log for each reason).

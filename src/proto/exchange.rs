@@ -13,7 +13,9 @@ use super::handshake::{
 use super::peer::{CachedResponse, PendingHandshake};
 use super::qkd_flow::QkdPolicy;
 use super::time::Instant;
-use super::wire::{CookieReply, TYPE_INITIATION, TYPE_RESPONSE, parse_fragment, split_message};
+use super::wire::{
+    CookieReply, Fragment, TYPE_INITIATION, TYPE_RESPONSE, parse_fragment, split_message,
+};
 use crate::constants::{
     COOKIE_VALID_FOR, MIN_INITIATION_INTERVAL, REKEY_ATTEMPT_TIME, REKEY_TIMEOUT_INITIAL,
     REKEY_TIMEOUT_JITTER_MAX, REKEY_TIMEOUT_MAX,
@@ -106,10 +108,7 @@ impl Endpoint {
         let (Some(to), Some(pending)) = (peer.endpoint, peer.pending.as_mut()) else {
             return;
         };
-        let cookie = peer
-            .cookie
-            .filter(|(_, at)| now - *at < COOKIE_VALID_FOR)
-            .map(|(c, _)| c);
+        let cookie = fresh_cookie(peer.cookie, now);
         pending.mac1s.clear();
         for mut fragment in split_message(
             TYPE_INITIATION,
@@ -198,18 +197,13 @@ impl Endpoint {
         // As WireGuard: only under load is a source made to prove its address (cookie) and
         // held to a per-source rate. Rate-limiting always would throttle a legitimate peer
         // whose small byte budget makes it rotate tens of times a second, and a dropped
-        // rekey fragment then stalls the tunnel for a retransmission timeout.
+        // rekey fragment then stalls the tunnel for a retransmission timeout. Under load
+        // every fragment, initiation or response, needs its mac2 before it may spend its
+        // source's tokens or a reassembly slot: mac1 alone is no proof (anyone with our
+        // public key computes it), and a spoofer could spend a peer's bucket.
         if self.cookies.note_datagram(now) {
-            if frag.header.msg_type == TYPE_INITIATION
-                && !self.cookies.mac2_valid(now, from, &frag, &mut *self.rng)
-            {
-                let reply = self.cookies.reply(now, from, &frag, &mut *self.rng);
-                self.transmits.push_back(super::events::Transmit {
-                    to: from,
-                    payload: reply,
-                });
-                self.events.push_back(Event::CookieSent { to: from });
-                return;
+            if !self.cookies.mac2_valid(now, from, &frag, &mut *self.rng) {
+                return self.require_cookie(now, from, &frag);
             }
             if !self.limiter.allow(now, from.ip()) {
                 self.drops.rate_limited += 1;
@@ -223,6 +217,18 @@ impl Endpoint {
                 _ => self.on_initiation(now, from, &message),
             }
         }
+    }
+
+    /// Under load, a fragment without a valid mac2 is not processed: counted, and answered
+    /// with a cookie reply for its source (which the sender uses on its next attempt).
+    fn require_cookie(&mut self, now: Instant, from: SocketAddr, frag: &Fragment<'_>) {
+        self.drops.cookie_required += 1;
+        let reply = self.cookies.reply(now, from, frag, &mut *self.rng);
+        self.transmits.push_back(super::events::Transmit {
+            to: from,
+            payload: reply,
+        });
+        self.events.push_back(Event::CookieSent { to: from });
     }
 
     fn bad_mac1(&mut self, now: Instant, from: SocketAddr) {
@@ -272,7 +278,7 @@ impl Endpoint {
         if now - cached.sent_at >= MIN_INITIATION_INTERVAL {
             cached.sent_at = now;
             let (index, response) = (cached.sender_index, cached.response.clone());
-            self.send_response(p, from, index, &response);
+            self.send_response(now, p, from, index, &response);
         }
         true
     }
@@ -323,7 +329,7 @@ impl Endpoint {
                     sender_index: index,
                     sent_at: now,
                 });
-                self.send_response(p, from, index, &response);
+                self.send_response(now, p, from, index, &response);
                 self.established(p, Role::Responder, keys.qkd_mixed(), None);
             }
             Err(error) => {
@@ -352,15 +358,27 @@ impl Endpoint {
         None
     }
 
-    fn send_response(&mut self, p: usize, to: SocketAddr, sender_index: u32, response: &[u8]) {
-        let peer = &self.peers[p];
+    /// Sends a response's fragments, with mac2 when we hold a fresh cookie from the peer (it
+    /// is under load); keeps their mac1 values to open a cookie reply to them.
+    fn send_response(
+        &mut self,
+        now: Instant,
+        p: usize,
+        to: SocketAddr,
+        sender_index: u32,
+        response: &[u8],
+    ) {
+        let peer = &mut self.peers[p];
+        let cookie = fresh_cookie(peer.cookie, now);
+        let mut mac1s = Vec::new();
         for mut fragment in split_message(TYPE_RESPONSE, sender_index, response) {
-            append_macs(&mut fragment, &peer.mac1_key, None);
+            mac1s.push(append_macs(&mut fragment, &peer.mac1_key, cookie.as_ref()));
             self.transmits.push_back(super::events::Transmit {
                 to,
                 payload: fragment,
             });
         }
+        peer.response_mac1s = Some((sender_index, mac1s));
     }
 
     fn on_response(&mut self, now: Instant, from: SocketAddr, message: &[u8]) {
@@ -425,7 +443,10 @@ impl Endpoint {
         });
     }
 
-    /// A cookie reply for one of our pending initiations: keep the cookie for mac2.
+    /// A cookie reply to our pending initiation or to the last response we sent: the peer
+    /// is under load. Keep the cookie for mac2; the initiation is resent on its retry timer
+    /// (and the response with it), never at once, and only one reply per message sent is
+    /// accepted, so a replayed reply (mac1 is deterministic) makes us send nothing.
     pub(crate) fn receive_cookie_reply(&mut self, now: Instant, datagram: &[u8]) {
         let Ok(reply) = CookieReply::decode(datagram) else {
             self.drops.malformed += 1;
@@ -436,20 +457,33 @@ impl Endpoint {
             return;
         };
         let peer = &mut self.peers[p];
-        let Some(pending) = peer
-            .pending
-            .as_ref()
-            .filter(|h| h.state.sender_index == reply.receiver_index)
-        else {
+        let index = reply.receiver_index;
+        let mac1s = match (peer.pending.as_mut(), peer.response_mac1s.as_mut()) {
+            (Some(pending), _) if pending.state.sender_index == index => &mut pending.mac1s,
+            (_, Some((sent, mac1s))) if *sent == index => mac1s,
+            _ => {
+                self.drops.unknown_index += 1;
+                return;
+            }
+        };
+        if mac1s.is_empty() {
+            // a reply to this message was accepted already: a duplicate or a replay
             self.drops.unknown_index += 1;
             return;
-        };
-        match open_cookie_reply(&peer.settings.public.dh, &reply, &pending.mac1s) {
+        }
+        match open_cookie_reply(&peer.settings.public.dh, &reply, mac1s) {
             Some(cookie) => {
+                mac1s.clear();
                 peer.cookie = Some((cookie, now));
-                self.send_pending(now, p);
             }
             None => self.drops.malformed += 1,
         }
     }
+}
+
+/// The cookie to send mac2 with, if we hold one young enough.
+fn fresh_cookie(cookie: Option<([u8; 16], Instant)>, now: Instant) -> Option<[u8; 16]> {
+    cookie
+        .filter(|(_, at)| now - *at < COOKIE_VALID_FOR)
+        .map(|(c, _)| c)
 }

@@ -59,6 +59,9 @@ pub(crate) struct Peer {
     pub cached_response: Option<CachedResponse>,
     pub last_initiation: Option<(u64, Instant)>,
     pub cookie: Option<([u8; 16], Instant)>,
+    /// The sender index and mac1 values of the last response we sent, until a cookie reply
+    /// to it is accepted (at most one: a replayed reply finds nothing to open).
+    pub response_mac1s: Option<(u32, Vec<[u8; 16]>)>,
     pub staged: VecDeque<Vec<u8>>,
     pub epoch: u64,
     pub rotations: u64,
@@ -99,6 +102,7 @@ impl Peer {
             cached_response: None,
             last_initiation: None,
             cookie: None,
+            response_mac1s: None,
             staged: VecDeque::new(),
             epoch: 0,
             rotations: 0,

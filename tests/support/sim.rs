@@ -491,6 +491,7 @@ impl Sim {
         i.malformed
             + i.unknown_index
             + i.bad_mac1
+            + i.cookie_required
             + i.rate_limited
             + i.handshake_rejected
             + i.no_route
