@@ -38,6 +38,7 @@ async fn follower() -> Follower {
     let text = format!(
         "[kme]\nid = \"kme-b\"\nlisten = \"127.0.0.1:{pb}\"\ndata_dir = \"{}\"\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\nstatus_log_seconds = 0\n\
          [[sae]]\nid = \"sae-b\"\n[[remote_sae]]\nid = \"sae-a\"\nroute = [\"kme-a\"]\n\
+         [[sae_pair]]\nmaster = \"sae-b\"\nslave = \"sae-a\"\nboth_ways = true\n\
          [[link]]\npeer = \"kme-a\"\nurl = \"https://127.0.0.1:{pa}\"\nrole = \"follower\"\nsource = \"cvqkd\"\n\
          [link.cvqkd]\ndistance_km = 1.0\nva = 4.0\nblock_size = {BLOCK}\npe_samples = {}\nepsilon = 1e-6\nframe_bits = 4096\nquantum_port = {qport}\n",
         dir.path().join("db").display(),
