@@ -21,7 +21,12 @@ fn first_line(text: &str, needle: &str) -> Option<usize> {
 
 #[test]
 fn every_script_installs_before_it_builds() {
-    for path in [".ci/run", "scripts/test.sh", "scripts/demo.sh", "scripts/bench.sh"] {
+    for path in [
+        ".ci/run",
+        "scripts/test.sh",
+        "scripts/demo.sh",
+        "scripts/bench.sh",
+    ] {
         let text = script(path);
         let install = first_line(&text, "scripts/install-deps.sh")
             .unwrap_or_else(|| panic!("{path} never runs scripts/install-deps.sh"));

@@ -57,7 +57,15 @@ pub(crate) struct Peer {
     pub next: Option<Session>,
     pub pending: Option<PendingHandshake>,
     pub cached_response: Option<CachedResponse>,
+    /// The replay guard: timestamp of the newest initiation from this peer whose session
+    /// the peer confirmed (proving both its static keys), and when it was answered.
     pub last_initiation: Option<(u64, Instant)>,
+    /// When we last answered an initiation from this peer (the flood limit; kept whether or
+    /// not the initiation is ever confirmed, so it bounds forgeries too).
+    pub last_answered_at: Option<Instant>,
+    /// The session we answered and that waits in `next` (its local index) and its
+    /// initiation's timestamp, which becomes the replay guard once the peer confirms it.
+    pub next_initiation: Option<(u32, u64)>,
     pub cookie: Option<([u8; 16], Instant)>,
     pub staged: VecDeque<Vec<u8>>,
     pub epoch: u64,
@@ -84,6 +92,8 @@ pub(crate) struct QkdCounters {
     pub last_error: Option<String>,
     pub retry_at: Option<Instant>,
     pub backoff: Option<Duration>,
+    /// `dec_keys` calls this peer may still cause before it proves both static keys.
+    pub unconfirmed_dec_keys: super::qkd_flow::UnconfirmedBudget,
 }
 
 impl Peer {
@@ -98,6 +108,8 @@ impl Peer {
             pending: None,
             cached_response: None,
             last_initiation: None,
+            last_answered_at: None,
+            next_initiation: None,
             cookie: None,
             staged: VecDeque::new(),
             epoch: 0,

@@ -13,7 +13,10 @@ use super::endpoint::Endpoint;
 use super::events::{Event, InitiationReason};
 use super::handshake::{HandshakeError, QkdKey, ReceivedInitiation, SessionKeys};
 use super::time::Instant;
-use crate::constants::{QKD_REQUEST_TIMEOUT, QKD_RETRY_INITIAL, QKD_RETRY_MAX};
+use crate::constants::{
+    QKD_REQUEST_TIMEOUT, QKD_RETRY_INITIAL, QKD_RETRY_MAX, QKD_UNCONFIRMED_DEC_KEYS_BURST,
+    QKD_UNCONFIRMED_DEC_KEYS_REFILL_INTERVAL,
+};
 use std::net::SocketAddr;
 
 /// How a site uses QKD keys.
@@ -68,6 +71,52 @@ pub(crate) struct PendingQkd {
     pub id: u64,
     pub since: Instant,
     pub wait: QkdWait,
+}
+
+/// The `dec_keys` calls one peer may still cause before it proves both its static keys: a
+/// token bucket of [`QKD_UNCONFIRMED_DEC_KEYS_BURST`], one token back per
+/// [`QKD_UNCONFIRMED_DEC_KEYS_REFILL_INTERVAL`], full again once the peer is confirmed.
+#[derive(Debug)]
+pub(crate) struct UnconfirmedBudget {
+    tokens: u32,
+    refilled_at: Option<Instant>,
+}
+
+impl Default for UnconfirmedBudget {
+    fn default() -> Self {
+        Self {
+            tokens: QKD_UNCONFIRMED_DEC_KEYS_BURST,
+            refilled_at: None,
+        }
+    }
+}
+
+impl UnconfirmedBudget {
+    /// Takes one call if one is left at `now`.
+    pub(crate) fn take(&mut self, now: Instant) -> bool {
+        let interval = QKD_UNCONFIRMED_DEC_KEYS_REFILL_INTERVAL.as_nanos();
+        match self.refilled_at {
+            None => self.refilled_at = Some(now),
+            Some(at) => {
+                let earned = (now - at).as_nanos() / interval;
+                if earned > 0 {
+                    let tokens = u128::from(self.tokens) + earned;
+                    self.tokens = tokens.min(u128::from(QKD_UNCONFIRMED_DEC_KEYS_BURST)) as u32;
+                    self.refilled_at = Some(now);
+                }
+            }
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
+
+    /// The peer proved both its static keys: the bucket is full again.
+    pub(crate) fn refill(&mut self) {
+        *self = Self::default();
+    }
 }
 
 impl Endpoint {
@@ -140,6 +189,12 @@ impl Endpoint {
                 self.reject(now, Some(p), from, HandshakeError::QkdRequired)
             }
             (_, false) => {
+                if let Some(why) = self.dec_keys_refusal(now, p) {
+                    let peer = self.peers[p].settings.name.clone();
+                    self.events
+                        .push_back(Event::InitiationIgnored { peer, why });
+                    return;
+                }
                 let wait = QkdWait::Response {
                     received: Box::new(received),
                     from,
@@ -148,6 +203,28 @@ impl Endpoint {
                 self.request_key(now, p, Some(key_id), wait);
             }
         }
+    }
+
+    /// Why an initiation from `p` naming a key_ID may not make us call `dec_keys` now, if it
+    /// may not: one lookup per peer at a time, and a bounded number before the peer is
+    /// confirmed (message 1 alone proves only its X25519 key). The initiator retransmits.
+    fn dec_keys_refusal(&mut self, now: Instant, p: usize) -> Option<&'static str> {
+        let peer = &mut self.peers[p];
+        if matches!(
+            peer.qkd_pending,
+            Some(PendingQkd {
+                wait: QkdWait::Response { .. },
+                ..
+            })
+        ) {
+            return Some("the KME is still looking up the key of an earlier initiation");
+        }
+        if !peer.qkd.unconfirmed_dec_keys.take(now) {
+            return Some(
+                "too many QKD key lookups for initiations this peer has not confirmed (dec_keys budget)",
+            );
+        }
+        None
     }
 
     /// True while the initiation with this digest waits for its QKD key (its retransmissions
