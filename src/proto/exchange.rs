@@ -311,6 +311,7 @@ impl Endpoint {
             peer.last_initiation = Some((newest, now));
         }
         peer.qkd.unconfirmed_dec_keys.refill();
+        peer.qkd.late_key = None;
         if let Some(ours) = peer.pending.take() {
             self.indices.remove(&ours.state.sender_index);
         }

@@ -94,6 +94,12 @@ pub(crate) struct QkdCounters {
     pub backoff: Option<Duration>,
     /// `dec_keys` calls this peer may still cause before it proves both static keys.
     pub unconfirmed_dec_keys: super::qkd_flow::UnconfirmedBudget,
+    /// The last `dec_keys` request we stopped waiting for (request ID, key_ID): its answer
+    /// may still come, and the KME hands a key out only once.
+    pub abandoned_dec_keys: Option<(u64, String)>,
+    /// A key that came after we stopped waiting for it, kept (with its arrival) for the
+    /// initiation's retransmission.
+    pub late_key: Option<(super::handshake::QkdKey, Instant)>,
 }
 
 impl Peer {

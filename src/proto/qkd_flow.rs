@@ -15,7 +15,7 @@ use super::handshake::{HandshakeError, QkdKey, ReceivedInitiation, SessionKeys};
 use super::time::Instant;
 use crate::constants::{
     QKD_REQUEST_TIMEOUT, QKD_RETRY_INITIAL, QKD_RETRY_MAX, QKD_UNCONFIRMED_DEC_KEYS_BURST,
-    QKD_UNCONFIRMED_DEC_KEYS_REFILL_INTERVAL,
+    QKD_UNCONFIRMED_DEC_KEYS_REFILL_INTERVAL, REKEY_ATTEMPT_TIME,
 };
 use std::net::SocketAddr;
 
@@ -132,13 +132,56 @@ impl Endpoint {
             .iter()
             .position(|peer| peer.qkd_pending.as_ref().is_some_and(|q| q.id == id))
         else {
-            return; // answered after its timeout
+            return self.late_qkd_key(now, id, result);
         };
         let pending = self.peers[p].qkd_pending.take().expect("found above");
         match result {
             Ok(key) => self.qkd_key_arrived(now, p, pending.wait, key),
             Err(error) => self.qkd_key_missing(now, p, pending.wait, error),
         }
+    }
+
+    /// The answer to a `dec_keys` request we had stopped waiting for: the KME has handed the
+    /// key out and will not again, so it answers the initiation's retransmission (at once if
+    /// that already waits for the same key_ID, else when it comes).
+    fn late_qkd_key(&mut self, now: Instant, id: u64, result: Result<QkdKey, String>) {
+        let Some(p) = self.peers.iter().position(|peer| {
+            peer.qkd
+                .abandoned_dec_keys
+                .as_ref()
+                .is_some_and(|(i, _)| *i == id)
+        }) else {
+            return; // an enc_keys answered after its timeout: no handshake will use it
+        };
+        let (_, key_id) = self.peers[p].qkd.abandoned_dec_keys.take().expect("found");
+        let Ok(key) = result else {
+            return;
+        };
+        if key.key_id != key_id.as_bytes() {
+            return;
+        }
+        let waiting = self.peers[p].qkd_pending.take_if(|q| {
+            matches!(&q.wait, QkdWait::Response { received, .. } if received.payload.qkd_key_id == key.key_id)
+        });
+        match waiting {
+            Some(pending) => self.qkd_key_arrived(now, p, pending.wait, key),
+            None => self.peers[p].qkd.late_key = Some((key, now)),
+        }
+    }
+
+    /// The key a late `dec_keys` answer brought for `key_id`, if it came recently enough to
+    /// belong to an initiation still being retransmitted.
+    fn take_late_key(&mut self, now: Instant, p: usize, key_id: &str) -> Option<QkdKey> {
+        let q = &mut self.peers[p].qkd;
+        let (key, at) = q.late_key.take()?;
+        if now - at >= REKEY_ATTEMPT_TIME {
+            return None;
+        }
+        if key.key_id != key_id.as_bytes() {
+            q.late_key = Some((key, at));
+            return None;
+        }
+        Some(key)
     }
 
     pub(crate) fn request_initiation_key(
@@ -189,6 +232,14 @@ impl Endpoint {
                 self.reject(now, Some(p), from, HandshakeError::QkdRequired)
             }
             (_, false) => {
+                if let Some(key) = self.take_late_key(now, p, &key_id) {
+                    let wait = QkdWait::Response {
+                        received: Box::new(received),
+                        from,
+                        digest,
+                    };
+                    return self.qkd_key_arrived(now, p, wait, key);
+                }
                 if let Some(why) = self.dec_keys_refusal(now, p) {
                     let peer = self.peers[p].settings.name.clone();
                     self.events
@@ -312,6 +363,10 @@ impl Endpoint {
             .is_some_and(|q| now - q.since >= QKD_REQUEST_TIMEOUT);
         if expired {
             let pending = self.peers[p].qkd_pending.take().expect("checked above");
+            if let QkdWait::Response { received, .. } = &pending.wait {
+                let key_id = String::from_utf8_lossy(&received.payload.qkd_key_id).into_owned();
+                self.peers[p].qkd.abandoned_dec_keys = Some((pending.id, key_id));
+            }
             self.qkd_key_missing(
                 now,
                 p,

@@ -144,7 +144,7 @@ pub struct Sim {
     pub qkd_policy: (QkdPolicy, QkdPolicy),
     /// The simulated KME both sides fetch QKD keys from.
     pub kme: SimKme,
-    /// KME answers not yet handed back (see [`SimKme::delay`]): when, to whom, request ID.
+    /// KME answers not yet handed back (see [`SimKme::dec_keys_delay`]): when, to whom, request ID.
     pub kme_answers: Vec<(Instant, Side, u64, Result<QkdKey, String>)>,
 }
 
@@ -162,11 +162,11 @@ pub struct SimKme {
     pub enc_calls: u64,
     /// `dec_keys` calls made (answered or not).
     pub dec_calls: u64,
-    /// The next this many calls fail (a 503), after which the KME answers again.
-    pub fail_next: u32,
-    /// Answer every call this much later (the key is taken from the store at call time, as
-    /// a real KME hands it out when it receives the request).
-    pub delay: Option<Duration>,
+    /// The next this many `dec_keys` calls fail (a 503), after which the KME answers again.
+    pub fail_next_dec_keys: u32,
+    /// Answer every `dec_keys` call this much later (the key is taken from the store at call
+    /// time, as a real KME hands it out when it receives the request).
+    pub dec_keys_delay: Option<Duration>,
 }
 
 impl SimKme {
@@ -178,8 +178,8 @@ impl SimKme {
         if self.down {
             return Err("KME unreachable".into());
         }
-        if self.fail_next > 0 {
-            self.fail_next -= 1;
+        if key_id.is_some() && self.fail_next_dec_keys > 0 {
+            self.fail_next_dec_keys -= 1;
             return Err("KME refused (503): no key available".into());
         }
         match key_id {
@@ -476,8 +476,9 @@ impl Sim {
         }
         let now = self.now;
         if let Some(r) = self.site(s).endpoint.poll_qkd_request() {
+            let delay = self.kme.dec_keys_delay.filter(|_| r.key_id.is_some());
             let answer = self.kme.answer(r.key_id);
-            if let Some(delay) = self.kme.delay {
+            if let Some(delay) = delay {
                 self.kme_answers.push((now + delay, s, r.id, answer));
             } else {
                 self.site(s).endpoint.handle_qkd_key(now, r.id, answer);
