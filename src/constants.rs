@@ -73,6 +73,13 @@ pub const QKD_UNCONFIRMED_DEC_KEYS_BURST: u32 = 3;
 /// See [`QKD_UNCONFIRMED_DEC_KEYS_BURST`]: one call more per this interval (the initiator's
 /// first retransmission timeout, so a genuine retransmission always finds one).
 pub const QKD_UNCONFIRMED_DEC_KEYS_REFILL_INTERVAL: Duration = REKEY_TIMEOUT_INITIAL;
+/// At start, under a QKD policy, the site with the higher static key (the one whose
+/// initiation would lose to a simultaneous one) waits this long for the peer's initiation
+/// before it fetches a key for its own, so two sites starting at once fetch one key.
+pub const QKD_SIMULTANEOUS_START_YIELD: Duration = Duration::from_secs(1);
+/// A key fetched for an initiation that became unnecessary (the peer's won meanwhile) is kept
+/// for our next initiation at most this long; older, it is dropped unused.
+pub const QKD_SPARE_KEY_MAX_AGE: Duration = Duration::from_secs(60);
 /// Default QKD key size requested from the KME, in bits.
 pub const DEFAULT_QKD_KEY_BITS: u32 = 256;
 /// HTTP timeout of one ETSI 014 call (connect and answer).

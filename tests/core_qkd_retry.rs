@@ -16,7 +16,7 @@ const MIB: u64 = 1 << 20;
 fn require_both() -> Sim {
     let mut o = SimOptions::new(budget(64 * MIB, 120));
     o.qkd_policy = (QkdPolicy::Require, QkdPolicy::Require);
-    Sim::with_options(o)
+    Sim::with_options_a_lower(o)
 }
 
 fn established_at(sim: &Sim, s: Side) -> Option<Duration> {

@@ -29,6 +29,9 @@ impl Endpoint {
         if self.peers[p].pending.is_some() || self.peers[p].endpoint.is_none() {
             return;
         }
+        if self.start_yields(now, p, reason) {
+            return;
+        }
         if self.qkd_policy == QkdPolicy::Disable {
             self.send_initiation(now, p, reason, None);
         } else {
@@ -312,9 +315,11 @@ impl Endpoint {
         }
         peer.qkd.unconfirmed_dec_keys.refill();
         peer.qkd.late_key = None;
+        peer.qkd.start_after = None;
         if let Some(ours) = peer.pending.take() {
             self.indices.remove(&ours.state.sender_index);
         }
+        self.cancel_initiation_key(p);
     }
 
     /// Sends the response to `received`, mixing `qkd` if given.
@@ -374,7 +379,8 @@ impl Endpoint {
         {
             return Some("initiation flood (more than 500 per second)");
         }
-        if peer.pending.is_some() && self.public.dh.0 < peer.settings.public.dh.0 {
+        let ours_in_flight = peer.pending.is_some() || self.fetching_initiation_key(p);
+        if ours_in_flight && self.public.dh.0 < peer.settings.public.dh.0 {
             return Some(
                 "simultaneous initiation: ours proceeds (this site has the lower static key)",
             );

@@ -79,7 +79,10 @@ pub(crate) struct Peer {
     pub total_sent: u64,
     pub total_received: u64,
     pub drops: PeerDrops,
+    /// Our request for a new key (`enc_keys`) for our own initiation.
     pub qkd_pending: Option<super::qkd_flow::PendingQkd>,
+    /// Our request for the key the peer's initiation names (`dec_keys`), to answer it.
+    pub qkd_answering: Option<super::qkd_flow::PendingQkd>,
     pub qkd: QkdCounters,
 }
 
@@ -100,6 +103,15 @@ pub(crate) struct QkdCounters {
     /// A key that came after we stopped waiting for it, kept (with its arrival) for the
     /// initiation's retransmission.
     pub late_key: Option<(super::handshake::QkdKey, Instant)>,
+    /// Our `enc_keys` request that became unnecessary while it ran (the peer's initiation won).
+    pub cancelled_enc_keys: Option<u64>,
+    /// Its key, kept (with its arrival) for our next initiation.
+    pub spare_key: Option<(super::handshake::QkdKey, Instant)>,
+    /// At start, our first initiation waits until then for the peer's (see
+    /// `QKD_SIMULTANEOUS_START_YIELD`).
+    pub start_after: Option<Instant>,
+    /// Set once our start has yielded (it yields at most once).
+    pub start_yielded: bool,
 }
 
 impl Peer {
@@ -130,6 +142,7 @@ impl Peer {
             total_received: 0,
             drops: PeerDrops::default(),
             qkd_pending: None,
+            qkd_answering: None,
             qkd: QkdCounters::default(),
         }
     }
@@ -236,7 +249,7 @@ impl Peer {
                 keys_consumed: self.qkd.keys_consumed,
                 failures: self.qkd.failures,
                 fallbacks: self.qkd.fallbacks,
-                waiting_for_kme: self.qkd_pending.is_some(),
+                waiting_for_kme: self.qkd_pending.is_some() || self.qkd_answering.is_some(),
                 last_error: self.qkd.last_error.clone(),
                 retry_in_seconds: self
                     .qkd

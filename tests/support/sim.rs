@@ -167,6 +167,8 @@ pub struct SimKme {
     /// Answer every `dec_keys` call this much later (the key is taken from the store at call
     /// time, as a real KME hands it out when it receives the request).
     pub dec_keys_delay: Option<Duration>,
+    /// Answer every `enc_keys` call this much later (the key is made at call time).
+    pub enc_keys_delay: Option<Duration>,
 }
 
 impl SimKme {
@@ -476,7 +478,10 @@ impl Sim {
         }
         let now = self.now;
         if let Some(r) = self.site(s).endpoint.poll_qkd_request() {
-            let delay = self.kme.dec_keys_delay.filter(|_| r.key_id.is_some());
+            let delay = match r.key_id {
+                Some(_) => self.kme.dec_keys_delay,
+                None => self.kme.enc_keys_delay,
+            };
             let answer = self.kme.answer(r.key_id);
             if let Some(delay) = delay {
                 self.kme_answers.push((now + delay, s, r.id, answer));
@@ -666,11 +671,28 @@ impl Sim {
         self.run_until(until);
     }
 
-    /// Starts both endpoints and runs until both have a confirmed session.
+    /// Starts A and runs until both have a confirmed session. Under a QKD policy a starting
+    /// site with the higher static key first waits for the peer's initiation
+    /// (`QKD_SIMULTANEOUS_START_YIELD`); B, not started, sends none, so A goes after it.
     pub fn establish(&mut self) {
         self.a.endpoint.start(self.now);
         self.collect(Side::A);
         self.run_for(Duration::from_millis(50));
+        if !(self.has_current(Side::A) && self.has_current(Side::B)) {
+            let yield_time = qshield::constants::QKD_SIMULTANEOUS_START_YIELD;
+            self.run_for(yield_time + Duration::from_millis(50));
+        }
+    }
+
+    /// [`Sim::with_options`] with identities drawn until A has the lower static key (A's
+    /// initiations win the simultaneous-initiation rule, and A never yields at start).
+    pub fn with_options_a_lower(o: SimOptions) -> Sim {
+        loop {
+            let sim = Self::with_options(o);
+            if sim.a.endpoint.public().dh.0 < sim.b.endpoint.public().dh.0 {
+                return sim;
+            }
+        }
     }
 
     pub fn has_current(&self, s: Side) -> bool {

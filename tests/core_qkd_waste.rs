@@ -1,0 +1,93 @@
+//! No QKD key is fetched that no handshake uses: two sites starting at once fetch one key,
+//! and a peer's initiation arriving while we wait for our own key orphans nothing.
+
+mod support;
+
+use qshield::proto::events::Role;
+use qshield::proto::qkd_flow::QkdPolicy;
+use std::time::Duration;
+use support::sim::{Side, Sim, SimOptions, budget};
+
+const MIB: u64 = 1 << 20;
+
+fn require_both() -> Sim {
+    let mut o = SimOptions::new(budget(64 * MIB, 120));
+    o.qkd_policy = (QkdPolicy::Require, QkdPolicy::Require);
+    Sim::with_options(o)
+}
+
+fn lower(sim: &Sim) -> Side {
+    if sim.a.endpoint.public().dh.0 < sim.b.endpoint.public().dh.0 {
+        Side::A
+    } else {
+        Side::B
+    }
+}
+
+#[test]
+fn two_sites_starting_at_once_fetch_one_key_for_their_one_handshake() {
+    for _ in 0..4 {
+        let mut sim = require_both();
+        let now = sim.now;
+        sim.a.endpoint.start(now);
+        sim.b.endpoint.start(now);
+        sim.collect(Side::A);
+        sim.collect(Side::B);
+        sim.run_for(Duration::from_secs(3));
+        let (a, b) = (sim.status(Side::A), sim.status(Side::B));
+        let (ka, kb) = (
+            a.current_key.expect("A has a key"),
+            b.current_key.expect("B"),
+        );
+        assert_eq!((ka.epoch, kb.epoch), (1, 1), "one handshake completed");
+        assert_eq!(ka.qkd_key_id, kb.qkd_key_id);
+        let initiator = if ka.role == Role::Initiator {
+            Side::A
+        } else {
+            Side::B
+        };
+        assert_eq!(initiator, lower(&sim), "the simultaneous-start rule");
+        assert_eq!(sim.kme.enc_calls, 1, "keys fetched for one handshake");
+        assert!(sim.kme.keys.is_empty(), "a fetched key was never used");
+    }
+}
+
+#[test]
+fn a_peer_initiation_while_we_wait_for_enc_keys_orphans_no_key() {
+    // B has the higher key: it answers A's initiation while its own key is on the way
+    let mut sim = loop {
+        let sim = require_both();
+        if lower(&sim) == Side::A {
+            break sim;
+        }
+    };
+    sim.establish();
+    sim.run_for(Duration::from_secs(2));
+    assert!(sim.has_current(Side::A) && sim.has_current(Side::B));
+    // B asks for a key for a rotation; the KME answers it 50 ms later...
+    sim.kme.enc_keys_delay = Some(Duration::from_millis(50));
+    let now = sim.now;
+    sim.b.endpoint.start(now);
+    sim.collect(Side::B);
+    sim.kme.enc_keys_delay = None;
+    // ...and meanwhile A rotates: B answers A's initiation
+    sim.a.endpoint.start(now);
+    sim.collect(Side::A);
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(sim.status(Side::A).current_key.unwrap().epoch, 2);
+    assert_eq!(sim.kme.enc_calls, 3);
+    // B's next rotation uses the key it fetched; nothing is left unused at the KME
+    let now = sim.now;
+    sim.b.endpoint.start(now);
+    sim.collect(Side::B);
+    sim.run_for(Duration::from_secs(1));
+    let kb = sim.status(Side::B).current_key.unwrap();
+    assert_eq!(kb.role, Role::Initiator, "B rotated");
+    assert!(
+        sim.kme.keys.is_empty(),
+        "{} key(s) fetched and never used: {:?}",
+        sim.kme.keys.len(),
+        sim.kme.keys.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(sim.kme.enc_calls, 3, "B's rotation fetched no new key");
+}
