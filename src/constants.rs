@@ -80,6 +80,9 @@ pub const QKD_SIMULTANEOUS_START_YIELD: Duration = Duration::from_secs(1);
 /// A key fetched for an initiation that became unnecessary (the peer's won meanwhile) is kept
 /// for our next initiation at most this long; older, it is dropped unused.
 pub const QKD_SPARE_KEY_MAX_AGE: Duration = Duration::from_secs(60);
+/// Requests of one peer waiting for the daemon's QKD worker; beyond this the oldest is
+/// dropped (the core's newer requests supersede it, and it has at most two live ones).
+pub const QKD_QUEUE_PER_PEER_MAX: usize = 4;
 /// Default QKD key size requested from the KME, in bits.
 pub const DEFAULT_QKD_KEY_BITS: u32 = 256;
 /// HTTP timeout of one ETSI 014 call (connect and answer).
