@@ -91,3 +91,26 @@ fn a_peer_initiation_while_we_wait_for_enc_keys_orphans_no_key() {
     );
     assert_eq!(sim.kme.enc_calls, 3, "B's rotation fetched no new key");
 }
+
+#[test]
+fn a_forged_initiation_during_the_start_yield_does_not_cancel_our_start() {
+    // B has the higher key, so at start it waits for A's initiation; a forgery (A's X25519
+    // key only) answered meanwhile is no reason to give up its own initiation
+    let mut o = SimOptions::new(budget(64 * MIB, 120));
+    o.qkd_policy = (QkdPolicy::Allow, QkdPolicy::Allow);
+    let mut sim = Sim::with_options_a_lower(o);
+    let now = sim.now;
+    sim.b.endpoint.start(now);
+    sim.collect(Side::B);
+    assert_eq!(sim.kme.enc_calls, 0, "B yields at start");
+    let forged = sim.forged_initiation_from_a(2_000_000 + sim.now.as_nanos() + 1_000_000, None);
+    let attacker = "198.18.0.66:4444".parse().unwrap();
+    for f in &forged {
+        sim.inject(Side::B, attacker, f);
+    }
+    sim.run_for(Duration::from_secs(2));
+    let kb = sim.status(Side::B).current_key.expect("B never started");
+    assert_eq!(kb.role, Role::Initiator);
+    assert!(kb.qkd_key_id.is_some());
+    assert!(sim.kme.keys.is_empty());
+}

@@ -437,9 +437,10 @@ impl Endpoint {
         }
         if self.peers[p].qkd.start_after.is_some_and(|t| now >= t) {
             self.peers[p].qkd.start_after = None;
+            // only a confirmed session stands in for our own: an answered initiation may be
+            // a forgery (message 1 proves X25519 alone)
             let peer = &self.peers[p];
-            let answered = peer.current.is_some() || peer.next.is_some();
-            if !answered && peer.pending.is_none() {
+            if peer.current.is_none() && peer.pending.is_none() {
                 self.initiate(now, p, InitiationReason::Startup);
             }
         }
