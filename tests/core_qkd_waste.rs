@@ -114,3 +114,36 @@ fn a_forged_initiation_during_the_start_yield_does_not_cancel_our_start() {
     assert!(kb.qkd_key_id.is_some());
     assert!(sim.kme.keys.is_empty());
 }
+
+#[test]
+fn an_enc_keys_answer_after_the_timeout_is_kept_for_the_next_initiation() {
+    let mut sim = Sim::with_options_a_lower({
+        let mut o = SimOptions::new(budget(64 * MIB, 120));
+        o.qkd_policy = (QkdPolicy::Require, QkdPolicy::Require);
+        o
+    });
+    // the first enc_keys is answered after the core's 5 s wait
+    sim.kme.enc_keys_delay = Some(Duration::from_secs(6));
+    let now = sim.now;
+    sim.a.endpoint.start(now);
+    sim.collect(Side::A);
+    sim.kme.enc_keys_delay = None;
+    let p = sim.packet(Side::A, 10, 1);
+    sim.send(Side::A, std::slice::from_ref(&p));
+    sim.run_for(Duration::from_secs(7));
+    assert!(sim.has_current(Side::A), "A retried after its backoff");
+    assert_eq!(sim.b.received, vec![p]);
+    // A's next rotation uses the late key instead of fetching another
+    let calls = sim.kme.enc_calls;
+    let now = sim.now;
+    sim.a.endpoint.start(now);
+    sim.collect(Side::A);
+    sim.run_for(Duration::from_secs(1));
+    assert_eq!(sim.status(Side::A).current_key.unwrap().epoch, 2);
+    assert!(
+        sim.kme.keys.is_empty(),
+        "{} key(s) fetched and never used",
+        sim.kme.keys.len()
+    );
+    assert_eq!(sim.kme.enc_calls, calls, "the rotation fetched no new key");
+}

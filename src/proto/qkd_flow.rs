@@ -156,9 +156,11 @@ impl Endpoint {
         }
     }
 
-    /// The answer to a `dec_keys` request we had stopped waiting for: the KME has handed the
-    /// key out and will not again, so it answers the initiation's retransmission (at once if
-    /// that already waits for the same key_ID, else when it comes).
+    /// The answer to a request we had stopped waiting for. An `enc_keys` key (its wait timed
+    /// out, or the peer's confirmed session made it unnecessary) serves our next initiation.
+    /// A `dec_keys` key has been handed out by the KME, which will not do so again: it answers
+    /// the initiation's retransmission (at once if one already waits for the same key_ID,
+    /// else when it comes).
     fn late_qkd_key(&mut self, now: Instant, id: u64, result: Result<QkdKey, String>) {
         if let Some(p) = self
             .peers
@@ -166,8 +168,17 @@ impl Endpoint {
             .position(|peer| peer.qkd.cancelled_enc_keys == Some(id))
         {
             self.peers[p].qkd.cancelled_enc_keys = None;
-            if let Ok(key) = result {
-                self.peers[p].qkd.spare_key = Some((key, now));
+            let Ok(key) = result else {
+                return;
+            };
+            // an initiation waiting for a newer request takes this key now (the newer one
+            // is cancelled in turn); else it waits for our next initiation
+            match self.peers[p].qkd_pending.take() {
+                Some(pending) => {
+                    self.peers[p].qkd.cancelled_enc_keys = Some(pending.id);
+                    self.qkd_key_arrived(now, p, pending.wait, key);
+                }
+                None => self.peers[p].qkd.spare_key = Some((key, now)),
             }
             return;
         }
@@ -428,6 +439,8 @@ impl Endpoint {
     pub(crate) fn qkd_timers(&mut self, now: Instant, p: usize) {
         let expired = |q: &PendingQkd| now - q.since >= QKD_REQUEST_TIMEOUT;
         if let Some(pending) = self.peers[p].qkd_pending.take_if(|q| expired(q)) {
+            // its key may still come: then it is kept, not thrown away
+            self.peers[p].qkd.cancelled_enc_keys = Some(pending.id);
             self.qkd_key_missing(
                 now,
                 p,
