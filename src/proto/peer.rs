@@ -58,7 +58,7 @@ pub(crate) struct Peer {
     pub pending: Option<PendingHandshake>,
     pub cached_response: Option<CachedResponse>,
     /// The replay guard: timestamp of the newest initiation from this peer whose session
-    /// the peer confirmed (proving both its static keys), and when it was answered.
+    /// the peer confirmed (proving both its static keys), and when it was confirmed.
     pub last_initiation: Option<(u64, Instant)>,
     /// When we last answered an initiation from this peer (the flood limit; kept whether or
     /// not the initiation is ever confirmed, so it bounds forgeries too).
