@@ -42,6 +42,10 @@ pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Minimum spacing of initiations accepted from one peer (500 per second). WireGuard uses
 /// 20 ms; byte budgets of a few MiB at multi-gigabit rates rotate faster than that.
 pub const MIN_INITIATION_INTERVAL: Duration = Duration::from_millis(2);
+/// An initiation whose timestamp is more than this far ahead of the responder's wall clock
+/// is refused: a timestamp far in the future would otherwise, once kept as the replay
+/// guard, refuse every genuine initiation until the clock caught up.
+pub const INITIATION_TIMESTAMP_AHEAD_MAX: Duration = Duration::from_secs(300);
 /// A half-reassembled handshake message is discarded after this long.
 pub const REASSEMBLY_TIMEOUT: Duration = Duration::from_secs(5);
 /// At most this many handshake messages are being reassembled at once (all sources).
@@ -60,6 +64,25 @@ pub const QKD_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub const QKD_RETRY_INITIAL: Duration = Duration::from_secs(1);
 /// …doubling up to this.
 pub const QKD_RETRY_MAX: Duration = Duration::from_secs(10);
+/// `dec_keys` calls one peer may cause before it proves both its static keys (token
+/// bucket per peer: this many at once, one more per
+/// [`QKD_UNCONFIRMED_DEC_KEYS_REFILL_INTERVAL`]; full again when a session with the peer is
+/// confirmed). Message 1 proves only the initiator's X25519 key, so whoever holds that key
+/// alone can make the responder ask its KME for the key_ID they name.
+pub const QKD_UNCONFIRMED_DEC_KEYS_BURST: u32 = 3;
+/// See [`QKD_UNCONFIRMED_DEC_KEYS_BURST`]: one call more per this interval (the initiator's
+/// first retransmission timeout, so a genuine retransmission always finds one).
+pub const QKD_UNCONFIRMED_DEC_KEYS_REFILL_INTERVAL: Duration = REKEY_TIMEOUT_INITIAL;
+/// At start, under a QKD policy, the site with the higher static key (the one whose
+/// initiation would lose to a simultaneous one) waits this long for the peer's initiation
+/// before it fetches a key for its own, so two sites starting at once fetch one key.
+pub const QKD_SIMULTANEOUS_START_YIELD: Duration = Duration::from_secs(1);
+/// A key fetched for an initiation that became unnecessary (the peer's won meanwhile) is kept
+/// for our next initiation at most this long; older, it is dropped unused.
+pub const QKD_SPARE_KEY_MAX_AGE: Duration = Duration::from_secs(60);
+/// Requests of one peer waiting for the daemon's QKD worker; beyond this the oldest is
+/// dropped (the core's newer requests supersede it, and it has at most two live ones).
+pub const QKD_QUEUE_PER_PEER_MAX: usize = 4;
 /// Default QKD key size requested from the KME, in bits.
 pub const DEFAULT_QKD_KEY_BITS: u32 = 256;
 /// HTTP timeout of one ETSI 014 call (connect and answer).

@@ -68,7 +68,7 @@ fn site(
         unix_ns_at_origin: clock.unix_ns_at_origin(),
     };
     let (tun, host) = MemoryTun::new();
-    let (jobs, queue) = std::sync::mpsc::channel();
+    let queue = qshield::daemon::qkd_worker::QkdQueue::new();
     let shared = Arc::new(Shared {
         interface: names.0.into(),
         endpoint: Mutex::new(Endpoint::new(settings, Box::new(SystemRng))),
@@ -77,7 +77,7 @@ fn site(
         udp: Arc::new(net.bind(addr).unwrap()),
         shutdown: Arc::new(AtomicBool::new(false)),
         mtu: 1420,
-        qkd_jobs: Some(jobs),
+        qkd_jobs: Some(queue.clone()),
     });
     let fetcher = QkdFetcher {
         source: Arc::new(kme.client(names.0)),

@@ -74,7 +74,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         cipher = %config.interface.cipher, public_key = %endpoint.public().fingerprint(), "qshield up"
     );
     let qkd = qkd_fetcher(&config)?;
-    let (jobs, job_queue) = std::sync::mpsc::channel();
+    let jobs = qkd_worker::QkdQueue::new();
     let shared = Arc::new(Shared {
         interface: config.interface.name.clone(),
         endpoint: Mutex::new(endpoint),
@@ -83,9 +83,9 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         udp: udp.clone(),
         shutdown: shutdown.clone(),
         mtu: usize::from(config.interface.mtu),
-        qkd_jobs: qkd.is_some().then_some(jobs),
+        qkd_jobs: qkd.is_some().then_some(jobs.clone()),
     });
-    let runtime = Runtime::start(shared.clone(), qkd.map(|f| (job_queue, f)))?;
+    let runtime = Runtime::start(shared.clone(), qkd.map(|f| (jobs, f)))?;
     let mode = match config.interface.offload {
         crate::config::OffloadMode::Auto => "auto",
         crate::config::OffloadMode::Off => "off",

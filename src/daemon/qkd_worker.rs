@@ -1,14 +1,22 @@
 //! The QKD worker: one thread that takes the core's key requests, calls the KME (ETSI 014
 //! over mutual TLS, or its in-memory twin), and hands each answer back to the core. Only this
 //! thread ever waits on a KME; the data plane never does.
+//!
+//! Requests wait in a [`QkdQueue`]: bounded per peer (a peer's newest requests are kept, as
+//! they supersede its older ones) and served round-robin between peers, so one peer
+//! re-initiating fast cannot starve the others. A request is sent to the KME only while a
+//! handshake still waits for it (its deadline has not passed and the core still wants it),
+//! so no key is fetched that no handshake would use.
 
 use super::runtime::Shared;
+use crate::constants::QKD_QUEUE_PER_PEER_MAX;
 use crate::proto::handshake::QkdKey;
 use crate::proto::qkd_flow::QkdRequest;
+use crate::proto::time::Instant;
 use crate::qkd::KeySource;
-use std::sync::Arc;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -22,10 +30,82 @@ pub struct QkdFetcher {
     pub key_bits: u32,
 }
 
+/// The requests waiting for the worker: at most [`QKD_QUEUE_PER_PEER_MAX`] per peer, served
+/// one peer after the other.
+#[derive(Default)]
+pub struct QkdQueue {
+    state: Mutex<QueueState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct QueueState {
+    /// Waiting requests by peer (index in config order).
+    per_peer: BTreeMap<usize, VecDeque<QkdRequest>>,
+    /// The peer served last (the next turn goes to the next peer after it).
+    last_served: Option<usize>,
+}
+
+impl QkdQueue {
+    /// An empty queue.
+    pub fn new() -> Arc<Self> {
+        Arc::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a request; returns the request of the same peer it displaced (the oldest) when
+    /// that peer already had [`QKD_QUEUE_PER_PEER_MAX`] waiting.
+    pub fn push(&self, request: QkdRequest) -> Option<QkdRequest> {
+        let mut state = self.state();
+        let queue = state.per_peer.entry(request.peer).or_default();
+        let displaced = (queue.len() >= QKD_QUEUE_PER_PEER_MAX)
+            .then(|| queue.pop_front())
+            .flatten();
+        queue.push_back(request);
+        drop(state);
+        self.ready.notify_one();
+        displaced
+    }
+
+    /// The next request, the peers taking turns; waits up to `wait` for one.
+    pub fn pop(&self, wait: Duration) -> Option<QkdRequest> {
+        let mut state = self.state();
+        if state.per_peer.values().all(VecDeque::is_empty) {
+            state = self
+                .ready
+                .wait_timeout(state, wait)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        let after = state.last_served.map_or(0, |p| p + 1);
+        let peer = state
+            .per_peer
+            .range(after..)
+            .chain(state.per_peer.range(..after))
+            .find(|(_, q)| !q.is_empty())
+            .map(|(&p, _)| p)?;
+        state.last_served = Some(peer);
+        state.per_peer.get_mut(&peer)?.pop_front()
+    }
+
+    /// Requests waiting.
+    pub fn len(&self) -> usize {
+        self.state().per_peer.values().map(VecDeque::len).sum()
+    }
+
+    /// True when no request waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Starts the worker; it ends when the daemon shuts down.
 pub fn spawn(
     shared: Arc<Shared>,
-    jobs: Receiver<QkdRequest>,
+    jobs: Arc<QkdQueue>,
     fetcher: QkdFetcher,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
@@ -33,28 +113,48 @@ pub fn spawn(
         .spawn(move || run(&shared, &jobs, &fetcher))
 }
 
-fn run(shared: &Shared, jobs: &Receiver<QkdRequest>, fetcher: &QkdFetcher) {
+fn run(shared: &Shared, jobs: &QkdQueue, fetcher: &QkdFetcher) {
     while !shared.shutdown.load(Ordering::Relaxed) {
-        match jobs.recv_timeout(Duration::from_millis(100)) {
-            Ok(request) => serve(shared, fetcher, request),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return,
+        let Some(request) = jobs.pop(Duration::from_millis(100)) else {
+            continue;
+        };
+        let now = shared.clock.now();
+        let wanted = |r: &QkdRequest| shared.lock().qkd_request_wanted(r.id);
+        if let Some(result) = serve(&shared.interface, fetcher, now, &request, wanted) {
+            let drained = {
+                let mut ep = shared.lock();
+                ep.handle_qkd_key(shared.clock.now(), request.id, result);
+                Shared::drain(&mut ep)
+            };
+            shared.flush(drained);
         }
     }
 }
 
-fn serve(shared: &Shared, fetcher: &QkdFetcher, request: QkdRequest) {
-    let result = fetch(shared, fetcher, &request);
-    let drained = {
-        let mut ep = shared.lock();
-        ep.handle_qkd_key(shared.clock.now(), request.id, result);
-        Shared::drain(&mut ep)
-    };
-    shared.flush(drained);
+/// Fetches the key of `request` if a handshake still waits for it at `now` (its deadline
+/// has not passed and `wanted` says the core still waits for its answer); `None` when the
+/// request was dropped without calling the KME.
+pub fn serve(
+    interface: &str,
+    fetcher: &QkdFetcher,
+    now: Instant,
+    request: &QkdRequest,
+    wanted: impl FnOnce(&QkdRequest) -> bool,
+) -> Option<Result<QkdKey, String>> {
+    if now >= request.deadline || !wanted(request) {
+        tracing::debug!(
+            interface,
+            peer = request.peer,
+            request = request.id,
+            "QKD request dropped unsent: no handshake waits for it any more"
+        );
+        return None;
+    }
+    Some(fetch(interface, fetcher, request))
 }
 
 /// One KME call; the key as the core takes it, or the error as text for its event.
-fn fetch(shared: &Shared, fetcher: &QkdFetcher, request: &QkdRequest) -> Result<QkdKey, String> {
+fn fetch(interface: &str, fetcher: &QkdFetcher, request: &QkdRequest) -> Result<QkdKey, String> {
     let Some(sae) = fetcher.peer_saes.get(request.peer) else {
         return Err(format!("no SAE ID configured for peer {}", request.peer));
     };
@@ -70,15 +170,105 @@ fn fetch(shared: &Shared, fetcher: &QkdFetcher, request: &QkdRequest) -> Result<
             } else {
                 "enc_keys"
             };
-            tracing::info!(interface = %shared.interface, peer_sae = %sae, key_id = %k.key_id, %kme, call, "QKD key delivered");
+            tracing::info!(interface, peer_sae = %sae, key_id = %k.key_id, %kme, call, "QKD key delivered");
             Ok(QkdKey {
                 key_id: k.key_id.into_bytes(),
                 material: k.key,
             })
         }
         Err(e) => {
-            tracing::warn!(interface = %shared.interface, peer_sae = %sae, %kme, error = %e, "QKD key request failed");
+            tracing::warn!(interface, peer_sae = %sae, %kme, error = %e, "QKD key request failed");
             Err(e.to_string())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::qkd::memory::MemoryKme;
+
+    fn request(id: u64, peer: usize, deadline: Instant) -> QkdRequest {
+        QkdRequest {
+            id,
+            peer,
+            key_id: None,
+            deadline,
+        }
+    }
+
+    fn far() -> Instant {
+        Instant::ZERO + Duration::from_secs(60)
+    }
+
+    fn drain(queue: &QkdQueue) -> Vec<(usize, u64)> {
+        std::iter::from_fn(|| queue.pop(Duration::ZERO))
+            .map(|r| (r.peer, r.id))
+            .collect()
+    }
+
+    #[test]
+    fn one_peer_cannot_fill_the_queue_and_its_newest_requests_are_kept() {
+        let queue = QkdQueue::new();
+        let displaced: Vec<_> = (1..=10)
+            .filter_map(|id| queue.push(request(id, 0, far())))
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(queue.len(), QKD_QUEUE_PER_PEER_MAX);
+        assert_eq!(displaced.len(), 10 - QKD_QUEUE_PER_PEER_MAX);
+        let kept: Vec<u64> = drain(&queue).into_iter().map(|(_, id)| id).collect();
+        let newest: Vec<u64> = (11 - QKD_QUEUE_PER_PEER_MAX as u64..=10).collect();
+        assert_eq!(kept, newest);
+    }
+
+    #[test]
+    fn peers_take_turns() {
+        let queue = QkdQueue::new();
+        for id in 1..=3 {
+            queue.push(request(id, 0, far()));
+        }
+        queue.push(request(4, 1, far()));
+        queue.push(request(5, 2, far()));
+        assert_eq!(
+            drain(&queue),
+            vec![(0, 1), (1, 4), (2, 5), (0, 2), (0, 3)],
+            "peer 1 and 2 are served before peer 0's backlog"
+        );
+        assert!(queue.is_empty());
+    }
+
+    #[test]
+    fn no_kme_call_for_a_request_no_handshake_waits_for() {
+        let kme = MemoryKme::new();
+        let fetcher = QkdFetcher {
+            source: Arc::new(kme.client("a")),
+            peer_saes: vec!["b".into()],
+            key_bits: 256,
+        };
+        let now = Instant::ZERO + Duration::from_secs(10);
+        // past its deadline: the core has given up on it
+        let late = request(1, 0, now);
+        assert!(serve("t0", &fetcher, now, &late, |_| true).is_none());
+        // the core no longer waits for it (the handshake moved on)
+        let moot = request(2, 0, far());
+        assert!(serve("t0", &fetcher, now, &moot, |_| false).is_none());
+        assert_eq!(kme.calls(), 0, "the KME was called for a dropped request");
+        // a request a handshake waits for is served
+        let live = request(3, 0, far());
+        let key = serve("t0", &fetcher, now, &live, |r| r.id == 3).unwrap();
+        assert!(key.is_ok());
+        assert_eq!((kme.calls(), kme.issued()), (1, 1));
+    }
+
+    #[test]
+    fn pop_waits_for_a_request_from_another_thread() {
+        let queue = QkdQueue::new();
+        let q = queue.clone();
+        let pusher = std::thread::spawn(move || {
+            q.push(request(7, 0, far()));
+        });
+        let got = queue.pop(Duration::from_secs(10)).map(|r| r.id);
+        pusher.join().unwrap();
+        assert_eq!(got, Some(7));
     }
 }

@@ -45,7 +45,7 @@ pub struct Shared {
     /// Tunnel MTU (sizes the batches).
     pub mtu: usize,
     /// Where QKD key requests go (`None` with QKD disabled).
-    pub qkd_jobs: Option<std::sync::mpsc::Sender<QkdRequest>>,
+    pub qkd_jobs: Option<Arc<super::qkd_worker::QkdQueue>>,
 }
 
 /// What the core wants done after a batch: datagrams to send, events to log, QKD keys to fetch.
@@ -80,8 +80,10 @@ impl Shared {
         }: Drained,
     ) {
         for request in qkd {
-            if let Some(jobs) = &self.qkd_jobs {
-                let _ = jobs.send(request);
+            if let Some(jobs) = &self.qkd_jobs
+                && let Some(dropped) = jobs.push(request)
+            {
+                tracing::debug!(interface = %self.interface, peer = dropped.peer, request = dropped.id, "QKD request dropped unsent: superseded by newer ones of the same peer");
             }
         }
         for t in transmits {
@@ -107,7 +109,7 @@ impl Runtime {
     pub fn start(
         shared: Arc<Shared>,
         qkd: Option<(
-            std::sync::mpsc::Receiver<QkdRequest>,
+            Arc<super::qkd_worker::QkdQueue>,
             super::qkd_worker::QkdFetcher,
         )>,
     ) -> std::io::Result<Self> {

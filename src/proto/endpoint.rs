@@ -402,8 +402,12 @@ impl Endpoint {
     }
 
     fn confirm_next(&mut self, now: Instant, p: usize) {
+        let confirmed = self.peers[p].next.as_ref().map(|s| s.local_index);
         if let Some(freed) = self.peers[p].promote_next() {
             self.indices.remove(&freed);
+        }
+        if let Some(index) = confirmed {
+            self.initiator_confirmed(now, p, index);
         }
         let peer = &self.peers[p];
         let epoch = peer.current.as_ref().map_or(0, |s| s.epoch);

@@ -17,8 +17,8 @@ use super::wire::{
     CookieReply, Fragment, TYPE_INITIATION, TYPE_RESPONSE, parse_fragment, split_message,
 };
 use crate::constants::{
-    COOKIE_VALID_FOR, MIN_INITIATION_INTERVAL, REKEY_ATTEMPT_TIME, REKEY_TIMEOUT_INITIAL,
-    REKEY_TIMEOUT_JITTER_MAX, REKEY_TIMEOUT_MAX,
+    COOKIE_VALID_FOR, INITIATION_TIMESTAMP_AHEAD_MAX, MIN_INITIATION_INTERVAL, REKEY_ATTEMPT_TIME,
+    REKEY_TIMEOUT_INITIAL, REKEY_TIMEOUT_JITTER_MAX, REKEY_TIMEOUT_MAX,
 };
 use crate::crypto::kdf;
 use std::net::SocketAddr;
@@ -29,6 +29,9 @@ impl Endpoint {
     /// With a QKD policy, the QKD key is asked for first (the initiation waits for it).
     pub(crate) fn initiate(&mut self, now: Instant, p: usize, reason: InitiationReason) {
         if self.peers[p].pending.is_some() || self.peers[p].endpoint.is_none() {
+            return;
+        }
+        if self.start_yields(now, p, reason) {
             return;
         }
         if self.qkd_policy == QkdPolicy::Disable {
@@ -298,11 +301,31 @@ impl Endpoint {
                 .push_back(Event::InitiationIgnored { peer, why });
             return;
         }
-        if let Some(ours) = self.peers[p].pending.take() {
+        // Message 1 proves only the initiator's X25519 key: nothing that outlives this
+        // answer is committed until the initiator proves its ML-KEM key too (its first
+        // data packet on the new session, see `initiator_confirmed`). Our own pending
+        // handshake, the replay timestamp and the peer's endpoint stay as they are.
+        self.peers[p].last_answered_at = Some(now);
+        self.answer_with_policy(now, from, received, digest);
+    }
+
+    /// The peer sent its first authenticated data packet on the session we answered (local
+    /// index `index`): it holds both its static keys. Now the initiation's timestamp becomes
+    /// the replay guard, our own pending handshake (if any) is superseded, and the peer may
+    /// cause `dec_keys` calls again.
+    pub(crate) fn initiator_confirmed(&mut self, now: Instant, p: usize, index: u32) {
+        let peer = &mut self.peers[p];
+        if let Some((_, ts)) = peer.next_initiation.take_if(|(i, _)| *i == index) {
+            let newest = peer.last_initiation.map_or(ts, |(last, _)| last.max(ts));
+            peer.last_initiation = Some((newest, now));
+        }
+        peer.qkd.unconfirmed_dec_keys.refill();
+        peer.qkd.late_key = None;
+        peer.qkd.start_after = None;
+        if let Some(ours) = peer.pending.take() {
             self.indices.remove(&ours.state.sender_index);
         }
-        self.peers[p].last_initiation = Some((received.payload.timestamp_unix_ns, now));
-        self.answer_with_policy(now, from, received, digest);
+        self.cancel_initiation_key(p);
     }
 
     /// Sends the response to `received`, mixing `qkd` if given.
@@ -317,12 +340,14 @@ impl Endpoint {
         let p = received.peer;
         let index = self.new_index(p);
         let remote = self.peers[p].settings.public.clone();
+        let timestamp = received.payload.timestamp_unix_ns;
         match create_response(received, &remote, index, qkd, &mut FreshEphemerals) {
             Ok((response, keys)) => {
                 let session = self.new_session(p, &keys, now);
                 let freed = self.peers[p].install_responded(session);
                 self.forget_indices(freed);
-                self.peers[p].endpoint = Some(from);
+                // the endpoint moves only with the initiator's first data packet
+                self.peers[p].next_initiation = Some((index, timestamp));
                 self.peers[p].cached_response = Some(CachedResponse {
                     initiation_digest: digest,
                     response: response.clone(),
@@ -342,15 +367,26 @@ impl Endpoint {
     /// Why an authenticated initiation from `p` must be ignored, if it must.
     fn initiation_refusal(&self, now: Instant, p: usize, timestamp: u64) -> Option<&'static str> {
         let peer = &self.peers[p];
-        if let Some((last_ts, last_at)) = peer.last_initiation {
-            if timestamp <= last_ts {
-                return Some("replayed initiation (timestamp not newer than the last one)");
-            }
-            if now - last_at < MIN_INITIATION_INTERVAL {
-                return Some("initiation flood (more than 500 per second)");
-            }
+        let ahead_max = INITIATION_TIMESTAMP_AHEAD_MAX.as_nanos() as u64;
+        if timestamp > self.unix_ns(now).saturating_add(ahead_max) {
+            return Some(
+                "initiation timestamp too far ahead of this site's clock (beyond the allowed skew; check both sites' clocks)",
+            );
         }
-        if peer.pending.is_some() && self.public.dh.0 < peer.settings.public.dh.0 {
+        if peer
+            .last_initiation
+            .is_some_and(|(last_ts, _)| timestamp <= last_ts)
+        {
+            return Some("replayed initiation (timestamp not newer than the last one)");
+        }
+        if peer
+            .last_answered_at
+            .is_some_and(|at| now - at < MIN_INITIATION_INTERVAL)
+        {
+            return Some("initiation flood (more than 500 per second)");
+        }
+        let ours_in_flight = peer.pending.is_some() || self.fetching_initiation_key(p);
+        if ours_in_flight && self.public.dh.0 < peer.settings.public.dh.0 {
             return Some(
                 "simultaneous initiation: ours proceeds (this site has the lower static key)",
             );
@@ -417,6 +453,8 @@ impl Endpoint {
         keys: &super::handshake::SessionKeys,
     ) {
         let pending = self.peers[p].pending.take().expect("checked by the caller");
+        // the responder proved both its static keys
+        self.peers[p].qkd.unconfirmed_dec_keys.refill();
         let session = self.new_session(p, keys, now);
         let freed = self.peers[p].install_initiated(session);
         self.forget_indices(freed);

@@ -57,7 +57,15 @@ pub(crate) struct Peer {
     pub next: Option<Session>,
     pub pending: Option<PendingHandshake>,
     pub cached_response: Option<CachedResponse>,
+    /// The replay guard: timestamp of the newest initiation from this peer whose session
+    /// the peer confirmed (proving both its static keys), and when it was confirmed.
     pub last_initiation: Option<(u64, Instant)>,
+    /// When we last answered an initiation from this peer (the flood limit; kept whether or
+    /// not the initiation is ever confirmed, so it bounds forgeries too).
+    pub last_answered_at: Option<Instant>,
+    /// The session we answered and that waits in `next` (its local index) and its
+    /// initiation's timestamp, which becomes the replay guard once the peer confirms it.
+    pub next_initiation: Option<(u32, u64)>,
     pub cookie: Option<([u8; 16], Instant)>,
     /// The sender index and mac1 values of the last response we sent, until a cookie reply
     /// to it is accepted (at most one: a replayed reply finds nothing to open).
@@ -74,7 +82,10 @@ pub(crate) struct Peer {
     pub total_sent: u64,
     pub total_received: u64,
     pub drops: PeerDrops,
+    /// Our request for a new key (`enc_keys`) for our own initiation.
     pub qkd_pending: Option<super::qkd_flow::PendingQkd>,
+    /// Our request for the key the peer's initiation names (`dec_keys`), to answer it.
+    pub qkd_answering: Option<super::qkd_flow::PendingQkd>,
     pub qkd: QkdCounters,
 }
 
@@ -87,6 +98,23 @@ pub(crate) struct QkdCounters {
     pub last_error: Option<String>,
     pub retry_at: Option<Instant>,
     pub backoff: Option<Duration>,
+    /// `dec_keys` calls this peer may still cause before it proves both static keys.
+    pub unconfirmed_dec_keys: super::qkd_flow::UnconfirmedBudget,
+    /// The last `dec_keys` request we stopped waiting for (request ID, key_ID): its answer
+    /// may still come, and the KME hands a key out only once.
+    pub abandoned_dec_keys: Option<(u64, String)>,
+    /// A key that came after we stopped waiting for it, kept (with its arrival) for the
+    /// initiation's retransmission.
+    pub late_key: Option<(super::handshake::QkdKey, Instant)>,
+    /// Our `enc_keys` request that became unnecessary while it ran (the peer's initiation won).
+    pub cancelled_enc_keys: Option<u64>,
+    /// Its key, kept (with its arrival) for our next initiation.
+    pub spare_key: Option<(super::handshake::QkdKey, Instant)>,
+    /// At start, our first initiation waits until then for the peer's (see
+    /// `QKD_SIMULTANEOUS_START_YIELD`).
+    pub start_after: Option<Instant>,
+    /// Set once our start has yielded (it yields at most once).
+    pub start_yielded: bool,
 }
 
 impl Peer {
@@ -101,6 +129,8 @@ impl Peer {
             pending: None,
             cached_response: None,
             last_initiation: None,
+            last_answered_at: None,
+            next_initiation: None,
             cookie: None,
             response_mac1s: None,
             staged: VecDeque::new(),
@@ -116,6 +146,7 @@ impl Peer {
             total_received: 0,
             drops: PeerDrops::default(),
             qkd_pending: None,
+            qkd_answering: None,
             qkd: QkdCounters::default(),
         }
     }
@@ -222,7 +253,7 @@ impl Peer {
                 keys_consumed: self.qkd.keys_consumed,
                 failures: self.qkd.failures,
                 fallbacks: self.qkd.fallbacks,
-                waiting_for_kme: self.qkd_pending.is_some(),
+                waiting_for_kme: self.qkd_pending.is_some() || self.qkd_answering.is_some(),
                 last_error: self.qkd.last_error.clone(),
                 retry_in_seconds: self
                     .qkd

@@ -13,7 +13,11 @@ use super::endpoint::Endpoint;
 use super::events::{Event, InitiationReason};
 use super::handshake::{HandshakeError, QkdKey, ReceivedInitiation, SessionKeys};
 use super::time::Instant;
-use crate::constants::{QKD_REQUEST_TIMEOUT, QKD_RETRY_INITIAL, QKD_RETRY_MAX};
+use crate::constants::{
+    QKD_REQUEST_TIMEOUT, QKD_RETRY_INITIAL, QKD_RETRY_MAX, QKD_SIMULTANEOUS_START_YIELD,
+    QKD_SPARE_KEY_MAX_AGE, QKD_UNCONFIRMED_DEC_KEYS_BURST,
+    QKD_UNCONFIRMED_DEC_KEYS_REFILL_INTERVAL, REKEY_ATTEMPT_TIME,
+};
 use std::net::SocketAddr;
 
 /// How a site uses QKD keys.
@@ -49,6 +53,9 @@ pub struct QkdRequest {
     /// `None`: a new key (`enc_keys`, we are the master SAE); `Some`: the key with this ID
     /// (`dec_keys`, the peer is the master SAE).
     pub key_id: Option<String>,
+    /// The core stops waiting for the answer then: a request not yet sent to the KME by this
+    /// time must not be (see also [`Endpoint::qkd_request_wanted`]).
+    pub deadline: Instant,
 }
 
 /// What a peer is waiting for.
@@ -70,26 +77,148 @@ pub(crate) struct PendingQkd {
     pub wait: QkdWait,
 }
 
+/// The `dec_keys` calls one peer may still cause before it proves both its static keys: a
+/// token bucket of [`QKD_UNCONFIRMED_DEC_KEYS_BURST`], one token back per
+/// [`QKD_UNCONFIRMED_DEC_KEYS_REFILL_INTERVAL`], full again once the peer is confirmed.
+#[derive(Debug)]
+pub(crate) struct UnconfirmedBudget {
+    tokens: u32,
+    refilled_at: Option<Instant>,
+}
+
+impl Default for UnconfirmedBudget {
+    fn default() -> Self {
+        Self {
+            tokens: QKD_UNCONFIRMED_DEC_KEYS_BURST,
+            refilled_at: None,
+        }
+    }
+}
+
+impl UnconfirmedBudget {
+    /// Takes one call if one is left at `now`.
+    pub(crate) fn take(&mut self, now: Instant) -> bool {
+        let interval = QKD_UNCONFIRMED_DEC_KEYS_REFILL_INTERVAL.as_nanos();
+        match self.refilled_at {
+            None => self.refilled_at = Some(now),
+            Some(at) => {
+                let earned = (now - at).as_nanos() / interval;
+                if earned > 0 {
+                    let tokens = u128::from(self.tokens) + earned;
+                    self.tokens = tokens.min(u128::from(QKD_UNCONFIRMED_DEC_KEYS_BURST)) as u32;
+                    self.refilled_at = Some(now);
+                }
+            }
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
+
+    /// The peer proved both its static keys: the bucket is full again.
+    pub(crate) fn refill(&mut self) {
+        *self = Self::default();
+    }
+}
+
 impl Endpoint {
     /// The next key to fetch from the KME, if any.
     pub fn poll_qkd_request(&mut self) -> Option<QkdRequest> {
         self.qkd_requests.pop_front()
     }
 
+    /// True while a handshake still waits for the answer to request `id`: a runtime asks
+    /// before it calls the KME, so no key is fetched for a handshake that has moved on.
+    pub fn qkd_request_wanted(&self, id: u64) -> bool {
+        self.peers.iter().any(|peer| {
+            [&peer.qkd_pending, &peer.qkd_answering]
+                .into_iter()
+                .any(|q| q.as_ref().is_some_and(|q| q.id == id))
+        })
+    }
+
     /// The KME's answer to request `id`: a key, or why there is none.
     pub fn handle_qkd_key(&mut self, now: Instant, id: u64, result: Result<QkdKey, String>) {
-        let Some(p) = self
-            .peers
-            .iter()
-            .position(|peer| peer.qkd_pending.as_ref().is_some_and(|q| q.id == id))
-        else {
-            return; // answered after its timeout
+        let found = self.peers.iter_mut().enumerate().find_map(|(p, peer)| {
+            [&mut peer.qkd_pending, &mut peer.qkd_answering]
+                .into_iter()
+                .find_map(|q| q.take_if(|q| q.id == id))
+                .map(|pending| (p, pending))
+        });
+        let Some((p, pending)) = found else {
+            return self.late_qkd_key(now, id, result);
         };
-        let pending = self.peers[p].qkd_pending.take().expect("found above");
         match result {
             Ok(key) => self.qkd_key_arrived(now, p, pending.wait, key),
             Err(error) => self.qkd_key_missing(now, p, pending.wait, error),
         }
+    }
+
+    /// The answer to a request we had stopped waiting for. An `enc_keys` key (its wait timed
+    /// out, or the peer's confirmed session made it unnecessary) serves our next initiation.
+    /// A `dec_keys` key has been handed out by the KME, which will not do so again: it answers
+    /// the initiation's retransmission (at once if one already waits for the same key_ID,
+    /// else when it comes).
+    fn late_qkd_key(&mut self, now: Instant, id: u64, result: Result<QkdKey, String>) {
+        if let Some(p) = self
+            .peers
+            .iter()
+            .position(|peer| peer.qkd.cancelled_enc_keys == Some(id))
+        {
+            self.peers[p].qkd.cancelled_enc_keys = None;
+            let Ok(key) = result else {
+                return;
+            };
+            // an initiation waiting for a newer request takes this key now (the newer one
+            // is cancelled in turn); else it waits for our next initiation
+            match self.peers[p].qkd_pending.take() {
+                Some(pending) => {
+                    self.peers[p].qkd.cancelled_enc_keys = Some(pending.id);
+                    self.qkd_key_arrived(now, p, pending.wait, key);
+                }
+                None => self.peers[p].qkd.spare_key = Some((key, now)),
+            }
+            return;
+        }
+        let Some(p) = self.peers.iter().position(|peer| {
+            peer.qkd
+                .abandoned_dec_keys
+                .as_ref()
+                .is_some_and(|(i, _)| *i == id)
+        }) else {
+            return; // an enc_keys answered after its timeout: no handshake will use it
+        };
+        let (_, key_id) = self.peers[p].qkd.abandoned_dec_keys.take().expect("found");
+        let Ok(key) = result else {
+            return;
+        };
+        if key.key_id != key_id.as_bytes() {
+            return;
+        }
+        let waiting = self.peers[p].qkd_answering.take_if(|q| {
+            matches!(&q.wait, QkdWait::Response { received, .. } if received.payload.qkd_key_id == key.key_id)
+        });
+        match waiting {
+            Some(pending) => self.qkd_key_arrived(now, p, pending.wait, key),
+            None => self.peers[p].qkd.late_key = Some((key, now)),
+        }
+    }
+
+    /// The key a late `dec_keys` answer brought for `key_id`, if it came recently enough to
+    /// belong to an initiation still being retransmitted.
+    fn take_late_key(&mut self, now: Instant, p: usize, key_id: &str) -> Option<QkdKey> {
+        let q = &mut self.peers[p].qkd;
+        let (key, at) = q.late_key.take()?;
+        if now - at >= REKEY_ATTEMPT_TIME {
+            return None;
+        }
+        if key.key_id != key_id.as_bytes() {
+            q.late_key = Some((key, at));
+            return None;
+        }
+        Some(key)
     }
 
     pub(crate) fn request_initiation_key(
@@ -102,6 +231,11 @@ impl Endpoint {
         if peer.qkd_pending.is_some() || peer.qkd.retry_at.is_some_and(|t| now < t) {
             return;
         }
+        if let Some((key, at)) = self.peers[p].qkd.spare_key.take()
+            && now - at < QKD_SPARE_KEY_MAX_AGE
+        {
+            return self.qkd_key_arrived(now, p, QkdWait::Initiation { reason }, key);
+        }
         self.request_key(now, p, None, QkdWait::Initiation { reason });
     }
 
@@ -112,12 +246,56 @@ impl Endpoint {
             id,
             peer: p,
             key_id,
+            deadline: now + QKD_REQUEST_TIMEOUT,
         });
-        self.peers[p].qkd_pending = Some(PendingQkd {
+        let pending = Some(PendingQkd {
             id,
             since: now,
             wait,
         });
+        match pending.as_ref().map(|q| &q.wait) {
+            Some(QkdWait::Response { .. }) => self.peers[p].qkd_answering = pending,
+            _ => self.peers[p].qkd_pending = pending,
+        }
+    }
+
+    /// The peer confirmed a session it initiated: a key we are still fetching for our own
+    /// initiation is no longer needed now; if it comes, it is kept for our next one.
+    pub(crate) fn cancel_initiation_key(&mut self, p: usize) {
+        if let Some(pending) = self.peers[p].qkd_pending.take() {
+            self.peers[p].qkd.cancelled_enc_keys = Some(pending.id);
+        }
+    }
+
+    /// True while we fetch a key for our own initiation to `p` (for the
+    /// simultaneous-initiation rule, this counts as an initiation in flight).
+    pub(crate) fn fetching_initiation_key(&self, p: usize) -> bool {
+        self.peers[p].qkd_pending.is_some()
+    }
+
+    /// At start, the site that would lose a simultaneous initiation (higher static key) waits
+    /// [`QKD_SIMULTANEOUS_START_YIELD`] for the peer's before fetching a key for its own.
+    /// Returns true while our initiation must wait.
+    pub(crate) fn start_yields(
+        &mut self,
+        now: Instant,
+        p: usize,
+        reason: InitiationReason,
+    ) -> bool {
+        if self.qkd_policy == QkdPolicy::Disable {
+            return false;
+        }
+        let higher = self.public.dh.0 > self.peers[p].settings.public.dh.0;
+        let peer = &mut self.peers[p];
+        if reason == InitiationReason::Startup
+            && higher
+            && peer.current.is_none()
+            && !peer.qkd.start_yielded
+        {
+            peer.qkd.start_yielded = true;
+            peer.qkd.start_after = Some(now + QKD_SIMULTANEOUS_START_YIELD);
+        }
+        peer.qkd.start_after.is_some_and(|t| now < t)
     }
 
     /// Decides how to answer an accepted initiation under our policy.
@@ -140,6 +318,20 @@ impl Endpoint {
                 self.reject(now, Some(p), from, HandshakeError::QkdRequired)
             }
             (_, false) => {
+                if let Some(key) = self.take_late_key(now, p, &key_id) {
+                    let wait = QkdWait::Response {
+                        received: Box::new(received),
+                        from,
+                        digest,
+                    };
+                    return self.qkd_key_arrived(now, p, wait, key);
+                }
+                if let Some(why) = self.dec_keys_refusal(now, p) {
+                    let peer = self.peers[p].settings.name.clone();
+                    self.events
+                        .push_back(Event::InitiationIgnored { peer, why });
+                    return;
+                }
                 let wait = QkdWait::Response {
                     received: Box::new(received),
                     from,
@@ -150,11 +342,27 @@ impl Endpoint {
         }
     }
 
+    /// Why an initiation from `p` naming a key_ID may not make us call `dec_keys` now, if it
+    /// may not: one lookup per peer at a time, and a bounded number before the peer is
+    /// confirmed (message 1 alone proves only its X25519 key). The initiator retransmits.
+    fn dec_keys_refusal(&mut self, now: Instant, p: usize) -> Option<&'static str> {
+        let peer = &mut self.peers[p];
+        if peer.qkd_answering.is_some() {
+            return Some("the KME is still looking up the key of an earlier initiation");
+        }
+        if !peer.qkd.unconfirmed_dec_keys.take(now) {
+            return Some(
+                "too many QKD key lookups for initiations this peer has not confirmed (dec_keys budget)",
+            );
+        }
+        None
+    }
+
     /// True while the initiation with this digest waits for its QKD key (its retransmissions
     /// are ignored meanwhile).
     pub(crate) fn awaiting_key_for(&self, digest: &[u8; 32]) -> bool {
         self.peers.iter().any(|peer| {
-            matches!(&peer.qkd_pending, Some(PendingQkd { wait: QkdWait::Response { digest: d, .. }, .. }) if d == digest)
+            matches!(&peer.qkd_answering, Some(PendingQkd { wait: QkdWait::Response { digest: d, .. }, .. }) if d == digest)
         })
     }
 
@@ -229,12 +437,31 @@ impl Endpoint {
 
     /// Gives up requests the runtime never answered; under `require`, retries after backoff.
     pub(crate) fn qkd_timers(&mut self, now: Instant, p: usize) {
-        let expired = self.peers[p]
-            .qkd_pending
-            .as_ref()
-            .is_some_and(|q| now - q.since >= QKD_REQUEST_TIMEOUT);
-        if expired {
-            let pending = self.peers[p].qkd_pending.take().expect("checked above");
+        let expired = |q: &PendingQkd| now - q.since >= QKD_REQUEST_TIMEOUT;
+        if let Some(pending) = self.peers[p].qkd_pending.take_if(|q| expired(q)) {
+            // its key may still come: then it is kept, not thrown away
+            self.peers[p].qkd.cancelled_enc_keys = Some(pending.id);
+            self.qkd_key_missing(
+                now,
+                p,
+                pending.wait,
+                "the KME did not answer in time".into(),
+            );
+        }
+        if self.peers[p].qkd.start_after.is_some_and(|t| now >= t) {
+            self.peers[p].qkd.start_after = None;
+            // only a confirmed session stands in for our own: an answered initiation may be
+            // a forgery (message 1 proves X25519 alone)
+            let peer = &self.peers[p];
+            if peer.current.is_none() && peer.pending.is_none() {
+                self.initiate(now, p, InitiationReason::Startup);
+            }
+        }
+        if let Some(pending) = self.peers[p].qkd_answering.take_if(|q| expired(q)) {
+            if let QkdWait::Response { received, .. } = &pending.wait {
+                let key_id = String::from_utf8_lossy(&received.payload.qkd_key_id).into_owned();
+                self.peers[p].qkd.abandoned_dec_keys = Some((pending.id, key_id));
+            }
             self.qkd_key_missing(
                 now,
                 p,
@@ -247,10 +474,12 @@ impl Endpoint {
     /// When the QKD side of peer `p` next needs the timers.
     pub(crate) fn qkd_deadline(&self, p: usize) -> Option<Instant> {
         let peer = &self.peers[p];
-        let waiting = peer
-            .qkd_pending
-            .as_ref()
-            .map(|q| q.since + QKD_REQUEST_TIMEOUT);
-        waiting.into_iter().chain(peer.qkd.retry_at).min()
+        [&peer.qkd_pending, &peer.qkd_answering]
+            .into_iter()
+            .flatten()
+            .map(|q| q.since + QKD_REQUEST_TIMEOUT)
+            .chain(peer.qkd.retry_at)
+            .chain(peer.qkd.start_after)
+            .min()
     }
 }

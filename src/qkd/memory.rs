@@ -15,6 +15,7 @@ type PendingKey = (String, String, Vec<u8>);
 pub struct MemoryKme {
     pending: Mutex<HashMap<String, PendingKey>>,
     issued: AtomicU64,
+    calls: AtomicU64,
     down: AtomicBool,
 }
 
@@ -41,6 +42,11 @@ impl MemoryKme {
     pub fn issued(&self) -> u64 {
         self.issued.load(Ordering::SeqCst)
     }
+
+    /// Calls made so far (`enc_keys` and `dec_keys`, answered or not).
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::SeqCst)
+    }
 }
 
 /// One SAE's view of a [`MemoryKme`].
@@ -51,6 +57,7 @@ pub struct MemoryKmeClient {
 
 impl KeySource for MemoryKmeClient {
     fn new_key(&self, slave_sae: &str, size_bits: u32) -> Result<DeliveredKey, QkdError> {
+        self.kme.calls.fetch_add(1, Ordering::SeqCst);
         if self.kme.down.load(Ordering::SeqCst) {
             return Err(QkdError::Unreachable("memory KME is down".into()));
         }
@@ -76,6 +83,7 @@ impl KeySource for MemoryKmeClient {
         key_id: &str,
         _size_bits: u32,
     ) -> Result<DeliveredKey, QkdError> {
+        self.kme.calls.fetch_add(1, Ordering::SeqCst);
         if self.kme.down.load(Ordering::SeqCst) {
             return Err(QkdError::Unreachable("memory KME is down".into()));
         }

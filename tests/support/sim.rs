@@ -144,6 +144,8 @@ pub struct Sim {
     pub qkd_policy: (QkdPolicy, QkdPolicy),
     /// The simulated KME both sides fetch QKD keys from.
     pub kme: SimKme,
+    /// KME answers not yet handed back (see [`SimKme::dec_keys_delay`]): when, to whom, request ID.
+    pub kme_answers: Vec<(Instant, Side, u64, Result<QkdKey, String>)>,
 }
 
 /// A KME twin: `enc_keys` makes a key and files it under a new ID, `dec_keys` hands it out
@@ -156,12 +158,31 @@ pub struct SimKme {
     pub corrupt_dec: bool,
     /// Every key_ID handed to an initiator, in order.
     pub enc_log: Vec<String>,
+    /// `enc_keys` calls made (each is one key fetched when the KME is up).
+    pub enc_calls: u64,
+    /// `dec_keys` calls made (answered or not).
+    pub dec_calls: u64,
+    /// The next this many `dec_keys` calls fail (a 503), after which the KME answers again.
+    pub fail_next_dec_keys: u32,
+    /// Answer every `dec_keys` call this much later (the key is taken from the store at call
+    /// time, as a real KME hands it out when it receives the request).
+    pub dec_keys_delay: Option<Duration>,
+    /// Answer every `enc_keys` call this much later (the key is made at call time).
+    pub enc_keys_delay: Option<Duration>,
 }
 
 impl SimKme {
     fn answer(&mut self, key_id: Option<String>) -> Result<QkdKey, String> {
+        match key_id {
+            None => self.enc_calls += 1,
+            Some(_) => self.dec_calls += 1,
+        }
         if self.down {
             return Err("KME unreachable".into());
+        }
+        if key_id.is_some() && self.fail_next_dec_keys > 0 {
+            self.fail_next_dec_keys -= 1;
+            return Err("KME refused (503): no key available".into());
         }
         match key_id {
             None => {
@@ -325,6 +346,7 @@ impl Sim {
             delivered: 0,
             qkd_policy: o.qkd_policy,
             kme: SimKme::default(),
+            kme_answers: vec![],
         }
     }
 
@@ -456,8 +478,16 @@ impl Sim {
         }
         let now = self.now;
         if let Some(r) = self.site(s).endpoint.poll_qkd_request() {
+            let delay = match r.key_id {
+                Some(_) => self.kme.dec_keys_delay,
+                None => self.kme.enc_keys_delay,
+            };
             let answer = self.kme.answer(r.key_id);
-            self.site(s).endpoint.handle_qkd_key(now, r.id, answer);
+            if let Some(delay) = delay {
+                self.kme_answers.push((now + delay, s, r.id, answer));
+            } else {
+                self.site(s).endpoint.handle_qkd_key(now, r.id, answer);
+            }
             return self.collect(s);
         }
         while let Some(e) = self.site(s).endpoint.poll_event() {
@@ -482,6 +512,52 @@ impl Sim {
         }
         self.collect(to);
         inner
+    }
+
+    /// An initiation to B that claims to come from A, built by someone who holds A's X25519
+    /// private key but not its ML-KEM one (a random ML-KEM key stands in): it passes every
+    /// check of message 1, and its sender cannot finish the handshake. Returns its fragments
+    /// (mac1 valid, no mac2), ready for [`Sim::inject`].
+    pub fn forged_initiation_from_a(
+        &self,
+        timestamp_unix_ns: u64,
+        qkd_key_id: Option<&str>,
+    ) -> Vec<Vec<u8>> {
+        use qshield::crypto::Secret;
+        use qshield::crypto::dh::DhSecret;
+        use qshield::crypto::kem::KemSecret;
+        use qshield::proto::handshake::{FreshEphemerals, InitiationParams, create_initiation};
+        let forger = StaticIdentity {
+            dh: DhSecret::from_bytes(&Secret::new(self.identities.0.dh)).unwrap(),
+            kem: KemSecret::generate().unwrap(),
+        };
+        let a_public = import(&self.identities.0).public();
+        let b_public = import(&self.identities.1).public();
+        let sender_index = 0x5eed_0000 | (timestamp_unix_ns as u32 & 0xffff);
+        let params = InitiationParams {
+            suite: self.suite,
+            sender_index,
+            timestamp_unix_ns,
+            qkd: qkd_key_id.map(|id| QkdKey {
+                key_id: id.as_bytes().to_vec(),
+                material: zeroize::Zeroizing::new(vec![0; 32]),
+            }),
+            local_public: &a_public,
+        };
+        let (message, _) =
+            create_initiation(&forger, &b_public, params, &mut FreshEphemerals).unwrap();
+        let mac1_key = qshield::proto::cookie::mac1_key(&b_public.dh);
+        qshield::proto::wire::split_message(
+            qshield::proto::wire::TYPE_INITIATION,
+            sender_index,
+            &message,
+        )
+        .into_iter()
+        .map(|mut f| {
+            qshield::proto::cookie::append_macs(&mut f, &mac1_key, None);
+            f
+        })
+        .collect()
     }
 
     /// Sum of every drop counter of a side (interface and peer).
@@ -520,8 +596,25 @@ impl Sim {
         site.events.iter().filter(|e| f(e)).count()
     }
 
+    /// Hands back the delayed KME answers that are due; true if there were any.
+    fn answer_due(&mut self) -> bool {
+        let now = self.now;
+        let (due, rest): (Vec<_>, Vec<_>) =
+            self.kme_answers.drain(..).partition(|(at, ..)| *at <= now);
+        self.kme_answers = rest;
+        let any = !due.is_empty();
+        for (_, s, id, answer) in due {
+            self.site(s).endpoint.handle_qkd_key(now, id, answer);
+            self.collect(s);
+        }
+        any
+    }
+
     fn deliver_due(&mut self) -> bool {
         let now = self.now;
+        if self.answer_due() {
+            return true;
+        }
         let (due, rest): (Vec<_>, Vec<_>) = self.wire.drain(..).partition(|d| d.deliver_at <= now);
         self.wire = rest;
         let any = !due.is_empty();
@@ -555,6 +648,7 @@ impl Sim {
             .into_iter()
             .flatten()
             .chain(self.wire.iter().map(|d| d.deliver_at))
+            .chain(self.kme_answers.iter().map(|(at, ..)| *at))
             .filter(|&t| t > self.now)
             .min();
             match next {
@@ -578,11 +672,28 @@ impl Sim {
         self.run_until(until);
     }
 
-    /// Starts both endpoints and runs until both have a confirmed session.
+    /// Starts A and runs until both have a confirmed session. Under a QKD policy a starting
+    /// site with the higher static key first waits for the peer's initiation
+    /// (`QKD_SIMULTANEOUS_START_YIELD`); B, not started, sends none, so A goes after it.
     pub fn establish(&mut self) {
         self.a.endpoint.start(self.now);
         self.collect(Side::A);
         self.run_for(Duration::from_millis(50));
+        if !(self.has_current(Side::A) && self.has_current(Side::B)) {
+            let yield_time = qshield::constants::QKD_SIMULTANEOUS_START_YIELD;
+            self.run_for(yield_time + Duration::from_millis(50));
+        }
+    }
+
+    /// [`Sim::with_options`] with identities drawn until A has the lower static key (A's
+    /// initiations win the simultaneous-initiation rule, and A never yields at start).
+    pub fn with_options_a_lower(o: SimOptions) -> Sim {
+        loop {
+            let sim = Self::with_options(o);
+            if sim.a.endpoint.public().dh.0 < sim.b.endpoint.public().dh.0 {
+                return sim;
+            }
+        }
     }
 
     pub fn has_current(&self, s: Side) -> bool {
