@@ -81,6 +81,8 @@ scenarios!(
     offload_off,
     rotation_1s,
     madrid_attack,
+    keepalive,
+    roaming,
 );
 
 #[test]
