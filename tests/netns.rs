@@ -83,6 +83,7 @@ scenarios!(
     madrid_attack,
     keepalive,
     roaming,
+    three_sites,
 );
 
 #[test]
