@@ -81,6 +81,9 @@ scenarios!(
     offload_off,
     rotation_1s,
     madrid_attack,
+    keepalive,
+    roaming,
+    three_sites,
 );
 
 #[test]

@@ -11,6 +11,8 @@ QSHIELD=${QSHIELD_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/targe
 TAG=${TAG:-t$$}
 NS_A=qs-${TAG}-a
 NS_B=qs-${TAG}-b
+NS_C=qs-${TAG}-c     # only made by make_three_sites
+NS_SW=qs-${TAG}-sw   # only made by make_three_sites (its switch)
 WORK=$(mktemp -d "/tmp/qshield-${TAG}.XXXXXX")
 PIDS=()
 EXTRA_NAMESPACES=()   # further namespaces a scenario made (removed at exit)
@@ -90,7 +92,13 @@ endpoint_of() {
     if [[ ${UNDERLAY:-4} == 6 ]]; then echo "[fd00:5158::$n]:51820"; else echo "198.18.0.$n:51820"; fi
 }
 
-ns_of() { [[ $1 == a ]] && echo "$NS_A" || echo "$NS_B"; }
+ns_of() {
+    case $1 in
+    a) echo "$NS_A" ;;
+    c) echo "$NS_C" ;; # the third site of make_three_sites
+    *) echo "$NS_B" ;;
+    esac
+}
 
 # start_daemon SIDE : runs `qshield up` in the side's namespace, logs to $WORK/SIDE.log
 start_daemon() {
@@ -214,8 +222,8 @@ tunnel_ok() {
 log_has() { grep -qF -- "$2" "$WORK/$1.log"; }
 
 show_logs() {
-    for s in a b; do
-        [[ -f $WORK/$s.log ]] && { echo "--- daemon $s log (tail)"; tail -n "${1:-30}" "$WORK/$s.log"; }
+    for s in a b c; do
+        if [[ -f $WORK/$s.log ]]; then echo "--- daemon $s log (tail)"; tail -n "${1:-30}" "$WORK/$s.log"; fi
     done >&2
 }
 
@@ -259,4 +267,91 @@ PY
     [[ $sent_sha == "$recv_sha" && $sent_n == "$recv_n" ]] \
         || fail "transfer of $mib MiB to $addr: sent $sent_n bytes sha256 $sent_sha, received $recv_n bytes sha256 $recv_sha"
     log "$mib MiB to $addr: sha256 matches at both ends ($TRANSFER_GBPS Gbit/s)"
+}
+
+# ---------------------------------------------------------------- three sites
+# Sites a, b and c, each in its own namespace (NS_A, NS_B, NS_C) with a veth0 plugged into
+# one bridge in a fourth namespace, NS_SW: site n (a 1, b 2, c 3) has underlay address
+# 198.18.0.n and overlay address 198.19.0.n, and each site's daemon has the other two as
+# peers. The two-site helpers (start_daemon, stop_daemon, status_field, wait_ping, ...)
+# take `c` as a side too.
+
+# site_number SIDE: a 1, b 2, c 3
+site_number() {
+    case $1 in
+    a) echo 1 ;;
+    b) echo 2 ;;
+    c) echo 3 ;;
+    *) fail "no site '$1'" ;;
+    esac
+}
+
+make_three_sites() {
+    local s ns n
+    EXTRA_NAMESPACES+=("$NS_C" "$NS_SW")
+    for ns in "$NS_A" "$NS_B" "$NS_C" "$NS_SW"; do
+        ip netns add "$ns"
+        ip -n "$ns" link set lo up
+    done
+    ip -n "$NS_SW" link add br0 type bridge
+    ip -n "$NS_SW" link set br0 up
+    for s in a b c; do
+        ns=$(ns_of "$s")
+        n=$(site_number "$s")
+        ip link add veth0 netns "$ns" type veth peer name "sw-$s" netns "$NS_SW"
+        ip -n "$NS_SW" link set "sw-$s" master br0
+        ip -n "$NS_SW" link set "sw-$s" up
+        ip -n "$ns" addr add "198.18.0.$n/24" dev veth0
+        ip -n "$ns" link set veth0 up
+    done
+}
+
+# write_config_sites SIDE PEER_SIDE... [extra rotation lines in $ROTATION]: one [[peer]]
+# per PEER_SIDE, named site-PEER, at 198.18.0.n:51820, allowed 198.19.0.n/32.
+write_config_sites() {
+    local side=$1 peer pn n
+    shift
+    n=$(site_number "$side")
+    cat >"$WORK/$side.toml" <<CFG
+[interface]
+name = "qs$side"
+address = ["198.19.0.$n/24"]
+listen_port = 51820
+identity_dir = "$WORK/$side"
+cipher = "${CIPHER:-aes-256-gcm}"
+control_socket = "$WORK/$side.sock"
+
+[rotation]
+${ROTATION:-}
+CFG
+    for peer in "$@"; do
+        pn=$(site_number "$peer")
+        cat >>"$WORK/$side.toml" <<CFG
+
+[[peer]]
+name = "site-$peer"
+endpoint = "198.18.0.$pn:51820"
+public_key_file = "$WORK/$peer/public.key"
+allowed_ips = ["198.19.0.$pn/32"]
+CFG
+    done
+}
+
+# Three sites, each with the other two as peers, all daemons up.
+bring_up_three_sites() {
+    make_three_sites
+    keygen a
+    keygen b
+    keygen c
+    write_config_sites a b c
+    write_config_sites b a c
+    write_config_sites c a b
+    start_daemon a
+    start_daemon b
+    start_daemon c
+}
+
+# peer_named SIDE PEER_NAME PYTHON_EXPR: over `p`, the side's peer of that name
+peer_named() {
+    status_field "$1" "(lambda p: $3)(next(q for q in d['peers'] if q['name'] == '$2'))"
 }
