@@ -6,7 +6,7 @@ use crate::cvqkd::{Detection, FiniteSizeParams, LinkParams};
 use clap::{ArgAction, ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
-/// qshield: a site-to-site VPN whose session keys mix X25519, ML-KEM-768 and (soon) QKD keys,
+/// qshield: a site-to-site VPN whose session keys mix X25519, ML-KEM-768 and QKD keys,
 /// rotated on byte and time budgets.
 #[derive(Debug, Parser)]
 #[command(name = "qshield", version, about, long_about = None)]
@@ -67,8 +67,9 @@ pub enum Command {
         #[command(subcommand)]
         command: PkiCommand,
     },
-    /// CV-QKD physics (GG02): secret key rates of a simulated link. Simulated physics gives
-    /// no quantum security; keys from a simulated link are never "QKD-secured".
+    /// CV-QKD (GG02): key rates (rate), the link simulator (simulate), LDPC code calibration
+    /// (calibrate) and Eve on a running link (eve). Simulated physics gives no quantum
+    /// security; keys from a simulated link are never "QKD-secured".
     Qkd {
         /// The physics command.
         #[command(subcommand)]
