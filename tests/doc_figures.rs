@@ -214,6 +214,53 @@ fn readme_figures_match_the_constants() {
             format!(
                 "that source's rate ({HANDSHAKE_DATAGRAMS_PER_SOURCE_PER_SECOND} a second, burst {HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST})"
             ),
+            format!(
+                "refuses initiations stamped more than {} s ahead of the responder's clock",
+                secs(INITIATION_TIMESTAMP_AHEAD_MAX)
+            ),
+        ],
+    );
+}
+
+#[test]
+fn qkd_flow_and_replay_guard_figures_match_the_constants() {
+    assert_eq!(
+        secs(QKD_UNCONFIRMED_DEC_KEYS_REFILL_INTERVAL),
+        1,
+        "docs/protocol.md says the dec_keys budget refills by one per second"
+    );
+    let protocol = read("docs/protocol.md");
+    assert_states(
+        "docs/protocol.md",
+        &protocol,
+        &[
+            format!(
+                "more than {} s (`INITIATION_TIMESTAMP_AHEAD_MAX`) ahead of the responder's clock",
+                secs(INITIATION_TIMESTAMP_AHEAD_MAX)
+            ),
+            format!(
+                "at most {} s ahead of the responder's clock",
+                secs(INITIATION_TIMESTAMP_AHEAD_MAX)
+            ),
+            format!(
+                "at most {QKD_UNCONFIRMED_DEC_KEYS_BURST} `dec_keys` calls plus one per second"
+            ),
+            format!(
+                "waits {} s (`QKD_SIMULTANEOUS_START_YIELD`)",
+                secs(QKD_SIMULTANEOUS_START_YIELD)
+            ),
+        ],
+    );
+    let readme = read("README.md");
+    assert_states(
+        "README.md",
+        &readme,
+        &[
+            format!(
+                "the higher static key waits {} s",
+                secs(QKD_SIMULTANEOUS_START_YIELD)
+            ),
+            format!("queues at most {QKD_QUEUE_PER_PEER_MAX} requests per peer"),
         ],
     );
 }
