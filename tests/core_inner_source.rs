@@ -76,7 +76,10 @@ fn a_disallowed_inner_source_does_not_confirm_the_responders_session() {
     let captured = capture_data_from_a(&mut sim);
     sim.establish();
     assert!(sim.has_current(Side::A), "the initiator has its session");
-    assert!(!sim.has_current(Side::B), "the responder waits for A's first packet");
+    assert!(
+        !sim.has_current(Side::B),
+        "the responder waits for A's first packet"
+    );
     captured.borrow_mut().clear();
 
     sim.send(Side::A, &[spoofed_source_packet(&sim, 1)]);

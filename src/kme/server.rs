@@ -36,6 +36,23 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// Rates are computed over windows of this length.
 const SAMPLE_INTERVAL: Duration = Duration::from_secs(2);
 
+/// JSON around each block of a link push besides its base64 key (`{"seq":N,"key":""},`
+/// with N up to 20 digits is 38 bytes), rounded up.
+const LINK_PUSH_BLOCK_OVERHEAD_BYTES: usize = 64;
+/// JSON around the blocks of a link push (`{"blocks":[]}`), rounded up.
+const LINK_PUSH_ENVELOPE_BYTES: usize = 64;
+/// The body limit of `POST /kme/v1/link/keys`: the largest push a leader sends,
+/// [`links::MAX_BLOCKS_PER_PUSH`] blocks of [`links::MAX_BLOCK_BYTES`] (a pair may give
+/// one direction the whole block pulled from the source) in base64, with their JSON.
+pub const LINK_PUSH_BODY_LIMIT_BYTES: usize =
+    link_push_body_limit_bytes(links::MAX_BLOCKS_PER_PUSH, links::MAX_BLOCK_BYTES);
+
+/// The largest body of a push of `blocks` blocks of at most `block_bytes` each.
+const fn link_push_body_limit_bytes(blocks: usize, block_bytes: usize) -> usize {
+    let base64_bytes = block_bytes.div_ceil(3) * 4;
+    LINK_PUSH_ENVELOPE_BYTES + blocks * (base64_bytes + LINK_PUSH_BLOCK_OVERHEAD_BYTES)
+}
+
 /// Why the KME could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum KmeError {
@@ -331,7 +348,10 @@ fn router(shared: Arc<Shared>) -> Router {
             get(api::dec_keys_get).post(api::dec_keys_post),
         )
         .route("/kme/v1/relay", post(relay::relay_in))
-        .route("/kme/v1/link/keys", post(link_keys))
+        .route(
+            "/kme/v1/link/keys",
+            post(link_keys).layer(DefaultBodyLimit::max(LINK_PUSH_BODY_LIMIT_BYTES)),
+        )
         .route(
             super::cvqkd::wire::PATH,
             post(follower::handle).layer(DefaultBodyLimit::max(super::cvqkd::wire::body_limit(
@@ -511,4 +531,30 @@ async fn kme_status(
         return Err(ApiError::Unauthorized);
     }
     Ok(Json(status::document(&shared).await))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD as B64;
+
+    #[test]
+    fn the_largest_link_push_fits_the_body_limit() {
+        let push = LinkPush {
+            blocks: (0..links::MAX_BLOCKS_PER_PUSH)
+                .map(|i| links::WireBlock {
+                    seq: u64::MAX - i as u64,
+                    key: B64.encode(vec![0xa5; links::MAX_BLOCK_BYTES]),
+                })
+                .collect(),
+        };
+        let len = serde_json::to_vec(&push).unwrap().len();
+        assert!(
+            len <= LINK_PUSH_BODY_LIMIT_BYTES,
+            "{len} > {LINK_PUSH_BODY_LIMIT_BYTES}"
+        );
+        // Not wildly above the need either (a body limit bounds memory).
+        assert!(LINK_PUSH_BODY_LIMIT_BYTES < len + len / 50);
+    }
 }
