@@ -18,6 +18,20 @@ pub const MAX_KEY_PER_REQUEST_LIMIT: u32 = 10_000;
 pub const DEFAULT_PENDING_KEY_EXPIRY: Duration = Duration::from_secs(600);
 /// Longest `pending_key_expiry` accepted.
 pub const MAX_PENDING_KEY_EXPIRY: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Open connections to the API when `max_connections` is not set (lowered at start to
+/// what the descriptor limit allows).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Open connections from one IP address when `max_connections_per_source` is not set:
+/// every SAE of a site may sit behind one address.
+pub const DEFAULT_MAX_CONNECTIONS_PER_SOURCE: usize = 256;
+/// How long a TLS handshake may take when `tls_handshake_timeout` is not set.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an HTTP/1 request's headers may take when `header_read_timeout` is not set.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection may sit with no request when `idle_timeout` is not set.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest connection timeout accepted.
+pub const MAX_CONNECTION_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Why a KME config was refused.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +83,37 @@ pub struct KmeConfig {
     pub pending_key_expiry: Duration,
     /// QKD links to neighbour KMEs.
     pub links: Vec<LinkConfig>,
+    /// Caps and timeouts of the API's connections.
+    pub connections: ConnectionLimits,
+}
+
+/// Caps and timeouts of the API's connections (`[kme]` `max_connections`,
+/// `max_connections_per_source`, `tls_handshake_timeout`, `header_read_timeout`,
+/// `idle_timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Most open connections (at start, lowered to what the descriptor limit allows).
+    pub max_connections: usize,
+    /// Most open connections from one IP address.
+    pub max_connections_per_source: usize,
+    /// How long a TLS handshake may take.
+    pub tls_handshake_timeout: Duration,
+    /// How long the headers of an HTTP/1 request may take.
+    pub header_read_timeout: Duration,
+    /// How long a connection may sit with no request being handled.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_source: DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
+            tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        }
+    }
 }
 
 impl KmeConfig {
@@ -286,6 +331,11 @@ struct RawKme {
     max_key_count: Option<Spanned<u64>>,
     status_log_seconds: Option<u64>,
     pending_key_expiry: Option<Spanned<String>>,
+    max_connections: Option<Spanned<u64>>,
+    max_connections_per_source: Option<Spanned<u64>>,
+    tls_handshake_timeout: Option<Spanned<String>>,
+    header_read_timeout: Option<Spanned<String>>,
+    idle_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -373,6 +423,7 @@ pub fn parse(text: &str, origin: &Path) -> Result<KmeConfig, KmeConfigError> {
         pairs,
         pending_key_expiry,
         links,
+        connections: v.connections(kme)?,
     };
     Ok(cfg)
 }
@@ -590,6 +641,50 @@ impl Validator<'_> {
                 Err(self.err(s.span(), "kme.pending_key_expiry", p))
             }
         }
+    }
+
+    fn connections(&self, kme: &RawKme) -> Result<ConnectionLimits, KmeConfigError> {
+        let d = ConnectionLimits::default();
+        let count = |v: &Option<Spanned<u64>>, field: &str, default: usize| match v {
+            None => Ok(default),
+            Some(n) if (1..=1_000_000).contains(n.get_ref()) => Ok(*n.get_ref() as usize),
+            Some(n) => {
+                let p = format!("{} is out of range (1..=1000000)", n.get_ref());
+                Err(self.err(n.span(), format!("kme.{field}"), p))
+            }
+        };
+        let timeout = |v: &Option<Spanned<String>>, field: &str, default: Duration| match v {
+            None => Ok(default),
+            Some(s) => match parse_duration(s.get_ref()) {
+                Some(t) if !t.is_zero() && t <= MAX_CONNECTION_TIMEOUT => Ok(t),
+                _ => {
+                    let p = format!(
+                        "'{}' is not a duration in 1s..=1h (e.g. \"5s\", \"2m\")",
+                        s.get_ref()
+                    );
+                    Err(self.err(s.span(), format!("kme.{field}"), p))
+                }
+            },
+        };
+        Ok(ConnectionLimits {
+            max_connections: count(&kme.max_connections, "max_connections", d.max_connections)?,
+            max_connections_per_source: count(
+                &kme.max_connections_per_source,
+                "max_connections_per_source",
+                d.max_connections_per_source,
+            )?,
+            tls_handshake_timeout: timeout(
+                &kme.tls_handshake_timeout,
+                "tls_handshake_timeout",
+                d.tls_handshake_timeout,
+            )?,
+            header_read_timeout: timeout(
+                &kme.header_read_timeout,
+                "header_read_timeout",
+                d.header_read_timeout,
+            )?,
+            idle_timeout: timeout(&kme.idle_timeout, "idle_timeout", d.idle_timeout)?,
+        })
     }
 
     fn pairs(
@@ -980,6 +1075,47 @@ volume = "2Mbit/h"
                 .unwrap_err()
                 .to_string();
             assert!(e.contains(want) && e.starts_with("k.toml:"), "{to}: {e}");
+        }
+    }
+
+    #[test]
+    fn connection_limits_parse_and_are_checked() {
+        let cfg = parse(GOOD, Path::new("k.toml")).unwrap();
+        assert_eq!(cfg.connections, ConnectionLimits::default());
+        let t = GOOD.replace(
+            "[kme]",
+            "[kme]\nmax_connections = 10\nmax_connections_per_source = 3\ntls_handshake_timeout = \"2s\"\nheader_read_timeout = \"3s\"\nidle_timeout = \"2m\"",
+        );
+        let c = parse(&t, Path::new("k.toml")).unwrap().connections;
+        assert_eq!((c.max_connections, c.max_connections_per_source), (10, 3));
+        assert_eq!(
+            (
+                c.tls_handshake_timeout,
+                c.header_read_timeout,
+                c.idle_timeout
+            ),
+            (
+                Duration::from_secs(2),
+                Duration::from_secs(3),
+                Duration::from_secs(120)
+            )
+        );
+        for (bad, want) in [
+            ("max_connections = 0", "kme.max_connections"),
+            (
+                "max_connections_per_source = -1",
+                "max_connections_per_source",
+            ),
+            (
+                "tls_handshake_timeout = \"0s\"",
+                "kme.tls_handshake_timeout",
+            ),
+            ("header_read_timeout = \"2h\"", "kme.header_read_timeout"),
+            ("idle_timeout = \"soon\"", "kme.idle_timeout"),
+        ] {
+            let t = GOOD.replace("[kme]", &format!("[kme]\n{bad}"));
+            let e = parse(&t, Path::new("k.toml")).unwrap_err().to_string();
+            assert!(e.contains(want) && e.starts_with("k.toml:"), "{bad}: {e}");
         }
     }
 
