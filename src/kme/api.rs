@@ -109,7 +109,10 @@ impl From<StoreError> for ApiError {
             StoreError::Full { pending } => Self::unavailable(format!(
                 "key store full: {pending} keys are waiting for the slave SAE (max_key_count)"
             )),
-            StoreError::Db(_) | StoreError::Corrupt(_) | StoreError::PadMissing { .. } => {
+            StoreError::Db(_)
+            | StoreError::Corrupt(_)
+            | StoreError::PadMissing { .. }
+            | StoreError::Access(_) => {
                 tracing::error!("{e}");
                 Self::unavailable("key data access error")
             }

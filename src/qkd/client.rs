@@ -5,11 +5,13 @@
 use super::etsi014::{ErrorBody, KeyContainer, KeyIdEntry, KeyIds, KeyRequest, Status};
 use super::{DeliveredKey, KeySource, QkdError};
 use crate::config::KmeClientConfig;
+use crate::config::identity_files;
 use crate::constants::KME_CALL_TIMEOUT;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use reqwest::blocking::{Client, Response};
 use std::path::Path;
+use zeroize::Zeroizing;
 
 /// A connection to one KME.
 pub struct Etsi014Client {
@@ -32,9 +34,11 @@ impl Etsi014Client {
     pub fn new(cfg: &KmeClientConfig) -> Result<Self, QkdError> {
         let ca = reqwest::Certificate::from_pem(&read(&cfg.ca_file)?)
             .map_err(|e| QkdError::Setup(format!("{}: {e}", cfg.ca_file.display())))?;
-        let mut identity_pem = read(&cfg.cert_file)?;
+        let key_pem = identity_files::read_private_file(&cfg.key_file)
+            .map_err(|e| QkdError::Setup(e.to_string()))?;
+        let mut identity_pem = Zeroizing::new(read(&cfg.cert_file)?);
         identity_pem.extend_from_slice(b"\n");
-        identity_pem.extend_from_slice(&zeroize::Zeroizing::new(read(&cfg.key_file)?));
+        identity_pem.extend_from_slice(&key_pem);
         let identity = reqwest::Identity::from_pem(&identity_pem).map_err(|e| {
             QkdError::Setup(format!(
                 "{} / {}: {e}",
@@ -42,7 +46,6 @@ impl Etsi014Client {
                 cfg.key_file.display()
             ))
         });
-        zeroize::Zeroize::zeroize(&mut identity_pem);
         let http = Client::builder()
             .tls_backend_rustls()
             .tls_certs_only([ca])
