@@ -7,7 +7,7 @@
 mod kme_support;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use kme_support::{Pki, Spec, config_text, free_port, start};
+use kme_support::{Pki, Spec, config_text, free_port, private_tempdir, start};
 use qshield::config::KmeClientConfig;
 use qshield::crypto::{CipherSuite, PublicIdentity, StaticIdentity};
 use qshield::proto::handshake::{
@@ -68,7 +68,7 @@ fn qkd_handshake(a: &Site, b: &Site) {
 
 fn bench(c: &mut Criterion) {
     let pki = Pki::new("bench-ca", &["kme-a"], &["sae-a", "sae-b"]);
-    let data = tempfile::tempdir().unwrap();
+    let data = private_tempdir();
     let port = free_port();
     let spec = Spec {
         id: "kme-a",

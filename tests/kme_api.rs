@@ -24,7 +24,7 @@ async fn env() -> Env {
         &["kme-a", "kme-b"],
         &["sae-a", "sae-b", "sae-c", "sae-r"],
     );
-    let data = tempfile::tempdir().unwrap();
+    let data = private_tempdir();
     let port = free_port();
     let dead = free_port();
     let extra = "max_key_per_request = 16\nmin_key_size = 64\nmax_key_size = 1024\ndefault_key_size = 256\nmax_key_count = 40";

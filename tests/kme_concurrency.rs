@@ -98,7 +98,7 @@ async fn eight_saes_at_once_get_every_key_exactly_once() {
     let names: Vec<String> = (0..SAES).map(name).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let pki = Arc::new(Pki::new("conc-ca", &["kme-a"], &refs));
-    let data = tempfile::tempdir().unwrap();
+    let data = private_tempdir();
     let spec = Spec {
         id: "kme-a",
         port: free_port(),

@@ -68,7 +68,7 @@ async fn pair(quantum_port: u16, quantum_url: Option<u16>) -> Pair {
 async fn pair_with_pool(quantum_port: u16, quantum_url: Option<u16>, pool_max_bits: u64) -> Pair {
     let pki = Pki::new("cvqkd-ca", &["kme-a", "kme-b"], &["sae-a", "sae-b"]);
     let (pa, pb) = (free_port(), free_port());
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (da, db) = (private_tempdir(), private_tempdir());
     let link = |peer: &str, port: u16, role: &str, url: Option<u16>| {
         format!(
             "[[link]]\npeer = \"{peer}\"\nurl = \"https://127.0.0.1:{port}\"\nrole = \"{role}\"\nsource = \"cvqkd\"\npool_max_bits = {pool_max_bits}\n{}",

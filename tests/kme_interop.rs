@@ -12,7 +12,7 @@ use kme_support::*;
 #[tokio::test(flavor = "multi_thread")]
 async fn etsi014_client_crate_gets_identical_keys() {
     let pki = Pki::new("interop-ca", &["kme-a"], &["sae-a", "sae-b"]);
-    let data = tempfile::tempdir().unwrap();
+    let data = private_tempdir();
     let spec = Spec {
         id: "kme-a",
         port: free_port(),

@@ -34,7 +34,7 @@ struct Pair {
 async fn pair() -> Pair {
     let pki = Pki::new("links-ca", &["kme-a", "kme-b"], &["sae-a", "sae-b"]);
     let (pa, pb) = (free_port(), free_port());
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (da, db) = (private_tempdir(), private_tempdir());
     let link = |peer, port, leader| Link {
         peer,
         port,

@@ -33,7 +33,7 @@ struct Follower {
 async fn follower() -> Follower {
     let pki = Pki::new("qport-ca", &["kme-a", "kme-b"], &["sae-a", "sae-b"]);
     let (pa, pb, qport) = (free_port(), free_port(), free_port());
-    let dir = tempfile::tempdir().unwrap();
+    let dir = private_tempdir();
     let p = |f: &str| pki.path(f).display().to_string();
     let text = format!(
         "[kme]\nid = \"kme-b\"\nlisten = \"127.0.0.1:{pb}\"\ndata_dir = \"{}\"\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\nstatus_log_seconds = 0\n\

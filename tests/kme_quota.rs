@@ -22,7 +22,7 @@ struct Env {
 /// pairs) at the end; `edit` rewrites the text before it is loaded.
 async fn env(extra_kme: &str, tail: &str, edit: impl Fn(String) -> String) -> Env {
     let pki = Pki::new("quota-ca", &["kme-a"], &["sae-a", "sae-b", "sae-c"]);
-    let data = tempfile::tempdir().unwrap();
+    let data = private_tempdir();
     let spec = Spec {
         id: "kme-a",
         port: free_port(),
@@ -232,7 +232,7 @@ async fn undelivered_keys_expire_and_are_never_served() {
 async fn relayed_keys_count_against_max_key_count() {
     let pki = Pki::new("quota-ca", &["kme-a", "kme-b"], &["sae-a", "sae-b"]);
     let (pa, pb) = (free_port(), free_port());
-    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (da, db) = (private_tempdir(), private_tempdir());
     let link = |peer, port, leader| Link {
         peer,
         port,

@@ -61,7 +61,7 @@ async fn net() -> Net {
     let mut dirs = Vec::new();
     let mut kmes = Vec::new();
     for (i, (links, saes, remote)) in specs.iter().enumerate() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = private_tempdir();
         let spec = Spec {
             id: NAMES[i],
             port: ports[i],

@@ -152,7 +152,7 @@ async fn kill_9_mid_load_loses_and_repeats_nothing() {
     let names: Vec<String> = (0..SAES).map(name).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let pki = Arc::new(Pki::new("restart-ca", &["kme-a"], &refs));
-    let dir = tempfile::tempdir().unwrap();
+    let dir = private_tempdir();
     let spec = Spec {
         id: "kme-a",
         port: free_port(),

@@ -3,7 +3,7 @@
 
 mod kme_support;
 
-use kme_support::{Pki, Spec, config_text, free_port, start};
+use kme_support::{Pki, Spec, config_text, free_port, private_tempdir, start};
 use qshield::config::KmeClientConfig;
 use qshield::qkd::client::Etsi014Client;
 use qshield::qkd::{KeySource, QkdError};
@@ -24,7 +24,7 @@ fn client(pki: &Pki, port: u16, sae: &str, ca: &str) -> Etsi014Client {
 /// Runs `f` against a KME serving sae-a, sae-b and sae-c on a free port.
 fn with_kme(f: impl FnOnce(&Pki, u16)) {
     let pki = Pki::new("test-ca", &["kme-a"], &["sae-a", "sae-b", "sae-c"]);
-    let data = tempfile::tempdir().unwrap();
+    let data = private_tempdir();
     let port = free_port();
     let spec = Spec {
         id: "kme-a",

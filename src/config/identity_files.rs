@@ -7,8 +7,9 @@
 //! | `public.key` | [`PublicIdentity::to_base64`], then `\n` (the string peers configure) | 0644 |
 //!
 //! Files are created with `O_EXCL` and their mode set at creation (never overwritten, never
-//! chmod-ed afterwards); private files readable by group or others are refused on reading,
-//! as ssh does. Secret bytes pass only through buffers that are zeroized.
+//! chmod-ed afterwards); private files readable by group or others, or owned by another
+//! user, are refused on reading, as ssh does ([`check_private`], also used for the KME's
+//! store and every TLS private key). Secret bytes pass only through buffers that are zeroized.
 
 use crate::crypto::dh::DhSecret;
 use crate::crypto::identity::PublicIdentityError;
@@ -18,7 +19,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
@@ -56,13 +57,25 @@ pub enum IdentityFileError {
         /// The existing file.
         path: PathBuf,
     },
-    /// A private key file that group or others may access.
-    #[error("{}: private key is accessible by group or others (mode {mode:04o}); run `chmod 600 {}`", path.display(), path.display())]
+    /// A file or directory holding secrets that group or others may access.
+    #[error("{}: holds secrets but group or others may access it (mode {mode:04o}); run `chmod {} {}`", path.display(), if *is_dir { "700" } else { "600" }, path.display())]
     Permissions {
-        /// The file.
+        /// The file or directory.
         path: PathBuf,
         /// Its permission bits.
         mode: u32,
+        /// It is a directory.
+        is_dir: bool,
+    },
+    /// A file or directory holding secrets that another user owns.
+    #[error("{}: holds secrets but is owned by uid {owner}, not by this process's user (uid {me}); refusing it", path.display())]
+    Owner {
+        /// The file or directory.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// This process's effective user ID.
+        me: u32,
     },
     /// Larger than any key file.
     #[error("{}: larger than {MAX_KEY_FILE_BYTES} bytes; not a key file", path.display())]
@@ -253,16 +266,7 @@ fn check_public_file(dir: &Path, id: &StaticIdentity) -> Result<(), IdentityFile
 
 /// Reads and decodes a private key file of `expected` bytes, after checking its mode.
 fn read_private(path: &Path, expected: usize) -> Result<Zeroizing<Vec<u8>>, IdentityFileError> {
-    let file = File::open(path).map_err(|source| io_error(path, source))?;
-    let meta = file.metadata().map_err(|source| io_error(path, source))?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(IdentityFileError::Permissions {
-            path: path.to_path_buf(),
-            mode,
-        });
-    }
-    let text = read_bounded(file, path)?;
+    let text = read_private_file(path)?;
     let trimmed = text.trim_ascii();
     let mut bytes = Zeroizing::new(Vec::with_capacity(trimmed.len() / 4 * 3 + 3));
     B64.decode_vec(trimmed, &mut bytes)
@@ -277,6 +281,87 @@ fn read_private(path: &Path, expected: usize) -> Result<Zeroizing<Vec<u8>>, Iden
         });
     }
     Ok(bytes)
+}
+
+/// Refuses a file or directory holding secrets (`meta` is its metadata, read from the
+/// opened file where there is one) that group or others may access or that a user other
+/// than this process's owns, as ssh does for private keys. Shared by everything that keeps
+/// secrets on disk: the identity files here, the KME's store (`kme::store`) and the TLS
+/// private keys of the KME (`kme::tls`) and of the SAE client (`qkd::client`).
+pub fn check_private(path: &Path, meta: &fs::Metadata) -> Result<(), IdentityFileError> {
+    let me = crate::net::effective_uid();
+    if meta.uid() != me {
+        return Err(IdentityFileError::Owner {
+            path: path.to_path_buf(),
+            owner: meta.uid(),
+            me,
+        });
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(IdentityFileError::Permissions {
+            path: path.to_path_buf(),
+            mode,
+            is_dir: meta.is_dir(),
+        });
+    }
+    Ok(())
+}
+
+/// Reads a private file (an identity key, a PEM private key) of at most
+/// [`MAX_KEY_FILE_BYTES`] into a zeroizing buffer, after [`check_private`] on the opened file.
+pub fn read_private_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, IdentityFileError> {
+    let file = File::open(path).map_err(|source| io_error(path, source))?;
+    let meta = file.metadata().map_err(|source| io_error(path, source))?;
+    check_private(path, &meta)?;
+    read_bounded(file, path)
+}
+
+/// Creates directory `dir` (and missing parents) with mode [`DIR_MODE`] whatever the
+/// umask, or, when it exists, checks it with [`check_private`].
+pub fn create_private_dir(dir: &Path) -> Result<(), IdentityFileError> {
+    match fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => return check_private(dir, &meta),
+        Ok(_) => {
+            let source = io::Error::new(io::ErrorKind::NotADirectory, "not a directory");
+            return Err(io_error(dir, source));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(source) => return Err(io_error(dir, source)),
+    }
+    DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)
+        .map_err(|source| io_error(dir, source))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE))
+        .map_err(|source| io_error(dir, source))?;
+    let meta = fs::metadata(dir).map_err(|source| io_error(dir, source))?;
+    check_private(dir, &meta)
+}
+
+/// Creates the empty file `path` with mode [`PRIVATE_FILE_MODE`] whatever the umask, or,
+/// when it exists, checks it with [`check_private`] (for files another library writes, such
+/// as the KME's redb store, created here first so they are never readable by others).
+pub fn create_private_file(path: &Path) -> Result<(), IdentityFileError> {
+    let created = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(PRIVATE_FILE_MODE)
+        .open(path);
+    let file = match created {
+        Ok(file) => {
+            file.set_permissions(fs::Permissions::from_mode(PRIVATE_FILE_MODE))
+                .map_err(|source| io_error(path, source))?;
+            file
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            File::open(path).map_err(|source| io_error(path, source))?
+        }
+        Err(source) => return Err(io_error(path, source)),
+    };
+    let meta = file.metadata().map_err(|source| io_error(path, source))?;
+    check_private(path, &meta)
 }
 
 /// Reads at most [`MAX_KEY_FILE_BYTES`] into a zeroizing buffer that never reallocates.

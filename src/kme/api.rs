@@ -5,7 +5,8 @@
 //!
 //! Status codes: 200; 400 with `{"message","details"}` (the spec's messages where it fixes
 //! them); 401 with no body (the caller is not an SAE of this KME, or asks for keys another
-//! SAE was named for) or with `{"message","details"}` (no `[[sae_pair]]` allows the pair);
+//! SAE was named for), with `{"message"}` (the caller's certificate is a KME's, see
+//! [`super::roles`]) or with `{"message","details"}` (no `[[sae_pair]]` allows the pair);
 //! 503 with `{"message"}` (not enough key material, a `rate` or `volume` limit reached, a
 //! hop of the relay unreachable, a store failure). Unknown URLs and methods are 400s: the
 //! spec has no 404.
@@ -39,6 +40,10 @@ pub enum ApiError {
     /// 401 with an error body: the caller is an SAE of this KME but no `[[sae_pair]]` lets
     /// it get keys with the SAE it names.
     PairNotAllowed(ErrorBody),
+    /// 401 with an error body: the caller's certificate is of the other role (a KME on the
+    /// ETSI 014 API, an SAE on a KME-to-KME endpoint) or not a link neighbour
+    /// ([`super::roles`]).
+    RoleRefused(ErrorBody),
     /// 503 with an error body.
     Unavailable(ErrorBody),
 }
@@ -75,6 +80,14 @@ impl ApiError {
         })
     }
 
+    /// A 401 with `message`, for a certificate used in the wrong role.
+    pub fn role_refused(message: impl Into<String>) -> Self {
+        Self::RoleRefused(ErrorBody {
+            message: message.into(),
+            details: None,
+        })
+    }
+
     /// A 503 with `message`.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::Unavailable(ErrorBody {
@@ -89,7 +102,9 @@ impl IntoResponse for ApiError {
         match self {
             Self::BadRequest(b) => (StatusCode::BAD_REQUEST, Json(b)).into_response(),
             Self::Unauthorized => StatusCode::UNAUTHORIZED.into_response(),
-            Self::PairNotAllowed(b) => (StatusCode::UNAUTHORIZED, Json(b)).into_response(),
+            Self::PairNotAllowed(b) | Self::RoleRefused(b) => {
+                (StatusCode::UNAUTHORIZED, Json(b)).into_response()
+            }
             Self::Unavailable(b) => (StatusCode::SERVICE_UNAVAILABLE, Json(b)).into_response(),
         }
     }
@@ -109,7 +124,10 @@ impl From<StoreError> for ApiError {
             StoreError::Full { pending } => Self::unavailable(format!(
                 "key store full: {pending} keys are waiting for the slave SAE (max_key_count)"
             )),
-            StoreError::Db(_) | StoreError::Corrupt(_) | StoreError::PadMissing { .. } => {
+            StoreError::Db(_)
+            | StoreError::Corrupt(_)
+            | StoreError::PadMissing { .. }
+            | StoreError::Access(_) => {
                 tracing::error!("{e}");
                 Self::unavailable("key data access error")
             }

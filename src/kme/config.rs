@@ -126,6 +126,24 @@ impl KmeConfig {
             .find(|(_, p)| p.allows(master, slave))
     }
 
+    /// The role `id` has in this config: an SAE (`[[sae]]`, `[[remote_sae]]`), a KME (this
+    /// KME, a link peer, a KME on a route), or none. The two never overlap ([`parse`]
+    /// refuses an SAE ID equal to a KME ID), so a certificate's Common Name names one role.
+    pub fn role_of(&self, id: &str) -> Option<Role> {
+        if self.sae_route(id).is_some() {
+            Some(Role::Sae)
+        } else if kme_id_use(id, &self.id, &self.links, &self.remote_saes).is_some() {
+            Some(Role::Kme)
+        } else {
+            None
+        }
+    }
+
+    /// Whether `id` is the peer of one of this KME's links.
+    pub fn is_neighbour(&self, id: &str) -> bool {
+        self.links.iter().any(|l| l.peer == id)
+    }
+
     /// Where `sae` is: `None` if this KME does not know it, `Some(None)` if it is attached
     /// here, `Some(Some(route))` for a remote SAE.
     pub fn sae_route(&self, sae: &str) -> Option<Option<&[String]>> {
@@ -135,6 +153,39 @@ impl KmeConfig {
         let r = self.remote_saes.iter().find(|r| r.id == sae)?;
         Some(Some(&r.route))
     }
+}
+
+/// The role of an ID (a certificate's Common Name) in a KME's config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A secure application entity: calls the ETSI GS QKD 014 API.
+    Sae,
+    /// A key management entity: calls the KME-to-KME endpoints (if it is a link neighbour).
+    Kme,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Sae => "SAE",
+            Self::Kme => "KME",
+        })
+    }
+}
+
+/// Where `id` is configured as a KME ID (this KME, the peer of a link, a hop of a remote
+/// SAE's route), in words for a message; `None` if it is not a KME ID.
+fn kme_id_use(id: &str, me: &str, links: &[LinkConfig], remote: &[RemoteSae]) -> Option<String> {
+    if id == me {
+        return Some("kme.id".into());
+    }
+    if let Some(i) = links.iter().position(|l| l.peer == id) {
+        return Some(format!("link[{i}].peer"));
+    }
+    let i = remote
+        .iter()
+        .position(|r| r.route.iter().any(|h| h == id))?;
+    Some(format!("remote_sae[{i}].route"))
 }
 
 /// A limit of so many units (keys or bits) per period, enforced as a token bucket that
@@ -403,6 +454,7 @@ pub fn parse(text: &str, origin: &Path) -> Result<KmeConfig, KmeConfigError> {
     let links = v.links(&raw.link)?;
     let id = v.id(&kme.id, "kme.id")?;
     let remote_saes = v.remote_saes(&raw.remote_sae, &saes, &links, &id)?;
+    v.sae_ids_are_not_kme_ids(&raw, &id, &links, &remote_saes)?;
     let pairs = v.pairs(&raw.sae_pair, &saes, &remote_saes)?;
     let pending_key_expiry = match &kme.pending_key_expiry {
         None => DEFAULT_PENDING_KEY_EXPIRY,
@@ -685,6 +737,44 @@ impl Validator<'_> {
             )?,
             idle_timeout: timeout(&kme.idle_timeout, "idle_timeout", d.idle_timeout)?,
         })
+    }
+
+    /// Refuses an SAE ID (`[[sae]]`, `[[remote_sae]]`, either end of a `[[sae_pair]]`) that
+    /// is also a KME ID: roles are told apart by the certificate's Common Name alone.
+    fn sae_ids_are_not_kme_ids(
+        &self,
+        raw: &Raw,
+        me: &str,
+        links: &[LinkConfig],
+        remote: &[RemoteSae],
+    ) -> Result<(), KmeConfigError> {
+        let saes = raw
+            .sae
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (format!("sae[{i}].id"), &s.get_ref().id));
+        let remote_ids = raw
+            .remote_sae
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (format!("remote_sae[{i}].id"), &r.get_ref().id));
+        let pair_ends = raw.sae_pair.iter().enumerate().flat_map(|(i, p)| {
+            let p = p.get_ref();
+            [
+                (format!("sae_pair[{i}].master"), &p.master),
+                (format!("sae_pair[{i}].slave"), &p.slave),
+            ]
+        });
+        for (field, id) in saes.chain(remote_ids).chain(pair_ends) {
+            if let Some(used) = kme_id_use(id.get_ref(), me, links, remote) {
+                let p = format!(
+                    "'{}' is a KME ID ({used}); an SAE may not share a KME's ID (the certificate's Common Name tells the roles apart)",
+                    id.get_ref()
+                );
+                return Err(self.err(id.span(), field, p));
+            }
+        }
+        Ok(())
     }
 
     fn pairs(

@@ -2,7 +2,7 @@
 //! delivery API over HTTPS with mutual TLS ([`api`], [`tls`]), durable key pools in an
 //! embedded redb store ([`store`]), QKD links between KMEs fed by a [`links::KeySupply`]
 //! (today a CSPRNG labelled NOT QKD), hop-by-hop one-time-pad relay through trusted nodes
-//! ([`relay`]), metrics and the status document ([`status`]), and the wiring
+//! ([`relay`]), certificate roles ([`roles`]), metrics and the status document ([`status`]), and the wiring
 //! ([`server`]). It owns everything a KME does; the SAE side lives in `crate::qkd`.
 //!
 //! Start one in-process with [`start`] (or [`start_on`] with a bound listener) and a
@@ -14,6 +14,7 @@ pub mod cvqkd;
 pub mod links;
 pub mod quota;
 pub mod relay;
+pub mod roles;
 pub mod server;
 pub mod status;
 pub mod store;

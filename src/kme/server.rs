@@ -10,6 +10,7 @@ use super::cvqkd::follower::{self, FollowerLink};
 use super::cvqkd::leader::{self, LeaderLink};
 use super::links::{self, LinkPush};
 use super::relay;
+use super::roles;
 use super::status::{self, Metrics};
 use super::store::{LinkLevels, Store, StoreError};
 use super::tls::{self, Caller};
@@ -17,6 +18,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Extension, State};
+use axum::middleware;
 use axum::routing::{get, post};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -350,7 +352,8 @@ async fn wait_for_signal() {
 }
 
 fn router(shared: Arc<Shared>) -> Router {
-    Router::new()
+    // Each group of endpoints admits one role of certificate (`kme::roles`).
+    let etsi = Router::new()
         .route("/api/v1/keys/{slave}/status", get(api::status))
         .route(
             "/api/v1/keys/{slave}/enc_keys",
@@ -360,6 +363,11 @@ fn router(shared: Arc<Shared>) -> Router {
             "/api/v1/keys/{master}/dec_keys",
             get(api::dec_keys_get).post(api::dec_keys_post),
         )
+        .route_layer(middleware::from_fn_with_state(
+            shared.clone(),
+            roles::etsi_endpoints,
+        ));
+    let kme_to_kme = Router::new()
         .route("/kme/v1/relay", post(relay::relay_in))
         .route(
             "/kme/v1/link/keys",
@@ -371,6 +379,13 @@ fn router(shared: Arc<Shared>) -> Router {
                 &shared.cfg.links,
             ))),
         )
+        .route_layer(middleware::from_fn_with_state(
+            shared.clone(),
+            roles::kme_endpoints,
+        ));
+    Router::new()
+        .merge(etsi)
+        .merge(kme_to_kme)
         .route("/kme/v1/status", get(kme_status))
         .fallback(api::fallback)
         .method_not_allowed_fallback(api::fallback)

@@ -11,6 +11,7 @@
 //! overwritten with zeros and fully spent blocks are deleted. Key bytes read from the store
 //! live in [`Zeroizing`] buffers (redb's freed pages are reused, not wiped: see docs/kme.md).
 
+use crate::config::identity_files;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -53,9 +54,16 @@ pub const EXPIRED: u8 = 4;
 /// Keys that expired, counted per (master, slave) pair.
 pub type ExpiredCounts = std::collections::BTreeMap<(String, String), u64>;
 
+/// The store's file name in `data_dir`.
+pub const STORE_FILE: &str = "kme.redb";
+
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The store's directory or file is accessible by others, owned by another user, or
+    /// cannot be created.
+    #[error("key store: {0}")]
+    Access(#[from] identity_files::IdentityFileError),
     /// The database failed (I/O, corruption, commit).
     #[error("key store: {0}")]
     Db(String),
@@ -195,11 +203,15 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `dir`.
+    /// Opens (or creates) the store in `dir`. The directory is created 0700 and
+    /// `kme.redb` 0600 whatever the umask; an existing one that group or others may access,
+    /// or that another user owns, is refused (it holds unspent pads and pending keys in
+    /// clear).
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Db(format!("{}: {e}", dir.display())))?;
-        let db = Database::create(dir.join("kme.redb"))?;
+        identity_files::create_private_dir(dir)?;
+        let path = dir.join(STORE_FILE);
+        identity_files::create_private_file(&path)?;
+        let db = Database::create(path)?;
         let txn = db.begin_write()?;
         txn.open_table(LINK_POOL)?;
         txn.open_table(META)?;
@@ -912,7 +924,7 @@ mod tests {
     #[test]
     fn unconfirmed_blocks_are_discarded_and_their_numbers_reused() {
         let dir = tempfile::tempdir().unwrap();
-        let leader = Store::open(dir.path()).unwrap();
+        let leader = Store::open(&dir.path().join("db")).unwrap();
         assert_eq!(leader.leader_add("f", &[1u8; 16]).unwrap(), 0);
         leader.confirm("f", 2).unwrap();
         assert_eq!(leader.leader_add("f", &[2u8; 8]).unwrap(), 2);
@@ -968,7 +980,7 @@ mod tests {
     #[test]
     fn expired_keys_are_erased_and_their_ids_never_served() {
         let dir = tempfile::tempdir().unwrap();
-        let st = Store::open(dir.path()).unwrap();
+        let st = Store::open(&dir.path().join("db")).unwrap();
         let key = |id: &str| NewKey {
             id: id.to_string(),
             bytes: Zeroizing::new(vec![7u8; 32]),

@@ -2,8 +2,11 @@
 //! from the configured CA required, so a client without one gets no HTTP answer at all),
 //! the caller's ID (the Common Name of the certificate it presented), and the reqwest client
 //! this KME uses to call its neighbours with its own certificate, verifying that each
-//! neighbour presents a certificate for the KME ID configured for it.
+//! neighbour presents a certificate for the KME ID configured for it. The private key file
+//! must be accessible by this process's user only (mode 0600 or stricter, same owner),
+//! and its bytes are read into a buffer zeroized on drop.
 
+use crate::config::identity_files::{self, IdentityFileError};
 use rustls::RootCertStore;
 use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
@@ -11,6 +14,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use zeroize::Zeroizing;
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +27,10 @@ pub enum TlsError {
         /// What is wrong.
         reason: String,
     },
+    /// A private key file that group or others may access, that another user owns, or
+    /// that cannot be read.
+    #[error(transparent)]
+    KeyFile(#[from] IdentityFileError),
     /// rustls refused the configuration.
     #[error("TLS configuration: {0}")]
     Rustls(String),
@@ -61,8 +69,14 @@ pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
     Ok(certs)
 }
 
+/// A PEM private key file's bytes, in a buffer zeroized on drop, after checking that only
+/// this process's user may access the file.
+fn read_key_pem(path: &Path) -> Result<Zeroizing<Vec<u8>>, TlsError> {
+    Ok(identity_files::read_private_file(path)?)
+}
+
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| pem_err(path, e))
+    PrivateKeyDer::from_pem_slice(&read_key_pem(path)?).map_err(|e| pem_err(path, e))
 }
 
 /// The Common Name of a DER certificate.
@@ -119,10 +133,11 @@ pub fn client(
 ) -> Result<reqwest::Client, TlsError> {
     let ca_pem = std::fs::read(ca_file).map_err(|e| pem_err(ca_file, e))?;
     let ca = reqwest::Certificate::from_pem(&ca_pem).map_err(|e| pem_err(ca_file, e))?;
-    let mut id_pem = std::fs::read(cert_file).map_err(|e| pem_err(cert_file, e))?;
-    id_pem.extend(std::fs::read(key_file).map_err(|e| pem_err(key_file, e))?);
+    let key_pem = read_key_pem(key_file)?;
+    let mut id_pem = Zeroizing::new(std::fs::read(cert_file).map_err(|e| pem_err(cert_file, e))?);
+    id_pem.push(b'\n');
+    id_pem.extend_from_slice(&key_pem);
     let identity = reqwest::Identity::from_pem(&id_pem).map_err(|e| pem_err(cert_file, e))?;
-    zeroize::Zeroize::zeroize(&mut id_pem);
     let mut b = reqwest::Client::builder()
         .tls_backend_rustls()
         .tls_certs_only([ca])

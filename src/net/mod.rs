@@ -38,7 +38,7 @@ mod udp_gso;
 
 pub use error::NetError;
 pub use memory::{MemoryNetwork, MemoryTun, MemoryTunHost, MemoryUdp};
-pub use sys::exit_quietly_on_closed_stdout;
+pub use sys::{effective_uid, exit_quietly_on_closed_stdout};
 pub use tun::{TunDevice, TunOffload, TunSettings};
 pub use udp::{UdpOffload, UdpSocket};
 

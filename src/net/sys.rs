@@ -246,6 +246,12 @@ pub(crate) fn interface_index(name: &str) -> Option<u32> {
     (index != 0).then_some(index)
 }
 
+/// The effective user ID of this process (the owner secret files must have).
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid(2) takes no arguments, touches no memory and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 /// For commands that only print (reports, tables, status): a closed stdout pipe (`| head`)
 /// ends the process quietly, as it does for other Unix tools, instead of a panic in
 /// `println!`. Never for the daemon or the KME, whose sockets must not raise SIGPIPE.

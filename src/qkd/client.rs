@@ -1,15 +1,20 @@
 //! The SAE's ETSI GS QKD 014 client over mutual TLS: `enc_keys` (we are the master SAE) and
 //! `dec_keys` (the peer was), one key per call, with bounded timeouts. Implements
-//! [`KeySource`]; [`super::memory::MemoryKme`] is its in-memory twin.
+//! [`KeySource`]; [`super::memory::MemoryKme`] is its in-memory twin. The TLS private key
+//! must be accessible by this process's user only; its PEM bytes, the KME's answers (keys
+//! in base64) and the decoded keys live in buffers zeroized on drop.
 
-use super::etsi014::{ErrorBody, KeyContainer, KeyIdEntry, KeyIds, KeyRequest, Status};
+use super::etsi014::{ErrorBody, KeyIdEntry, KeyIds, KeyRequest, Status};
 use super::{DeliveredKey, KeySource, QkdError};
 use crate::config::KmeClientConfig;
+use crate::config::identity_files;
 use crate::constants::KME_CALL_TIMEOUT;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use reqwest::blocking::{Client, Response};
+use serde::Deserialize;
 use std::path::Path;
+use zeroize::Zeroizing;
 
 /// A connection to one KME.
 pub struct Etsi014Client {
@@ -32,9 +37,11 @@ impl Etsi014Client {
     pub fn new(cfg: &KmeClientConfig) -> Result<Self, QkdError> {
         let ca = reqwest::Certificate::from_pem(&read(&cfg.ca_file)?)
             .map_err(|e| QkdError::Setup(format!("{}: {e}", cfg.ca_file.display())))?;
-        let mut identity_pem = read(&cfg.cert_file)?;
+        let key_pem = identity_files::read_private_file(&cfg.key_file)
+            .map_err(|e| QkdError::Setup(e.to_string()))?;
+        let mut identity_pem = Zeroizing::new(read(&cfg.cert_file)?);
         identity_pem.extend_from_slice(b"\n");
-        identity_pem.extend_from_slice(&zeroize::Zeroizing::new(read(&cfg.key_file)?));
+        identity_pem.extend_from_slice(&key_pem);
         let identity = reqwest::Identity::from_pem(&identity_pem).map_err(|e| {
             QkdError::Setup(format!(
                 "{} / {}: {e}",
@@ -42,7 +49,6 @@ impl Etsi014Client {
                 cfg.key_file.display()
             ))
         });
-        zeroize::Zeroize::zeroize(&mut identity_pem);
         let http = Client::builder()
             .tls_backend_rustls()
             .tls_certs_only([ca])
@@ -138,14 +144,26 @@ fn without_url(e: &reqwest::Error) -> String {
     text
 }
 
-/// A JSON body from a 200, or the KME's error.
-fn parse<T: serde::de::DeserializeOwned>(response: Response) -> Result<T, QkdError> {
+/// The largest answer body read from a KME (one key of at most 64 kbit is ~11 KiB of JSON).
+const MAX_ANSWER_BYTES: u64 = 1 << 20;
+
+/// A JSON body from a 200, or the KME's error. The body (it holds keys in base64) is read
+/// into a buffer that is zeroized on drop, at most [`MAX_ANSWER_BYTES`].
+fn parse<T: serde::de::DeserializeOwned>(mut response: Response) -> Result<T, QkdError> {
+    use std::io::Read as _;
     let status = response.status();
-    let text = response
-        .text()
+    let mut body = Zeroizing::new(Vec::new());
+    (&mut response)
+        .take(MAX_ANSWER_BYTES + 1)
+        .read_to_end(&mut body)
         .map_err(|e| QkdError::Malformed(e.to_string()))?;
+    if body.len() as u64 > MAX_ANSWER_BYTES {
+        return Err(QkdError::Malformed(format!(
+            "answer larger than {MAX_ANSWER_BYTES} bytes"
+        )));
+    }
     if !status.is_success() {
-        let message = serde_json::from_str::<ErrorBody>(&text)
+        let message = serde_json::from_slice::<ErrorBody>(&body)
             .map(|b| b.message)
             .unwrap_or_default();
         return Err(QkdError::Refused {
@@ -153,13 +171,35 @@ fn parse<T: serde::de::DeserializeOwned>(response: Response) -> Result<T, QkdErr
             message,
         });
     }
-    serde_json::from_str(&text)
+    serde_json::from_slice(&body)
         .map_err(|e| QkdError::Malformed(format!("answer is not ETSI 014 JSON: {e}")))
+}
+
+/// A key container as received (Table 11), its keys in buffers zeroized on drop; unknown
+/// fields (the extensions) are ignored.
+#[derive(Deserialize)]
+struct ReceivedContainer {
+    keys: Vec<ReceivedKey>,
+}
+
+/// One received key: its ID and its base64 text, zeroized on drop.
+#[derive(Deserialize)]
+#[allow(non_snake_case)]
+struct ReceivedKey {
+    key_ID: String,
+    #[serde(deserialize_with = "zeroizing_string")]
+    key: Zeroizing<String>,
+}
+
+/// Deserializes a string straight into a zeroizing buffer (the `String` serde builds is
+/// moved, not copied).
+fn zeroizing_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Zeroizing<String>, D::Error> {
+    String::deserialize(d).map(Zeroizing::new)
 }
 
 /// The single key of a container, checked: the expected ID (if any), base64, its size.
 fn one_key(
-    mut container: KeyContainer,
+    mut container: ReceivedContainer,
     want_id: Option<&str>,
     size_bits: u32,
 ) -> Result<DeliveredKey, QkdError> {
@@ -182,10 +222,9 @@ fn one_key(
             "key_ID empty or longer than 128 bytes".into(),
         ));
     }
-    let bytes = zeroize::Zeroizing::new(
-        B64.decode(&key.key)
-            .map_err(|_| QkdError::Malformed("key is not base64".into()))?,
-    );
+    let mut bytes = Zeroizing::new(Vec::with_capacity(key.key.len() / 4 * 3 + 3));
+    B64.decode_vec(key.key.as_bytes(), &mut bytes)
+        .map_err(|_| QkdError::Malformed("key is not base64".into()))?;
     if bytes.len() * 8 != size_bits as usize {
         return Err(QkdError::Malformed(format!(
             "key has {} bits, asked for {size_bits}",
@@ -213,19 +252,13 @@ fn encode_path_segment(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::qkd::etsi014::Key;
 
-    fn container(id: &str, bytes: &[u8]) -> KeyContainer {
-        let key = Key {
-            key_ID: id.into(),
-            key_ID_extension: None,
-            key: B64.encode(bytes),
-            key_extension: None,
-        };
-        KeyContainer {
-            keys: vec![key],
-            key_container_extension: None,
-        }
+    fn container(id: &str, bytes: &[u8]) -> ReceivedContainer {
+        let json = serde_json::json!({
+            "keys": [{ "key_ID": id, "key": B64.encode(bytes), "key_extension": {} }],
+            "key_container_extension": {}
+        });
+        serde_json::from_value(json).unwrap()
     }
 
     #[test]
@@ -246,7 +279,7 @@ mod tests {
             Err(QkdError::Malformed(_))
         ));
         assert!(matches!(
-            one_key(KeyContainer::default(), None, 256),
+            one_key(ReceivedContainer { keys: Vec::new() }, None, 256),
             Err(QkdError::Malformed(_))
         ));
         assert_eq!(encode_path_segment("sae-a/b c"), "sae-a%2Fb%20c");

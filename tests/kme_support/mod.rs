@@ -126,6 +126,16 @@ pub fn config_text_bare(pki: &Pki, data: &Path, spec: &Spec<'_>) -> String {
     t
 }
 
+/// A temporary directory only its owner may access: the KME refuses a `data_dir` that group
+/// or others may enter, and `tempfile::tempdir()` follows the umask (0755 under 022).
+pub fn private_tempdir() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+        .unwrap()
+}
+
 /// A free TCP port on 127.0.0.1 (bound, then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
