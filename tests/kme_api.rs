@@ -222,6 +222,8 @@ async fn enc_and_dec_keys_in_every_form() {
             .unwrap(),
     )
     .await;
+    // The count first: `zip` alone would pass on fewer keys, or none.
+    assert_eq!(rest.keys.len(), got.len() - 1, "every key asked for");
     for (x, y) in rest.keys.iter().zip(&got[1..]) {
         assert_eq!((&x.key_ID, &x.key), (&y.key_ID, &y.key));
     }
