@@ -222,6 +222,8 @@ async fn enc_and_dec_keys_in_every_form() {
             .unwrap(),
     )
     .await;
+    // The count first: `zip` alone would pass on fewer keys, or none.
+    assert_eq!(rest.keys.len(), got.len() - 1, "every key asked for");
     for (x, y) in rest.keys.iter().zip(&got[1..]) {
         assert_eq!((&x.key_ID, &x.key), (&y.key_ID, &y.key));
     }
@@ -429,6 +431,30 @@ async fn dec_keys_errors() {
     e.kme.shutdown().await;
 }
 
+/// The hyper error somewhere in `err`'s source chain.
+fn hyper_error(err: &reqwest::Error) -> Option<&hyper::Error> {
+    let mut source = std::error::Error::source(err);
+    while let Some(e) = source {
+        if let Some(h) = e.downcast_ref::<hyper::Error>() {
+            return Some(h);
+        }
+        source = e.source();
+    }
+    None
+}
+
+/// The TCP connection was made (the KME is up: not a refused or timed-out connect), and
+/// the KME closed it without an HTTP answer (its TLS stack refused the certificate).
+fn assert_closed_after_handshake(err: &reqwest::Error) {
+    assert!(
+        !err.is_connect() && !err.is_timeout(),
+        "the KME is up: {err:?}"
+    );
+    // The HTTP exchange on that connection failed; hyper names it "channel closed",
+    // "canceled: connection closed" or a broken pipe, as the close races the request.
+    assert!(err.is_request() && hyper_error(err).is_some(), "{err:?}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn callers_are_identified_by_certificate() {
     let e = env().await;
@@ -459,12 +485,12 @@ async fn callers_are_identified_by_certificate() {
     }
     // No client certificate, or one from another CA: no HTTP answer at all.
     let none = e.pki.client(None);
-    assert!(
-        none.get(format!("{}/sae-b/status", e.url))
-            .send()
-            .await
-            .is_err()
-    );
+    let err = none
+        .get(format!("{}/sae-b/status", e.url))
+        .send()
+        .await
+        .unwrap_err();
+    assert_closed_after_handshake(&err);
     let evil = Pki::new("evil-ca", &["kme-x"], &["sae-a"]);
     let ca = reqwest::Certificate::from_pem(&std::fs::read(e.pki.path("ca.pem")).unwrap()).unwrap();
     let forged = reqwest::Client::builder()
@@ -473,20 +499,26 @@ async fn callers_are_identified_by_certificate() {
         .identity(evil.identity("sae-a"))
         .build()
         .unwrap();
-    assert!(
-        forged
-            .get(format!("{}/sae-b/status", e.url))
-            .send()
-            .await
-            .is_err()
-    );
+    let err = forged
+        .get(format!("{}/sae-b/status", e.url))
+        .send()
+        .await
+        .unwrap_err();
+    assert_closed_after_handshake(&err);
     // Plain HTTP: no HTTP answer either.
     let plain = reqwest::Client::new();
     let url = format!(
         "http://127.0.0.1:{}/api/v1/keys/sae-b/status",
         e.kme.local_addr().port()
     );
-    assert!(plain.get(url).send().await.is_err());
+    let err = plain.get(url).send().await.unwrap_err();
+    // The KME answers TLS (an alert), which is no HTTP version: a parse error, not a
+    // refused connection.
+    assert!(!err.is_connect(), "the KME is up: {err:?}");
+    assert!(
+        hyper_error(&err).is_some_and(hyper::Error::is_parse),
+        "{err:?}"
+    );
     e.kme.shutdown().await;
 }
 

@@ -8,6 +8,19 @@ mod kme_support;
 
 use etsi014_client::ETSI014Client;
 use kme_support::*;
+use qshield::qkd::etsi014::messages;
+
+/// `result` is the client's "unsuccessful HTTP code" error for a 400 whose body names
+/// `message` (its error kind is not nameable outside the crate: matched by its `Debug`).
+#[track_caller]
+fn refused<T>(result: Result<T, etsi014_client::Error>, message: &str) {
+    let Err(err) = result else {
+        panic!("{message}: the KME answered 200")
+    };
+    assert_eq!(format!("{:?}", err.kind), "InvalidResponse", "{err}");
+    assert!(err.msg.contains("HTTP Code: 400 Bad Request"), "{err}");
+    assert!(err.msg.contains(message), "{message}: {err}");
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn etsi014_client_crate_gets_identical_keys() {
@@ -51,18 +64,20 @@ async fn etsi014_client_crate_gets_identical_keys() {
         assert_eq!(k_m.borrow().len(), 64);
         assert_eq!(&*k_m.borrow(), &*k_s.borrow(), "identical keys");
     }
-    // The independent client sees our refusals as errors too.
-    assert!(
-        slave.get_keys_by_ids("sae-a", &ids).await.is_err(),
-        "delivered once"
+    // The independent client sees our refusals as errors too: each an HTTP 400 with the
+    // spec's message, not a failure to reach the KME.
+    refused(
+        slave.get_keys_by_ids("sae-a", &ids).await,
+        messages::KEYS_NOT_FOUND,
     );
-    assert!(
-        master.get_keys(100, "sae-b", &[], 1).await.is_err(),
-        "size not a multiple of 8"
+    refused(
+        master.get_keys(100, "sae-b", &[], 1).await,
+        messages::SIZE_NOT_MULTIPLE_OF_8,
     );
-    assert!(
-        master.get_keys(256, "sae-b", &["sae-c"], 1).await.is_err(),
-        "no multicast"
+    refused(
+        master.get_keys(256, "sae-b", &["sae-c"], 1).await,
+        // Its non-empty `additional_target_sae_ids` (its name for multicast) is refused.
+        "additional_target_sae_ids",
     );
     kme.shutdown().await;
 }

@@ -3,7 +3,9 @@
 //! slave — except keys whose `dec_keys` answer was lost with the killed process (their
 //! delivery was committed, so they are never delivered again: ETSI 014 has no
 //! acknowledgement, and "delivered once" wins). Those are only ever keys of a request in
-//! flight at the kill, and the test checks exactly that.
+//! flight at the kill, and the test checks exactly that. Each kill waits (polled) until
+//! the KME has answered keys since its start and a request is in flight, and the test
+//! requires that requests were cut off by the kills: the hard case happens every run.
 
 mod kme_support;
 
@@ -14,7 +16,7 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,6 +29,49 @@ struct Log {
     /// key ID → the slave whose request for it got no answer.
     in_doubt: HashMap<String, usize>,
     queues: HashMap<usize, Vec<String>>,
+}
+
+/// Requests as the SAEs see them, read by the test at each kill.
+#[derive(Default)]
+struct Flight {
+    /// Requests sent and not yet answered (or failed).
+    in_flight: AtomicUsize,
+    /// Keys the masters received (enc_keys answered).
+    keys_answered: AtomicUsize,
+    /// Kills so far (incremented just before each kill).
+    kills: AtomicUsize,
+    /// Requests sent before a kill that failed after it: in flight at the kill.
+    cut_off: AtomicUsize,
+}
+
+/// One request in flight, from just before it is sent until its answer is read.
+struct InFlight<'a> {
+    flight: &'a Flight,
+    kills_at_send: usize,
+}
+
+impl<'a> InFlight<'a> {
+    fn start(flight: &'a Flight) -> Self {
+        flight.in_flight.fetch_add(1, Ordering::SeqCst);
+        let kills_at_send = flight.kills.load(Ordering::SeqCst);
+        Self {
+            flight,
+            kills_at_send,
+        }
+    }
+
+    /// The request failed: counted as cut off when a kill came after it was sent.
+    fn failed(&self) {
+        if self.flight.kills.load(Ordering::SeqCst) > self.kills_at_send {
+            self.flight.cut_off.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.flight.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn name(i: usize) -> String {
@@ -62,21 +107,36 @@ async fn client(
     i: usize,
     base: String,
     log: Arc<Mutex<Log>>,
+    flight: Arc<Flight>,
     stop: Arc<AtomicBool>,
 ) {
     let c = pki.client(Some(&name(i)));
     while !stop.load(Ordering::Relaxed) {
-        if enc(&c, i, &base, &log).await.is_err() || dec(&c, i, &base, &log).await.is_err() {
+        if enc(&c, i, &base, &log, &flight).await.is_err()
+            || dec(&c, i, &base, &log, &flight).await.is_err()
+        {
+            // Back off while the KME is down (a retry pace, not a wait for an event).
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }
 
-async fn enc(c: &reqwest::Client, i: usize, base: &str, log: &Mutex<Log>) -> Result<(), ()> {
+async fn enc(
+    c: &reqwest::Client,
+    i: usize,
+    base: &str,
+    log: &Mutex<Log>,
+    flight: &Flight,
+) -> Result<(), ()> {
     let url = format!("{base}/{}/enc_keys?number=2", name(i ^ 1));
-    let r = c.get(url).send().await.map_err(|_| ())?;
+    let request = InFlight::start(flight);
+    let r = c.get(url).send().await.map_err(|_| request.failed())?;
     assert_eq!(r.status(), StatusCode::OK);
-    let k: KeyContainer = r.json().await.map_err(|_| ())?;
+    let k: KeyContainer = r.json().await.map_err(|_| request.failed())?;
+    drop(request);
+    flight
+        .keys_answered
+        .fetch_add(k.keys.len(), Ordering::SeqCst);
     let mut log = log.lock().unwrap();
     for key in &k.keys {
         assert!(
@@ -93,12 +153,19 @@ async fn enc(c: &reqwest::Client, i: usize, base: &str, log: &Mutex<Log>) -> Res
 }
 
 /// Fetches SAE i's queued keys; a request that gets no answer puts its IDs in doubt.
-async fn dec(c: &reqwest::Client, i: usize, base: &str, log: &Mutex<Log>) -> Result<(), ()> {
+async fn dec(
+    c: &reqwest::Client,
+    i: usize,
+    base: &str,
+    log: &Mutex<Log>,
+    flight: &Flight,
+) -> Result<(), ()> {
     let ids = log.lock().unwrap().queues.remove(&i).unwrap_or_default();
     if ids.is_empty() {
         return Ok(());
     }
     let body = json!({"key_IDs": ids.iter().map(|id| json!({"key_ID": id})).collect::<Vec<_>>()});
+    let request = InFlight::start(flight);
     let sent = c
         .post(format!("{base}/{}/dec_keys", name(i ^ 1)))
         .json(&body)
@@ -109,6 +176,10 @@ async fn dec(c: &reqwest::Client, i: usize, base: &str, log: &Mutex<Log>) -> Res
         Ok(r) => panic!("dec_keys answered {}", r.status()),
         Err(_) => None,
     };
+    if answer.is_none() {
+        request.failed();
+    }
+    drop(request);
     let mut log = log.lock().unwrap();
     let Some(k) = answer else {
         log.in_doubt.extend(ids.into_iter().map(|id| (id, i)));
@@ -147,6 +218,37 @@ async fn settle_doubts(pki: &Pki, base: &str, log: &Mutex<Log>) -> usize {
     lost_answers
 }
 
+/// Keys the masters must receive from a (re)started KME before it is killed again.
+const KEYS_PER_EPOCH: usize = 100;
+
+/// Polls until the masters received `keys` more keys (the KME is serving load).
+async fn wait_for_keys(flight: &Flight, keys: usize) {
+    let target = flight.keys_answered.load(Ordering::SeqCst) + keys;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while flight.keys_answered.load(Ordering::SeqCst) < target {
+        assert!(Instant::now() < deadline, "no load served");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Once the KME has served `KEYS_PER_EPOCH` keys, SIGKILLs it (this PID only) at a
+/// moment a request is in flight; returns how many were.
+async fn kill_under_load(child: &mut Child, flight: &Flight) -> usize {
+    wait_for_keys(flight, KEYS_PER_EPOCH).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let n = flight.in_flight.load(Ordering::SeqCst);
+        if n > 0 {
+            flight.kills.fetch_add(1, Ordering::SeqCst);
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return n;
+        }
+        assert!(Instant::now() < deadline, "never a request in flight");
+        tokio::task::yield_now().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_mid_load_loses_and_repeats_nothing() {
     let names: Vec<String> = (0..SAES).map(name).collect();
@@ -168,6 +270,7 @@ async fn kill_9_mid_load_loses_and_repeats_nothing() {
     let mut child = spawn(&config, &stderr);
     wait_ready(&pki, &base).await;
     let log = Arc::new(Mutex::new(Log::default()));
+    let flight = Arc::new(Flight::default());
     let stop = Arc::new(AtomicBool::new(false));
     let tasks: Vec<_> = (0..SAES)
         .map(|i| {
@@ -176,34 +279,38 @@ async fn kill_9_mid_load_loses_and_repeats_nothing() {
                 i,
                 base.clone(),
                 log.clone(),
+                flight.clone(),
                 stop.clone(),
             ))
         })
         .collect();
+    let mut in_flight_at_kills = Vec::new();
     for _ in 0..2 {
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        child.kill().unwrap(); // SIGKILL, to this PID only
-        child.wait().unwrap();
+        let n = kill_under_load(&mut child, &flight).await;
+        in_flight_at_kills.push(n);
         child = spawn(&config, &stderr);
         wait_ready(&pki, &base).await;
     }
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // The restarted KME serves keys again before the load stops.
+    wait_for_keys(&flight, KEYS_PER_EPOCH).await;
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         t.await.unwrap();
     }
     for i in 0..SAES {
         let c = pki.client(Some(&name(i)));
-        dec(&c, i, &base, &log).await.unwrap();
+        dec(&c, i, &base, &log, &flight).await.unwrap();
     }
     let lost_answers = settle_doubts(&pki, &base, &log).await;
     child.kill().unwrap();
     child.wait().unwrap();
     let log = log.lock().unwrap();
+    // The hard case happened: requests were in flight at each kill, and some were cut off
+    // by it (sent before, failed after).
+    let cut_off = flight.cut_off.load(Ordering::SeqCst);
     assert!(
-        log.master_got.len() > 50,
-        "load too light: {}",
-        log.master_got.len()
+        in_flight_at_kills.iter().all(|&n| n > 0) && cut_off > 0,
+        "requests in flight at the kills: {in_flight_at_kills:?}, cut off: {cut_off}"
     );
     for (id, key) in &log.slave_got {
         assert_eq!(
@@ -223,7 +330,8 @@ async fn kill_9_mid_load_loses_and_repeats_nothing() {
     );
     assert_eq!(missing.len(), lost_answers);
     println!(
-        "{} keys; {} whose dec_keys answer died with the KME",
+        "{} keys; in flight at the kills {in_flight_at_kills:?}; {cut_off} requests cut off; \
+         {} keys whose dec_keys answer died with the KME",
         log.master_got.len(),
         missing.len()
     );
