@@ -1,9 +1,15 @@
-//! Every figure `docs/protocol.md` and the README state that a constant of the code decides
+//! Every figure `docs/protocol.md`, `docs/kme.md` and the README state that a constant of the code decides
 //! is checked against that constant, so a changed constant cannot leave a stale document
 //! (the DoS figures of protocol.md §5 once said 200 and 60/s while the code had 4000 and
 //! 1500/s).
 
 use qshield::constants::*;
+use qshield::kme::config::{
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_SOURCE, DEFAULT_PENDING_KEY_EXPIRY, DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+    MAX_PENDING_KEY_EXPIRY,
+};
+use qshield::kme::links::MAX_BLOCK_BYTES;
 use qshield::proto::wire::{
     COOKIE_REPLY_BYTES, FRAGMENT_PAYLOAD_MAX_BYTES, FRAGMENTS_MAX, INITIATION_FIXED_BYTES,
     INITIATION_PAYLOAD_MIN_BYTES, QKD_KEY_ID_MAX_BYTES, RESPONSE_BYTES, fragment_count,
@@ -261,6 +267,48 @@ fn qkd_flow_and_replay_guard_figures_match_the_constants() {
                 secs(QKD_SIMULTANEOUS_START_YIELD)
             ),
             format!("queues at most {QKD_QUEUE_PER_PEER_MAX} requests per peer"),
+        ],
+    );
+}
+
+#[test]
+fn kme_md_figures_match_the_constants() {
+    let kme = read("docs/kme.md");
+    assert_states(
+        "docs/kme.md",
+        &kme,
+        &[
+            format!("`max_connections` [{DEFAULT_MAX_CONNECTIONS}]"),
+            format!("`max_connections_per_source` [{DEFAULT_MAX_CONNECTIONS_PER_SOURCE}]"),
+            format!(
+                "`tls_handshake_timeout` [{}s]",
+                secs(DEFAULT_TLS_HANDSHAKE_TIMEOUT)
+            ),
+            format!(
+                "`header_read_timeout` [{}s]",
+                secs(DEFAULT_HEADER_READ_TIMEOUT)
+            ),
+            format!("`idle_timeout` [{}s]", secs(DEFAULT_IDLE_TIMEOUT)),
+            format!("max_connections = {DEFAULT_MAX_CONNECTIONS} "),
+            format!("max_connections_per_source = {DEFAULT_MAX_CONNECTIONS_PER_SOURCE} "),
+            format!(
+                "`pending_key_expiry` defaults to {} minutes (1 s to {} d)",
+                secs(DEFAULT_PENDING_KEY_EXPIRY) / 60,
+                secs(MAX_PENDING_KEY_EXPIRY) / 86_400
+            ),
+            format!(
+                "pending_key_expiry = \"{}m\"",
+                secs(DEFAULT_PENDING_KEY_EXPIRY) / 60
+            ),
+            format!("blocks of at most {} KiB", MAX_BLOCK_BYTES / 1024),
+            format!("`CVQKD_PULSES_WAIT`, {} s,", secs(CVQKD_PULSES_WAIT)),
+            format!(
+                "{} such blocks in a row (`CVQKD_ALARM_AFTER_ABORTS`)",
+                match CVQKD_ALARM_AFTER_ABORTS {
+                    2 => "Two",
+                    n => panic!("docs/kme.md says 'Two such blocks'; the constant is {n}"),
+                }
+            ),
         ],
     );
 }
