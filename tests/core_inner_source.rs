@@ -72,9 +72,9 @@ fn a_disallowed_inner_source_is_dropped_counted_and_does_not_move_the_endpoint()
 #[test]
 fn a_disallowed_inner_source_does_not_confirm_the_responders_session() {
     let mut sim = Sim::new(budget(64 * MIB, 120));
-    // Establish, but hold back every data datagram of A's (its confirming keepalive too).
+    // Handshake, but hold back every data datagram of A's (its confirming keepalive too).
     let captured = capture_data_from_a(&mut sim);
-    sim.establish();
+    sim.start_a_and_run();
     assert!(sim.has_current(Side::A), "the initiator has its session");
     assert!(
         !sim.has_current(Side::B),

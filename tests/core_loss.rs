@@ -85,7 +85,7 @@ fn dropping_each_handshake_fragment_in_turn_is_recovered_by_a_retry() {
                 }
                 Fate::Deliver
             }));
-            sim.establish();
+            sim.start_a_and_run();
             assert!(
                 !sim.has_current(Side::A),
                 "type {msg_type} index {index} was lost"

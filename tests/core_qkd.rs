@@ -71,7 +71,7 @@ fn every_session_and_rotation_mixes_a_fresh_qkd_key() {
 fn a_qkd_key_mismatch_is_named_and_no_session_forms() {
     let mut sim = sim(QkdPolicy::Require, QkdPolicy::Require, 120);
     sim.kme.corrupt_dec = true;
-    sim.establish();
+    sim.start_a_and_run();
     sim.run_for(Duration::from_secs(2));
     assert!(!sim.has_current(Side::A));
     let named = sim.count_events(Side::A, |e| {
@@ -94,7 +94,7 @@ fn a_qkd_key_mismatch_is_named_and_no_session_forms() {
 fn require_without_a_kme_makes_no_session_and_recovers_when_keys_return() {
     let mut sim = sim(QkdPolicy::Require, QkdPolicy::Require, 120);
     sim.kme.down = true;
-    sim.establish();
+    sim.start_a_and_run();
     sim.run_for(Duration::from_secs(3));
     assert!(
         !sim.has_current(Side::A) && !ping(&mut sim, 1),
@@ -167,7 +167,7 @@ fn mismatched_policies_are_settled_by_the_stricter_side() {
     assert!(s.status(Side::A).qkd.fallbacks >= 1);
     // A under `require` refuses the answer without its key.
     let mut s = sim(QkdPolicy::Require, QkdPolicy::Disable, 120);
-    s.establish();
+    s.start_a_and_run();
     s.run_for(Duration::from_secs(2));
     assert!(!s.has_current(Side::A));
     assert!(
@@ -181,7 +181,7 @@ fn mismatched_policies_are_settled_by_the_stricter_side() {
     );
     // B under `require` refuses an initiation without a key.
     let mut s = sim(QkdPolicy::Disable, QkdPolicy::Require, 120);
-    s.establish();
+    s.start_a_and_run();
     assert!(!s.has_current(Side::B));
     assert!(
         s.count_events(Side::B, |e| matches!(

@@ -51,4 +51,41 @@ mod tests {
         let s = Secret::new([0x41u8; 4]);
         assert_eq!(format!("{s:?} {s}"), "[redacted] [redacted]");
     }
+
+    /// Compiles only if `T` zeroizes itself when dropped.
+    fn assert_zeroize_on_drop<T: ZeroizeOnDrop>() {}
+
+    /// Compiles only if the value's type zeroizes itself when dropped (for struct fields).
+    fn assert_field_zeroizes_on_drop<T: ZeroizeOnDrop>(_: &T) {}
+
+    #[test]
+    fn secret_types_zeroize_on_drop() {
+        assert_zeroize_on_drop::<Secret<16>>();
+        assert_zeroize_on_drop::<Secret<32>>();
+        // QKD key material, the KME's stored keys
+        assert_zeroize_on_drop::<zeroize::Zeroizing<Vec<u8>>>();
+        assert_zeroize_on_drop::<crate::kme::store::Secret>();
+    }
+
+    /// Never called: type-checks that every secret field of the protocol's key types is of a
+    /// type that zeroizes on drop, so dropping the struct wipes them.
+    #[allow(dead_code)]
+    fn secret_fields_zeroize_on_drop(
+        keys: &crate::proto::handshake::SessionKeys,
+        qkd: &crate::proto::handshake::QkdKey,
+    ) {
+        assert_field_zeroizes_on_drop(&keys.send);
+        assert_field_zeroizes_on_drop(&keys.receive);
+        assert_field_zeroizes_on_drop(&qkd.material);
+    }
+
+    #[test]
+    fn zeroize_clears_the_bytes() {
+        let mut s = Secret::new([0xa5u8; 32]);
+        s.zeroize();
+        assert_eq!(s.expose(), &[0u8; 32]);
+        let mut s = Secret::<7>::from_slice(&[0xff; 7]).unwrap();
+        s.zeroize();
+        assert_eq!(s.expose(), &[0u8; 7]);
+    }
 }

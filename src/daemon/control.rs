@@ -144,3 +144,22 @@ pub fn request_status(path: &Path) -> Result<serde_json::Value, ControlError> {
     }
     Ok(value)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::FileTypeExt;
+
+    #[test]
+    fn socket_is_readable_and_writable_by_its_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run").join("qshield0.sock");
+        let socket = ControlSocket::bind(&path).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert!(meta.file_type().is_socket());
+        let mode = meta.permissions().mode() & 0o7777;
+        assert_eq!(format!("{mode:o}"), "600", "socket mode");
+        drop(socket);
+        assert!(!path.exists(), "the socket file is removed on drop");
+    }
+}

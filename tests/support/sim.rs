@@ -140,6 +140,8 @@ pub struct Sim {
     pub identities: (PublicPair, PublicPair),
     pub budget: RotationBudget,
     pub suite: CipherSuite,
+    /// Each side's cipher suite (A, B), used again by [`Sim::restart`].
+    pub suites: (CipherSuite, CipherSuite),
     pub delivered: u64,
     pub qkd_policy: (QkdPolicy, QkdPolicy),
     /// The simulated KME both sides fetch QKD keys from.
@@ -247,6 +249,9 @@ fn import(p: &PublicPair) -> StaticIdentity {
     }
 }
 
+/// How long [`Sim::establish`] waits (simulated time) for both sides to share a session.
+pub const ESTABLISH_DEADLINE: Duration = Duration::from_secs(10);
+
 const ADDR_A: &str = "198.18.0.1:51820";
 const ADDR_B: &str = "198.18.0.2:51820";
 
@@ -343,6 +348,7 @@ impl Sim {
             identities: (export(&ia), export(&ib)),
             budget,
             suite,
+            suites: (o.suite_a, o.suite_b),
             delivered: 0,
             qkd_policy: o.qkd_policy,
             kme: SimKme::default(),
@@ -375,7 +381,10 @@ impl Sim {
             peer_addr,
             peer_overlay,
             self.budget,
-            self.suite,
+            match s {
+                Side::A => self.suites.0,
+                Side::B => self.suites.1,
+            },
             99,
             unix,
             None,
@@ -672,10 +681,11 @@ impl Sim {
         self.run_until(until);
     }
 
-    /// Starts A and runs until both have a confirmed session. Under a QKD policy a starting
-    /// site with the higher static key first waits for the peer's initiation
-    /// (`QKD_SIMULTANEOUS_START_YIELD`); B, not started, sends none, so A goes after it.
-    pub fn establish(&mut self) {
+    /// Starts A and runs the start-up window, checking nothing: 50 ms, and when no session
+    /// formed in it, `QKD_SIMULTANEOUS_START_YIELD` more (under a QKD policy a starting site
+    /// with the higher static key first waits for the peer's initiation; B, not started,
+    /// sends none, so A goes after it). For tests in which the handshake is meant to fail.
+    pub fn start_a_and_run(&mut self) {
         self.a.endpoint.start(self.now);
         self.collect(Side::A);
         self.run_for(Duration::from_millis(50));
@@ -683,6 +693,61 @@ impl Sim {
             let yield_time = qshield::constants::QKD_SIMULTANEOUS_START_YIELD;
             self.run_for(yield_time + Duration::from_millis(50));
         }
+    }
+
+    /// Starts A and runs until both sides have a current session of the same handshake (see
+    /// [`Sim::sessions_disagree`]; the responder's becomes current only once confirmed by
+    /// the initiator's first packet under it), or panics after [`ESTABLISH_DEADLINE`] of
+    /// simulated time. Under a QKD policy A may first wait out
+    /// `QKD_SIMULTANEOUS_START_YIELD` (B, not started, sends no initiation).
+    pub fn establish(&mut self) {
+        self.a.endpoint.start(self.now);
+        self.collect(Side::A);
+        let deadline = self.now + ESTABLISH_DEADLINE;
+        loop {
+            if let Some(why) = self.sessions_disagree() {
+                if self.now >= deadline {
+                    panic!(
+                        "establish: no common confirmed session after {ESTABLISH_DEADLINE:?}: {why}"
+                    );
+                }
+                self.run_for(Duration::from_millis(1));
+            } else {
+                return;
+            }
+        }
+    }
+
+    /// Why A and B do not (yet) share one current session; `None` when they do: both have a
+    /// current key, one as initiator and the other as responder, with the same key sources
+    /// and QKD key_ID. Epochs are not compared: each side counts its own sessions (a
+    /// restart, or an answered forgery, makes them differ).
+    pub fn sessions_disagree(&self) -> Option<String> {
+        let (a, b) = (self.status(Side::A), self.status(Side::B));
+        let (ka, kb) = match (a.current_key, b.current_key) {
+            (Some(ka), Some(kb)) => (ka, kb),
+            (ka, kb) => {
+                return Some(format!(
+                    "A has a current key: {}, B has one: {}",
+                    ka.is_some(),
+                    kb.is_some()
+                ));
+            }
+        };
+        if ka.role == kb.role || (&ka.sources, &ka.qkd_key_id) != (&kb.sources, &kb.qkd_key_id) {
+            return Some(format!(
+                "A's key: epoch {} {:?} sources {:?} key_ID {:?}; B's: epoch {} {:?} sources {:?} key_ID {:?}",
+                ka.epoch,
+                ka.role,
+                ka.sources,
+                ka.qkd_key_id,
+                kb.epoch,
+                kb.role,
+                kb.sources,
+                kb.qkd_key_id
+            ));
+        }
+        None
     }
 
     /// [`Sim::with_options`] with identities drawn until A has the lower static key (A's
