@@ -21,8 +21,6 @@ use qshield::qkd::etsi014::{KeyContainer, messages};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -41,21 +39,6 @@ struct Counts {
     ok: AtomicUsize,
     /// 503s naming kme-m (each spent KEY_BITS of kme-a's pad towards kme-m).
     failed: AtomicUsize,
-}
-
-fn spawn(config: &Path, log: &Path) -> Child {
-    let err = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_qshield"))
-        .args(["kme", "--config"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(err)
-        .spawn()
-        .unwrap()
 }
 
 /// The status document of the KME on `port`, fetched with `as_kme`'s certificate (a link
@@ -175,7 +158,7 @@ async fn kill_9_of_the_middle_kme_during_relays() {
     let m_config = dirs[1].path().join("kme.toml");
     std::fs::write(&m_config, m_text).unwrap();
     let m_log = dirs[1].path().join("kme.log");
-    let mut m = spawn(&m_config, &m_log);
+    let mut m = spawn_kme(&m_config, &m_log);
     wait_up(&pki, ports[1]).await;
     let a = start(&a_text, dirs[0].path()).await;
     let b = start(&b_text, dirs[2].path()).await;
@@ -238,7 +221,7 @@ async fn kill_9_of_the_middle_kme_during_relays() {
             assert!(Instant::now() < deadline, "no relay failed with kme-m dead");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        m = spawn(&m_config, &m_log);
+        m = spawn_kme(&m_config, &m_log);
         wait_up(&pki, ports[1]).await;
     }
     wait_for_relays(&counts, RELAYS_PER_EPOCH).await;

@@ -14,8 +14,7 @@ use qshield::qkd::etsi014::KeyContainer;
 use reqwest::StatusCode;
 use serde_json::json;
 use std::collections::HashMap;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -76,21 +75,6 @@ impl Drop for InFlight<'_> {
 
 fn name(i: usize) -> String {
     format!("sae-{i}")
-}
-
-fn spawn(config: &Path, log: &Path) -> Child {
-    let err = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_qshield"))
-        .args(["kme", "--config"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(err)
-        .spawn()
-        .unwrap()
 }
 
 async fn wait_ready(pki: &Pki, base: &str) {
@@ -267,7 +251,7 @@ async fn kill_9_mid_load_loses_and_repeats_nothing() {
     std::fs::write(&config, config_text(&pki, &dir.path().join("db"), &spec)).unwrap();
     let stderr = dir.path().join("kme.log");
     let base = format!("https://127.0.0.1:{}/api/v1/keys", spec.port);
-    let mut child = spawn(&config, &stderr);
+    let mut child = spawn_kme(&config, &stderr);
     wait_ready(&pki, &base).await;
     let log = Arc::new(Mutex::new(Log::default()));
     let flight = Arc::new(Flight::default());
@@ -288,7 +272,7 @@ async fn kill_9_mid_load_loses_and_repeats_nothing() {
     for _ in 0..2 {
         let n = kill_under_load(&mut child, &flight).await;
         in_flight_at_kills.push(n);
-        child = spawn(&config, &stderr);
+        child = spawn_kme(&config, &stderr);
         wait_ready(&pki, &base).await;
     }
     // The restarted KME serves keys again before the load stops.

@@ -136,6 +136,23 @@ pub fn private_tempdir() -> tempfile::TempDir {
         .unwrap()
 }
 
+/// `qshield kme --config CONFIG` as a child process (the real binary, so a test can kill -9
+/// it), its log appended to `log`.
+pub fn spawn_kme(config: &Path, log: &Path) -> std::process::Child {
+    let err = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_qshield"))
+        .args(["kme", "--config"])
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(err)
+        .spawn()
+        .unwrap()
+}
+
 /// A free TCP port on 127.0.0.1 (bound, then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
