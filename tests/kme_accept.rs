@@ -9,12 +9,12 @@ mod kme_support;
 use kme_support::*;
 use qshield::qkd::etsi014::KeyContainer;
 use reqwest::StatusCode;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
 /// The descriptor limit the KME runs under.
 const NOFILE_LIMIT: u32 = 256;
@@ -62,22 +62,6 @@ fn clock_ticks_per_second() -> f64 {
         .trim()
         .parse()
         .unwrap()
-}
-
-async fn wait_ready(pki: &Pki, base: &str) {
-    let c = pki.client(Some("sae-0"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while c.get(format!("{base}/sae-1/status")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "KME did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// A TCP connection to `to` from `from` (any port) that never sends.
-async fn connect_from(from: IpAddr, to: SocketAddr) -> TcpStream {
-    let s = TcpSocket::new_v4().unwrap();
-    s.bind(SocketAddr::new(from, 0)).unwrap();
-    s.connect(to).await.unwrap()
 }
 
 /// enc_keys for sae-0 → sae-1, then dec_keys for sae-1: the same key.

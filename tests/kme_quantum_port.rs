@@ -16,8 +16,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::io::AsyncWriteExt;
 
 const BLOCK: u64 = 1 << 14;
 
@@ -62,26 +61,6 @@ async fn follower() -> Follower {
     }
 }
 
-/// A connection to `to` from `from` (an address of the loopback net).
-async fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
-    let s = TcpSocket::new_v4().unwrap();
-    s.bind(format!("{from}:0").parse().unwrap()).unwrap();
-    s.connect(to).await.unwrap()
-}
-
-/// Whether the far end closes `tcp` within `within` (end of stream or reset).
-async fn closed_by_server(tcp: &mut TcpStream, within: Duration) -> bool {
-    let mut buf = [0u8; 64];
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        match tokio::time::timeout_at(deadline, tcp.read(&mut buf)).await {
-            Err(_) => return false,
-            Ok(Ok(0)) | Ok(Err(_)) => return true,
-            Ok(Ok(_)) => {}
-        }
-    }
-}
-
 /// A block of `BLOCK` pulses, every quadrature `value`.
 fn block(id: u64, value: f64) -> QuantumBlock {
     QuantumBlock {
@@ -93,12 +72,14 @@ fn block(id: u64, value: f64) -> QuantumBlock {
 
 /// Sends one frame from 127.0.0.1 and waits until the follower has closed the connection.
 async fn send_frame(f: &Follower, b: &QuantumBlock) {
-    let mut tcp = connect_from("127.0.0.1", f.quantum).await;
+    let mut tcp = connect_from([127, 0, 0, 1].into(), f.quantum).await;
     // A refused connection may be reset while the frame is written.
     let _ = quantum_channel::send(&mut tcp, b).await;
     let _ = tcp.shutdown().await;
     assert!(
-        closed_by_server(&mut tcp, Duration::from_secs(20)).await,
+        closed_within(&mut tcp, Duration::from_secs(20))
+            .await
+            .is_some(),
         "the follower never closed the connection of block {}",
         b.block_id
     );
@@ -130,9 +111,11 @@ async fn start_block(f: &Follower, block_id: u64) -> (StatusCode, Option<LinkRep
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_connection_from_another_address_is_refused() {
     let f = follower().await;
-    let mut stranger = connect_from("127.0.0.2", f.quantum).await;
+    let mut stranger = connect_from([127, 0, 0, 2].into(), f.quantum).await;
     assert!(
-        closed_by_server(&mut stranger, Duration::from_secs(5)).await,
+        closed_within(&mut stranger, Duration::from_secs(5))
+            .await
+            .is_some(),
         "a connection from 127.0.0.2 (not the leader's address) was kept open"
     );
     // The leader's address still gets through.
@@ -152,14 +135,16 @@ async fn a_connection_from_another_address_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_second_concurrent_connection_is_refused() {
     let f = follower().await;
-    let mut first = connect_from("127.0.0.1", f.quantum).await;
+    let mut first = connect_from([127, 0, 0, 1].into(), f.quantum).await;
     first
         .write_all(&quantum_channel::FRAME_MAGIC)
         .await
         .unwrap();
-    let mut second = connect_from("127.0.0.1", f.quantum).await;
+    let mut second = connect_from([127, 0, 0, 1].into(), f.quantum).await;
     assert!(
-        closed_by_server(&mut second, Duration::from_secs(3)).await,
+        closed_within(&mut second, Duration::from_secs(3))
+            .await
+            .is_some(),
         "a second connection was taken while the first was being received"
     );
     let c = f.kme.status().await.links[0].cvqkd.clone().unwrap();
@@ -171,13 +156,15 @@ async fn a_second_concurrent_connection_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_slow_sender_is_cut_off_and_the_port_serves_again() {
     let f = follower().await;
-    let mut slow = connect_from("127.0.0.1", f.quantum).await;
+    let mut slow = connect_from([127, 0, 0, 1].into(), f.quantum).await;
     let frame = quantum_channel::encode(&block(9, 1.0));
     slow.write_all(&frame[..100]).await.unwrap();
     let deadline = quantum_channel::frame_deadline(BLOCK);
     let t0 = Instant::now();
     assert!(
-        closed_by_server(&mut slow, deadline + Duration::from_secs(5)).await,
+        closed_within(&mut slow, deadline + Duration::from_secs(5))
+            .await
+            .is_some(),
         "a sender stalled mid-frame was never cut off"
     );
     assert!(

@@ -77,15 +77,6 @@ fn name(i: usize) -> String {
     format!("sae-{i}")
 }
 
-async fn wait_ready(pki: &Pki, base: &str) {
-    let c = pki.client(Some("sae-0"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while c.get(format!("{base}/sae-1/status")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "KME did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn client(
     pki: Arc<Pki>,
     i: usize,

@@ -153,6 +153,23 @@ pub fn spawn_kme(config: &Path, log: &Path) -> std::process::Child {
         .unwrap()
 }
 
+/// Waits (up to 20 s) until the KME at `base` answers sae-0's status request for sae-1.
+pub async fn wait_ready(pki: &Pki, base: &str) {
+    let c = pki.client(Some("sae-0"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while c.get(format!("{base}/sae-1/status")).send().await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "KME did not come up");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A TCP connection to `to` from `from` (an address of the loopback net, any port).
+pub async fn connect_from(from: std::net::IpAddr, to: SocketAddr) -> tokio::net::TcpStream {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind(SocketAddr::new(from, 0)).unwrap();
+    s.connect(to).await.unwrap()
+}
+
 /// A free TCP port on 127.0.0.1 (bound, then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
