@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/bench.sh - qshield against plain veth and boringtun, side by side in one run.
 #
-# Runs ../shared/bench/peer-bench.sh (override with PEER_BENCH=path) with the contenders
+# Runs scripts/peer-bench.sh (the side-by-side harness; override with PEER_BENCH=path) with the contenders
 # "veth boringtun project", ROUNDS interleaved rounds (default 3), single-stream iperf3 TCP
 # (MODES=fwd by default; add rev/udp with MODES="fwd rev udp"). Prints the harness's table,
 # each daemon's peak RSS and the idle ping RTT through the tunnel next to plain veth
@@ -22,7 +22,7 @@ ROOT=$PWD
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 [[ $(id -u) -eq 0 ]] || { log "must run as root (namespaces, TUN)"; exit 1; }
 
-PEER_BENCH=${PEER_BENCH:-$ROOT/../shared/bench/peer-bench.sh}
+PEER_BENCH=${PEER_BENCH:-$ROOT/scripts/peer-bench.sh}
 [[ -f $PEER_BENCH ]] || { log "peer-bench.sh not found at $PEER_BENCH (set PEER_BENCH=path)"; exit 1; }
 
 bash scripts/install-deps.sh --bench
