@@ -1,7 +1,6 @@
 //! ETSI GS QKD 014 V1.1.1 data formats (§6, Tables 9–13), exactly as the spec spells them,
 //! shared by the KME server (`crate::kme`) and the SAE client. Field names follow the spec
 //! (`key_ID`, `source_KME_ID`, …); optional fields are omitted when absent.
-//! See research/qkd-kms.md §1 for the spec text these mirror.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
