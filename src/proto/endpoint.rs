@@ -10,7 +10,8 @@ use super::cookie::{CookieChecker, RateLimiter};
 use super::events::{EndpointStatus, Event, InitiationReason, InterfaceDrops, Transmit};
 use super::fragment::Reassembler;
 use super::inner;
-use super::peer::{Peer, PeerSettings, Slot};
+use super::peer::{Peer, PeerSettings, Peers, Slot};
+use super::peer_id::PeerId;
 use super::session::{KeyUse, OpenError, RotationBudget, Session};
 use super::time::Instant;
 use super::wire::{DataHeader, TYPE_COOKIE_REPLY, TYPE_DATA, TYPE_INITIATION, TYPE_RESPONSE};
@@ -50,9 +51,9 @@ pub struct Endpoint {
     pub(crate) public: PublicIdentity,
     pub(crate) suite: CipherSuite,
     pub(crate) budget: RotationBudget,
-    pub(crate) peers: Vec<Peer>,
-    pub(crate) by_static: HashMap<DhPublic, usize>,
-    pub(crate) indices: HashMap<u32, usize>,
+    pub(crate) peers: Peers,
+    pub(crate) by_static: HashMap<DhPublic, PeerId>,
+    pub(crate) indices: HashMap<u32, PeerId>,
     pub(crate) reassembler: Reassembler,
     pub(crate) cookies: CookieChecker,
     pub(crate) limiter: RateLimiter,
@@ -76,7 +77,7 @@ impl Endpoint {
             .peers
             .iter()
             .enumerate()
-            .map(|(i, p)| (p.public.dh, i))
+            .map(|(i, p)| (p.public.dh, PeerId::from_index(i)))
             .collect();
         Self {
             cookies: CookieChecker::new(&public.dh),
@@ -84,7 +85,7 @@ impl Endpoint {
             public,
             suite: settings.suite,
             budget: settings.budget,
-            peers: settings.peers.into_iter().map(Peer::new).collect(),
+            peers: Peers::new(settings.peers),
             by_static,
             indices: HashMap::new(),
             reassembler: Reassembler::default(),
@@ -104,7 +105,7 @@ impl Endpoint {
 
     /// Starts a handshake with every peer that has an endpoint.
     pub fn start(&mut self, now: Instant) {
-        for p in 0..self.peers.len() {
+        for p in self.peers.ids() {
             self.initiate(now, p, InitiationReason::Startup);
         }
     }
@@ -129,12 +130,18 @@ impl Endpoint {
         self.reassembler.in_progress()
     }
 
+    /// The name of peer `peer` (as configured), or `None` for an ID this endpoint does
+    /// not have.
+    pub fn peer_name(&self, peer: PeerId) -> Option<&str> {
+        self.peers.get(peer).map(|p| p.settings.name.as_str())
+    }
+
     /// A status snapshot.
     pub fn status(&self, now: Instant) -> EndpointStatus {
         EndpointStatus {
             peers: self
                 .peers
-                .iter()
+                .values()
                 .map(|p| p.status(now, &self.budget, self.suite.name(), self.qkd_policy))
                 .collect(),
             drops: self.drops,
@@ -188,18 +195,17 @@ impl Endpoint {
     }
 
     /// The peer whose allowed IPs hold `dst` (longest prefix wins).
-    fn route(&self, dst: IpAddr) -> Option<usize> {
+    fn route(&self, dst: IpAddr) -> Option<PeerId> {
         let table = self
             .peers
             .iter()
-            .enumerate()
-            .flat_map(|(i, p)| p.settings.allowed_ips.iter().map(move |c| (c, i)));
+            .flat_map(|(id, p)| p.settings.allowed_ips.iter().map(move |c| (c, id)));
         longest_match(table, dst)
     }
 
     /// True when the current session may seal now; starts a rekey or a handshake as the
     /// budgets demand, and drops an exhausted key.
-    pub(crate) fn ensure_sendable(&mut self, now: Instant, p: usize) -> bool {
+    pub(crate) fn ensure_sendable(&mut self, now: Instant, p: PeerId) -> bool {
         let peer = &self.peers[p];
         let usable = match peer.current.as_ref().map(|s| s.send_use(now, &self.budget)) {
             Some(KeyUse::Fresh) => return peer.endpoint.is_some(),
@@ -219,7 +225,7 @@ impl Endpoint {
         usable && self.peers[p].endpoint.is_some()
     }
 
-    fn stage(&mut self, p: usize, packet: &[u8]) {
+    fn stage(&mut self, p: PeerId, packet: &[u8]) {
         let peer = &mut self.peers[p];
         if peer.staged.len() >= STAGED_PACKETS_MAX {
             peer.drops.no_session += 1;
@@ -229,7 +235,7 @@ impl Endpoint {
     }
 
     /// Sends what was staged for `p`, once a session can carry it. Returns packets sent.
-    pub(crate) fn flush_staged(&mut self, now: Instant, p: usize) -> usize {
+    pub(crate) fn flush_staged(&mut self, now: Instant, p: PeerId) -> usize {
         let mut sent = 0;
         while let Some(packet) = self.peers[p].staged.pop_front() {
             if !self.ensure_sendable(now, p) {
@@ -243,7 +249,7 @@ impl Endpoint {
     }
 
     /// Seals one inner packet (or a keepalive when empty) into a new datagram.
-    pub(crate) fn send_single(&mut self, now: Instant, p: usize, packet: &[u8]) {
+    pub(crate) fn send_single(&mut self, now: Instant, p: PeerId, packet: &[u8]) {
         let peer = &mut self.peers[p];
         let (Some(to), Some(session)) = (peer.endpoint, peer.current.as_mut()) else {
             return;
@@ -257,10 +263,10 @@ impl Endpoint {
         self.transmits.push_back(Transmit { to, payload: buf });
     }
 
-    pub(crate) fn expire_current(&mut self, p: usize, reason: super::session::ExpiryReason) {
+    pub(crate) fn expire_current(&mut self, p: PeerId, reason: super::session::ExpiryReason) {
         if let Some(s) = self.peers[p].current.take() {
             self.indices.remove(&s.local_index);
-            let peer = self.peers[p].settings.name.clone();
+            let peer = p;
             self.events.push_back(Event::SessionExpired {
                 peer,
                 epoch: s.epoch,
@@ -359,7 +365,7 @@ impl Endpoint {
 
     /// The inner packet's true length if it is IP from an allowed source; `Some(0)` for a
     /// keepalive; `None` (counted) otherwise.
-    fn check_inner(&mut self, p: usize, padded: &[u8]) -> Option<usize> {
+    fn check_inner(&mut self, p: PeerId, padded: &[u8]) -> Option<usize> {
         if padded.is_empty() {
             return Some(0);
         }
@@ -376,7 +382,7 @@ impl Endpoint {
     fn after_authenticated(
         &mut self,
         now: Instant,
-        p: usize,
+        p: PeerId,
         slot: Slot,
         from: SocketAddr,
         inner_len: usize,
@@ -387,7 +393,7 @@ impl Endpoint {
         let peer = &mut self.peers[p];
         if peer.endpoint != Some(from) && slot != Slot::Previous {
             peer.endpoint = Some(from);
-            let name = peer.settings.name.clone();
+            let name = p;
             self.events.push_back(Event::EndpointChanged {
                 peer: name,
                 to: from,
@@ -401,7 +407,7 @@ impl Endpoint {
         }
     }
 
-    fn confirm_next(&mut self, now: Instant, p: usize) {
+    fn confirm_next(&mut self, now: Instant, p: PeerId) {
         let confirmed = self.peers[p].next.as_ref().map(|s| s.local_index);
         if let Some(freed) = self.peers[p].promote_next() {
             self.indices.remove(&freed);
@@ -411,10 +417,8 @@ impl Endpoint {
         }
         let peer = &self.peers[p];
         let epoch = peer.current.as_ref().map_or(0, |s| s.epoch);
-        self.events.push_back(Event::SessionConfirmed {
-            peer: peer.settings.name.clone(),
-            epoch,
-        });
+        self.events
+            .push_back(Event::SessionConfirmed { peer: p, epoch });
         self.flush_staged(now, p);
     }
 
@@ -422,7 +426,7 @@ impl Endpoint {
 
     /// Runs every timer that is due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        for p in 0..self.peers.len() {
+        for p in self.peers.ids() {
             self.expire_sessions(now, p);
             self.qkd_timers(now, p);
             self.retry_handshake(now, p);
@@ -433,7 +437,8 @@ impl Endpoint {
 
     /// The earliest instant at which [`Endpoint::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        (0..self.peers.len())
+        self.peers
+            .ids()
             .flat_map(|p| [self.peer_deadline(&self.peers[p]), self.qkd_deadline(p)])
             .flatten()
             .min()
@@ -464,7 +469,7 @@ impl Endpoint {
             .min()
     }
 
-    fn expire_sessions(&mut self, now: Instant, p: usize) {
+    fn expire_sessions(&mut self, now: Instant, p: PeerId) {
         let reject_after = self.budget.reject_after;
         let peer = &mut self.peers[p];
         let mut freed = Vec::new();
@@ -485,7 +490,7 @@ impl Endpoint {
         }
     }
 
-    fn rekey_if_due(&mut self, now: Instant, p: usize) {
+    fn rekey_if_due(&mut self, now: Instant, p: PeerId) {
         let peer = &mut self.peers[p];
         if peer.dead_peer_due.is_some_and(|t| now >= t) {
             peer.dead_peer_due = None;
@@ -501,7 +506,7 @@ impl Endpoint {
         }
     }
 
-    fn keepalive_if_due(&mut self, now: Instant, p: usize) {
+    fn keepalive_if_due(&mut self, now: Instant, p: PeerId) {
         let peer = &self.peers[p];
         let passive = peer.keepalive_due.is_some_and(|t| now >= t);
         let persistent = peer
@@ -517,7 +522,7 @@ impl Endpoint {
     }
 
     /// Allocates a fresh session index for peer `p`.
-    pub(crate) fn new_index(&mut self, p: usize) -> u32 {
+    pub(crate) fn new_index(&mut self, p: PeerId) -> u32 {
         loop {
             let i = self.rng.next_u32();
             if let Entry::Vacant(e) = self.indices.entry(i) {
@@ -542,7 +547,7 @@ impl Endpoint {
     /// Builds a session from handshake keys with the peer's next epoch.
     pub(crate) fn new_session(
         &mut self,
-        p: usize,
+        p: PeerId,
         keys: &super::handshake::SessionKeys,
         now: Instant,
     ) -> Session {

@@ -2,6 +2,7 @@
 //! status snapshot behind `qshield status`.
 
 use super::handshake::HandshakeError;
+use super::peer_id::PeerId;
 use super::session::{ExpiryReason, RekeyReason};
 use serde::Serialize;
 use std::net::SocketAddr;
@@ -44,16 +45,16 @@ pub enum InitiationReason {
 pub enum Event {
     /// We sent an initiation.
     HandshakeStarted {
-        /// Peer name.
-        peer: String,
+        /// The peer.
+        peer: PeerId,
         /// Why.
         reason: InitiationReason,
     },
     /// A new session exists. The initiator uses it at once; the responder after the first
     /// packet under it ([`Event::SessionConfirmed`]).
     SessionEstablished {
-        /// Peer name.
-        peer: String,
+        /// The peer.
+        peer: PeerId,
         /// Session sequence number.
         epoch: u64,
         /// Our role.
@@ -65,15 +66,15 @@ pub enum Event {
     },
     /// The responder saw the first packet under its new session and switched to it.
     SessionConfirmed {
-        /// Peer name.
-        peer: String,
+        /// The peer.
+        peer: PeerId,
         /// Session sequence number.
         epoch: u64,
     },
     /// A handshake message was refused.
     HandshakeRejected {
-        /// Peer name when known.
-        peer: Option<String>,
+        /// The peer, when known.
+        peer: Option<PeerId>,
         /// Underlay source.
         from: SocketAddr,
         /// Why.
@@ -81,8 +82,8 @@ pub enum Event {
     },
     /// An initiation was dropped by policy (replay, rate, collision).
     InitiationIgnored {
-        /// Peer name.
-        peer: String,
+        /// The peer.
+        peer: PeerId,
         /// Why.
         why: &'static str,
     },
@@ -93,15 +94,15 @@ pub enum Event {
     },
     /// We gave up a handshake after retrying for the attempt time.
     HandshakeTimedOut {
-        /// Peer name.
-        peer: String,
+        /// The peer.
+        peer: PeerId,
         /// Initiations sent.
         attempts: u32,
     },
     /// A key passed a hard budget and was dropped.
     SessionExpired {
-        /// Peer name.
-        peer: String,
+        /// The peer.
+        peer: PeerId,
         /// Session sequence number.
         epoch: u64,
         /// Which budget.
@@ -109,23 +110,23 @@ pub enum Event {
     },
     /// The peer's underlay address changed (roaming), learned from an authenticated packet.
     EndpointChanged {
-        /// Peer name.
-        peer: String,
+        /// The peer.
+        peer: PeerId,
         /// New address.
         to: SocketAddr,
     },
     /// Policy `require`: no QKD key, so no new session (the current key, if any, carries
     /// traffic until its hard limit); the request is retried.
     QkdUnavailable {
-        /// Peer name.
-        peer: String,
+        /// The peer.
+        peer: PeerId,
         /// What the KME (or the wait for it) said.
         error: String,
     },
     /// Policy `allow`: a session without a QKD key, on the hybrid handshake alone.
     QkdFallback {
-        /// Peer name.
-        peer: String,
+        /// The peer.
+        peer: PeerId,
         /// Why there was no QKD key.
         reason: String,
     },
@@ -134,6 +135,25 @@ pub enum Event {
         /// Underlay destination.
         to: SocketAddr,
     },
+}
+
+impl Event {
+    /// The peer the event is about, if it is about one.
+    pub fn peer(&self) -> Option<PeerId> {
+        match self {
+            Self::HandshakeStarted { peer, .. }
+            | Self::SessionEstablished { peer, .. }
+            | Self::SessionConfirmed { peer, .. }
+            | Self::InitiationIgnored { peer, .. }
+            | Self::HandshakeTimedOut { peer, .. }
+            | Self::SessionExpired { peer, .. }
+            | Self::EndpointChanged { peer, .. }
+            | Self::QkdUnavailable { peer, .. }
+            | Self::QkdFallback { peer, .. } => Some(*peer),
+            Self::HandshakeRejected { peer, .. } => *peer,
+            Self::BadMac1 { .. } | Self::CookieSent { .. } => None,
+        }
+    }
 }
 
 /// Drops counted for one peer.

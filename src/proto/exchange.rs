@@ -11,6 +11,7 @@ use super::handshake::{
     response_receiver_index,
 };
 use super::peer::{CachedResponse, PendingHandshake};
+use super::peer_id::PeerId;
 use super::qkd_flow::QkdPolicy;
 use super::time::Instant;
 use super::wire::{
@@ -27,7 +28,7 @@ use std::time::Duration;
 impl Endpoint {
     /// Starts a handshake with peer `p` unless one is in flight or its endpoint is unknown.
     /// With a QKD policy, the QKD key is asked for first (the initiation waits for it).
-    pub(crate) fn initiate(&mut self, now: Instant, p: usize, reason: InitiationReason) {
+    pub(crate) fn initiate(&mut self, now: Instant, p: PeerId, reason: InitiationReason) {
         if self.peers[p].pending.is_some() || self.peers[p].endpoint.is_none() {
             return;
         }
@@ -45,7 +46,7 @@ impl Endpoint {
     pub(crate) fn send_initiation(
         &mut self,
         now: Instant,
-        p: usize,
+        p: PeerId,
         reason: InitiationReason,
         qkd: Option<QkdKey>,
     ) {
@@ -89,7 +90,7 @@ impl Endpoint {
         };
         self.peers[p].pending = Some(pending);
         self.send_pending(now, p);
-        let peer = self.peers[p].settings.name.clone();
+        let peer = p;
         self.events
             .push_back(Event::HandshakeStarted { peer, reason });
     }
@@ -106,7 +107,7 @@ impl Endpoint {
     }
 
     /// (Re)sends our pending initiation's fragments, with mac2 when we hold a fresh cookie.
-    fn send_pending(&mut self, now: Instant, p: usize) {
+    fn send_pending(&mut self, now: Instant, p: PeerId) {
         let peer = &mut self.peers[p];
         let (Some(to), Some(pending)) = (peer.endpoint, peer.pending.as_mut()) else {
             return;
@@ -130,7 +131,7 @@ impl Endpoint {
     }
 
     /// Retransmits or abandons our pending initiation when its timer fires.
-    pub(crate) fn retry_handshake(&mut self, now: Instant, p: usize) {
+    pub(crate) fn retry_handshake(&mut self, now: Instant, p: PeerId) {
         let Some(pending) = self.peers[p].pending.as_ref() else {
             return;
         };
@@ -149,7 +150,7 @@ impl Endpoint {
         self.send_pending(now, p);
     }
 
-    fn give_up(&mut self, p: usize) {
+    fn give_up(&mut self, p: PeerId) {
         let peer = &mut self.peers[p];
         let Some(pending) = peer.pending.take() else {
             return;
@@ -157,7 +158,7 @@ impl Endpoint {
         self.indices.remove(&pending.state.sender_index);
         peer.drops.no_session += peer.staged.len() as u64;
         peer.staged.clear();
-        let name = peer.settings.name.clone();
+        let name = p;
         self.events.push_back(Event::HandshakeTimedOut {
             peer: name,
             attempts: pending.attempts,
@@ -169,7 +170,7 @@ impl Endpoint {
     pub(crate) fn reject(
         &mut self,
         now: Instant,
-        p: Option<usize>,
+        p: Option<PeerId>,
         from: SocketAddr,
         error: HandshakeError,
     ) {
@@ -181,7 +182,7 @@ impl Endpoint {
             return;
         }
         self.last_rejected_event = Some(now);
-        let peer = p.map(|p| self.peers[p].settings.name.clone());
+        let peer = p;
         self.events
             .push_back(Event::HandshakeRejected { peer, from, error });
     }
@@ -270,7 +271,7 @@ impl Endpoint {
         from: SocketAddr,
         digest: &[u8; 32],
     ) -> bool {
-        let Some(p) = self.peers.iter().position(|peer| {
+        let Some(p) = self.peers.position(|peer| {
             peer.cached_response
                 .as_ref()
                 .is_some_and(|c| &c.initiation_digest == digest)
@@ -291,12 +292,12 @@ impl Endpoint {
         &mut self,
         now: Instant,
         from: SocketAddr,
-        received: ReceivedInitiation<usize>,
+        received: ReceivedInitiation<PeerId>,
         digest: [u8; 32],
     ) {
         let p = received.peer;
         if let Some(why) = self.initiation_refusal(now, p, received.payload.timestamp_unix_ns) {
-            let peer = self.peers[p].settings.name.clone();
+            let peer = p;
             self.events
                 .push_back(Event::InitiationIgnored { peer, why });
             return;
@@ -313,7 +314,7 @@ impl Endpoint {
     /// index `index`): it holds both its static keys. Now the initiation's timestamp becomes
     /// the replay guard, our own pending handshake (if any) is superseded, and the peer may
     /// cause `dec_keys` calls again.
-    pub(crate) fn initiator_confirmed(&mut self, now: Instant, p: usize, index: u32) {
+    pub(crate) fn initiator_confirmed(&mut self, now: Instant, p: PeerId, index: u32) {
         let peer = &mut self.peers[p];
         if let Some((_, ts)) = peer.next_initiation.take_if(|(i, _)| *i == index) {
             let newest = peer.last_initiation.map_or(ts, |(last, _)| last.max(ts));
@@ -333,7 +334,7 @@ impl Endpoint {
         &mut self,
         now: Instant,
         from: SocketAddr,
-        received: ReceivedInitiation<usize>,
+        received: ReceivedInitiation<PeerId>,
         digest: [u8; 32],
         qkd: Option<&QkdKey>,
     ) {
@@ -365,7 +366,7 @@ impl Endpoint {
     }
 
     /// Why an authenticated initiation from `p` must be ignored, if it must.
-    fn initiation_refusal(&self, now: Instant, p: usize, timestamp: u64) -> Option<&'static str> {
+    fn initiation_refusal(&self, now: Instant, p: PeerId, timestamp: u64) -> Option<&'static str> {
         let peer = &self.peers[p];
         let ahead_max = INITIATION_TIMESTAMP_AHEAD_MAX.as_nanos() as u64;
         if timestamp > self.unix_ns(now).saturating_add(ahead_max) {
@@ -399,7 +400,7 @@ impl Endpoint {
     fn send_response(
         &mut self,
         now: Instant,
-        p: usize,
+        p: PeerId,
         to: SocketAddr,
         sender_index: u32,
         response: &[u8],
@@ -449,7 +450,7 @@ impl Endpoint {
         &mut self,
         now: Instant,
         from: SocketAddr,
-        p: usize,
+        p: PeerId,
         keys: &super::handshake::SessionKeys,
     ) {
         let pending = self.peers[p].pending.take().expect("checked by the caller");
@@ -470,10 +471,10 @@ impl Endpoint {
         }
     }
 
-    fn established(&mut self, p: usize, role: Role, qkd: bool, round_trip: Option<Duration>) {
+    fn established(&mut self, p: PeerId, role: Role, qkd: bool, round_trip: Option<Duration>) {
         let peer = &self.peers[p];
         self.events.push_back(Event::SessionEstablished {
-            peer: peer.settings.name.clone(),
+            peer: p,
             epoch: peer.epoch,
             role,
             qkd,

@@ -14,11 +14,14 @@ pub mod fragment;
 pub mod handshake;
 pub mod inner;
 pub mod peer;
+pub mod peer_id;
 pub mod qkd_flow;
 pub mod replay;
 pub mod session;
 pub mod time;
 pub mod wire;
+
+pub use peer_id::PeerId;
 
 #[cfg(test)]
 mod tests;

@@ -4,12 +4,14 @@
 
 use super::events::{KeyStatus, PeerDrops, PeerStatus, QkdStatus, Role};
 use super::handshake::InitiatorState;
+use super::peer_id::PeerId;
 use super::session::{RotationBudget, Session};
 use super::time::Instant;
 use crate::cidr::IpCidr;
 use crate::crypto::PublicIdentity;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::ops::{Index, IndexMut};
 use std::time::Duration;
 
 /// What the core needs to know about a configured peer.
@@ -261,6 +263,64 @@ impl Peer {
                     .map(|t| t.saturating_since(now).as_secs_f64()),
             },
         }
+    }
+}
+
+/// Every peer of an endpoint, in config order, indexed by [`PeerId`].
+pub(crate) struct Peers(Vec<Peer>);
+
+impl Peers {
+    pub fn new(settings: Vec<PeerSettings>) -> Self {
+        Self(settings.into_iter().map(Peer::new).collect())
+    }
+
+    /// Every peer's ID, in config order.
+    pub fn ids(&self) -> impl Iterator<Item = PeerId> + use<> {
+        (0..self.0.len()).map(PeerId::from_index)
+    }
+
+    pub fn get(&self, id: PeerId) -> Option<&Peer> {
+        self.0.get(id.index())
+    }
+
+    /// Every peer with its ID.
+    pub fn iter(&self) -> impl Iterator<Item = (PeerId, &Peer)> {
+        self.0
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (PeerId::from_index(i), p))
+    }
+
+    /// Every peer with its ID, mutably.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (PeerId, &mut Peer)> {
+        self.0
+            .iter_mut()
+            .enumerate()
+            .map(|(i, p)| (PeerId::from_index(i), p))
+    }
+
+    /// Every peer, in config order.
+    pub fn values(&self) -> impl Iterator<Item = &Peer> {
+        self.0.iter()
+    }
+
+    /// The first peer for which `matches` holds.
+    pub fn position(&self, matches: impl FnMut(&Peer) -> bool) -> Option<PeerId> {
+        self.0.iter().position(matches).map(PeerId::from_index)
+    }
+}
+
+impl Index<PeerId> for Peers {
+    type Output = Peer;
+
+    fn index(&self, id: PeerId) -> &Peer {
+        &self.0[id.index()]
+    }
+}
+
+impl IndexMut<PeerId> for Peers {
+    fn index_mut(&mut self, id: PeerId) -> &mut Peer {
+        &mut self.0[id.index()]
     }
 }
 

@@ -12,6 +12,7 @@
 use super::endpoint::Endpoint;
 use super::events::{Event, InitiationReason};
 use super::handshake::{HandshakeError, QkdKey, ReceivedInitiation, SessionKeys};
+use super::peer_id::PeerId;
 use super::time::Instant;
 use crate::constants::{
     QKD_REQUEST_TIMEOUT, QKD_RETRY_INITIAL, QKD_RETRY_MAX, QKD_SIMULTANEOUS_START_YIELD,
@@ -48,8 +49,8 @@ impl QkdPolicy {
 pub struct QkdRequest {
     /// Answer with this ID in [`Endpoint::handle_qkd_key`].
     pub id: u64,
-    /// The peer (index in config order) the key is shared with.
-    pub peer: usize,
+    /// The peer the key is shared with.
+    pub peer: PeerId,
     /// `None`: a new key (`enc_keys`, we are the master SAE); `Some`: the key with this ID
     /// (`dec_keys`, the peer is the master SAE).
     pub key_id: Option<String>,
@@ -64,7 +65,7 @@ pub(crate) enum QkdWait {
     Initiation { reason: InitiationReason },
     /// The key named by the peer's initiation, to answer it.
     Response {
-        received: Box<ReceivedInitiation<usize>>,
+        received: Box<ReceivedInitiation<PeerId>>,
         from: SocketAddr,
         digest: [u8; 32],
     },
@@ -132,7 +133,7 @@ impl Endpoint {
     /// True while a handshake still waits for the answer to request `id`: a runtime asks
     /// before it calls the KME, so no key is fetched for a handshake that has moved on.
     pub fn qkd_request_wanted(&self, id: u64) -> bool {
-        self.peers.iter().any(|peer| {
+        self.peers.values().any(|peer| {
             [&peer.qkd_pending, &peer.qkd_answering]
                 .into_iter()
                 .any(|q| q.as_ref().is_some_and(|q| q.id == id))
@@ -141,7 +142,7 @@ impl Endpoint {
 
     /// The KME's answer to request `id`: a key, or why there is none.
     pub fn handle_qkd_key(&mut self, now: Instant, id: u64, result: Result<QkdKey, String>) {
-        let found = self.peers.iter_mut().enumerate().find_map(|(p, peer)| {
+        let found = self.peers.iter_mut().find_map(|(p, peer)| {
             [&mut peer.qkd_pending, &mut peer.qkd_answering]
                 .into_iter()
                 .find_map(|q| q.take_if(|q| q.id == id))
@@ -164,7 +165,6 @@ impl Endpoint {
     fn late_qkd_key(&mut self, now: Instant, id: u64, result: Result<QkdKey, String>) {
         if let Some(p) = self
             .peers
-            .iter()
             .position(|peer| peer.qkd.cancelled_enc_keys == Some(id))
         {
             self.peers[p].qkd.cancelled_enc_keys = None;
@@ -182,7 +182,7 @@ impl Endpoint {
             }
             return;
         }
-        let Some(p) = self.peers.iter().position(|peer| {
+        let Some(p) = self.peers.position(|peer| {
             peer.qkd
                 .abandoned_dec_keys
                 .as_ref()
@@ -208,7 +208,7 @@ impl Endpoint {
 
     /// The key a late `dec_keys` answer brought for `key_id`, if it came recently enough to
     /// belong to an initiation still being retransmitted.
-    fn take_late_key(&mut self, now: Instant, p: usize, key_id: &str) -> Option<QkdKey> {
+    fn take_late_key(&mut self, now: Instant, p: PeerId, key_id: &str) -> Option<QkdKey> {
         let q = &mut self.peers[p].qkd;
         let (key, at) = q.late_key.take()?;
         if now - at >= REKEY_ATTEMPT_TIME {
@@ -224,7 +224,7 @@ impl Endpoint {
     pub(crate) fn request_initiation_key(
         &mut self,
         now: Instant,
-        p: usize,
+        p: PeerId,
         reason: InitiationReason,
     ) {
         let peer = &self.peers[p];
@@ -239,7 +239,7 @@ impl Endpoint {
         self.request_key(now, p, None, QkdWait::Initiation { reason });
     }
 
-    fn request_key(&mut self, now: Instant, p: usize, key_id: Option<String>, wait: QkdWait) {
+    fn request_key(&mut self, now: Instant, p: PeerId, key_id: Option<String>, wait: QkdWait) {
         self.qkd_next_request_id += 1;
         let id = self.qkd_next_request_id;
         self.qkd_requests.push_back(QkdRequest {
@@ -261,7 +261,7 @@ impl Endpoint {
 
     /// The peer confirmed a session it initiated: a key we are still fetching for our own
     /// initiation is no longer needed now; if it comes, it is kept for our next one.
-    pub(crate) fn cancel_initiation_key(&mut self, p: usize) {
+    pub(crate) fn cancel_initiation_key(&mut self, p: PeerId) {
         if let Some(pending) = self.peers[p].qkd_pending.take() {
             self.peers[p].qkd.cancelled_enc_keys = Some(pending.id);
         }
@@ -269,7 +269,7 @@ impl Endpoint {
 
     /// True while we fetch a key for our own initiation to `p` (for the
     /// simultaneous-initiation rule, this counts as an initiation in flight).
-    pub(crate) fn fetching_initiation_key(&self, p: usize) -> bool {
+    pub(crate) fn fetching_initiation_key(&self, p: PeerId) -> bool {
         self.peers[p].qkd_pending.is_some()
     }
 
@@ -279,7 +279,7 @@ impl Endpoint {
     pub(crate) fn start_yields(
         &mut self,
         now: Instant,
-        p: usize,
+        p: PeerId,
         reason: InitiationReason,
     ) -> bool {
         if self.qkd_policy == QkdPolicy::Disable {
@@ -303,7 +303,7 @@ impl Endpoint {
         &mut self,
         now: Instant,
         from: SocketAddr,
-        received: ReceivedInitiation<usize>,
+        received: ReceivedInitiation<PeerId>,
         digest: [u8; 32],
     ) {
         let p = received.peer;
@@ -327,7 +327,7 @@ impl Endpoint {
                     return self.qkd_key_arrived(now, p, wait, key);
                 }
                 if let Some(why) = self.dec_keys_refusal(now, p) {
-                    let peer = self.peers[p].settings.name.clone();
+                    let peer = p;
                     self.events
                         .push_back(Event::InitiationIgnored { peer, why });
                     return;
@@ -345,7 +345,7 @@ impl Endpoint {
     /// Why an initiation from `p` naming a key_ID may not make us call `dec_keys` now, if it
     /// may not: one lookup per peer at a time, and a bounded number before the peer is
     /// confirmed (message 1 alone proves only its X25519 key). The initiator retransmits.
-    fn dec_keys_refusal(&mut self, now: Instant, p: usize) -> Option<&'static str> {
+    fn dec_keys_refusal(&mut self, now: Instant, p: PeerId) -> Option<&'static str> {
         let peer = &mut self.peers[p];
         if peer.qkd_answering.is_some() {
             return Some("the KME is still looking up the key of an earlier initiation");
@@ -361,12 +361,12 @@ impl Endpoint {
     /// True while the initiation with this digest waits for its QKD key (its retransmissions
     /// are ignored meanwhile).
     pub(crate) fn awaiting_key_for(&self, digest: &[u8; 32]) -> bool {
-        self.peers.iter().any(|peer| {
+        self.peers.values().any(|peer| {
             matches!(&peer.qkd_answering, Some(PendingQkd { wait: QkdWait::Response { digest: d, .. }, .. }) if d == digest)
         })
     }
 
-    fn qkd_key_arrived(&mut self, now: Instant, p: usize, wait: QkdWait, key: QkdKey) {
+    fn qkd_key_arrived(&mut self, now: Instant, p: PeerId, wait: QkdWait, key: QkdKey) {
         let q = &mut self.peers[p].qkd;
         q.keys_consumed += 1;
         q.retry_at = None;
@@ -382,12 +382,12 @@ impl Endpoint {
         }
     }
 
-    fn qkd_key_missing(&mut self, now: Instant, p: usize, wait: QkdWait, error: String) {
+    fn qkd_key_missing(&mut self, now: Instant, p: PeerId, wait: QkdWait, error: String) {
         self.peers[p].qkd.failures += 1;
         self.peers[p].qkd.last_error = Some(error.clone());
         if self.qkd_policy == QkdPolicy::Require {
             self.schedule_qkd_retry(now, p);
-            let peer = self.peers[p].settings.name.clone();
+            let peer = p;
             self.events.push_back(Event::QkdUnavailable { peer, error });
             return;
         }
@@ -402,7 +402,7 @@ impl Endpoint {
         }
     }
 
-    fn schedule_qkd_retry(&mut self, now: Instant, p: usize) {
+    fn schedule_qkd_retry(&mut self, now: Instant, p: PeerId) {
         let q = &mut self.peers[p].qkd;
         let backoff = q
             .backoff
@@ -411,9 +411,9 @@ impl Endpoint {
         q.retry_at = Some(now + backoff);
     }
 
-    fn qkd_fallback(&mut self, p: usize, why: &str) {
+    fn qkd_fallback(&mut self, p: PeerId, why: &str) {
         self.peers[p].qkd.fallbacks += 1;
-        let peer = self.peers[p].settings.name.clone();
+        let peer = p;
         self.events.push_back(Event::QkdFallback {
             peer,
             reason: why.to_string(),
@@ -425,7 +425,7 @@ impl Endpoint {
         &mut self,
         now: Instant,
         from: SocketAddr,
-        p: usize,
+        p: PeerId,
         keys: &SessionKeys,
     ) {
         if self.qkd_policy == QkdPolicy::Require {
@@ -436,7 +436,7 @@ impl Endpoint {
     }
 
     /// Gives up requests the runtime never answered; under `require`, retries after backoff.
-    pub(crate) fn qkd_timers(&mut self, now: Instant, p: usize) {
+    pub(crate) fn qkd_timers(&mut self, now: Instant, p: PeerId) {
         let expired = |q: &PendingQkd| now - q.since >= QKD_REQUEST_TIMEOUT;
         if let Some(pending) = self.peers[p].qkd_pending.take_if(|q| expired(q)) {
             // its key may still come: then it is kept, not thrown away
@@ -472,7 +472,7 @@ impl Endpoint {
     }
 
     /// When the QKD side of peer `p` next needs the timers.
-    pub(crate) fn qkd_deadline(&self, p: usize) -> Option<Instant> {
+    pub(crate) fn qkd_deadline(&self, p: PeerId) -> Option<Instant> {
         let peer = &self.peers[p];
         [&peer.qkd_pending, &peer.qkd_answering]
             .into_iter()

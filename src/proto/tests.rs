@@ -6,6 +6,7 @@ use super::endpoint::{Endpoint, EndpointSettings};
 use super::events::{Event, InitiationReason};
 use super::handshake::SessionKeys;
 use super::peer::PeerSettings;
+use super::peer_id::PeerId;
 use super::session::{ExpiryReason, KeyUse, OpenError, RekeyReason, RotationBudget, Session};
 use super::time::Instant;
 use super::wire::DataHeader;
@@ -172,6 +173,9 @@ fn pump(a: &mut Endpoint, b: &mut Endpoint, now: Instant, addrs: [SocketAddr; 2]
     }
 }
 
+/// The one peer of [`endpoint`]'s endpoints.
+const FIRST: PeerId = PeerId::from_index(0);
+
 #[test]
 fn endpoint_rekeys_at_the_packet_soft_cap_and_refuses_at_the_cap() {
     let (ia, ib) = (
@@ -186,38 +190,38 @@ fn endpoint_rekeys_at_the_packet_soft_cap_and_refuses_at_the_cap() {
     let now = Instant::ZERO;
     a.start(now);
     pump(&mut a, &mut b, now, addrs);
-    assert!(a.peers[0].current.is_some() && b.peers[0].current.is_some());
+    assert!(a.peers[FIRST].current.is_some() && b.peers[FIRST].current.is_some());
     while a.poll_event().is_some() {}
     let cap = CipherSuite::Aes256Gcm.max_packets_per_key();
     // one packet short of the soft point: nothing; the soft point: a rekey starts
-    a.peers[0]
+    a.peers[FIRST]
         .current
         .as_mut()
         .unwrap()
         .set_next_counter(cap / 8 * 7 - 1);
     a.handle_timeout(now);
     assert!(a.poll_event().is_none());
-    a.send_single(now, 0, &[]);
+    a.send_single(now, FIRST, &[]);
     a.handle_timeout(now);
     assert_eq!(
         a.poll_event(),
         Some(Event::HandshakeStarted {
-            peer: "peer".into(),
+            peer: FIRST,
             reason: InitiationReason::Rekey(RekeyReason::Packets)
         })
     );
     // drop that handshake; the last counter under the cap is still sent, then no more
     while a.poll_transmit().is_some() {}
-    a.peers[0]
+    a.peers[FIRST]
         .current
         .as_mut()
         .unwrap()
         .set_next_counter(cap - 1);
-    assert!(a.ensure_sendable(now, 0));
-    a.send_single(now, 0, &[]);
+    assert!(a.ensure_sendable(now, FIRST));
+    a.send_single(now, FIRST, &[]);
     assert_eq!(pump(&mut a, &mut b, now, addrs), 1);
-    assert!(!a.ensure_sendable(now, 0), "the cap is reached");
-    assert!(a.peers[0].current.is_none());
+    assert!(!a.ensure_sendable(now, FIRST), "the cap is reached");
+    assert!(a.peers[FIRST].current.is_none());
     let expired = std::iter::from_fn(|| a.poll_event()).any(|e| {
         matches!(
             e,
@@ -229,7 +233,7 @@ fn endpoint_rekeys_at_the_packet_soft_cap_and_refuses_at_the_cap() {
     });
     assert!(expired);
     // the index table holds exactly the indices the peer still uses
-    let mut held = a.peers[0].indices();
+    let mut held = a.peers[FIRST].indices();
     let mut table: Vec<u32> = a.indices.keys().copied().collect();
     held.sort();
     table.sort();
