@@ -3,17 +3,16 @@
 //!
 //! - [`wire`]: message formats. [`handshake`]: the key schedule. [`session`]: keys in use,
 //!   budgets. [`replay`]: the anti-replay window. [`fragment`]: reassembly with bounded
-//!   state. [`cookie`]: mac1/mac2, cookies, rate limits. [`peer`]: one peer's state machine.
-//!   [`endpoint`]: the interface: demultiplexing, routing, timers, events, status.
+//!   state. [`cookie`]: mac1/mac2, cookies, rate limits. [`endpoint`]: the interface:
+//!   demultiplexing, routing, timers, each peer's state machine. [`events`]: what it tells
+//!   the runtime. [`qkd_flow`]: QKD policy and key requests. [`PeerId`]: which peer.
 
 pub mod cookie;
 pub mod endpoint;
 pub mod events;
-mod exchange;
 pub mod fragment;
 pub mod handshake;
 pub mod inner;
-pub mod peer;
 pub mod peer_id;
 pub mod qkd_flow;
 pub mod replay;

@@ -1,153 +1,26 @@
-//! The interface-level state machine: every peer of one TUN interface, the session-index
-//! table, routing by allowed IPs, and the queues of datagrams and events for the runtime.
-//!
-//! Driven quinn-style: [`Endpoint::seal_batch`] (inner packets from the TUN),
-//! [`Endpoint::open_batch`] (datagrams from the UDP socket), [`Endpoint::handle_timeout`];
-//! drained with [`Endpoint::poll_transmit`], [`Endpoint::poll_event`],
-//! [`Endpoint::poll_timeout`]. The handshake side lives in `exchange.rs`.
+//! The data paths: sealing inner packets from the TUN (routing by allowed IPs, staging
+//! while no session can carry them) and opening datagrams from the UDP socket (dispatch by
+//! type, the session by index, the inner-source check, roaming and confirmation).
 
-use super::cookie::{CookieChecker, RateLimiter};
-use super::events::{EndpointStatus, Event, InitiationReason, InterfaceDrops, Transmit};
-use super::fragment::Reassembler;
-use super::inner;
-use super::peer::{Peer, PeerSettings, Peers, Slot};
-use super::peer_id::PeerId;
-use super::session::{KeyUse, OpenError, RotationBudget, Session};
-use super::time::Instant;
-use super::wire::{DataHeader, TYPE_COOKIE_REPLY, TYPE_DATA, TYPE_INITIATION, TYPE_RESPONSE};
+use super::Endpoint;
+use super::peer::{Peer, Slot};
 use crate::batch::{PacketBatch, SlotMeta};
 use crate::cidr::longest_match;
 use crate::constants::{
     AEAD_TAG_BYTES, DATA_HEADER_BYTES, KEEPALIVE_TIMEOUT, PADDING_MULTIPLE_BYTES,
     REKEY_TIMEOUT_MAX, STAGED_PACKETS_MAX,
 };
-use crate::crypto::dh::DhPublic;
-use crate::crypto::random::Rng;
-use crate::crypto::{CipherSuite, PublicIdentity, StaticIdentity};
-use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
+use crate::proto::PeerId;
+use crate::proto::events::{Event, InitiationReason, PeerDrops, Transmit};
+use crate::proto::inner;
+use crate::proto::session::{ExpiryReason, KeyUse, OpenError};
+use crate::proto::time::Instant;
+use crate::proto::wire::{
+    DataHeader, TYPE_COOKIE_REPLY, TYPE_DATA, TYPE_INITIATION, TYPE_RESPONSE,
+};
 use std::net::{IpAddr, SocketAddr};
 
-/// Everything the endpoint is built from.
-pub struct EndpointSettings {
-    /// Our static identity.
-    pub identity: StaticIdentity,
-    /// Data cipher (both peers must agree).
-    pub suite: CipherSuite,
-    /// Key budgets.
-    pub budget: RotationBudget,
-    /// The peers.
-    pub peers: Vec<PeerSettings>,
-    /// How sessions use QKD keys.
-    pub qkd_policy: super::qkd_flow::QkdPolicy,
-    /// Wall clock (ns since the Unix epoch) at [`Instant::ZERO`]: initiation timestamps
-    /// are this plus `now`, so they keep increasing across restarts.
-    pub unix_ns_at_origin: u64,
-}
-
-/// One interface's protocol state.
-pub struct Endpoint {
-    pub(crate) identity: StaticIdentity,
-    pub(crate) public: PublicIdentity,
-    pub(crate) suite: CipherSuite,
-    pub(crate) budget: RotationBudget,
-    pub(crate) peers: Peers,
-    pub(crate) by_static: HashMap<DhPublic, PeerId>,
-    pub(crate) indices: HashMap<u32, PeerId>,
-    pub(crate) reassembler: Reassembler,
-    pub(crate) cookies: CookieChecker,
-    pub(crate) limiter: RateLimiter,
-    pub(crate) rng: Box<dyn Rng>,
-    pub(crate) unix_ns_at_origin: u64,
-    pub(crate) transmits: VecDeque<Transmit>,
-    pub(crate) events: VecDeque<Event>,
-    pub(crate) drops: InterfaceDrops,
-    pub(crate) last_bad_mac1_event: Option<Instant>,
-    pub(crate) last_rejected_event: Option<Instant>,
-    pub(crate) qkd_policy: super::qkd_flow::QkdPolicy,
-    pub(crate) qkd_requests: VecDeque<super::qkd_flow::QkdRequest>,
-    pub(crate) qkd_next_request_id: u64,
-}
-
 impl Endpoint {
-    /// A new endpoint; nothing is sent until [`Endpoint::start`] or traffic.
-    pub fn new(settings: EndpointSettings, rng: Box<dyn Rng>) -> Self {
-        let public = settings.identity.public();
-        let by_static = settings
-            .peers
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.public.dh, PeerId::from_index(i)))
-            .collect();
-        Self {
-            cookies: CookieChecker::new(&public.dh),
-            identity: settings.identity,
-            public,
-            suite: settings.suite,
-            budget: settings.budget,
-            peers: Peers::new(settings.peers),
-            by_static,
-            indices: HashMap::new(),
-            reassembler: Reassembler::default(),
-            limiter: RateLimiter::default(),
-            rng,
-            unix_ns_at_origin: settings.unix_ns_at_origin,
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
-            drops: InterfaceDrops::default(),
-            last_bad_mac1_event: None,
-            last_rejected_event: None,
-            qkd_policy: settings.qkd_policy,
-            qkd_requests: VecDeque::new(),
-            qkd_next_request_id: 0,
-        }
-    }
-
-    /// Starts a handshake with every peer that has an endpoint.
-    pub fn start(&mut self, now: Instant) {
-        for p in self.peers.ids() {
-            self.initiate(now, p, InitiationReason::Startup);
-        }
-    }
-
-    /// Our public identity.
-    pub fn public(&self) -> &PublicIdentity {
-        &self.public
-    }
-
-    /// The next datagram to send, if any.
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
-    }
-
-    /// The next event, if any.
-    pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
-    }
-
-    /// Handshake messages being reassembled (bounded; for status and tests).
-    pub fn reassembly_in_progress(&self) -> usize {
-        self.reassembler.in_progress()
-    }
-
-    /// The name of peer `peer` (as configured), or `None` for an ID this endpoint does
-    /// not have.
-    pub fn peer_name(&self, peer: PeerId) -> Option<&str> {
-        self.peers.get(peer).map(|p| p.settings.name.as_str())
-    }
-
-    /// A status snapshot.
-    pub fn status(&self, now: Instant) -> EndpointStatus {
-        EndpointStatus {
-            peers: self
-                .peers
-                .values()
-                .map(|p| p.status(now, &self.budget, self.suite.name(), self.qkd_policy))
-                .collect(),
-            drops: self.drops,
-        }
-    }
-
     // ------------------------------------------------------------ send path
 
     /// Seals every inner packet of `batch` (slot `i` holds `meta.len` bytes at
@@ -205,7 +78,7 @@ impl Endpoint {
 
     /// True when the current session may seal now; starts a rekey or a handshake as the
     /// budgets demand, and drops an exhausted key.
-    pub(crate) fn ensure_sendable(&mut self, now: Instant, p: PeerId) -> bool {
+    pub(super) fn ensure_sendable(&mut self, now: Instant, p: PeerId) -> bool {
         let peer = &self.peers[p];
         let usable = match peer.current.as_ref().map(|s| s.send_use(now, &self.budget)) {
             Some(KeyUse::Fresh) => return peer.endpoint.is_some(),
@@ -235,7 +108,7 @@ impl Endpoint {
     }
 
     /// Sends what was staged for `p`, once a session can carry it. Returns packets sent.
-    pub(crate) fn flush_staged(&mut self, now: Instant, p: PeerId) -> usize {
+    pub(super) fn flush_staged(&mut self, now: Instant, p: PeerId) -> usize {
         let mut sent = 0;
         while let Some(packet) = self.peers[p].staged.pop_front() {
             if !self.ensure_sendable(now, p) {
@@ -249,7 +122,7 @@ impl Endpoint {
     }
 
     /// Seals one inner packet (or a keepalive when empty) into a new datagram.
-    pub(crate) fn send_single(&mut self, now: Instant, p: PeerId, packet: &[u8]) {
+    pub(super) fn send_single(&mut self, now: Instant, p: PeerId, packet: &[u8]) {
         let peer = &mut self.peers[p];
         let (Some(to), Some(session)) = (peer.endpoint, peer.current.as_mut()) else {
             return;
@@ -263,7 +136,7 @@ impl Endpoint {
         self.transmits.push_back(Transmit { to, payload: buf });
     }
 
-    pub(crate) fn expire_current(&mut self, p: PeerId, reason: super::session::ExpiryReason) {
+    pub(super) fn expire_current(&mut self, p: PeerId, reason: ExpiryReason) {
         if let Some(s) = self.peers[p].current.take() {
             self.indices.remove(&s.local_index);
             let peer = p;
@@ -421,142 +294,6 @@ impl Endpoint {
             .push_back(Event::SessionConfirmed { peer: p, epoch });
         self.flush_staged(now, p);
     }
-
-    // ------------------------------------------------------------ timers
-
-    /// Runs every timer that is due at `now`.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        for p in self.peers.ids() {
-            self.expire_sessions(now, p);
-            self.qkd_timers(now, p);
-            self.retry_handshake(now, p);
-            self.rekey_if_due(now, p);
-            self.keepalive_if_due(now, p);
-        }
-    }
-
-    /// The earliest instant at which [`Endpoint::handle_timeout`] has work.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        self.peers
-            .ids()
-            .flat_map(|p| [self.peer_deadline(&self.peers[p]), self.qkd_deadline(p)])
-            .flatten()
-            .min()
-    }
-
-    fn peer_deadline(&self, peer: &Peer) -> Option<Instant> {
-        let b = &self.budget;
-        let expiries = [&peer.previous, &peer.current, &peer.next]
-            .into_iter()
-            .flatten()
-            .map(|s| s.created_at + b.reject_after);
-        let rekey = peer
-            .current
-            .as_ref()
-            .filter(|_| peer.pending.is_none() && peer.qkd_pending.is_none())
-            .map(|s| (s.created_at + s.rekey_after(b)).max(peer.qkd.retry_at.unwrap_or_default()));
-        let persistent = peer
-            .settings
-            .persistent_keepalive
-            .zip(peer.last_sent)
-            .map(|(i, t)| t + i);
-        expiries
-            .chain(rekey)
-            .chain(peer.pending.as_ref().map(|h| h.next_retry))
-            .chain(peer.keepalive_due)
-            .chain(peer.dead_peer_due)
-            .chain(persistent)
-            .min()
-    }
-
-    fn expire_sessions(&mut self, now: Instant, p: PeerId) {
-        let reject_after = self.budget.reject_after;
-        let peer = &mut self.peers[p];
-        let mut freed = Vec::new();
-        for slot in [&mut peer.previous, &mut peer.next] {
-            if slot.as_ref().is_some_and(|s| s.age(now) >= reject_after) {
-                freed.extend(slot.take().map(|s| s.local_index));
-            }
-        }
-        for i in freed {
-            self.indices.remove(&i);
-        }
-        if self.peers[p]
-            .current
-            .as_ref()
-            .is_some_and(|s| s.age(now) >= reject_after)
-        {
-            self.expire_current(p, super::session::ExpiryReason::Time);
-        }
-    }
-
-    fn rekey_if_due(&mut self, now: Instant, p: PeerId) {
-        let peer = &mut self.peers[p];
-        if peer.dead_peer_due.is_some_and(|t| now >= t) {
-            peer.dead_peer_due = None;
-            self.initiate(now, p, InitiationReason::DeadPeer);
-            return;
-        }
-        let due = peer.current.as_ref().map(|s| s.send_use(now, &self.budget));
-        if let Some(KeyUse::RekeyDue(reason)) = due {
-            self.initiate(now, p, InitiationReason::Rekey(reason));
-        } else if peer.current.is_none() && !peer.staged.is_empty() {
-            // traffic waits (e.g. a QKD key was missing under `require`): try again
-            self.initiate(now, p, InitiationReason::Traffic);
-        }
-    }
-
-    fn keepalive_if_due(&mut self, now: Instant, p: PeerId) {
-        let peer = &self.peers[p];
-        let passive = peer.keepalive_due.is_some_and(|t| now >= t);
-        let persistent = peer
-            .settings
-            .persistent_keepalive
-            .is_some_and(|i| peer.last_sent.is_none_or(|t| now - t >= i));
-        if passive {
-            self.peers[p].keepalive_due = None;
-        }
-        if (passive || persistent) && self.ensure_sendable(now, p) {
-            self.send_single(now, p, &[]);
-        }
-    }
-
-    /// Allocates a fresh session index for peer `p`.
-    pub(crate) fn new_index(&mut self, p: PeerId) -> u32 {
-        loop {
-            let i = self.rng.next_u32();
-            if let Entry::Vacant(e) = self.indices.entry(i) {
-                e.insert(p);
-                return i;
-            }
-        }
-    }
-
-    /// Our wall clock at `now`, for initiation timestamps.
-    pub(crate) fn unix_ns(&self, now: Instant) -> u64 {
-        self.unix_ns_at_origin.saturating_add(now.as_nanos())
-    }
-
-    /// Installs a session and frees the indices it displaced.
-    pub(crate) fn forget_indices(&mut self, freed: Vec<u32>) {
-        for i in freed {
-            self.indices.remove(&i);
-        }
-    }
-
-    /// Builds a session from handshake keys with the peer's next epoch.
-    pub(crate) fn new_session(
-        &mut self,
-        p: PeerId,
-        keys: &super::handshake::SessionKeys,
-        now: Instant,
-    ) -> Session {
-        let peer = &mut self.peers[p];
-        peer.epoch += 1;
-        peer.handshakes += 1;
-        peer.last_handshake = Some(now);
-        Session::new(keys, self.suite, peer.epoch, now)
-    }
 }
 
 fn note_sent(peer: &mut Peer, now: Instant, inner_len: usize) {
@@ -568,7 +305,7 @@ fn note_sent(peer: &mut Peer, now: Instant, inner_len: usize) {
     }
 }
 
-fn count_open_error(drops: &mut super::events::PeerDrops, e: OpenError) {
+fn count_open_error(drops: &mut PeerDrops, e: OpenError) {
     match e {
         OpenError::BadTag => drops.bad_tag += 1,
         OpenError::Replay => drops.replay += 1,

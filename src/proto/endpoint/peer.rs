@@ -2,13 +2,13 @@
 //! keeps them, so no packet is lost to a rotation), the handshake we have in flight, the
 //! replay guard for its initiations, staged packets, keepalive timers and counters.
 
-use super::events::{KeyStatus, PeerDrops, PeerStatus, QkdStatus, Role};
-use super::handshake::InitiatorState;
-use super::peer_id::PeerId;
-use super::session::{RotationBudget, Session};
-use super::time::Instant;
 use crate::cidr::IpCidr;
 use crate::crypto::PublicIdentity;
+use crate::proto::PeerId;
+use crate::proto::events::{KeyStatus, PeerDrops, PeerStatus, QkdStatus, Role};
+use crate::proto::handshake::InitiatorState;
+use crate::proto::session::{RotationBudget, Session};
+use crate::proto::time::Instant;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::ops::{Index, IndexMut};
@@ -85,9 +85,9 @@ pub(crate) struct Peer {
     pub total_received: u64,
     pub drops: PeerDrops,
     /// Our request for a new key (`enc_keys`) for our own initiation.
-    pub qkd_pending: Option<super::qkd_flow::PendingQkd>,
+    pub qkd_pending: Option<super::qkd::PendingQkd>,
     /// Our request for the key the peer's initiation names (`dec_keys`), to answer it.
-    pub qkd_answering: Option<super::qkd_flow::PendingQkd>,
+    pub qkd_answering: Option<super::qkd::PendingQkd>,
     pub qkd: QkdCounters,
 }
 
@@ -101,17 +101,17 @@ pub(crate) struct QkdCounters {
     pub retry_at: Option<Instant>,
     pub backoff: Option<Duration>,
     /// `dec_keys` calls this peer may still cause before it proves both static keys.
-    pub unconfirmed_dec_keys: super::qkd_flow::UnconfirmedBudget,
+    pub unconfirmed_dec_keys: super::qkd::UnconfirmedBudget,
     /// The last `dec_keys` request we stopped waiting for (request ID, key_ID): its answer
     /// may still come, and the KME hands a key out only once.
     pub abandoned_dec_keys: Option<(u64, String)>,
     /// A key that came after we stopped waiting for it, kept (with its arrival) for the
     /// initiation's retransmission.
-    pub late_key: Option<(super::handshake::QkdKey, Instant)>,
+    pub late_key: Option<(crate::proto::handshake::QkdKey, Instant)>,
     /// Our `enc_keys` request that became unnecessary while it ran (the peer's initiation won).
     pub cancelled_enc_keys: Option<u64>,
     /// Its key, kept (with its arrival) for our next initiation.
-    pub spare_key: Option<(super::handshake::QkdKey, Instant)>,
+    pub spare_key: Option<(crate::proto::handshake::QkdKey, Instant)>,
     /// At start, our first initiation waits until then for the peer's (see
     /// `QKD_SIMULTANEOUS_START_YIELD`).
     pub start_after: Option<Instant>,
@@ -122,7 +122,7 @@ pub(crate) struct QkdCounters {
 impl Peer {
     pub fn new(settings: PeerSettings) -> Self {
         Self {
-            mac1_key: super::cookie::mac1_key(&settings.public.dh),
+            mac1_key: crate::proto::cookie::mac1_key(&settings.public.dh),
             endpoint: settings.endpoint,
             settings,
             previous: None,
@@ -236,7 +236,7 @@ impl Peer {
         now: Instant,
         budget: &RotationBudget,
         cipher: &'static str,
-        policy: super::qkd_flow::QkdPolicy,
+        policy: crate::proto::qkd_flow::QkdPolicy,
     ) -> PeerStatus {
         PeerStatus {
             name: self.settings.name.clone(),

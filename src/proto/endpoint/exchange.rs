@@ -2,33 +2,33 @@
 //! on every handshake fragment, answering initiations (with the replay guard and the
 //! simultaneous-initiation rule), completing our own handshakes, and cookie replies.
 
-use super::cookie::{append_macs, mac1_valid, open_cookie_reply};
-use super::endpoint::Endpoint;
-use super::events::{Event, InitiationReason, Role};
-use super::handshake::{
-    FreshEphemerals, HandshakeError, InitiationParams, QkdKey, ReceivedInitiation,
-    consume_initiation, consume_response, create_initiation, create_response,
-    response_receiver_index,
-};
+use super::Endpoint;
 use super::peer::{CachedResponse, PendingHandshake};
-use super::peer_id::PeerId;
-use super::qkd_flow::QkdPolicy;
-use super::time::Instant;
-use super::wire::{
-    CookieReply, Fragment, TYPE_INITIATION, TYPE_RESPONSE, parse_fragment, split_message,
-};
 use crate::constants::{
     COOKIE_VALID_FOR, INITIATION_TIMESTAMP_AHEAD_MAX, MIN_INITIATION_INTERVAL, REKEY_ATTEMPT_TIME,
     REKEY_TIMEOUT_INITIAL, REKEY_TIMEOUT_JITTER_MAX, REKEY_TIMEOUT_MAX,
 };
 use crate::crypto::kdf;
+use crate::proto::PeerId;
+use crate::proto::cookie::{append_macs, mac1_valid, open_cookie_reply};
+use crate::proto::events::{Event, InitiationReason, Role};
+use crate::proto::handshake::{
+    FreshEphemerals, HandshakeError, InitiationParams, QkdKey, ReceivedInitiation,
+    consume_initiation, consume_response, create_initiation, create_response,
+    response_receiver_index,
+};
+use crate::proto::qkd_flow::QkdPolicy;
+use crate::proto::time::Instant;
+use crate::proto::wire::{
+    CookieReply, Fragment, TYPE_INITIATION, TYPE_RESPONSE, parse_fragment, split_message,
+};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 impl Endpoint {
     /// Starts a handshake with peer `p` unless one is in flight or its endpoint is unknown.
     /// With a QKD policy, the QKD key is asked for first (the initiation waits for it).
-    pub(crate) fn initiate(&mut self, now: Instant, p: PeerId, reason: InitiationReason) {
+    pub(super) fn initiate(&mut self, now: Instant, p: PeerId, reason: InitiationReason) {
         if self.peers[p].pending.is_some() || self.peers[p].endpoint.is_none() {
             return;
         }
@@ -43,7 +43,7 @@ impl Endpoint {
     }
 
     /// Builds and sends a new initiation carrying `qkd` (its key_ID) if given.
-    pub(crate) fn send_initiation(
+    pub(super) fn send_initiation(
         &mut self,
         now: Instant,
         p: PeerId,
@@ -122,7 +122,7 @@ impl Endpoint {
             pending
                 .mac1s
                 .push(append_macs(&mut fragment, &peer.mac1_key, cookie.as_ref()));
-            self.transmits.push_back(super::events::Transmit {
+            self.transmits.push_back(crate::proto::events::Transmit {
                 to,
                 payload: fragment,
             });
@@ -131,7 +131,7 @@ impl Endpoint {
     }
 
     /// Retransmits or abandons our pending initiation when its timer fires.
-    pub(crate) fn retry_handshake(&mut self, now: Instant, p: PeerId) {
+    pub(super) fn retry_handshake(&mut self, now: Instant, p: PeerId) {
         let Some(pending) = self.peers[p].pending.as_ref() else {
             return;
         };
@@ -167,7 +167,7 @@ impl Endpoint {
 
     /// Counts a refused handshake message; reports at most one per second (the counter
     /// has them all), so a flood cannot flood the log.
-    pub(crate) fn reject(
+    pub(super) fn reject(
         &mut self,
         now: Instant,
         p: Option<PeerId>,
@@ -190,7 +190,7 @@ impl Endpoint {
     // ------------------------------------------------------------ incoming fragments
 
     /// Checks a handshake fragment (mac1, load and cookie, rate) and reassembles it.
-    pub(crate) fn receive_fragment(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+    pub(super) fn receive_fragment(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
         let Ok(frag) = parse_fragment(datagram) else {
             self.drops.malformed += 1;
             return;
@@ -228,7 +228,7 @@ impl Endpoint {
     fn require_cookie(&mut self, now: Instant, from: SocketAddr, frag: &Fragment<'_>) {
         self.drops.cookie_required += 1;
         let reply = self.cookies.reply(now, from, frag, &mut *self.rng);
-        self.transmits.push_back(super::events::Transmit {
+        self.transmits.push_back(crate::proto::events::Transmit {
             to: from,
             payload: reply,
         });
@@ -314,7 +314,7 @@ impl Endpoint {
     /// index `index`): it holds both its static keys. Now the initiation's timestamp becomes
     /// the replay guard, our own pending handshake (if any) is superseded, and the peer may
     /// cause `dec_keys` calls again.
-    pub(crate) fn initiator_confirmed(&mut self, now: Instant, p: PeerId, index: u32) {
+    pub(super) fn initiator_confirmed(&mut self, now: Instant, p: PeerId, index: u32) {
         let peer = &mut self.peers[p];
         if let Some((_, ts)) = peer.next_initiation.take_if(|(i, _)| *i == index) {
             let newest = peer.last_initiation.map_or(ts, |(last, _)| last.max(ts));
@@ -330,7 +330,7 @@ impl Endpoint {
     }
 
     /// Sends the response to `received`, mixing `qkd` if given.
-    pub(crate) fn respond(
+    pub(super) fn respond(
         &mut self,
         now: Instant,
         from: SocketAddr,
@@ -410,7 +410,7 @@ impl Endpoint {
         let mut mac1s = Vec::new();
         for mut fragment in split_message(TYPE_RESPONSE, sender_index, response) {
             mac1s.push(append_macs(&mut fragment, &peer.mac1_key, cookie.as_ref()));
-            self.transmits.push_back(super::events::Transmit {
+            self.transmits.push_back(crate::proto::events::Transmit {
                 to,
                 payload: fragment,
             });
@@ -446,12 +446,12 @@ impl Endpoint {
     }
 
     /// Our handshake completed: the new session becomes current; confirm it at once.
-    pub(crate) fn complete(
+    pub(super) fn complete(
         &mut self,
         now: Instant,
         from: SocketAddr,
         p: PeerId,
-        keys: &super::handshake::SessionKeys,
+        keys: &crate::proto::handshake::SessionKeys,
     ) {
         let pending = self.peers[p].pending.take().expect("checked by the caller");
         // the responder proved both its static keys
@@ -486,7 +486,7 @@ impl Endpoint {
     /// is under load. Keep the cookie for mac2; the initiation is resent on its retry timer
     /// (and the response with it), never at once, and only one reply per message sent is
     /// accepted, so a replayed reply (mac1 is deterministic) makes us send nothing.
-    pub(crate) fn receive_cookie_reply(&mut self, now: Instant, datagram: &[u8]) {
+    pub(super) fn receive_cookie_reply(&mut self, now: Instant, datagram: &[u8]) {
         let Ok(reply) = CookieReply::decode(datagram) else {
             self.drops.malformed += 1;
             return;
