@@ -17,7 +17,7 @@ use crate::proto::time::Instant;
 use std::net::SocketAddr;
 
 /// What a peer is waiting for.
-pub(crate) enum QkdWait {
+pub(super) enum QkdWait {
     /// A new key for our initiation.
     Initiation { reason: InitiationReason },
     /// The key named by the peer's initiation, to answer it.
@@ -29,17 +29,17 @@ pub(crate) enum QkdWait {
 }
 
 /// An outstanding request.
-pub(crate) struct PendingQkd {
-    pub id: u64,
-    pub since: Instant,
-    pub wait: QkdWait,
+pub(super) struct PendingQkd {
+    pub(super) id: u64,
+    pub(super) since: Instant,
+    pub(super) wait: QkdWait,
 }
 
 /// The `dec_keys` calls one peer may still cause before it proves both its static keys: a
 /// token bucket of [`QKD_UNCONFIRMED_DEC_KEYS_BURST`], one token back per
 /// [`QKD_UNCONFIRMED_DEC_KEYS_REFILL_INTERVAL`], full again once the peer is confirmed.
 #[derive(Debug)]
-pub(crate) struct UnconfirmedBudget {
+pub(super) struct UnconfirmedBudget {
     tokens: u32,
     refilled_at: Option<Instant>,
 }
