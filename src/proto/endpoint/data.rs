@@ -4,6 +4,7 @@
 
 use super::Endpoint;
 use super::peer::{Peer, Slot};
+use super::timer::PeerTimer;
 use crate::batch::{PacketBatch, SlotMeta};
 use crate::cidr::longest_match;
 use crate::constants::{
@@ -139,9 +140,8 @@ impl Endpoint {
     pub(super) fn expire_current(&mut self, p: PeerId, reason: ExpiryReason) {
         if let Some(s) = self.peers[p].current.take() {
             self.indices.remove(&s.local_index);
-            let peer = p;
             self.events.push_back(Event::SessionExpired {
-                peer,
+                peer: p,
                 epoch: s.epoch,
                 reason,
             });
@@ -266,17 +266,15 @@ impl Endpoint {
         let peer = &mut self.peers[p];
         if peer.endpoint != Some(from) && slot != Slot::Previous {
             peer.endpoint = Some(from);
-            let name = p;
-            self.events.push_back(Event::EndpointChanged {
-                peer: name,
-                to: from,
-            });
+            self.events
+                .push_back(Event::EndpointChanged { peer: p, to: from });
         }
         let peer = &mut self.peers[p];
-        peer.dead_peer_due = None;
+        peer.timers.stop(PeerTimer::DeadPeer);
         peer.total_received += inner_len as u64;
-        if inner_len > 0 && peer.keepalive_due.is_none() {
-            peer.keepalive_due = Some(now + KEEPALIVE_TIMEOUT);
+        if inner_len > 0 && peer.timers.get(PeerTimer::Keepalive).is_none() {
+            peer.timers
+                .set(PeerTimer::Keepalive, now + KEEPALIVE_TIMEOUT);
         }
     }
 
@@ -298,10 +296,11 @@ impl Endpoint {
 
 fn note_sent(peer: &mut Peer, now: Instant, inner_len: usize) {
     peer.last_sent = Some(now);
-    peer.keepalive_due = None;
+    peer.timers.stop(PeerTimer::Keepalive);
     peer.total_sent += inner_len as u64;
-    if inner_len > 0 && peer.dead_peer_due.is_none() {
-        peer.dead_peer_due = Some(now + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT_MAX);
+    if inner_len > 0 && peer.timers.get(PeerTimer::DeadPeer).is_none() {
+        let dead_at = now + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT_MAX;
+        peer.timers.set(PeerTimer::DeadPeer, dead_at);
     }
 }
 

@@ -4,6 +4,7 @@
 
 use super::Endpoint;
 use super::peer::{CachedResponse, PendingHandshake};
+use super::timer::PeerTimer;
 use crate::constants::{
     COOKIE_VALID_FOR, INITIATION_TIMESTAMP_AHEAD_MAX, MIN_INITIATION_INTERVAL, REKEY_ATTEMPT_TIME,
     REKEY_TIMEOUT_INITIAL, REKEY_TIMEOUT_JITTER_MAX, REKEY_TIMEOUT_MAX,
@@ -78,21 +79,19 @@ impl Endpoint {
                 );
             }
         };
-        let next_retry = now + self.retry_timeout(1);
+        let retry_at = now + self.retry_timeout(1);
         let pending = PendingHandshake {
             state,
             message,
             first_sent: now,
             last_sent: now,
-            next_retry,
             attempts: 1,
             mac1s: Vec::new(),
         };
-        self.peers[p].pending = Some(pending);
+        self.peers[p].start_handshake(pending, retry_at);
         self.send_pending(now, p);
-        let peer = p;
         self.events
-            .push_back(Event::HandshakeStarted { peer, reason });
+            .push_back(Event::HandshakeStarted { peer: p, reason });
     }
 
     /// Retransmission timeout for attempt `n` (1-based): doubling from the initial value up
@@ -132,35 +131,36 @@ impl Endpoint {
 
     /// Retransmits or abandons our pending initiation when its timer fires.
     pub(super) fn retry_handshake(&mut self, now: Instant, p: PeerId) {
-        let Some(pending) = self.peers[p].pending.as_ref() else {
+        let peer = &self.peers[p];
+        let Some(pending) = peer.pending.as_ref() else {
             return;
         };
-        if now < pending.next_retry {
+        if !peer.timers.is_expired(PeerTimer::HandshakeRetry, now) {
             return;
         }
         if now - pending.first_sent >= REKEY_ATTEMPT_TIME {
             return self.give_up(p);
         }
         let attempts = pending.attempts + 1;
-        let next_retry = now + self.retry_timeout(attempts);
-        if let Some(pending) = self.peers[p].pending.as_mut() {
+        let retry_at = now + self.retry_timeout(attempts);
+        let peer = &mut self.peers[p];
+        if let Some(pending) = peer.pending.as_mut() {
             pending.attempts = attempts;
-            pending.next_retry = next_retry;
+            peer.timers.set(PeerTimer::HandshakeRetry, retry_at);
         }
         self.send_pending(now, p);
     }
 
     fn give_up(&mut self, p: PeerId) {
         let peer = &mut self.peers[p];
-        let Some(pending) = peer.pending.take() else {
+        let Some(pending) = peer.take_pending() else {
             return;
         };
         self.indices.remove(&pending.state.sender_index);
         peer.drops.no_session += peer.staged.len() as u64;
         peer.staged.clear();
-        let name = p;
         self.events.push_back(Event::HandshakeTimedOut {
-            peer: name,
+            peer: p,
             attempts: pending.attempts,
         });
     }
@@ -182,9 +182,11 @@ impl Endpoint {
             return;
         }
         self.last_rejected_event = Some(now);
-        let peer = p;
-        self.events
-            .push_back(Event::HandshakeRejected { peer, from, error });
+        self.events.push_back(Event::HandshakeRejected {
+            peer: p,
+            from,
+            error,
+        });
     }
 
     // ------------------------------------------------------------ incoming fragments
@@ -297,9 +299,8 @@ impl Endpoint {
     ) {
         let p = received.peer;
         if let Some(why) = self.initiation_refusal(now, p, received.payload.timestamp_unix_ns) {
-            let peer = p;
             self.events
-                .push_back(Event::InitiationIgnored { peer, why });
+                .push_back(Event::InitiationIgnored { peer: p, why });
             return;
         }
         // Message 1 proves only the initiator's X25519 key: nothing that outlives this
@@ -322,8 +323,8 @@ impl Endpoint {
         }
         peer.qkd.unconfirmed_dec_keys.refill();
         peer.qkd.late_key = None;
-        peer.qkd.start_after = None;
-        if let Some(ours) = peer.pending.take() {
+        peer.timers.stop(PeerTimer::StartYield);
+        if let Some(ours) = peer.take_pending() {
             self.indices.remove(&ours.state.sender_index);
         }
         self.cancel_initiation_key(p);
@@ -453,7 +454,7 @@ impl Endpoint {
         p: PeerId,
         keys: &crate::proto::handshake::SessionKeys,
     ) {
-        let pending = self.peers[p].pending.take().expect("checked by the caller");
+        let pending = self.peers[p].take_pending().expect("checked by the caller");
         // the responder proved both its static keys
         self.peers[p].qkd.unconfirmed_dec_keys.refill();
         let session = self.new_session(p, keys, now);

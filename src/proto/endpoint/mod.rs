@@ -9,7 +9,8 @@
 //! This module owns the [`Endpoint`] struct (its fields are private to it and its
 //! children) and its construction and queues. Its children are `impl Endpoint` blocks on
 //! those fields: `data` (the send and receive paths), `exchange` (the handshake), `qkd` (QKD
-//! keys for the handshake), `timers` (what runs when); `peer` holds one peer's state.
+//! keys for the handshake), `timers` (what runs when); `peer` holds one peer's state and
+//! `timer` its timer table.
 
 mod data;
 mod exchange;
@@ -17,6 +18,7 @@ mod peer;
 mod qkd;
 #[cfg(test)]
 mod tests;
+mod timer;
 mod timers;
 
 pub use peer::PeerSettings;

@@ -2,6 +2,7 @@
 //! keeps them, so no packet is lost to a rotation), the handshake we have in flight, the
 //! replay guard for its initiations, staged packets, keepalive timers and counters.
 
+use super::timer::{PeerTimer, TimerTable};
 use crate::cidr::IpCidr;
 use crate::crypto::PublicIdentity;
 use crate::proto::PeerId;
@@ -35,7 +36,6 @@ pub(super) struct PendingHandshake {
     pub(super) message: Vec<u8>,
     pub(super) first_sent: Instant,
     pub(super) last_sent: Instant,
-    pub(super) next_retry: Instant,
     pub(super) attempts: u32,
     pub(super) mac1s: Vec<[u8; 16]>,
 }
@@ -78,8 +78,8 @@ pub(super) struct Peer {
     pub(super) had_current: bool,
     pub(super) handshakes: u64,
     pub(super) last_handshake: Option<Instant>,
-    pub(super) keepalive_due: Option<Instant>,
-    pub(super) dead_peer_due: Option<Instant>,
+    /// The deadlines set and stopped as this peer's state changes.
+    pub(super) timers: TimerTable,
     pub(super) last_sent: Option<Instant>,
     pub(super) total_sent: u64,
     pub(super) total_received: u64,
@@ -98,7 +98,6 @@ pub(super) struct QkdCounters {
     pub(super) failures: u64,
     pub(super) fallbacks: u64,
     pub(super) last_error: Option<String>,
-    pub(super) retry_at: Option<Instant>,
     pub(super) backoff: Option<Duration>,
     /// `dec_keys` calls this peer may still cause before it proves both static keys.
     pub(super) unconfirmed_dec_keys: super::qkd::UnconfirmedBudget,
@@ -112,9 +111,6 @@ pub(super) struct QkdCounters {
     pub(super) cancelled_enc_keys: Option<u64>,
     /// Its key, kept (with its arrival) for our next initiation.
     pub(super) spare_key: Option<(crate::proto::handshake::QkdKey, Instant)>,
-    /// At start, our first initiation waits until then for the peer's (see
-    /// `QKD_SIMULTANEOUS_START_YIELD`).
-    pub(super) start_after: Option<Instant>,
     /// Set once our start has yielded (it yields at most once).
     pub(super) start_yielded: bool,
 }
@@ -141,8 +137,7 @@ impl Peer {
             had_current: false,
             handshakes: 0,
             last_handshake: None,
-            keepalive_due: None,
-            dead_peer_due: None,
+            timers: TimerTable::default(),
             last_sent: None,
             total_sent: 0,
             total_received: 0,
@@ -151,6 +146,18 @@ impl Peer {
             qkd_answering: None,
             qkd: QkdCounters::default(),
         }
+    }
+
+    /// Our initiation is in flight; its first retransmission is due at `retry_at`.
+    pub(super) fn start_handshake(&mut self, pending: PendingHandshake, retry_at: Instant) {
+        self.pending = Some(pending);
+        self.timers.set(PeerTimer::HandshakeRetry, retry_at);
+    }
+
+    /// Our initiation is no longer in flight (answered, superseded or abandoned).
+    pub(super) fn take_pending(&mut self) -> Option<PendingHandshake> {
+        self.timers.stop(PeerTimer::HandshakeRetry);
+        self.pending.take()
     }
 
     /// The session (any slot) whose local index is `index`.
@@ -258,8 +265,8 @@ impl Peer {
                 waiting_for_kme: self.qkd_pending.is_some() || self.qkd_answering.is_some(),
                 last_error: self.qkd.last_error.clone(),
                 retry_in_seconds: self
-                    .qkd
-                    .retry_at
+                    .timers
+                    .get(PeerTimer::QkdRetry)
                     .map(|t| t.saturating_since(now).as_secs_f64()),
             },
         }

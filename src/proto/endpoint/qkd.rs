@@ -4,6 +4,7 @@
 //! come after we stopped waiting for them.
 
 use super::Endpoint;
+use super::timer::PeerTimer;
 use crate::constants::{
     QKD_REQUEST_TIMEOUT, QKD_RETRY_INITIAL, QKD_RETRY_MAX, QKD_SIMULTANEOUS_START_YIELD,
     QKD_SPARE_KEY_MAX_AGE, QKD_UNCONFIRMED_DEC_KEYS_BURST,
@@ -185,7 +186,12 @@ impl Endpoint {
         reason: InitiationReason,
     ) {
         let peer = &self.peers[p];
-        if peer.qkd_pending.is_some() || peer.qkd.retry_at.is_some_and(|t| now < t) {
+        if peer.qkd_pending.is_some()
+            || peer
+                .timers
+                .get(PeerTimer::QkdRetry)
+                .is_some_and(|t| now < t)
+        {
             return;
         }
         if let Some((key, at)) = self.peers[p].qkd.spare_key.take()
@@ -250,9 +256,12 @@ impl Endpoint {
             && !peer.qkd.start_yielded
         {
             peer.qkd.start_yielded = true;
-            peer.qkd.start_after = Some(now + QKD_SIMULTANEOUS_START_YIELD);
+            let yield_until = now + QKD_SIMULTANEOUS_START_YIELD;
+            peer.timers.set(PeerTimer::StartYield, yield_until);
         }
-        peer.qkd.start_after.is_some_and(|t| now < t)
+        peer.timers
+            .get(PeerTimer::StartYield)
+            .is_some_and(|t| now < t)
     }
 
     /// Decides how to answer an accepted initiation under our policy.
@@ -284,9 +293,8 @@ impl Endpoint {
                     return self.qkd_key_arrived(now, p, wait, key);
                 }
                 if let Some(why) = self.dec_keys_refusal(now, p) {
-                    let peer = p;
                     self.events
-                        .push_back(Event::InitiationIgnored { peer, why });
+                        .push_back(Event::InitiationIgnored { peer: p, why });
                     return;
                 }
                 let wait = QkdWait::Response {
@@ -324,9 +332,10 @@ impl Endpoint {
     }
 
     fn qkd_key_arrived(&mut self, now: Instant, p: PeerId, wait: QkdWait, key: QkdKey) {
-        let q = &mut self.peers[p].qkd;
+        let peer = &mut self.peers[p];
+        peer.timers.stop(PeerTimer::QkdRetry);
+        let q = &mut peer.qkd;
         q.keys_consumed += 1;
-        q.retry_at = None;
         q.backoff = None;
         q.last_error = None;
         match wait {
@@ -344,8 +353,8 @@ impl Endpoint {
         self.peers[p].qkd.last_error = Some(error.clone());
         if self.qkd_policy == QkdPolicy::Require {
             self.schedule_qkd_retry(now, p);
-            let peer = p;
-            self.events.push_back(Event::QkdUnavailable { peer, error });
+            self.events
+                .push_back(Event::QkdUnavailable { peer: p, error });
             return;
         }
         self.qkd_fallback(p, &format!("no QKD key from the KME: {error}"));
@@ -360,19 +369,19 @@ impl Endpoint {
     }
 
     fn schedule_qkd_retry(&mut self, now: Instant, p: PeerId) {
-        let q = &mut self.peers[p].qkd;
-        let backoff = q
+        let peer = &mut self.peers[p];
+        let backoff = peer
+            .qkd
             .backoff
             .map_or(QKD_RETRY_INITIAL, |b| (b * 2).min(QKD_RETRY_MAX));
-        q.backoff = Some(backoff);
-        q.retry_at = Some(now + backoff);
+        peer.qkd.backoff = Some(backoff);
+        peer.timers.set(PeerTimer::QkdRetry, now + backoff);
     }
 
     fn qkd_fallback(&mut self, p: PeerId, why: &str) {
         self.peers[p].qkd.fallbacks += 1;
-        let peer = p;
         self.events.push_back(Event::QkdFallback {
-            peer,
+            peer: p,
             reason: why.to_string(),
         });
     }
@@ -405,8 +414,8 @@ impl Endpoint {
                 "the KME did not answer in time".into(),
             );
         }
-        if self.peers[p].qkd.start_after.is_some_and(|t| now >= t) {
-            self.peers[p].qkd.start_after = None;
+        if self.peers[p].timers.is_expired(PeerTimer::StartYield, now) {
+            self.peers[p].timers.stop(PeerTimer::StartYield);
             // only a confirmed session stands in for our own: an answered initiation may be
             // a forgery (message 1 proves X25519 alone)
             let peer = &self.peers[p];
@@ -426,17 +435,5 @@ impl Endpoint {
                 "the KME did not answer in time".into(),
             );
         }
-    }
-
-    /// When the QKD side of peer `p` next needs the timers.
-    pub(super) fn qkd_deadline(&self, p: PeerId) -> Option<Instant> {
-        let peer = &self.peers[p];
-        [&peer.qkd_pending, &peer.qkd_answering]
-            .into_iter()
-            .flatten()
-            .map(|q| q.since + QKD_REQUEST_TIMEOUT)
-            .chain(peer.qkd.retry_at)
-            .chain(peer.qkd.start_after)
-            .min()
     }
 }

@@ -1,24 +1,30 @@
 //! The timers: what [`Endpoint::handle_timeout`] runs and when
 //! [`Endpoint::poll_timeout`] says it next has work — session expiry, rekeying, the
-//! dead-peer check, keepalives, handshake retransmission and the QKD waits.
+//! dead-peer check, keepalives, handshake retransmission and the QKD waits. Every deadline
+//! is an entry of the peer's [`TimerTable`] (see `timer.rs`).
 
 use super::Endpoint;
-use super::peer::Peer;
+use super::timer::{PeerTimer, TimerTable};
+use crate::constants::QKD_REQUEST_TIMEOUT;
 use crate::proto::PeerId;
 use crate::proto::events::InitiationReason;
 use crate::proto::session::{ExpiryReason, KeyUse};
 use crate::proto::time::Instant;
 
 impl Endpoint {
-    // ------------------------------------------------------------ timers
-
-    /// Runs every timer that is due at `now`.
+    /// Runs every timer that is due at `now`. Each handler checks its peer's state as well
+    /// as its timers, so a call at any time is harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         for p in self.peers.ids() {
+            // SessionExpiry
             self.expire_sessions(now, p);
+            // InitiationKeyTimeout, StartYield, ResponseKeyTimeout
             self.qkd_timers(now, p);
+            // HandshakeRetry
             self.retry_handshake(now, p);
+            // DeadPeer, Rekey (and QkdRetry through it)
             self.rekey_if_due(now, p);
+            // Keepalive, PersistentKeepalive
             self.keepalive_if_due(now, p);
         }
     }
@@ -27,34 +33,46 @@ impl Endpoint {
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.peers
             .ids()
-            .flat_map(|p| [self.peer_deadline(&self.peers[p]), self.qkd_deadline(p)])
-            .flatten()
+            .filter_map(|p| self.peer_timers(p).next())
             .min()
     }
 
-    fn peer_deadline(&self, peer: &Peer) -> Option<Instant> {
+    /// Peer `p`'s whole timer table: the timers its state changes set, with those that
+    /// follow from its sessions, key requests and settings filled in.
+    fn peer_timers(&self, p: PeerId) -> TimerTable {
+        let peer = &self.peers[p];
         let b = &self.budget;
-        let expiries = [&peer.previous, &peer.current, &peer.next]
+        let mut timers = peer.timers;
+        let expiry = [&peer.previous, &peer.current, &peer.next]
             .into_iter()
             .flatten()
-            .map(|s| s.created_at + b.reject_after);
+            .map(|s| s.created_at + b.reject_after)
+            .min();
+        timers.set_or_stop(PeerTimer::SessionExpiry, expiry);
+        let not_before = timers.get(PeerTimer::QkdRetry).unwrap_or_default();
         let rekey = peer
             .current
             .as_ref()
             .filter(|_| peer.pending.is_none() && peer.qkd_pending.is_none())
-            .map(|s| (s.created_at + s.rekey_after(b)).max(peer.qkd.retry_at.unwrap_or_default()));
+            .map(|s| (s.created_at + s.rekey_after(b)).max(not_before));
+        timers.set_or_stop(PeerTimer::Rekey, rekey);
         let persistent = peer
             .settings
             .persistent_keepalive
             .zip(peer.last_sent)
             .map(|(i, t)| t + i);
-        expiries
-            .chain(rekey)
-            .chain(peer.pending.as_ref().map(|h| h.next_retry))
-            .chain(peer.keepalive_due)
-            .chain(peer.dead_peer_due)
-            .chain(persistent)
-            .min()
+        timers.set_or_stop(PeerTimer::PersistentKeepalive, persistent);
+        let key_timeout =
+            |q: &Option<super::qkd::PendingQkd>| q.as_ref().map(|q| q.since + QKD_REQUEST_TIMEOUT);
+        timers.set_or_stop(
+            PeerTimer::InitiationKeyTimeout,
+            key_timeout(&peer.qkd_pending),
+        );
+        timers.set_or_stop(
+            PeerTimer::ResponseKeyTimeout,
+            key_timeout(&peer.qkd_answering),
+        );
+        timers
     }
 
     fn expire_sessions(&mut self, now: Instant, p: PeerId) {
@@ -80,8 +98,8 @@ impl Endpoint {
 
     fn rekey_if_due(&mut self, now: Instant, p: PeerId) {
         let peer = &mut self.peers[p];
-        if peer.dead_peer_due.is_some_and(|t| now >= t) {
-            peer.dead_peer_due = None;
+        if peer.timers.is_expired(PeerTimer::DeadPeer, now) {
+            peer.timers.stop(PeerTimer::DeadPeer);
             self.initiate(now, p, InitiationReason::DeadPeer);
             return;
         }
@@ -96,13 +114,13 @@ impl Endpoint {
 
     fn keepalive_if_due(&mut self, now: Instant, p: PeerId) {
         let peer = &self.peers[p];
-        let passive = peer.keepalive_due.is_some_and(|t| now >= t);
+        let passive = peer.timers.is_expired(PeerTimer::Keepalive, now);
         let persistent = peer
             .settings
             .persistent_keepalive
             .is_some_and(|i| peer.last_sent.is_none_or(|t| now - t >= i));
         if passive {
-            self.peers[p].keepalive_due = None;
+            self.peers[p].timers.stop(PeerTimer::Keepalive);
         }
         if (passive || persistent) && self.ensure_sendable(now, p) {
             self.send_single(now, p, &[]);
