@@ -5,7 +5,8 @@
 //!   budgets. [`replay`]: the anti-replay window. [`fragment`]: reassembly with bounded
 //!   state. [`cookie`]: mac1/mac2, cookies, rate limits. [`endpoint`]: the interface:
 //!   demultiplexing, routing, timers, each peer's state machine. [`events`]: what it tells
-//!   the runtime. [`qkd_flow`]: QKD policy and key requests. [`PeerId`]: which peer.
+//!   the runtime; [`status`]: the snapshot behind `qshield status`. [`qkd_flow`]: QKD
+//!   policy and key requests. [`PeerId`]: which peer.
 
 pub mod cookie;
 pub mod endpoint;
@@ -17,6 +18,7 @@ pub mod peer_id;
 pub mod qkd_flow;
 pub mod replay;
 pub mod session;
+pub mod status;
 pub mod time;
 pub mod wire;
 

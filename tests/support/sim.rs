@@ -770,7 +770,7 @@ impl Sim {
             .is_some()
     }
 
-    pub fn status(&self, s: Side) -> qshield::proto::events::PeerStatus {
+    pub fn status(&self, s: Side) -> qshield::proto::status::PeerStatus {
         let site = match s {
             Side::A => &self.a,
             Side::B => &self.b,
@@ -778,7 +778,7 @@ impl Sim {
         site.endpoint.status(self.now).peers[0].clone()
     }
 
-    pub fn drops(&self, s: Side) -> qshield::proto::events::InterfaceDrops {
+    pub fn drops(&self, s: Side) -> qshield::proto::status::InterfaceDrops {
         let site = match s {
             Side::A => &self.a,
             Side::B => &self.b,

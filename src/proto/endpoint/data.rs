@@ -12,9 +12,10 @@ use crate::constants::{
     REKEY_TIMEOUT_MAX, STAGED_PACKETS_MAX,
 };
 use crate::proto::PeerId;
-use crate::proto::events::{Event, InitiationReason, PeerDrops, Transmit};
+use crate::proto::events::{Event, InitiationReason, Transmit};
 use crate::proto::inner;
 use crate::proto::session::{ExpiryReason, KeyUse, OpenError};
+use crate::proto::status::PeerDrops;
 use crate::proto::time::Instant;
 use crate::proto::wire::{
     DataHeader, TYPE_COOKIE_REPLY, TYPE_DATA, TYPE_INITIATION, TYPE_RESPONSE,

@@ -24,12 +24,13 @@ mod timers;
 pub use peer::PeerSettings;
 
 use super::cookie::{CookieChecker, RateLimiter};
-use super::events::{EndpointStatus, Event, InitiationReason, InterfaceDrops, Transmit};
+use super::events::{Event, InitiationReason, Transmit};
 use super::fragment::Reassembler;
 use super::handshake::SessionKeys;
 use super::peer_id::PeerId;
 use super::qkd_flow::{QkdPolicy, QkdRequest};
 use super::session::{RotationBudget, Session};
+use super::status::{EndpointStatus, InterfaceDrops};
 use super::time::Instant;
 use crate::crypto::dh::DhPublic;
 use crate::crypto::random::Rng;
