@@ -1,6 +1,7 @@
 //! One peer's state: its three session slots (previous / current / next, as WireGuard
 //! keeps them, so no packet is lost to a rotation), the handshake we have in flight, the
-//! replay guard for its initiations, staged packets, keepalive timers and counters.
+//! replay guard for its initiations, staged packets, its timer table and counters; and
+//! [`Peers`], every peer of the endpoint indexed by [`PeerId`].
 
 use super::timer::{PeerTimer, TimerTable};
 use crate::cidr::IpCidr;
