@@ -11,7 +11,8 @@ use qshield::constants::{
     UNDER_LOAD_HANDSHAKE_DATAGRAMS_PER_SECOND,
 };
 use qshield::proto::cookie::{append_macs, mac1_key, open_cookie_reply};
-use qshield::proto::events::{Event, InterfaceDrops, PeerDrops};
+use qshield::proto::events::Event;
+use qshield::proto::status::{InterfaceDrops, PeerDrops};
 use qshield::proto::wire::{
     COOKIE_REPLY_BYTES, CookieReply, TYPE_COOKIE_REPLY, TYPE_DATA, TYPE_INITIATION, TYPE_RESPONSE,
     split_message,

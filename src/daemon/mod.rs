@@ -11,8 +11,7 @@ pub mod status;
 
 use crate::config::{Config, ConfigError, identity_files};
 use crate::net::{NetError, TunDevice, TunSettings, UdpSocket};
-use crate::proto::endpoint::{Endpoint, EndpointSettings};
-use crate::proto::peer::PeerSettings;
+use crate::proto::endpoint::{Endpoint, EndpointSettings, PeerSettings};
 use crate::proto::session::RotationBudget;
 use clock::Clock;
 use control::{ControlError, ControlSocket};

@@ -10,11 +10,13 @@
 
 use super::runtime::Shared;
 use crate::constants::QKD_QUEUE_PER_PEER_MAX;
+use crate::proto::PeerId;
 use crate::proto::handshake::QkdKey;
 use crate::proto::qkd_flow::QkdRequest;
 use crate::proto::time::Instant;
 use crate::qkd::KeySource;
 use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound::{Excluded, Included, Unbounded};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -40,10 +42,10 @@ pub struct QkdQueue {
 
 #[derive(Default)]
 struct QueueState {
-    /// Waiting requests by peer (index in config order).
-    per_peer: BTreeMap<usize, VecDeque<QkdRequest>>,
+    /// Waiting requests by peer.
+    per_peer: BTreeMap<PeerId, VecDeque<QkdRequest>>,
     /// The peer served last (the next turn goes to the next peer after it).
-    last_served: Option<usize>,
+    last_served: Option<PeerId>,
 }
 
 impl QkdQueue {
@@ -80,11 +82,14 @@ impl QkdQueue {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        let after = state.last_served.map_or(0, |p| p + 1);
+        // the peers after the one served last, then from the first up to it
+        let later = (state.last_served.map_or(Unbounded, Excluded), Unbounded);
+        let first = Excluded(PeerId::from_index(0));
+        let earlier = (Unbounded, state.last_served.map_or(first, Included));
         let peer = state
             .per_peer
-            .range(after..)
-            .chain(state.per_peer.range(..after))
+            .range(later)
+            .chain(state.per_peer.range(earlier))
             .find(|(_, q)| !q.is_empty())
             .map(|(&p, _)| p)?;
         state.last_served = Some(peer);
@@ -144,7 +149,7 @@ pub fn serve(
     if now >= request.deadline || !wanted(request) {
         tracing::debug!(
             interface,
-            peer = request.peer,
+            peer = request.peer.index(),
             request = request.id,
             "QKD request dropped unsent: no handshake waits for it any more"
         );
@@ -155,7 +160,7 @@ pub fn serve(
 
 /// One KME call; the key as the core takes it, or the error as text for its event.
 fn fetch(interface: &str, fetcher: &QkdFetcher, request: &QkdRequest) -> Result<QkdKey, String> {
-    let Some(sae) = fetcher.peer_saes.get(request.peer) else {
+    let Some(sae) = fetcher.peer_saes.get(request.peer.index()) else {
         return Err(format!("no SAE ID configured for peer {}", request.peer));
     };
     let kme = fetcher.source.describe();
@@ -191,7 +196,7 @@ mod tests {
     fn request(id: u64, peer: usize, deadline: Instant) -> QkdRequest {
         QkdRequest {
             id,
-            peer,
+            peer: PeerId::from_index(peer),
             key_id: None,
             deadline,
         }
@@ -203,7 +208,7 @@ mod tests {
 
     fn drain(queue: &QkdQueue) -> Vec<(usize, u64)> {
         std::iter::from_fn(|| queue.pop(Duration::ZERO))
-            .map(|r| (r.peer, r.id))
+            .map(|r| (r.peer.index(), r.id))
             .collect()
     }
 

@@ -48,10 +48,11 @@ pub struct Shared {
     pub qkd_jobs: Option<Arc<super::qkd_worker::QkdQueue>>,
 }
 
-/// What the core wants done after a batch: datagrams to send, events to log, QKD keys to fetch.
+/// What the core wants done after a batch: datagrams to send, events to log (with their
+/// peer's name), QKD keys to fetch.
 pub struct Drained {
     transmits: Vec<Transmit>,
-    events: Vec<Event>,
+    events: Vec<(Event, Option<String>)>,
     qkd: Vec<QkdRequest>,
 }
 
@@ -65,7 +66,15 @@ impl Shared {
     pub fn drain(endpoint: &mut Endpoint) -> Drained {
         Drained {
             transmits: std::iter::from_fn(|| endpoint.poll_transmit()).collect(),
-            events: std::iter::from_fn(|| endpoint.poll_event()).collect(),
+            events: std::iter::from_fn(|| endpoint.poll_event())
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|e| {
+                    let name = e.peer().and_then(|p| endpoint.peer_name(p));
+                    let name = name.map(str::to_owned);
+                    (e, name)
+                })
+                .collect(),
             qkd: std::iter::from_fn(|| endpoint.poll_qkd_request()).collect(),
         }
     }
@@ -83,7 +92,7 @@ impl Shared {
             if let Some(jobs) = &self.qkd_jobs
                 && let Some(dropped) = jobs.push(request)
             {
-                tracing::debug!(interface = %self.interface, peer = dropped.peer, request = dropped.id, "QKD request dropped unsent: superseded by newer ones of the same peer");
+                tracing::debug!(interface = %self.interface, peer = dropped.peer.index(), request = dropped.id, "QKD request dropped unsent: superseded by newer ones of the same peer");
             }
         }
         for t in transmits {
@@ -91,8 +100,8 @@ impl Shared {
                 tracing::debug!(interface = %self.interface, to = %t.to, error = %e, "send failed");
             }
         }
-        for e in &events {
-            log_event(&self.interface, e);
+        for (e, peer_name) in &events {
+            log_event(&self.interface, e, peer_name.as_deref());
         }
     }
 }

@@ -1,7 +1,8 @@
-//! What the core tells the runtime: events worth a log line, datagrams to send, and the
-//! status snapshot behind `qshield status`.
+//! What the core tells the runtime: events worth a log line and datagrams to send (the
+//! status snapshot behind `qshield status` is in [`super::status`]).
 
 use super::handshake::HandshakeError;
+use super::peer_id::PeerId;
 use super::session::{ExpiryReason, RekeyReason};
 use serde::Serialize;
 use std::net::SocketAddr;
@@ -44,16 +45,16 @@ pub enum InitiationReason {
 pub enum Event {
     /// We sent an initiation.
     HandshakeStarted {
-        /// Peer name.
-        peer: String,
+        /// The peer.
+        peer: PeerId,
         /// Why.
         reason: InitiationReason,
     },
     /// A new session exists. The initiator uses it at once; the responder after the first
     /// packet under it ([`Event::SessionConfirmed`]).
     SessionEstablished {
-        /// Peer name.
-        peer: String,
+        /// The peer.
+        peer: PeerId,
         /// Session sequence number.
         epoch: u64,
         /// Our role.
@@ -65,15 +66,15 @@ pub enum Event {
     },
     /// The responder saw the first packet under its new session and switched to it.
     SessionConfirmed {
-        /// Peer name.
-        peer: String,
+        /// The peer.
+        peer: PeerId,
         /// Session sequence number.
         epoch: u64,
     },
     /// A handshake message was refused.
     HandshakeRejected {
-        /// Peer name when known.
-        peer: Option<String>,
+        /// The peer, when known.
+        peer: Option<PeerId>,
         /// Underlay source.
         from: SocketAddr,
         /// Why.
@@ -81,8 +82,8 @@ pub enum Event {
     },
     /// An initiation was dropped by policy (replay, rate, collision).
     InitiationIgnored {
-        /// Peer name.
-        peer: String,
+        /// The peer.
+        peer: PeerId,
         /// Why.
         why: &'static str,
     },
@@ -93,15 +94,15 @@ pub enum Event {
     },
     /// We gave up a handshake after retrying for the attempt time.
     HandshakeTimedOut {
-        /// Peer name.
-        peer: String,
+        /// The peer.
+        peer: PeerId,
         /// Initiations sent.
         attempts: u32,
     },
     /// A key passed a hard budget and was dropped.
     SessionExpired {
-        /// Peer name.
-        peer: String,
+        /// The peer.
+        peer: PeerId,
         /// Session sequence number.
         epoch: u64,
         /// Which budget.
@@ -109,23 +110,23 @@ pub enum Event {
     },
     /// The peer's underlay address changed (roaming), learned from an authenticated packet.
     EndpointChanged {
-        /// Peer name.
-        peer: String,
+        /// The peer.
+        peer: PeerId,
         /// New address.
         to: SocketAddr,
     },
     /// Policy `require`: no QKD key, so no new session (the current key, if any, carries
     /// traffic until its hard limit); the request is retried.
     QkdUnavailable {
-        /// Peer name.
-        peer: String,
+        /// The peer.
+        peer: PeerId,
         /// What the KME (or the wait for it) said.
         error: String,
     },
     /// Policy `allow`: a session without a QKD key, on the hybrid handshake alone.
     QkdFallback {
-        /// Peer name.
-        peer: String,
+        /// The peer.
+        peer: PeerId,
         /// Why there was no QKD key.
         reason: String,
     },
@@ -136,127 +137,21 @@ pub enum Event {
     },
 }
 
-/// Drops counted for one peer.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct PeerDrops {
-    /// Data packets whose tag failed.
-    pub bad_tag: u64,
-    /// Replayed or too-old data packets.
-    pub replay: u64,
-    /// Data under a key past its hard budget.
-    pub key_expired: u64,
-    /// Inner packets whose source is not in the peer's allowed IPs, or not IP.
-    pub disallowed_source: u64,
-    /// Inner packets dropped because no session existed and the staging queue was full.
-    pub no_session: u64,
-}
-
-/// Drops that cannot be charged to a peer.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct InterfaceDrops {
-    /// Datagrams that do not parse.
-    pub malformed: u64,
-    /// Data for a session index we do not have.
-    pub unknown_index: u64,
-    /// Handshake datagrams with a wrong mac1.
-    pub bad_mac1: u64,
-    /// Handshake datagrams without a valid mac2 while under load: answered with a cookie
-    /// reply, not processed (they never reach the per-source limiter or the reassembler).
-    pub cookie_required: u64,
-    /// Handshake datagrams over the per-source rate (enforced only under load).
-    pub rate_limited: u64,
-    /// Handshake messages refused (see the log for each reason).
-    pub handshake_rejected: u64,
-    /// Inner packets to an address no peer's allowed IPs cover.
-    pub no_route: u64,
-}
-
-/// One peer in `qshield status`.
-#[derive(Debug, Clone, Serialize)]
-pub struct PeerStatus {
-    /// Peer name.
-    pub name: String,
-    /// Current underlay address.
-    pub endpoint: Option<SocketAddr>,
-    /// Seconds since the last completed handshake.
-    pub last_handshake_seconds_ago: Option<f64>,
-    /// Data cipher.
-    pub cipher: &'static str,
-    /// The current key, if any.
-    pub current_key: Option<KeyStatus>,
-    /// Sessions that replaced an earlier one.
-    pub rotations: u64,
-    /// Handshakes completed (both roles).
-    pub handshakes: u64,
-    /// A handshake we started is awaiting its response.
-    pub handshake_in_progress: bool,
-    /// Inner bytes sent and received, all keys.
-    pub total_bytes_sent: u64,
-    /// See `total_bytes_sent`.
-    pub total_bytes_received: u64,
-    /// Drops by reason.
-    pub drops: PeerDrops,
-    /// QKD keys for this peer.
-    pub qkd: QkdStatus,
-}
-
-/// QKD key use for one peer.
-#[derive(Debug, Clone, Serialize)]
-pub struct QkdStatus {
-    /// `disable`, `allow` or `require`.
-    pub policy: &'static str,
-    /// QKD keys received from the KME and mixed into sessions (one per handshake).
-    pub keys_consumed: u64,
-    /// Requests the KME failed (down, slow, out of keys, nonsense).
-    pub failures: u64,
-    /// Sessions made without a QKD key under `allow`.
-    pub fallbacks: u64,
-    /// A request to the KME is outstanding.
-    pub waiting_for_kme: bool,
-    /// The last failure, if any since the last key.
-    pub last_error: Option<String>,
-    /// Under `require` after a failure: seconds until the next request.
-    pub retry_in_seconds: Option<f64>,
-}
-
-/// The key in use for a peer.
-#[derive(Debug, Clone, Serialize)]
-pub struct KeyStatus {
-    /// Session sequence number.
-    pub epoch: u64,
-    /// Our role in its handshake.
-    pub role: Role,
-    /// Seconds since it was established.
-    pub age_seconds: f64,
-    /// Inner bytes sent under it.
-    pub bytes_sent: u64,
-    /// Inner bytes received under it.
-    pub bytes_received: u64,
-    /// Packets sent under it.
-    pub packets_sent: u64,
-    /// Packets received under it.
-    pub packets_received: u64,
-    /// Bytes left before the soft budget starts a rotation (0 when due).
-    pub rekey_in_bytes: u64,
-    /// Seconds left before the soft budget starts a rotation (0 when due).
-    pub rekey_in_seconds: f64,
-    /// Bytes left before the hard budget refuses the key.
-    pub reject_in_bytes: u64,
-    /// Seconds left before the hard budget refuses the key.
-    pub reject_in_seconds: f64,
-    /// Packets left under the cipher's usage limit.
-    pub packets_left: u64,
-    /// Key sources mixed into it.
-    pub sources: Vec<&'static str>,
-    /// The QKD key's ETSI `key_ID`, when one was mixed in.
-    pub qkd_key_id: Option<String>,
-}
-
-/// The whole interface in `qshield status`.
-#[derive(Debug, Clone, Serialize)]
-pub struct EndpointStatus {
-    /// Peers, in config order.
-    pub peers: Vec<PeerStatus>,
-    /// Drops not charged to a peer.
-    pub drops: InterfaceDrops,
+impl Event {
+    /// The peer the event is about, if it is about one.
+    pub fn peer(&self) -> Option<PeerId> {
+        match self {
+            Self::HandshakeStarted { peer, .. }
+            | Self::SessionEstablished { peer, .. }
+            | Self::SessionConfirmed { peer, .. }
+            | Self::InitiationIgnored { peer, .. }
+            | Self::HandshakeTimedOut { peer, .. }
+            | Self::SessionExpired { peer, .. }
+            | Self::EndpointChanged { peer, .. }
+            | Self::QkdUnavailable { peer, .. }
+            | Self::QkdFallback { peer, .. } => Some(*peer),
+            Self::HandshakeRejected { peer, .. } => *peer,
+            Self::BadMac1 { .. } | Self::CookieSent { .. } => None,
+        }
+    }
 }

@@ -1,18 +1,12 @@
 //! Budget edges that need crate-internal access: the cipher packet caps (2^26 and 2^60
-//! packets are too many to send) and the receive-side hard limits, at the session and at
-//! the endpoint.
+//! packets are too many to send) and the receive-side hard limits, at the session (the
+//! endpoint's are in `endpoint/tests.rs`).
 
-use super::endpoint::{Endpoint, EndpointSettings};
-use super::events::{Event, InitiationReason};
 use super::handshake::SessionKeys;
-use super::peer::PeerSettings;
 use super::session::{ExpiryReason, KeyUse, OpenError, RekeyReason, RotationBudget, Session};
 use super::time::Instant;
 use super::wire::DataHeader;
-use crate::cidr::IpCidr;
-use crate::crypto::random::SeededRng;
-use crate::crypto::{CipherSuite, Secret, StaticIdentity};
-use std::net::SocketAddr;
+use crate::crypto::{CipherSuite, Secret};
 use std::time::Duration;
 
 fn budget() -> RotationBudget {
@@ -122,116 +116,4 @@ fn receive_side_hard_limits_at_their_edges() {
         b.send_use(Instant::ZERO, &b0),
         KeyUse::Exhausted(ExpiryReason::Forgeries)
     );
-}
-
-fn endpoint(own: &StaticIdentity, peer: &StaticIdentity, peer_addr: SocketAddr) -> Endpoint {
-    let budget = RotationBudget {
-        rekey_after_bytes: 1 << 30,
-        rekey_after: Duration::from_secs(120),
-        reject_after_bytes: 1 << 31,
-        reject_after: Duration::from_secs(180),
-    };
-    let settings = EndpointSettings {
-        identity: StaticIdentity {
-            dh: crate::crypto::dh::DhSecret::from_bytes(&own.dh.to_bytes().unwrap()).unwrap(),
-            kem: crate::crypto::kem::KemSecret::from_bytes(&own.kem.to_bytes().unwrap()).unwrap(),
-        },
-        suite: CipherSuite::Aes256Gcm,
-        budget,
-        peers: vec![PeerSettings {
-            name: "peer".into(),
-            public: peer.public(),
-            endpoint: Some(peer_addr),
-            allowed_ips: vec![IpCidr::new([198, 19, 0, 9].into(), 32).unwrap()],
-            persistent_keepalive: None,
-        }],
-        qkd_policy: Default::default(),
-        unix_ns_at_origin: 1,
-    };
-    Endpoint::new(settings, Box::new(SeededRng::new(7)))
-}
-
-/// Moves every pending datagram between the two endpoints until both are quiet; returns
-/// the data datagrams (type 4) that went from `a` to `b`.
-fn pump(a: &mut Endpoint, b: &mut Endpoint, now: Instant, addrs: [SocketAddr; 2]) -> usize {
-    let mut data = 0;
-    loop {
-        let mut moved = false;
-        while let Some(mut t) = a.poll_transmit() {
-            data += usize::from(t.payload[0] == 4);
-            b.receive(now, addrs[0], &mut t.payload);
-            moved = true;
-        }
-        while let Some(mut t) = b.poll_transmit() {
-            a.receive(now, addrs[1], &mut t.payload);
-            moved = true;
-        }
-        if !moved {
-            return data;
-        }
-    }
-}
-
-#[test]
-fn endpoint_rekeys_at_the_packet_soft_cap_and_refuses_at_the_cap() {
-    let (ia, ib) = (
-        StaticIdentity::generate().unwrap(),
-        StaticIdentity::generate().unwrap(),
-    );
-    let addrs: [SocketAddr; 2] = [
-        "198.18.0.1:1".parse().unwrap(),
-        "198.18.0.2:1".parse().unwrap(),
-    ];
-    let (mut a, mut b) = (endpoint(&ia, &ib, addrs[1]), endpoint(&ib, &ia, addrs[0]));
-    let now = Instant::ZERO;
-    a.start(now);
-    pump(&mut a, &mut b, now, addrs);
-    assert!(a.peers[0].current.is_some() && b.peers[0].current.is_some());
-    while a.poll_event().is_some() {}
-    let cap = CipherSuite::Aes256Gcm.max_packets_per_key();
-    // one packet short of the soft point: nothing; the soft point: a rekey starts
-    a.peers[0]
-        .current
-        .as_mut()
-        .unwrap()
-        .set_next_counter(cap / 8 * 7 - 1);
-    a.handle_timeout(now);
-    assert!(a.poll_event().is_none());
-    a.send_single(now, 0, &[]);
-    a.handle_timeout(now);
-    assert_eq!(
-        a.poll_event(),
-        Some(Event::HandshakeStarted {
-            peer: "peer".into(),
-            reason: InitiationReason::Rekey(RekeyReason::Packets)
-        })
-    );
-    // drop that handshake; the last counter under the cap is still sent, then no more
-    while a.poll_transmit().is_some() {}
-    a.peers[0]
-        .current
-        .as_mut()
-        .unwrap()
-        .set_next_counter(cap - 1);
-    assert!(a.ensure_sendable(now, 0));
-    a.send_single(now, 0, &[]);
-    assert_eq!(pump(&mut a, &mut b, now, addrs), 1);
-    assert!(!a.ensure_sendable(now, 0), "the cap is reached");
-    assert!(a.peers[0].current.is_none());
-    let expired = std::iter::from_fn(|| a.poll_event()).any(|e| {
-        matches!(
-            e,
-            Event::SessionExpired {
-                reason: ExpiryReason::Packets,
-                ..
-            }
-        )
-    });
-    assert!(expired);
-    // the index table holds exactly the indices the peer still uses
-    let mut held = a.peers[0].indices();
-    let mut table: Vec<u32> = a.indices.keys().copied().collect();
-    held.sort();
-    table.sort();
-    assert_eq!(held, table);
 }

@@ -8,10 +8,9 @@ use qshield::cidr::IpCidr;
 use qshield::constants::{DATA_HEADER_BYTES, MAX_HANDSHAKE_DATAGRAM_BYTES};
 use qshield::crypto::random::SeededRng;
 use qshield::crypto::{CipherSuite, StaticIdentity};
-use qshield::proto::endpoint::{Endpoint, EndpointSettings};
+use qshield::proto::endpoint::{Endpoint, EndpointSettings, PeerSettings};
 use qshield::proto::events::{Event, Transmit};
 use qshield::proto::handshake::QkdKey;
-use qshield::proto::peer::PeerSettings;
 use qshield::proto::qkd_flow::QkdPolicy;
 use qshield::proto::session::RotationBudget;
 use qshield::proto::time::Instant;
@@ -771,7 +770,7 @@ impl Sim {
             .is_some()
     }
 
-    pub fn status(&self, s: Side) -> qshield::proto::events::PeerStatus {
+    pub fn status(&self, s: Side) -> qshield::proto::status::PeerStatus {
         let site = match s {
             Side::A => &self.a,
             Side::B => &self.b,
@@ -779,7 +778,7 @@ impl Sim {
         site.endpoint.status(self.now).peers[0].clone()
     }
 
-    pub fn drops(&self, s: Side) -> qshield::proto::events::InterfaceDrops {
+    pub fn drops(&self, s: Side) -> qshield::proto::status::InterfaceDrops {
         let site = match s {
             Side::A => &self.a,
             Side::B => &self.b,

@@ -1,15 +1,20 @@
 //! One peer's state: its three session slots (previous / current / next, as WireGuard
 //! keeps them, so no packet is lost to a rotation), the handshake we have in flight, the
-//! replay guard for its initiations, staged packets, keepalive timers and counters.
+//! replay guard for its initiations, staged packets, its timer table and counters; and
+//! [`Peers`], every peer of the endpoint indexed by [`PeerId`].
 
-use super::events::{KeyStatus, PeerDrops, PeerStatus, QkdStatus, Role};
-use super::handshake::InitiatorState;
-use super::session::{RotationBudget, Session};
-use super::time::Instant;
+use super::timer::{PeerTimer, TimerTable};
 use crate::cidr::IpCidr;
 use crate::crypto::PublicIdentity;
+use crate::proto::PeerId;
+use crate::proto::events::Role;
+use crate::proto::handshake::InitiatorState;
+use crate::proto::session::{RotationBudget, Session};
+use crate::proto::status::{KeyStatus, PeerDrops, PeerStatus, QkdStatus};
+use crate::proto::time::Instant;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::ops::{Index, IndexMut};
 use std::time::Duration;
 
 /// What the core needs to know about a configured peer.
@@ -28,99 +33,94 @@ pub struct PeerSettings {
 }
 
 /// Our initiation awaiting its response.
-pub(crate) struct PendingHandshake {
-    pub state: InitiatorState,
-    pub message: Vec<u8>,
-    pub first_sent: Instant,
-    pub last_sent: Instant,
-    pub next_retry: Instant,
-    pub attempts: u32,
-    pub mac1s: Vec<[u8; 16]>,
+pub(super) struct PendingHandshake {
+    pub(super) state: InitiatorState,
+    pub(super) message: Vec<u8>,
+    pub(super) first_sent: Instant,
+    pub(super) last_sent: Instant,
+    pub(super) attempts: u32,
+    pub(super) mac1s: Vec<[u8; 16]>,
 }
 
 /// The last response we sent, kept so a retransmitted initiation gets the same answer
 /// without new key material.
-pub(crate) struct CachedResponse {
-    pub initiation_digest: [u8; 32],
-    pub response: Vec<u8>,
-    pub sender_index: u32,
-    pub sent_at: Instant,
+pub(super) struct CachedResponse {
+    pub(super) initiation_digest: [u8; 32],
+    pub(super) response: Vec<u8>,
+    pub(super) sender_index: u32,
+    pub(super) sent_at: Instant,
 }
 
 /// A peer's whole state.
-pub(crate) struct Peer {
-    pub settings: PeerSettings,
-    pub mac1_key: [u8; 32],
-    pub endpoint: Option<SocketAddr>,
-    pub previous: Option<Session>,
-    pub current: Option<Session>,
-    pub next: Option<Session>,
-    pub pending: Option<PendingHandshake>,
-    pub cached_response: Option<CachedResponse>,
+pub(super) struct Peer {
+    pub(super) settings: PeerSettings,
+    pub(super) mac1_key: [u8; 32],
+    pub(super) endpoint: Option<SocketAddr>,
+    pub(super) previous: Option<Session>,
+    pub(super) current: Option<Session>,
+    pub(super) next: Option<Session>,
+    pub(super) pending: Option<PendingHandshake>,
+    pub(super) cached_response: Option<CachedResponse>,
     /// The replay guard: timestamp of the newest initiation from this peer whose session
     /// the peer confirmed (proving both its static keys), and when it was confirmed.
-    pub last_initiation: Option<(u64, Instant)>,
+    pub(super) last_initiation: Option<(u64, Instant)>,
     /// When we last answered an initiation from this peer (the flood limit; kept whether or
     /// not the initiation is ever confirmed, so it bounds forgeries too).
-    pub last_answered_at: Option<Instant>,
+    pub(super) last_answered_at: Option<Instant>,
     /// The session we answered and that waits in `next` (its local index) and its
     /// initiation's timestamp, which becomes the replay guard once the peer confirms it.
-    pub next_initiation: Option<(u32, u64)>,
-    pub cookie: Option<([u8; 16], Instant)>,
+    pub(super) next_initiation: Option<(u32, u64)>,
+    pub(super) cookie: Option<([u8; 16], Instant)>,
     /// The sender index and mac1 values of the last response we sent, until a cookie reply
     /// to it is accepted (at most one: a replayed reply finds nothing to open).
-    pub response_mac1s: Option<(u32, Vec<[u8; 16]>)>,
-    pub staged: VecDeque<Vec<u8>>,
-    pub epoch: u64,
-    pub rotations: u64,
-    pub had_current: bool,
-    pub handshakes: u64,
-    pub last_handshake: Option<Instant>,
-    pub keepalive_due: Option<Instant>,
-    pub dead_peer_due: Option<Instant>,
-    pub last_sent: Option<Instant>,
-    pub total_sent: u64,
-    pub total_received: u64,
-    pub drops: PeerDrops,
+    pub(super) response_mac1s: Option<(u32, Vec<[u8; 16]>)>,
+    pub(super) staged: VecDeque<Vec<u8>>,
+    pub(super) epoch: u64,
+    pub(super) rotations: u64,
+    pub(super) had_current: bool,
+    pub(super) handshakes: u64,
+    pub(super) last_handshake: Option<Instant>,
+    /// The deadlines set and stopped as this peer's state changes.
+    pub(super) timers: TimerTable,
+    pub(super) last_sent: Option<Instant>,
+    pub(super) total_sent: u64,
+    pub(super) total_received: u64,
+    pub(super) drops: PeerDrops,
     /// Our request for a new key (`enc_keys`) for our own initiation.
-    pub qkd_pending: Option<super::qkd_flow::PendingQkd>,
+    pub(super) qkd_pending: Option<super::qkd::PendingQkd>,
     /// Our request for the key the peer's initiation names (`dec_keys`), to answer it.
-    pub qkd_answering: Option<super::qkd_flow::PendingQkd>,
-    pub qkd: QkdCounters,
+    pub(super) qkd_answering: Option<super::qkd::PendingQkd>,
+    pub(super) qkd: QkdCounters,
 }
 
 /// QKD bookkeeping of one peer.
 #[derive(Debug, Default)]
-pub(crate) struct QkdCounters {
-    pub keys_consumed: u64,
-    pub failures: u64,
-    pub fallbacks: u64,
-    pub last_error: Option<String>,
-    pub retry_at: Option<Instant>,
-    pub backoff: Option<Duration>,
+pub(super) struct QkdCounters {
+    pub(super) keys_consumed: u64,
+    pub(super) failures: u64,
+    pub(super) fallbacks: u64,
+    pub(super) last_error: Option<String>,
+    pub(super) backoff: Option<Duration>,
     /// `dec_keys` calls this peer may still cause before it proves both static keys.
-    pub unconfirmed_dec_keys: super::qkd_flow::UnconfirmedBudget,
+    pub(super) unconfirmed_dec_keys: super::qkd::UnconfirmedBudget,
     /// The last `dec_keys` request we stopped waiting for (request ID, key_ID): its answer
     /// may still come, and the KME hands a key out only once.
-    pub abandoned_dec_keys: Option<(u64, String)>,
+    pub(super) abandoned_dec_keys: Option<(u64, String)>,
     /// A key that came after we stopped waiting for it, kept (with its arrival) for the
     /// initiation's retransmission.
-    pub late_key: Option<(super::handshake::QkdKey, Instant)>,
+    pub(super) late_key: Option<(crate::proto::handshake::QkdKey, Instant)>,
     /// Our `enc_keys` request that became unnecessary while it ran (the peer's initiation won).
-    pub cancelled_enc_keys: Option<u64>,
+    pub(super) cancelled_enc_keys: Option<u64>,
     /// Its key, kept (with its arrival) for our next initiation.
-    pub spare_key: Option<(super::handshake::QkdKey, Instant)>,
-    /// At start, our first initiation waits until then for the peer's (see
-    /// `QKD_SIMULTANEOUS_START_YIELD`).
-    pub start_after: Option<Instant>,
+    pub(super) spare_key: Option<(crate::proto::handshake::QkdKey, Instant)>,
     /// Set once our start has yielded (it yields at most once).
-    pub start_yielded: bool,
+    pub(super) start_yielded: bool,
 }
 
 impl Peer {
-    pub fn new(settings: PeerSettings) -> Self {
+    pub(super) fn new(settings: PeerSettings) -> Self {
         Self {
-            mac1_key: super::cookie::mac1_key(&settings.public.dh),
+            mac1_key: crate::proto::cookie::mac1_key(&settings.public.dh),
             endpoint: settings.endpoint,
             settings,
             previous: None,
@@ -139,8 +139,7 @@ impl Peer {
             had_current: false,
             handshakes: 0,
             last_handshake: None,
-            keepalive_due: None,
-            dead_peer_due: None,
+            timers: TimerTable::default(),
             last_sent: None,
             total_sent: 0,
             total_received: 0,
@@ -151,8 +150,20 @@ impl Peer {
         }
     }
 
+    /// Our initiation is in flight; its first retransmission is due at `retry_at`.
+    pub(super) fn start_handshake(&mut self, pending: PendingHandshake, retry_at: Instant) {
+        self.pending = Some(pending);
+        self.timers.set(PeerTimer::HandshakeRetry, retry_at);
+    }
+
+    /// Our initiation is no longer in flight (answered, superseded or abandoned).
+    pub(super) fn take_pending(&mut self) -> Option<PendingHandshake> {
+        self.timers.stop(PeerTimer::HandshakeRetry);
+        self.pending.take()
+    }
+
     /// The session (any slot) whose local index is `index`.
-    pub fn session_mut(&mut self, index: u32) -> Option<(&mut Session, Slot)> {
+    pub(super) fn session_mut(&mut self, index: u32) -> Option<(&mut Session, Slot)> {
         if self
             .current
             .as_ref()
@@ -175,7 +186,7 @@ impl Peer {
 
     /// Installs a session we initiated: it becomes current at once. Returns the local
     /// indices of the sessions this displaced, to be forgotten.
-    pub fn install_initiated(&mut self, session: Session) -> Vec<u32> {
+    pub(super) fn install_initiated(&mut self, session: Session) -> Vec<u32> {
         let mut freed = Vec::new();
         self.count_rotation();
         let old_previous = match self.next.take() {
@@ -191,7 +202,7 @@ impl Peer {
     }
 
     /// Installs a session we responded to: it waits in `next` until the peer uses it.
-    pub fn install_responded(&mut self, session: Session) -> Vec<u32> {
+    pub(super) fn install_responded(&mut self, session: Session) -> Vec<u32> {
         self.next
             .replace(session)
             .map(|s| s.local_index)
@@ -200,7 +211,7 @@ impl Peer {
     }
 
     /// The peer used `next`: it becomes current. Returns the freed index.
-    pub fn promote_next(&mut self) -> Option<u32> {
+    pub(super) fn promote_next(&mut self) -> Option<u32> {
         let next = self.next.take()?;
         self.count_rotation();
         let old_previous = std::mem::replace(&mut self.previous, self.current.replace(next));
@@ -218,7 +229,7 @@ impl Peer {
 
     /// Every local index this peer holds (sessions and the pending handshake).
     #[cfg(test)]
-    pub fn indices(&self) -> Vec<u32> {
+    pub(super) fn indices(&self) -> Vec<u32> {
         let sessions = [&self.previous, &self.current, &self.next];
         let mut v: Vec<u32> = sessions
             .iter()
@@ -229,12 +240,12 @@ impl Peer {
     }
 
     /// Snapshot for `qshield status`.
-    pub fn status(
+    pub(super) fn status(
         &self,
         now: Instant,
         budget: &RotationBudget,
         cipher: &'static str,
-        policy: super::qkd_flow::QkdPolicy,
+        policy: crate::proto::qkd_flow::QkdPolicy,
     ) -> PeerStatus {
         PeerStatus {
             name: self.settings.name.clone(),
@@ -256,17 +267,75 @@ impl Peer {
                 waiting_for_kme: self.qkd_pending.is_some() || self.qkd_answering.is_some(),
                 last_error: self.qkd.last_error.clone(),
                 retry_in_seconds: self
-                    .qkd
-                    .retry_at
+                    .timers
+                    .get(PeerTimer::QkdRetry)
                     .map(|t| t.saturating_since(now).as_secs_f64()),
             },
         }
     }
 }
 
+/// Every peer of an endpoint, in config order, indexed by [`PeerId`].
+pub(super) struct Peers(Vec<Peer>);
+
+impl Peers {
+    pub(super) fn new(settings: Vec<PeerSettings>) -> Self {
+        Self(settings.into_iter().map(Peer::new).collect())
+    }
+
+    /// Every peer's ID, in config order.
+    pub(super) fn ids(&self) -> impl Iterator<Item = PeerId> + use<> {
+        (0..self.0.len()).map(PeerId::from_index)
+    }
+
+    pub(super) fn get(&self, id: PeerId) -> Option<&Peer> {
+        self.0.get(id.index())
+    }
+
+    /// Every peer with its ID.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (PeerId, &Peer)> {
+        self.0
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (PeerId::from_index(i), p))
+    }
+
+    /// Every peer with its ID, mutably.
+    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = (PeerId, &mut Peer)> {
+        self.0
+            .iter_mut()
+            .enumerate()
+            .map(|(i, p)| (PeerId::from_index(i), p))
+    }
+
+    /// Every peer, in config order.
+    pub(super) fn values(&self) -> impl Iterator<Item = &Peer> {
+        self.0.iter()
+    }
+
+    /// The first peer for which `matches` holds.
+    pub(super) fn position(&self, matches: impl FnMut(&Peer) -> bool) -> Option<PeerId> {
+        self.0.iter().position(matches).map(PeerId::from_index)
+    }
+}
+
+impl Index<PeerId> for Peers {
+    type Output = Peer;
+
+    fn index(&self, id: PeerId) -> &Peer {
+        &self.0[id.index()]
+    }
+}
+
+impl IndexMut<PeerId> for Peers {
+    fn index_mut(&mut self, id: PeerId) -> &mut Peer {
+        &mut self.0[id.index()]
+    }
+}
+
 /// Which slot a session sits in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Slot {
+pub(super) enum Slot {
     Previous,
     Current,
     Next,

@@ -2,32 +2,34 @@
 //! on every handshake fragment, answering initiations (with the replay guard and the
 //! simultaneous-initiation rule), completing our own handshakes, and cookie replies.
 
-use super::cookie::{append_macs, mac1_valid, open_cookie_reply};
-use super::endpoint::Endpoint;
-use super::events::{Event, InitiationReason, Role};
-use super::handshake::{
-    FreshEphemerals, HandshakeError, InitiationParams, QkdKey, ReceivedInitiation,
-    consume_initiation, consume_response, create_initiation, create_response,
-    response_receiver_index,
-};
+use super::Endpoint;
 use super::peer::{CachedResponse, PendingHandshake};
-use super::qkd_flow::QkdPolicy;
-use super::time::Instant;
-use super::wire::{
-    CookieReply, Fragment, TYPE_INITIATION, TYPE_RESPONSE, parse_fragment, split_message,
-};
+use super::timer::PeerTimer;
 use crate::constants::{
     COOKIE_VALID_FOR, INITIATION_TIMESTAMP_AHEAD_MAX, MIN_INITIATION_INTERVAL, REKEY_ATTEMPT_TIME,
     REKEY_TIMEOUT_INITIAL, REKEY_TIMEOUT_JITTER_MAX, REKEY_TIMEOUT_MAX,
 };
 use crate::crypto::kdf;
+use crate::proto::PeerId;
+use crate::proto::cookie::{append_macs, mac1_valid, open_cookie_reply};
+use crate::proto::events::{Event, InitiationReason, Role};
+use crate::proto::handshake::{
+    FreshEphemerals, HandshakeError, InitiationParams, QkdKey, ReceivedInitiation,
+    consume_initiation, consume_response, create_initiation, create_response,
+    response_receiver_index,
+};
+use crate::proto::qkd_flow::QkdPolicy;
+use crate::proto::time::Instant;
+use crate::proto::wire::{
+    CookieReply, Fragment, TYPE_INITIATION, TYPE_RESPONSE, parse_fragment, split_message,
+};
 use std::net::SocketAddr;
 use std::time::Duration;
 
 impl Endpoint {
     /// Starts a handshake with peer `p` unless one is in flight or its endpoint is unknown.
     /// With a QKD policy, the QKD key is asked for first (the initiation waits for it).
-    pub(crate) fn initiate(&mut self, now: Instant, p: usize, reason: InitiationReason) {
+    pub(super) fn initiate(&mut self, now: Instant, p: PeerId, reason: InitiationReason) {
         if self.peers[p].pending.is_some() || self.peers[p].endpoint.is_none() {
             return;
         }
@@ -42,10 +44,10 @@ impl Endpoint {
     }
 
     /// Builds and sends a new initiation carrying `qkd` (its key_ID) if given.
-    pub(crate) fn send_initiation(
+    pub(super) fn send_initiation(
         &mut self,
         now: Instant,
-        p: usize,
+        p: PeerId,
         reason: InitiationReason,
         qkd: Option<QkdKey>,
     ) {
@@ -77,21 +79,19 @@ impl Endpoint {
                 );
             }
         };
-        let next_retry = now + self.retry_timeout(1);
+        let retry_at = now + self.retry_timeout(1);
         let pending = PendingHandshake {
             state,
             message,
             first_sent: now,
             last_sent: now,
-            next_retry,
             attempts: 1,
             mac1s: Vec::new(),
         };
-        self.peers[p].pending = Some(pending);
+        self.peers[p].start_handshake(pending, retry_at);
         self.send_pending(now, p);
-        let peer = self.peers[p].settings.name.clone();
         self.events
-            .push_back(Event::HandshakeStarted { peer, reason });
+            .push_back(Event::HandshakeStarted { peer: p, reason });
     }
 
     /// Retransmission timeout for attempt `n` (1-based): doubling from the initial value up
@@ -106,7 +106,7 @@ impl Endpoint {
     }
 
     /// (Re)sends our pending initiation's fragments, with mac2 when we hold a fresh cookie.
-    fn send_pending(&mut self, now: Instant, p: usize) {
+    fn send_pending(&mut self, now: Instant, p: PeerId) {
         let peer = &mut self.peers[p];
         let (Some(to), Some(pending)) = (peer.endpoint, peer.pending.as_mut()) else {
             return;
@@ -121,7 +121,7 @@ impl Endpoint {
             pending
                 .mac1s
                 .push(append_macs(&mut fragment, &peer.mac1_key, cookie.as_ref()));
-            self.transmits.push_back(super::events::Transmit {
+            self.transmits.push_back(crate::proto::events::Transmit {
                 to,
                 payload: fragment,
             });
@@ -130,46 +130,47 @@ impl Endpoint {
     }
 
     /// Retransmits or abandons our pending initiation when its timer fires.
-    pub(crate) fn retry_handshake(&mut self, now: Instant, p: usize) {
-        let Some(pending) = self.peers[p].pending.as_ref() else {
+    pub(super) fn retry_handshake(&mut self, now: Instant, p: PeerId) {
+        let peer = &self.peers[p];
+        let Some(pending) = peer.pending.as_ref() else {
             return;
         };
-        if now < pending.next_retry {
+        if !peer.timers.is_expired(PeerTimer::HandshakeRetry, now) {
             return;
         }
         if now - pending.first_sent >= REKEY_ATTEMPT_TIME {
             return self.give_up(p);
         }
         let attempts = pending.attempts + 1;
-        let next_retry = now + self.retry_timeout(attempts);
-        if let Some(pending) = self.peers[p].pending.as_mut() {
+        let retry_at = now + self.retry_timeout(attempts);
+        let peer = &mut self.peers[p];
+        if let Some(pending) = peer.pending.as_mut() {
             pending.attempts = attempts;
-            pending.next_retry = next_retry;
+            peer.timers.set(PeerTimer::HandshakeRetry, retry_at);
         }
         self.send_pending(now, p);
     }
 
-    fn give_up(&mut self, p: usize) {
+    fn give_up(&mut self, p: PeerId) {
         let peer = &mut self.peers[p];
-        let Some(pending) = peer.pending.take() else {
+        let Some(pending) = peer.take_pending() else {
             return;
         };
         self.indices.remove(&pending.state.sender_index);
         peer.drops.no_session += peer.staged.len() as u64;
         peer.staged.clear();
-        let name = peer.settings.name.clone();
         self.events.push_back(Event::HandshakeTimedOut {
-            peer: name,
+            peer: p,
             attempts: pending.attempts,
         });
     }
 
     /// Counts a refused handshake message; reports at most one per second (the counter
     /// has them all), so a flood cannot flood the log.
-    pub(crate) fn reject(
+    pub(super) fn reject(
         &mut self,
         now: Instant,
-        p: Option<usize>,
+        p: Option<PeerId>,
         from: SocketAddr,
         error: HandshakeError,
     ) {
@@ -181,15 +182,17 @@ impl Endpoint {
             return;
         }
         self.last_rejected_event = Some(now);
-        let peer = p.map(|p| self.peers[p].settings.name.clone());
-        self.events
-            .push_back(Event::HandshakeRejected { peer, from, error });
+        self.events.push_back(Event::HandshakeRejected {
+            peer: p,
+            from,
+            error,
+        });
     }
 
     // ------------------------------------------------------------ incoming fragments
 
     /// Checks a handshake fragment (mac1, load and cookie, rate) and reassembles it.
-    pub(crate) fn receive_fragment(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+    pub(super) fn receive_fragment(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
         let Ok(frag) = parse_fragment(datagram) else {
             self.drops.malformed += 1;
             return;
@@ -227,7 +230,7 @@ impl Endpoint {
     fn require_cookie(&mut self, now: Instant, from: SocketAddr, frag: &Fragment<'_>) {
         self.drops.cookie_required += 1;
         let reply = self.cookies.reply(now, from, frag, &mut *self.rng);
-        self.transmits.push_back(super::events::Transmit {
+        self.transmits.push_back(crate::proto::events::Transmit {
             to: from,
             payload: reply,
         });
@@ -270,7 +273,7 @@ impl Endpoint {
         from: SocketAddr,
         digest: &[u8; 32],
     ) -> bool {
-        let Some(p) = self.peers.iter().position(|peer| {
+        let Some(p) = self.peers.position(|peer| {
             peer.cached_response
                 .as_ref()
                 .is_some_and(|c| &c.initiation_digest == digest)
@@ -291,14 +294,13 @@ impl Endpoint {
         &mut self,
         now: Instant,
         from: SocketAddr,
-        received: ReceivedInitiation<usize>,
+        received: ReceivedInitiation<PeerId>,
         digest: [u8; 32],
     ) {
         let p = received.peer;
         if let Some(why) = self.initiation_refusal(now, p, received.payload.timestamp_unix_ns) {
-            let peer = self.peers[p].settings.name.clone();
             self.events
-                .push_back(Event::InitiationIgnored { peer, why });
+                .push_back(Event::InitiationIgnored { peer: p, why });
             return;
         }
         // Message 1 proves only the initiator's X25519 key: nothing that outlives this
@@ -313,7 +315,7 @@ impl Endpoint {
     /// index `index`): it holds both its static keys. Now the initiation's timestamp becomes
     /// the replay guard, our own pending handshake (if any) is superseded, and the peer may
     /// cause `dec_keys` calls again.
-    pub(crate) fn initiator_confirmed(&mut self, now: Instant, p: usize, index: u32) {
+    pub(super) fn initiator_confirmed(&mut self, now: Instant, p: PeerId, index: u32) {
         let peer = &mut self.peers[p];
         if let Some((_, ts)) = peer.next_initiation.take_if(|(i, _)| *i == index) {
             let newest = peer.last_initiation.map_or(ts, |(last, _)| last.max(ts));
@@ -321,19 +323,19 @@ impl Endpoint {
         }
         peer.qkd.unconfirmed_dec_keys.refill();
         peer.qkd.late_key = None;
-        peer.qkd.start_after = None;
-        if let Some(ours) = peer.pending.take() {
+        peer.timers.stop(PeerTimer::StartYield);
+        if let Some(ours) = peer.take_pending() {
             self.indices.remove(&ours.state.sender_index);
         }
         self.cancel_initiation_key(p);
     }
 
     /// Sends the response to `received`, mixing `qkd` if given.
-    pub(crate) fn respond(
+    pub(super) fn respond(
         &mut self,
         now: Instant,
         from: SocketAddr,
-        received: ReceivedInitiation<usize>,
+        received: ReceivedInitiation<PeerId>,
         digest: [u8; 32],
         qkd: Option<&QkdKey>,
     ) {
@@ -365,7 +367,7 @@ impl Endpoint {
     }
 
     /// Why an authenticated initiation from `p` must be ignored, if it must.
-    fn initiation_refusal(&self, now: Instant, p: usize, timestamp: u64) -> Option<&'static str> {
+    fn initiation_refusal(&self, now: Instant, p: PeerId, timestamp: u64) -> Option<&'static str> {
         let peer = &self.peers[p];
         let ahead_max = INITIATION_TIMESTAMP_AHEAD_MAX.as_nanos() as u64;
         if timestamp > self.unix_ns(now).saturating_add(ahead_max) {
@@ -399,7 +401,7 @@ impl Endpoint {
     fn send_response(
         &mut self,
         now: Instant,
-        p: usize,
+        p: PeerId,
         to: SocketAddr,
         sender_index: u32,
         response: &[u8],
@@ -409,7 +411,7 @@ impl Endpoint {
         let mut mac1s = Vec::new();
         for mut fragment in split_message(TYPE_RESPONSE, sender_index, response) {
             mac1s.push(append_macs(&mut fragment, &peer.mac1_key, cookie.as_ref()));
-            self.transmits.push_back(super::events::Transmit {
+            self.transmits.push_back(crate::proto::events::Transmit {
                 to,
                 payload: fragment,
             });
@@ -445,14 +447,14 @@ impl Endpoint {
     }
 
     /// Our handshake completed: the new session becomes current; confirm it at once.
-    pub(crate) fn complete(
+    pub(super) fn complete(
         &mut self,
         now: Instant,
         from: SocketAddr,
-        p: usize,
-        keys: &super::handshake::SessionKeys,
+        p: PeerId,
+        keys: &crate::proto::handshake::SessionKeys,
     ) {
-        let pending = self.peers[p].pending.take().expect("checked by the caller");
+        let pending = self.peers[p].take_pending().expect("checked by the caller");
         // the responder proved both its static keys
         self.peers[p].qkd.unconfirmed_dec_keys.refill();
         let session = self.new_session(p, keys, now);
@@ -470,10 +472,10 @@ impl Endpoint {
         }
     }
 
-    fn established(&mut self, p: usize, role: Role, qkd: bool, round_trip: Option<Duration>) {
+    fn established(&mut self, p: PeerId, role: Role, qkd: bool, round_trip: Option<Duration>) {
         let peer = &self.peers[p];
         self.events.push_back(Event::SessionEstablished {
-            peer: peer.settings.name.clone(),
+            peer: p,
             epoch: peer.epoch,
             role,
             qkd,
@@ -485,7 +487,7 @@ impl Endpoint {
     /// is under load. Keep the cookie for mac2; the initiation is resent on its retry timer
     /// (and the response with it), never at once, and only one reply per message sent is
     /// accepted, so a replayed reply (mac1 is deterministic) makes us send nothing.
-    pub(crate) fn receive_cookie_reply(&mut self, now: Instant, datagram: &[u8]) {
+    pub(super) fn receive_cookie_reply(&mut self, now: Instant, datagram: &[u8]) {
         let Ok(reply) = CookieReply::decode(datagram) else {
             self.drops.malformed += 1;
             return;
