@@ -1,0 +1,164 @@
+//! The store's own tests: pads, block pairs, discarding, expiry.
+
+use super::*;
+
+#[test]
+fn unconfirmed_blocks_are_discarded_and_their_numbers_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let leader = Store::open(&dir.path().join("db")).unwrap();
+    assert_eq!(leader.leader_add("f", &[1u8; 16]).unwrap(), 0);
+    leader.confirm("f", 2).unwrap();
+    assert_eq!(leader.leader_add("f", &[2u8; 8]).unwrap(), 2);
+    let before = leader.link_levels("f").unwrap();
+    assert_eq!((before.follower_sends_bytes, before.next_seq), (12, 4));
+    assert_eq!(leader.discard_unconfirmed("f").unwrap(), 8);
+    let after = leader.link_levels("f").unwrap();
+    assert_eq!(
+        (after.leader_sends_bytes, after.follower_sends_bytes),
+        (8, 8),
+        "only the confirmed pair is left"
+    );
+    assert_eq!((after.confirmed_seq, after.next_seq), (2, 2));
+    assert!(leader.unconfirmed("f", 10).unwrap().is_empty());
+    assert_eq!(leader.leader_add("f", &[3u8; 4]).unwrap(), 2, "reused");
+}
+
+#[test]
+fn a_pair_may_give_one_direction_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let leader = Store::open(&dir.path().join("l")).unwrap();
+    let follower = Store::open(&dir.path().join("f")).unwrap();
+    assert_eq!(leader.leader_add_split("f", &[1u8; 10], 10).unwrap(), 0);
+    assert_eq!(leader.leader_add_split("f", &[2u8; 6], 0).unwrap(), 2);
+    let l = leader.link_levels("f").unwrap();
+    assert_eq!(
+        (l.leader_unconfirmed_bytes, l.follower_sends_bytes),
+        (10, 6)
+    );
+    // The empty blocks 1 and 2 are skipped, not the end of the push.
+    let push = leader.unconfirmed("f", 10).unwrap();
+    let seqs: Vec<u64> = push.iter().map(|b| b.0).collect();
+    assert_eq!(seqs, [0, 3]);
+    follower.follower_store("l", &push).unwrap();
+    leader.confirm("f", 4).unwrap();
+    let l = leader.link_levels("f").unwrap();
+    assert_eq!((l.leader_sends_bytes, l.leader_unconfirmed_bytes), (10, 0));
+    assert_eq!(follower.link_levels("l").unwrap().next_seq, 4);
+    // A CV-QKD pair: both ends place the key alike, the next pair is seq + 2.
+    assert_eq!(
+        follower
+            .follower_store_pair("l", 4, &[], &[3u8; 8])
+            .unwrap(),
+        8
+    );
+    let f = follower.link_levels("l").unwrap();
+    assert_eq!(
+        (f.leader_sends_bytes, f.follower_sends_bytes, f.next_seq),
+        (10, 14, 6)
+    );
+}
+
+#[test]
+fn expired_keys_are_erased_and_their_ids_never_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = Store::open(&dir.path().join("db")).unwrap();
+    let key = |id: &str| NewKey {
+        id: id.to_string(),
+        bytes: Zeroizing::new(vec![7u8; 32]),
+    };
+    st.enc_local("m", "s", &[key("k1"), key("k2")], 10, 1_000)
+        .unwrap();
+    st.enc_local("m", "s", &[key("k3")], 10, 5_000).unwrap();
+    // At its deadline a key is not found, as an unknown one, even before the sweep.
+    let ids = ["k1".to_string()];
+    assert!(matches!(
+        st.dec_keys("s", "m", &ids, 1_000),
+        Err(StoreError::NotFound)
+    ));
+    assert!(st.expire_pending(999, 9_999).unwrap().is_empty());
+    let expired = st.expire_pending(1_000, 9_999).unwrap();
+    assert_eq!(expired.get(&("m".into(), "s".into())), Some(&2));
+    assert_eq!(st.pending_count("m", "s").unwrap(), 1);
+    assert!(st.expire_pending(1_000, 9_999).unwrap().is_empty());
+    assert!(matches!(
+        st.dec_keys("s", "m", &ids, 0),
+        Err(StoreError::NotFound)
+    ));
+    // The key that did not expire is delivered once; no ID is stored again.
+    assert_eq!(
+        st.dec_keys("s", "m", &["k3".into()], 4_999).unwrap().len(),
+        1
+    );
+    for id in ["k1", "k3"] {
+        assert!(
+            matches!(
+                st.enc_local("m", "s", &[key(id)], 10, 9_000),
+                Err(StoreError::Reused(_))
+            ),
+            "{id}"
+        );
+    }
+    assert_eq!(st.pending_count("m", "s").unwrap(), 0);
+}
+
+#[test]
+fn pads_are_spent_once_and_match_on_both_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let leader = Store::open(&dir.path().join("l")).unwrap();
+    let follower = Store::open(&dir.path().join("f")).unwrap();
+    let block: Vec<u8> = (0..64u8).collect();
+    leader.leader_add("f", &block).unwrap();
+    let push = leader.unconfirmed("l", 10).unwrap();
+    assert!(push.is_empty(), "per-peer pools");
+    let push = leader.unconfirmed("f", 10).unwrap();
+    assert_eq!(push.len(), 2);
+    assert!(
+        leader.take_pad("f", DIR_LEADER_SENDS, 1).is_err(),
+        "unconfirmed"
+    );
+    follower.follower_store("l", &push).unwrap();
+    follower.follower_store("l", &push).unwrap();
+    leader.confirm("f", 2).unwrap();
+    assert_eq!(follower.link_levels("l").unwrap().leader_sends_bytes, 32);
+    let pad = leader.take_pad("f", DIR_LEADER_SENDS, 20).unwrap();
+    assert_eq!(&pad.bytes[..], &block[..20]);
+    let got = {
+        let keys = vec![Zeroizing::new(vec![0u8; 20])];
+        let masked = xor_split(&keys, &pad.bytes);
+        let ids = ["k1".to_string()];
+        let act = HopAction::Deliver {
+            master: "m",
+            slave: "s",
+            ids: &ids,
+            max_pending: 10,
+            deadline_ms: 2000,
+        };
+        follower
+            .relay_hop("l", DIR_LEADER_SENDS, &pad.ranges, &masked, act)
+            .unwrap();
+        follower.dec_keys("s", "m", &ids, 1000).unwrap()
+    };
+    assert_eq!(&got[0].bytes[..], &[0u8; 20][..]);
+    let ids = ["k1".to_string()];
+    let act = HopAction::Deliver {
+        master: "m",
+        slave: "s",
+        ids: &ids,
+        max_pending: 10,
+        deadline_ms: 2000,
+    };
+    let masked = vec![Zeroizing::new(vec![0u8; 20])];
+    assert!(
+        follower
+            .relay_hop("l", 0, &pad.ranges, &masked, act)
+            .is_err(),
+        "spent"
+    );
+    assert!(matches!(
+        follower.dec_keys("s", "m", &ids, 1000),
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(leader.link_levels("f").unwrap().leader_sends_bytes, 12);
+    let pad = follower.take_pad("l", DIR_FOLLOWER_SENDS, 32).unwrap();
+    assert_eq!(&pad.bytes[..], &block[32..]);
+}
