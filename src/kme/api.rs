@@ -12,6 +12,7 @@
 //! spec has no 404.
 
 use super::config::KeyLimits;
+use super::metrics::PairCounter;
 use super::relay;
 use super::server::Shared;
 use super::store::{NewKey, StoreError};
@@ -203,8 +204,7 @@ pub async fn status(
     let l = shared.cfg.limits;
     let (target_kme, stored) = match target {
         Target::Local => {
-            let (m, s) = (caller.clone(), slave.clone());
-            let pending = shared.blocking(move |st| st.pending_count(&m, &s)).await?;
+            let pending = shared.pools.pending_count(&caller, &slave).await?;
             (
                 shared.cfg.id.clone(),
                 l.max_key_count.saturating_sub(pending),
@@ -411,7 +411,9 @@ async fn enc_keys(
         bits,
     ) {
         tracing::info!(master = %caller, %slave, "refused: {e}");
-        shared.metrics.pair_add(&caller, &slave, "errors_503", 1);
+        shared
+            .metrics
+            .pair_add(&caller, &slave, PairCounter::Errors503, 1);
         return Err(ApiError::unavailable(e.to_string()));
     }
     let keys = fresh_keys(number, size);
@@ -422,13 +424,23 @@ async fn enc_keys(
     let m = &shared.metrics;
     match result {
         Ok(keys) => {
-            m.pair_add(&caller, &slave, "keys_to_master", keys.len() as u64);
-            m.pair_add(&caller, &slave, "bits_delivered", u64::from(number * size));
+            m.pair_add(
+                &caller,
+                &slave,
+                PairCounter::KeysToMaster,
+                keys.len() as u64,
+            );
+            m.pair_add(
+                &caller,
+                &slave,
+                PairCounter::BitsDelivered,
+                u64::from(number * size),
+            );
             Ok(Json(container(&keys)))
         }
         Err(e) => {
             if matches!(e, ApiError::Unavailable(_)) {
-                m.pair_add(&caller, &slave, "errors_503", 1);
+                m.pair_add(&caller, &slave, PairCounter::Errors503, 1);
             }
             Err(e)
         }
@@ -441,14 +453,11 @@ async fn store_local(
     slave: &str,
     keys: Vec<NewKey>,
 ) -> ApiResult<Vec<NewKey>> {
-    let (m, s, max) = (
-        master.to_string(),
-        slave.to_string(),
-        shared.cfg.limits.max_key_count,
-    );
+    let max = shared.cfg.limits.max_key_count;
     let deadline = expiry_deadline_ms(shared);
     let keys = shared
-        .blocking(move |st| st.enc_local(&m, &s, &keys, max, deadline).map(|()| keys))
+        .pools
+        .enc_local(master, slave, keys, max, deadline)
         .await?;
     Ok(keys)
 }
@@ -524,18 +533,18 @@ async fn dec_keys(
             format!("{} key IDs; 1..={max} are accepted", ids.len()),
         ));
     }
-    let (c, m) = (caller.clone(), master.clone());
     let now = unix_ms();
-    let keys = shared
-        .blocking(move |st| st.dec_keys(&c, &m, &ids, now))
-        .await?;
+    let keys = shared.pools.dec_keys(&caller, &master, ids, now).await?;
     let bits: usize = keys.iter().map(|k| k.bytes.len() * 8).sum();
+    shared.metrics.pair_add(
+        &master,
+        &caller,
+        PairCounter::KeysToSlave,
+        keys.len() as u64,
+    );
     shared
         .metrics
-        .pair_add(&master, &caller, "keys_to_slave", keys.len() as u64);
-    shared
-        .metrics
-        .pair_add(&master, &caller, "bits_delivered", bits as u64);
+        .pair_add(&master, &caller, PairCounter::BitsDelivered, bits as u64);
     Ok(Json(container(&keys)))
 }
 
@@ -561,14 +570,13 @@ pub async fn expire_pending(shared: Arc<Shared>) {
     loop {
         tick.tick().await;
         let (now, adopt) = (unix_ms(), expiry_deadline_ms(&shared));
-        match shared
-            .blocking(move |st| st.expire_pending(now, adopt))
-            .await
-        {
+        match shared.pools.expire_pending(now, adopt).await {
             Ok(expired) => {
                 for ((master, slave), n) in expired {
                     tracing::warn!(%master, %slave, keys = n, "undelivered keys expired and erased (pending_key_expiry)");
-                    shared.metrics.pair_add(&master, &slave, "keys_expired", n);
+                    shared
+                        .metrics
+                        .pair_add(&master, &slave, PairCounter::KeysExpired, n);
                 }
             }
             Err(e) => tracing::warn!("expiring pending keys: {e}"),

@@ -6,8 +6,8 @@
 //! the follower has stored it; unconfirmed blocks are pushed again after a restart.
 
 use super::config::LinkConfig;
+use super::metrics::LinkCounter;
 use super::server::Shared;
-use super::store::Store;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
@@ -187,7 +187,8 @@ async fn leader_step(
     link: &LinkConfig,
     source: &mut dyn KeySupply,
 ) -> Result<(), String> {
-    let levels = shared.link_levels(&link.peer).await.map_err(text)?;
+    let pool = shared.pools.link(&link.peer);
+    let levels = pool.levels().await.map_err(text)?;
     // While both directions are above their high-water mark the source's output is
     // discarded (as a device's is when its KME has no room), so a direction refills in
     // blocks of at least 1/8 of its size.
@@ -199,16 +200,14 @@ async fn leader_step(
     };
     let block = source.next_block(Instant::now(), want.min(MAX_BLOCK_BYTES));
     if block.len() >= 2 {
-        let peer = link.peer.clone();
         let n = block.len();
         let leader_len = room.leader_share(n);
-        shared
-            .blocking(move |s| s.leader_add_split(&peer, &block, leader_len))
+        pool.leader_add_split(block, leader_len)
             .await
             .map_err(text)?;
         shared
             .metrics
-            .link_add(&link.peer, "generated_bits", 8 * n as u64);
+            .link_add(&link.peer, LinkCounter::GeneratedBits, 8 * n as u64);
     }
     push_unconfirmed(shared, link).await
 }
@@ -218,12 +217,9 @@ fn text(e: super::store::StoreError) -> String {
 }
 
 async fn push_unconfirmed(shared: &Arc<Shared>, link: &LinkConfig) -> Result<(), String> {
+    let pool = shared.pools.link(&link.peer);
     loop {
-        let peer = link.peer.clone();
-        let blocks = shared
-            .blocking(move |s: &Store| s.unconfirmed(&peer, MAX_BLOCKS_PER_PUSH))
-            .await
-            .map_err(text)?;
+        let blocks = pool.unconfirmed(MAX_BLOCKS_PER_PUSH).await.map_err(text)?;
         let Some(last) = blocks.last().map(|b| b.0) else {
             return Ok(());
         };
@@ -251,11 +247,7 @@ async fn push_unconfirmed(shared: &Arc<Shared>, link: &LinkConfig) -> Result<(),
         if !resp.status().is_success() {
             return Err(format!("follower answered {}", resp.status()));
         }
-        let peer = link.peer.clone();
-        shared
-            .blocking(move |s| s.confirm(&peer, last + 1))
-            .await
-            .map_err(text)?;
+        pool.confirm(last + 1).await.map_err(text)?;
     }
 }
 

@@ -2,7 +2,7 @@
 //! delivery API over HTTPS with mutual TLS ([`api`], [`tls`]), durable key pools in an
 //! embedded redb store ([`store`]), QKD links between KMEs fed by a [`links::KeySupply`]
 //! (today a CSPRNG labelled NOT QKD), hop-by-hop one-time-pad relay through trusted nodes
-//! ([`relay`]), certificate roles ([`roles`]), metrics and the status document ([`status`]), and the wiring
+//! ([`relay`]), certificate roles ([`roles`]), typed counters ([`metrics`]) and the status document ([`status`]), and the wiring
 //! ([`server`]). It owns everything a KME does; the SAE side lives in `crate::qkd`.
 //!
 //! Start one in-process with [`start`] (or [`start_on`] with a bound listener) and a
@@ -12,6 +12,8 @@ pub mod api;
 pub mod config;
 pub mod cvqkd;
 pub mod links;
+pub mod metrics;
+pub mod pools;
 pub mod quota;
 pub mod relay;
 pub mod roles;

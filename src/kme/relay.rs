@@ -7,11 +7,11 @@
 //! hops stays spent (a one-time pad is never reused).
 
 use super::api::ApiError;
-use super::config::{KmeConfig, LinkRole};
+use super::config::KmeConfig;
+use super::metrics::{LinkCounter, PairCounter};
+use super::pools::Direction;
 use super::server::Shared;
-use super::store::{
-    DIR_FOLLOWER_SENDS, DIR_LEADER_SENDS, HopAction, Masked, NewKey, PadRange, Secret, StoreError,
-};
+use super::store::{HopAction, Masked, NewKey, PadRange, Secret, StoreError};
 use super::tls::Caller;
 use axum::Json;
 use axum::body::Bytes;
@@ -49,28 +49,24 @@ pub struct RelayRequest {
 }
 
 /// The direction this KME spends when sending over the link to `peer`.
-fn send_dir(shared: &Shared, peer: &str) -> Option<u8> {
+fn send_dir(shared: &Shared, peer: &str) -> Option<Direction> {
     let link = shared.cfg.links.iter().find(|l| l.peer == peer)?;
-    Some(match link.role {
-        LinkRole::Leader => DIR_LEADER_SENDS,
-        LinkRole::Follower => DIR_FOLLOWER_SENDS,
-    })
+    Some(Direction::sent_by(link.role))
 }
 
 /// Unspent bits this KME may send over the link to `peer`.
 pub async fn send_pool_bits(shared: &Arc<Shared>, peer: &str) -> Result<u64, ApiError> {
     let dir = send_dir(shared, peer).ok_or_else(|| ApiError::unavailable("no link"))?;
-    let levels = shared.link_levels(peer).await?;
-    Ok(8 * if dir == DIR_LEADER_SENDS {
-        levels.leader_sends_bytes
-    } else {
-        levels.follower_sends_bytes
+    let levels = shared.pools.link(peer).levels().await?;
+    Ok(8 * match dir {
+        Direction::LeaderSends => levels.leader_sends_bytes,
+        Direction::FollowerSends => levels.follower_sends_bytes,
     })
 }
 
 fn short(shared: &Shared, peer: &str, master: &str, slave: &str, e: StoreError) -> ApiError {
     if matches!(e, StoreError::Short { .. }) {
-        shared.metrics.link_add(peer, "errors_503", 1);
+        shared.metrics.link_add(peer, LinkCounter::Errors503, 1);
         tracing::info!(peer, master, slave, "relay refused: {e}");
     }
     e.into()
@@ -89,25 +85,24 @@ pub async fn relay_out(
     let dir = send_dir(shared, first).ok_or_else(|| ApiError::unavailable("no link"))?;
     shared.refuse_if_alarm(first)?;
     let total: usize = keys.iter().map(|k| k.bytes.len()).sum();
-    let p = first.clone();
     let pad = shared
-        .blocking(move |s| s.take_pad(&p, dir, total))
+        .pools
+        .link(first)
+        .take_pad(dir, total)
         .await
         .map_err(|e| short(shared, first, master, slave, e))?;
     shared
         .metrics
-        .link_add(first, "consumed_bits", 8 * total as u64);
+        .link_add(first, LinkCounter::ConsumedBits, 8 * total as u64);
     let plain: Vec<Zeroizing<Vec<u8>>> = keys.iter().map(|k| k.bytes.clone()).collect();
     let masked = super::store::xor_split(&plain, &pad.bytes);
     let req = request(master, slave, route, pad.ranges, &keys, &masked);
     send_hop(shared, first, &req).await?;
     let ids: Vec<String> = keys.iter().map(|k| k.id.clone()).collect();
-    shared
-        .blocking(move |s| s.mark_master_delivered(&ids))
-        .await?;
+    shared.pools.mark_master_delivered(ids).await?;
     shared
         .metrics
-        .pair_add(master, slave, "keys_relayed", keys.len() as u64);
+        .pair_add(master, slave, PairCounter::KeysRelayed, keys.len() as u64);
     Ok(keys)
 }
 
@@ -139,7 +134,7 @@ async fn send_hop(shared: &Arc<Shared>, peer: &str, req: &RelayRequest) -> Resul
     let link = shared.cfg.links.iter().find(|l| l.peer == peer);
     let port = link.map_or(0, |l| l.addr.port());
     let url = format!("https://{peer}:{port}/kme/v1/relay");
-    shared.metrics.link_add(peer, "relays_sent", 1);
+    shared.metrics.link_add(peer, LinkCounter::RelaysSent, 1);
     let resp = shared
         .peers
         .post(&url)
@@ -173,7 +168,7 @@ pub async fn relay_in(
     let Some(my_dir) = send_dir(&shared, &caller) else {
         return Err(ApiError::Unauthorized);
     };
-    let from_dir = 1 - my_dir;
+    let from_dir = my_dir.opposite();
     let req: RelayRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_detail("Bad request format", "body", e.to_string()))?;
     let (masked, ids) = decode_keys(&req)?;
@@ -184,7 +179,9 @@ pub async fn relay_in(
         tracing::warn!(peer = %caller, master = %req.master, slave = %req.slave, route = ?req.route, "relay refused: {e:?}");
         return Err(e);
     }
-    shared.metrics.link_add(&caller, "relays_received", 1);
+    shared
+        .metrics
+        .link_add(&caller, LinkCounter::RelaysReceived, 1);
     shared.refuse_if_alarm(&caller)?;
     if let Some(next) = req.route.get(1) {
         shared.refuse_if_alarm(next)?;
@@ -194,11 +191,11 @@ pub async fn relay_in(
     let forwarded = hop(&shared, &caller, from_dir, &req, masked, &ids).await?;
     shared
         .metrics
-        .link_add(&caller, "consumed_bits", 8 * bytes as u64);
+        .link_add(&caller, LinkCounter::ConsumedBits, 8 * bytes as u64);
     if let (Some(next), Some((pads, masked))) = (next, forwarded) {
         shared
             .metrics
-            .link_add(&next, "consumed_bits", 8 * bytes as u64);
+            .link_add(&next, LinkCounter::ConsumedBits, 8 * bytes as u64);
         let keys: Vec<NewKey> = ids
             .iter()
             .map(|id| NewKey {
@@ -216,9 +213,12 @@ pub async fn relay_in(
         );
         send_hop(&shared, &next, &out).await?;
     } else {
-        shared
-            .metrics
-            .pair_add(&req.master, &req.slave, "keys_relayed", ids.len() as u64);
+        shared.metrics.pair_add(
+            &req.master,
+            &req.slave,
+            PairCounter::KeysRelayed,
+            ids.len() as u64,
+        );
     }
     Ok(Json(serde_json::json!({})))
 }
@@ -275,13 +275,11 @@ type Forwarded = Option<Masked>;
 async fn hop(
     shared: &Arc<Shared>,
     caller: &str,
-    from_dir: u8,
+    from_dir: Direction,
     req: &RelayRequest,
     masked: Vec<Zeroizing<Vec<u8>>>,
     ids: &[String],
 ) -> Result<Forwarded, ApiError> {
-    let (from, pads) = (caller.to_string(), req.pads.clone());
-    let (master, slave, ids_owned) = (req.master.clone(), req.slave.clone(), ids.to_vec());
     let next = match req.route.get(1) {
         Some(n) => Some((
             n.clone(),
@@ -293,20 +291,19 @@ async fn hop(
     let next_peer = next.as_ref().map(|n| n.0.clone());
     let max_pending = shared.cfg.limits.max_key_count;
     let deadline_ms = super::api::expiry_deadline_ms(shared);
+    let action = match next {
+        Some((peer, dir)) => HopAction::Forward { peer, dir },
+        None => HopAction::Deliver {
+            master: req.master.clone(),
+            slave: req.slave.clone(),
+            ids: ids.to_vec(),
+            max_pending,
+            deadline_ms,
+        },
+    };
     shared
-        .blocking(move |s| {
-            let action = match &next {
-                Some((peer, dir)) => HopAction::Forward { peer, dir: *dir },
-                None => HopAction::Deliver {
-                    master: &master,
-                    slave: &slave,
-                    ids: &ids_owned,
-                    max_pending,
-                    deadline_ms,
-                },
-            };
-            s.relay_hop(&from, from_dir, &pads, &masked, action)
-        })
+        .pools
+        .relay_hop(caller, from_dir, req.pads.clone(), masked, action)
         .await
         .map_err(|e| match &next_peer {
             Some(p) => short(shared, p, &req.master, &req.slave, e),

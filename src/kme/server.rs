@@ -9,10 +9,12 @@ use super::cvqkd::board::Board;
 use super::cvqkd::follower::{self, FollowerLink};
 use super::cvqkd::leader::{self, LeaderLink};
 use super::links::{self, LinkPush};
+use super::metrics::{LinkCounter, Metrics};
+use super::pools::Pools;
 use super::relay;
 use super::roles;
-use super::status::{self, Metrics};
-use super::store::{LinkLevels, Store, StoreError};
+use super::status;
+use super::store::StoreError;
 use super::tls::{self, Caller};
 use axum::Json;
 use axum::Router;
@@ -102,10 +104,10 @@ pub enum KmeError {
 pub struct Shared {
     /// The configuration.
     pub cfg: KmeConfig,
-    /// The durable store.
-    pub store: Arc<Store>,
+    /// The durable store, behind its async facade.
+    pub pools: Pools,
     /// Counters.
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     /// HTTPS client for calls to neighbour KMEs (this KME's certificate).
     pub peers: reqwest::Client,
     /// Figures and alarms of the CV-QKD links.
@@ -122,30 +124,12 @@ impl Shared {
         match self.cvqkd.alarm(peer) {
             None => Ok(()),
             Some(why) => {
-                self.metrics.link_add(peer, "errors_503", 1);
+                self.metrics.link_add(peer, LinkCounter::Errors503, 1);
                 Err(ApiError::unavailable(format!(
                     "QKD link to '{peer}' is under alarm ({why}); nothing is relayed over it"
                 )))
             }
         }
-    }
-
-    /// The levels of the link to `peer`, read on the blocking pool.
-    pub async fn link_levels(&self, peer: &str) -> Result<LinkLevels, StoreError> {
-        let peer = peer.to_string();
-        self.blocking(move |s| s.link_levels(&peer)).await
-    }
-
-    /// Runs a store operation on the blocking pool.
-    pub async fn blocking<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
-    {
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || f(&store))
-            .await
-            .map_err(|e| StoreError::Db(format!("store task: {e}")))?
     }
 }
 
@@ -201,15 +185,12 @@ pub async fn start_on(cfg: KmeConfig, listener: TcpListener) -> Result<KmeHandle
     )?);
     let peer_addrs: Vec<_> = cfg.links.iter().map(|l| (l.peer.clone(), l.addr)).collect();
     let peers = tls::client(&cfg.ca_file, &cfg.cert_file, &cfg.key_file, &peer_addrs)?;
-    let dir = cfg.data_dir.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&dir))
-        .await
-        .map_err(|e| StoreError::Db(e.to_string()))??;
-    let metrics = Metrics::from_saved(store.load_counters()?);
+    let (pools, saved) = Pools::open(cfg.data_dir.clone()).await?;
+    let metrics = Arc::new(Metrics::from_saved(saved));
     let links = CvqkdSetup::build(&cfg).await?;
     let shared = Arc::new(Shared {
         cfg,
-        store: Arc::new(store),
+        pools,
         metrics,
         peers,
         cvqkd: links.board,
@@ -683,7 +664,7 @@ async fn periodic(shared: Arc<Shared>) {
 
 async fn save_counters(shared: &Arc<Shared>) {
     let snapshot = shared.metrics.snapshot();
-    if let Err(e) = shared.blocking(move |s| s.save_counters(&snapshot)).await {
+    if let Err(e) = shared.pools.save_counters(snapshot).await {
         tracing::warn!("saving counters: {e}");
     }
 }
@@ -817,13 +798,10 @@ async fn link_keys(
         .map_err(|e| ApiError::bad_detail("Bad request format", "body", e.to_string()))?;
     let blocks =
         links::decode_push(&push).ok_or_else(|| ApiError::bad("Bad request format: base64"))?;
-    let peer = caller.clone();
-    let stored = shared
-        .blocking(move |s| s.follower_store(&peer, &blocks))
-        .await?;
+    let stored = shared.pools.link(&caller).follower_store(blocks).await?;
     shared
         .metrics
-        .link_add(&caller, "received_bits", 8 * stored);
+        .link_add(&caller, LinkCounter::ReceivedBits, 8 * stored);
     Ok(Json(serde_json::json!({})))
 }
 

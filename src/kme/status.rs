@@ -1,91 +1,15 @@
-//! Metrics and the status document: counters per link (bits generated, received and
-//! consumed, relays, 503s) and per SAE pair (keys to the master and to the slave, bits,
-//! relayed keys, 503s), rates per second over the last sampling window, pool levels from
-//! the store. Served at `GET /kme/v1/status` and summarised in a periodic log line.
-//! Counters are saved to the store periodically and at shutdown (metrics, not keys).
+//! The status document: per link the pool levels from the store and the link's counters
+//! (bits generated, received and consumed, relays, 503s), per SAE pair its counters (keys
+//! to the master and to the slave, bits, relayed keys, 503s), rates per second over the
+//! last sampling window (the counters live in [`super::metrics`]). Served at
+//! `GET /kme/v1/status` and summarised in a periodic log line.
 
 use super::config::{LinkRole, SourceKind};
 use super::cvqkd::board::CvqkdFigures;
 use super::links::RandomSource;
+use super::metrics::{LinkCounter, Metrics, PairCounter};
 use super::server::Shared;
 use serde::Serialize;
-use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::time::Instant;
-
-/// The last sample: when, the counters then, the rates over the window before it.
-type Window = (Instant, BTreeMap<String, u64>, BTreeMap<String, f64>);
-
-/// Counters by name (`link:{peer}:{what}`, `pair:{master}>{slave}:{what}`).
-#[derive(Default)]
-pub struct Metrics {
-    counters: Mutex<BTreeMap<String, u64>>,
-    window: Mutex<Option<Window>>,
-}
-
-impl Metrics {
-    /// Metrics starting from saved counters.
-    pub fn from_saved(saved: Vec<(String, u64)>) -> Self {
-        let m = Self::default();
-        *m.counters.lock().expect("metrics lock") = saved.into_iter().collect();
-        m
-    }
-
-    fn add(&self, name: String, delta: u64) {
-        let mut c = self.counters.lock().expect("metrics lock");
-        *c.entry(name).or_default() += delta;
-    }
-
-    /// Adds to a link counter.
-    pub fn link_add(&self, peer: &str, what: &str, delta: u64) {
-        self.add(format!("link:{peer}:{what}"), delta);
-    }
-
-    /// Adds to an SAE-pair counter.
-    pub fn pair_add(&self, master: &str, slave: &str, what: &str, delta: u64) {
-        self.add(format!("pair:{master}>{slave}:{what}"), delta);
-    }
-
-    /// A copy of every counter.
-    pub fn snapshot(&self) -> Vec<(String, u64)> {
-        let c = self.counters.lock().expect("metrics lock");
-        c.iter().map(|(k, v)| (k.clone(), *v)).collect()
-    }
-
-    /// Closes a sampling window: rates are the counters' growth since the last call.
-    pub fn sample(&self, now: Instant) {
-        let current: BTreeMap<String, u64> = self.snapshot().into_iter().collect();
-        let mut w = self.window.lock().expect("metrics lock");
-        let rates = match w.as_ref() {
-            Some((t, prev, _)) => {
-                let dt = now.saturating_duration_since(*t).as_secs_f64().max(1e-3);
-                current
-                    .iter()
-                    .map(|(k, v)| {
-                        (
-                            k.clone(),
-                            (v - prev.get(k).copied().unwrap_or(0)) as f64 / dt,
-                        )
-                    })
-                    .collect()
-            }
-            None => BTreeMap::new(),
-        };
-        *w = Some((now, current, rates));
-    }
-
-    fn rate(&self, name: &str) -> f64 {
-        let w = self.window.lock().expect("metrics lock");
-        w.as_ref()
-            .and_then(|(_, _, r)| r.get(name).copied())
-            .unwrap_or(0.0)
-    }
-
-    fn get(&self, name: &str) -> u64 {
-        let c = self.counters.lock().expect("metrics lock");
-        c.get(name).copied().unwrap_or(0)
-    }
-}
 
 /// The status document of a KME.
 #[derive(Debug, Serialize)]
@@ -156,7 +80,12 @@ pub struct PairStatus {
 pub async fn document(shared: &Shared) -> KmeStatus {
     let mut links = Vec::new();
     for l in &shared.cfg.links {
-        let levels = shared.link_levels(&l.peer).await.unwrap_or_default();
+        let levels = shared
+            .pools
+            .link(&l.peer)
+            .levels()
+            .await
+            .unwrap_or_default();
         let (send, recv) = match l.role {
             LinkRole::Leader => (levels.leader_sends_bytes, levels.follower_sends_bytes),
             LinkRole::Follower => (levels.follower_sends_bytes, levels.leader_sends_bytes),
@@ -177,8 +106,8 @@ pub async fn document(shared: &Shared) -> KmeStatus {
 
 fn link_status(shared: &Shared, peer: &str, role: LinkRole, send: u64, recv: u64) -> LinkStatus {
     let m = &shared.metrics;
-    let n = |w: &str| format!("link:{peer}:{w}");
-    let generated = m.get(&n("generated_bits")) + m.get(&n("received_bits"));
+    let get = |c| m.link_value(peer, c);
+    let rate = |c| m.link_rate(peer, c);
     LinkStatus {
         peer: peer.to_string(),
         role: match role {
@@ -188,40 +117,33 @@ fn link_status(shared: &Shared, peer: &str, role: LinkRole, send: u64, recv: u64
         source: RandomSource::LABEL,
         send_pool_bits: send,
         receive_pool_bits: recv,
-        generated_bits: generated,
-        generated_bits_per_second: m.rate(&n("generated_bits")) + m.rate(&n("received_bits")),
-        consumed_bits: m.get(&n("consumed_bits")),
-        consumed_bits_per_second: m.rate(&n("consumed_bits")),
-        relays_sent: m.get(&n("relays_sent")),
-        relays_received: m.get(&n("relays_received")),
-        errors_503: m.get(&n("errors_503")),
+        generated_bits: get(LinkCounter::GeneratedBits) + get(LinkCounter::ReceivedBits),
+        generated_bits_per_second: rate(LinkCounter::GeneratedBits)
+            + rate(LinkCounter::ReceivedBits),
+        consumed_bits: get(LinkCounter::ConsumedBits),
+        consumed_bits_per_second: rate(LinkCounter::ConsumedBits),
+        relays_sent: get(LinkCounter::RelaysSent),
+        relays_received: get(LinkCounter::RelaysReceived),
+        errors_503: get(LinkCounter::Errors503),
         cvqkd: None,
     }
 }
 
 fn pairs(m: &Metrics) -> Vec<PairStatus> {
-    let names: Vec<String> = m
-        .snapshot()
+    m.pairs()
         .into_iter()
-        .filter_map(|(k, _)| Some(k.strip_prefix("pair:")?.rsplit_once(':')?.0.to_string()))
-        .collect();
-    let mut names = names;
-    names.dedup();
-    names
-        .into_iter()
-        .filter_map(|pair| {
-            let (master, slave) = pair.split_once('>')?;
-            let n = |w: &str| format!("pair:{pair}:{w}");
-            Some(PairStatus {
-                master: master.to_string(),
-                slave: slave.to_string(),
-                keys_to_master: m.get(&n("keys_to_master")),
-                keys_to_slave: m.get(&n("keys_to_slave")),
-                keys_relayed: m.get(&n("keys_relayed")),
-                bits_per_second: m.rate(&n("bits_delivered")),
-                errors_503: m.get(&n("errors_503")),
-                keys_expired: m.get(&n("keys_expired")),
-            })
+        .map(|(master, slave)| {
+            let get = |c| m.pair_value(&master, &slave, c);
+            PairStatus {
+                keys_to_master: get(PairCounter::KeysToMaster),
+                keys_to_slave: get(PairCounter::KeysToSlave),
+                keys_relayed: get(PairCounter::KeysRelayed),
+                bits_per_second: m.pair_rate(&master, &slave, PairCounter::BitsDelivered),
+                errors_503: get(PairCounter::Errors503),
+                keys_expired: get(PairCounter::KeysExpired),
+                master,
+                slave,
+            }
         })
         .collect()
 }

@@ -22,6 +22,7 @@ use crate::cvqkd::sim::rng::SimRng;
 use crate::cvqkd::sim::{Attack, Bob, Channel, ClassicalMessage, QuantumBlock, SideOutcome};
 use crate::kme::api::ApiError;
 use crate::kme::config::LinkConfig;
+use crate::kme::metrics::LinkCounter;
 use crate::kme::server::Shared;
 use crate::kme::tls::Caller;
 use axum::body::Bytes;
@@ -203,7 +204,7 @@ pub async fn run_quantum_listener(shared: Arc<Shared>, link: Arc<FollowerLink>, 
                 current = Some(Box::pin(async move {
                     if let Err(e) = receive_one(&link, tcp).await {
                         shared.cvqkd.quantum_port(&link.peer, QuantumPortEvent::FrameRefused);
-                        shared.metrics.link_add(&link.peer, "quantum_frames_refused", 1);
+                        shared.metrics.link_add(&link.peer, LinkCounter::QuantumFramesRefused, 1);
                         tracing::warn!(peer = %link.peer, %from, "pulses refused: {e}");
                     } else {
                         shared.cvqkd.quantum_port(&link.peer, QuantumPortEvent::BlockReceived);
@@ -303,7 +304,7 @@ async fn start(
         return Ok(LinkReply::NoPulses { block_id });
     };
     let msg = on_bob(link, move |bob| Ok(bob.receive(&pulses))).await?;
-    let next_seq = shared.link_levels(&link.peer).await?.next_seq;
+    let next_seq = shared.pools.link(&link.peer).levels().await?.next_seq;
     Ok(LinkReply::Started { msg, next_seq })
 }
 
@@ -368,7 +369,8 @@ async fn store(
     bytes: zeroize::Zeroizing<Vec<u8>>,
     leader_bytes: u64,
 ) -> Result<u64, ApiError> {
-    let next = shared.link_levels(peer).await?.next_seq;
+    let pool = shared.pools.link(peer);
+    let next = pool.levels().await?.next_seq;
     if next != seq {
         return Err(ApiError::bad(format!(
             "link block sequence mismatch: leader stores at {seq}, follower expects {next}"
@@ -380,14 +382,12 @@ async fn store(
             bytes.len()
         )));
     }
-    let p = peer.to_string();
-    let stored = shared
-        .blocking(move |s| {
-            let (a, b) = bytes.split_at(leader_bytes as usize);
-            s.follower_store_pair(&p, seq, a, b)
-        })
+    let stored = pool
+        .follower_store_pair(seq, bytes, leader_bytes as usize)
         .await?;
-    shared.metrics.link_add(peer, "received_bits", 8 * stored);
+    shared
+        .metrics
+        .link_add(peer, LinkCounter::ReceivedBits, 8 * stored);
     Ok(stored)
 }
 

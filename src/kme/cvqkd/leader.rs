@@ -17,6 +17,7 @@ use crate::cvqkd::sim::rng::SimRng;
 use crate::cvqkd::sim::{Alice, ClassicalMessage, SideOutcome};
 use crate::kme::config::LinkConfig;
 use crate::kme::links::DirectionRoom;
+use crate::kme::metrics::LinkCounter;
 use crate::kme::server::Shared;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -75,7 +76,7 @@ pub async fn run(shared: Arc<Shared>, mut me: LeaderLink) {
                 failing = true;
                 shared
                     .metrics
-                    .link_add(&me.link.peer, "cvqkd_block_errors", 1);
+                    .link_add(&me.link.peer, LinkCounter::CvqkdBlockErrors, 1);
                 tokio::time::sleep(CVQKD_RETRY_PAUSE).await;
             }
         }
@@ -159,16 +160,12 @@ async fn finish(
     let bytes = key.as_ref().map(wire::key_bytes).unwrap_or_default();
     let n = bytes.len() as u64;
     // The key is shared between the two directions by their need now.
-    let levels = shared
-        .link_levels(&me.link.peer)
-        .await
-        .map_err(|e| e.to_string())?;
+    let pool = shared.pools.link(&me.link.peer);
+    let levels = pool.levels().await.map_err(|e| e.to_string())?;
     let leader_len = DirectionRoom::of(&me.link, &levels).leader_share(bytes.len());
     let seq = if n >= 2 {
-        let peer = me.link.peer.clone();
         Some(
-            shared
-                .blocking(move |s| s.leader_add_split(&peer, &bytes, leader_len))
+            pool.leader_add_split(bytes, leader_len)
                 .await
                 .map_err(|e| e.to_string())?,
         )
@@ -194,14 +191,10 @@ async fn finish(
                 "follower stored {stored_bytes} key bytes, the leader {n}"
             ));
         }
-        let peer = me.link.peer.clone();
-        shared
-            .blocking(move |s| s.confirm(&peer, seq + 2))
-            .await
-            .map_err(|e| e.to_string())?;
+        pool.confirm(seq + 2).await.map_err(|e| e.to_string())?;
         shared
             .metrics
-            .link_add(&me.link.peer, "generated_bits", 8 * n);
+            .link_add(&me.link.peer, LinkCounter::GeneratedBits, 8 * n);
     }
     shared.cvqkd.record(&me.link.peer, &outcome, false, 8 * n);
     Ok(())
@@ -211,7 +204,9 @@ async fn finish(
 /// only).
 async fn pools_have_room(shared: &Arc<Shared>, link: &LinkConfig) -> Result<bool, String> {
     let levels = shared
-        .link_levels(&link.peer)
+        .pools
+        .link(&link.peer)
+        .levels()
         .await
         .map_err(|e| e.to_string())?;
     Ok(crate::kme::links::below_high_water(link, &levels))
@@ -223,11 +218,11 @@ async fn settle_unconfirmed(
     peer: &str,
     follower_next: u64,
 ) -> Result<(), String> {
-    let levels = shared.link_levels(peer).await.map_err(|e| e.to_string())?;
+    let pool = shared.pools.link(peer);
+    let levels = pool.levels().await.map_err(|e| e.to_string())?;
     if levels.next_seq == levels.confirmed_seq {
         return Ok(());
     }
-    let p = peer.to_string();
     if follower_next >= levels.next_seq {
         let upto = levels.next_seq;
         tracing::info!(
@@ -235,13 +230,10 @@ async fn settle_unconfirmed(
             upto,
             "cvqkd: follower had stored the last key; confirmed"
         );
-        shared.blocking(move |s| s.confirm(&p, upto)).await
+        pool.confirm(upto).await
     } else {
         tracing::info!(peer, "cvqkd: follower never stored the last key; discarded");
-        shared
-            .blocking(move |s| s.discard_unconfirmed(&p))
-            .await
-            .map(|_| ())
+        pool.discard_unconfirmed().await.map(|_| ())
     }
     .map_err(|e| e.to_string())
 }

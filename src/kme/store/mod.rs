@@ -19,6 +19,7 @@ mod tests;
 
 pub use pads::xor_split;
 
+use super::config::LinkRole;
 use crate::config::identity_files;
 use redb::{Database, ReadableTable};
 use schema::{
@@ -35,10 +36,58 @@ pub type Masked = (Vec<PadRange>, Vec<Secret>);
 /// A link block: its sequence number and bytes.
 pub type SeqBlock = (u64, Secret);
 
-/// Direction of pad blocks the leader spends.
-pub const DIR_LEADER_SENDS: u8 = 0;
-/// Direction of pad blocks the follower spends.
-pub const DIR_FOLLOWER_SENDS: u8 = 1;
+/// Which end of a link spends a pad block: blocks with an even sequence number are spent
+/// by the leader when it sends, odd ones by the follower.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Blocks the leader spends (even sequence numbers).
+    LeaderSends,
+    /// Blocks the follower spends (odd sequence numbers).
+    FollowerSends,
+}
+
+impl Direction {
+    /// The direction this KME spends when it sends over a link where it has `role`.
+    pub fn sent_by(role: LinkRole) -> Self {
+        match role {
+            LinkRole::Leader => Self::LeaderSends,
+            LinkRole::Follower => Self::FollowerSends,
+        }
+    }
+
+    /// The direction of block `seq`.
+    pub fn of_seq(seq: u64) -> Self {
+        if seq.is_multiple_of(2) {
+            Self::LeaderSends
+        } else {
+            Self::FollowerSends
+        }
+    }
+
+    /// The other end's direction.
+    pub fn opposite(self) -> Self {
+        match self {
+            Self::LeaderSends => Self::FollowerSends,
+            Self::FollowerSends => Self::LeaderSends,
+        }
+    }
+
+    /// The direction's column in the `link_pool` table.
+    fn table_key(self) -> u8 {
+        match self {
+            Self::LeaderSends => 0,
+            Self::FollowerSends => 1,
+        }
+    }
+
+    /// The `meta` counter of the direction's unspent (spendable) bytes.
+    fn available_counter(self) -> &'static str {
+        match self {
+            Self::LeaderSends => "avail0",
+            Self::FollowerSends => "avail1",
+        }
+    }
+}
 /// Delivery flag: handed to the master SAE.
 pub const DELIVERED_MASTER: u8 = 1;
 /// Delivery flag: handed to the slave SAE.
@@ -161,22 +210,22 @@ impl LinkLevels {
 }
 
 /// What the last hop of a relay does with the recovered keys.
-pub enum HopAction<'a> {
+pub enum HopAction {
     /// Pass them on over the link to `peer`, spending pad of direction `dir`.
     Forward {
         /// The next KME.
-        peer: &'a str,
+        peer: String,
         /// The direction this KME spends on that link.
-        dir: u8,
+        dir: Direction,
     },
     /// Store them for the local slave SAE.
     Deliver {
         /// Master SAE.
-        master: &'a str,
+        master: String,
         /// Slave SAE (attached here).
-        slave: &'a str,
+        slave: String,
         /// Key IDs, one per key.
-        ids: &'a [String],
+        ids: Vec<String>,
         /// Most keys the pair may have waiting (`max_key_count`).
         max_pending: u64,
         /// When they expire, Unix ms.

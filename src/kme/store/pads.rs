@@ -6,8 +6,7 @@
 use super::pending::store_pending;
 use super::schema::{LINK_POOL, meta_add, meta_get, meta_set, meta_sub};
 use super::{
-    DIR_LEADER_SENDS, HopAction, LinkLevels, Masked, NewKey, Pad, PadRange, SeqBlock, Store,
-    StoreError,
+    Direction, HopAction, LinkLevels, Masked, NewKey, Pad, PadRange, SeqBlock, Store, StoreError,
 };
 use redb::{ReadableTable, WriteTransaction};
 use zeroize::Zeroizing;
@@ -15,7 +14,7 @@ use zeroize::Zeroizing;
 impl Store {
     /// Spends `len` pad bytes of `dir` on the link to `peer` (committed: a pad is never
     /// reused, even if the relay then fails).
-    pub fn take_pad(&self, peer: &str, dir: u8, len: usize) -> Result<Pad, StoreError> {
+    pub fn take_pad(&self, peer: &str, dir: Direction, len: usize) -> Result<Pad, StoreError> {
         let txn = self.db.begin_write()?;
         let pad = take_pad(&txn, peer, dir, len)?;
         txn.commit()?;
@@ -28,10 +27,10 @@ impl Store {
     pub fn relay_hop(
         &self,
         from: &str,
-        from_dir: u8,
+        from_dir: Direction,
         ranges: &[PadRange],
         masked: &[Zeroizing<Vec<u8>>],
-        action: HopAction<'_>,
+        action: HopAction,
     ) -> Result<Option<Masked>, StoreError> {
         let txn = self.db.begin_write()?;
         let pad = use_pad(&txn, from, from_dir, ranges)?;
@@ -39,7 +38,7 @@ impl Store {
         let out = match action {
             HopAction::Forward { peer, dir } => {
                 let total = keys.iter().map(|k| k.len()).sum();
-                let next = take_pad(&txn, peer, dir, total)?;
+                let next = take_pad(&txn, &peer, dir, total)?;
                 Some((next.ranges, xor_split(&keys, &next.bytes)))
             }
             HopAction::Deliver {
@@ -57,7 +56,7 @@ impl Store {
                         bytes,
                     })
                     .collect();
-                store_pending(&txn, master, slave, &new, max_pending, deadline_ms)?;
+                store_pending(&txn, &master, &slave, &new, max_pending, deadline_ms)?;
                 None
             }
         };
@@ -86,7 +85,12 @@ impl Store {
         put_block(&txn, peer, seq, &Block::new(a))?;
         put_block(&txn, peer, seq + 1, &Block::new(b))?;
         meta_add(&txn, peer, "unconfirmed0", a.len() as u64)?;
-        meta_add(&txn, peer, "avail1", b.len() as u64)?;
+        meta_add(
+            &txn,
+            peer,
+            Direction::FollowerSends.available_counter(),
+            b.len() as u64,
+        )?;
         meta_set(&txn, peer, "next_seq", seq + 2)?;
         txn.commit()?;
         Ok(seq)
@@ -102,15 +106,14 @@ impl Store {
         {
             let mut table = txn.open_table(LINK_POOL)?;
             for seq in from..next {
-                let Some(v) = table.remove((peer, (seq % 2) as u8, seq))? else {
+                let Some(v) = table.remove((peer, Direction::of_seq(seq).table_key(), seq))? else {
                     continue;
                 };
                 let unspent = Block::decode(v.value())?.unspent() as u64;
                 removed += unspent;
-                let counter = if seq % 2 == 1 {
-                    "avail1"
-                } else {
-                    "unconfirmed0"
+                let counter = match Direction::of_seq(seq) {
+                    Direction::FollowerSends => Direction::FollowerSends.available_counter(),
+                    Direction::LeaderSends => "unconfirmed0",
                 };
                 meta_sub(&txn, peer, counter, unspent)?;
             }
@@ -132,7 +135,7 @@ impl Store {
             if out.len() == max {
                 break;
             }
-            let Some(v) = table.get((peer, (seq % 2) as u8, seq))? else {
+            let Some(v) = table.get((peer, Direction::of_seq(seq).table_key(), seq))? else {
                 continue;
             };
             out.push((seq, Block::decode(v.value())?.bytes));
@@ -149,13 +152,19 @@ impl Store {
         let mut added = 0;
         {
             let table = txn.open_table(LINK_POOL)?;
-            for seq in (from..upto).filter(|s| s % 2 == 0) {
-                if let Some(v) = table.get((peer, DIR_LEADER_SENDS, seq))? {
+            let leader = Direction::LeaderSends;
+            for seq in (from..upto).filter(|s| Direction::of_seq(*s) == leader) {
+                if let Some(v) = table.get((peer, leader.table_key(), seq))? {
                     added += Block::decode(v.value())?.unspent() as u64;
                 }
             }
         }
-        meta_add(&txn, peer, "avail0", added)?;
+        meta_add(
+            &txn,
+            peer,
+            Direction::LeaderSends.available_counter(),
+            added,
+        )?;
         meta_sub(&txn, peer, "unconfirmed0", added)?;
         meta_set(&txn, peer, "confirmed", upto.max(from))?;
         txn.commit()?;
@@ -172,7 +181,12 @@ impl Store {
                 continue;
             }
             put_block(&txn, peer, *seq, &Block::new(bytes))?;
-            meta_add(&txn, peer, &format!("avail{}", seq % 2), bytes.len() as u64)?;
+            meta_add(
+                &txn,
+                peer,
+                Direction::of_seq(*seq).available_counter(),
+                bytes.len() as u64,
+            )?;
             next = seq + 1;
             stored += bytes.len() as u64;
         }
@@ -198,7 +212,12 @@ impl Store {
                 continue;
             }
             put_block(&txn, peer, s, &Block::new(part))?;
-            meta_add(&txn, peer, &format!("avail{}", s % 2), part.len() as u64)?;
+            meta_add(
+                &txn,
+                peer,
+                Direction::of_seq(s).available_counter(),
+                part.len() as u64,
+            )?;
             stored += part.len() as u64;
         }
         meta_set(&txn, peer, "next_seq", seq + 2)?;
@@ -210,8 +229,12 @@ impl Store {
     pub fn link_levels(&self, peer: &str) -> Result<LinkLevels, StoreError> {
         let txn = self.db.begin_write()?;
         let levels = LinkLevels {
-            leader_sends_bytes: meta_get(&txn, peer, "avail0")?,
-            follower_sends_bytes: meta_get(&txn, peer, "avail1")?,
+            leader_sends_bytes: meta_get(&txn, peer, Direction::LeaderSends.available_counter())?,
+            follower_sends_bytes: meta_get(
+                &txn,
+                peer,
+                Direction::FollowerSends.available_counter(),
+            )?,
             confirmed_seq: meta_get(&txn, peer, "confirmed")?,
             next_seq: meta_get(&txn, peer, "next_seq")?,
             leader_unconfirmed_bytes: meta_get(&txn, peer, "unconfirmed0")?,
@@ -290,7 +313,7 @@ impl Block {
 
 fn put_block(txn: &WriteTransaction, peer: &str, seq: u64, b: &Block) -> Result<(), StoreError> {
     let mut table = txn.open_table(LINK_POOL)?;
-    let dir = (seq % 2) as u8;
+    let dir = Direction::of_seq(seq).table_key();
     if b.unspent() == 0 {
         table.remove((peer, dir, seq))?;
     } else {
@@ -299,9 +322,14 @@ fn put_block(txn: &WriteTransaction, peer: &str, seq: u64, b: &Block) -> Result<
     Ok(())
 }
 
-fn take_pad(txn: &WriteTransaction, peer: &str, dir: u8, len: usize) -> Result<Pad, StoreError> {
-    let key = format!("avail{dir}");
-    let have = meta_get(txn, peer, &key)?;
+fn take_pad(
+    txn: &WriteTransaction,
+    peer: &str,
+    dir: Direction,
+    len: usize,
+) -> Result<Pad, StoreError> {
+    let key = dir.available_counter();
+    let have = meta_get(txn, peer, key)?;
     if have < len as u64 {
         return Err(StoreError::Short {
             peer: peer.to_string(),
@@ -309,7 +337,7 @@ fn take_pad(txn: &WriteTransaction, peer: &str, dir: u8, len: usize) -> Result<P
             need: len as u64,
         });
     }
-    let limit = if dir == DIR_LEADER_SENDS {
+    let limit = if dir == Direction::LeaderSends {
         meta_get(txn, peer, "confirmed")?
     } else {
         u64::MAX
@@ -321,7 +349,8 @@ fn take_pad(txn: &WriteTransaction, peer: &str, dir: u8, len: usize) -> Result<P
     let mut changed = Vec::new();
     {
         let table = txn.open_table(LINK_POOL)?;
-        for row in table.range((peer, dir, 0)..(peer, dir, limit))? {
+        let column = dir.table_key();
+        for row in table.range((peer, column, 0)..(peer, column, limit))? {
             let (k, v) = row?;
             let seq = k.value().2;
             let mut block = Block::decode(v.value())?;
@@ -352,14 +381,14 @@ fn take_pad(txn: &WriteTransaction, peer: &str, dir: u8, len: usize) -> Result<P
     for (seq, block) in &changed {
         put_block(txn, peer, *seq, block)?;
     }
-    meta_sub(txn, peer, &key, len as u64)?;
+    meta_sub(txn, peer, key, len as u64)?;
     Ok(pad)
 }
 
 fn use_pad(
     txn: &WriteTransaction,
     peer: &str,
-    dir: u8,
+    dir: Direction,
     ranges: &[PadRange],
 ) -> Result<Zeroizing<Vec<u8>>, StoreError> {
     let mut out = Zeroizing::new(Vec::new());
@@ -368,13 +397,13 @@ fn use_pad(
         seq,
     };
     for r in ranges {
-        if r.seq % 2 != u64::from(dir) {
+        if Direction::of_seq(r.seq) != dir {
             return Err(missing(r.seq));
         }
         let mut block = {
             let table = txn.open_table(LINK_POOL)?;
             let v = table
-                .get((peer, dir, r.seq))?
+                .get((peer, dir.table_key(), r.seq))?
                 .ok_or_else(|| missing(r.seq))?;
             Block::decode(v.value())?
         };
@@ -383,7 +412,7 @@ fn use_pad(
         }
         put_block(txn, peer, r.seq, &block)?;
     }
-    meta_sub(txn, peer, &format!("avail{dir}"), out.len() as u64)?;
+    meta_sub(txn, peer, dir.available_counter(), out.len() as u64)?;
     Ok(out)
 }
 

@@ -113,44 +113,44 @@ fn pads_are_spent_once_and_match_on_both_ends() {
     let push = leader.unconfirmed("f", 10).unwrap();
     assert_eq!(push.len(), 2);
     assert!(
-        leader.take_pad("f", DIR_LEADER_SENDS, 1).is_err(),
+        leader.take_pad("f", Direction::LeaderSends, 1).is_err(),
         "unconfirmed"
     );
     follower.follower_store("l", &push).unwrap();
     follower.follower_store("l", &push).unwrap();
     leader.confirm("f", 2).unwrap();
     assert_eq!(follower.link_levels("l").unwrap().leader_sends_bytes, 32);
-    let pad = leader.take_pad("f", DIR_LEADER_SENDS, 20).unwrap();
+    let pad = leader.take_pad("f", Direction::LeaderSends, 20).unwrap();
     assert_eq!(&pad.bytes[..], &block[..20]);
     let got = {
         let keys = vec![Zeroizing::new(vec![0u8; 20])];
         let masked = xor_split(&keys, &pad.bytes);
         let ids = ["k1".to_string()];
         let act = HopAction::Deliver {
-            master: "m",
-            slave: "s",
-            ids: &ids,
+            master: "m".into(),
+            slave: "s".into(),
+            ids: ids.to_vec(),
             max_pending: 10,
             deadline_ms: 2000,
         };
         follower
-            .relay_hop("l", DIR_LEADER_SENDS, &pad.ranges, &masked, act)
+            .relay_hop("l", Direction::LeaderSends, &pad.ranges, &masked, act)
             .unwrap();
         follower.dec_keys("s", "m", &ids, 1000).unwrap()
     };
     assert_eq!(&got[0].bytes[..], &[0u8; 20][..]);
     let ids = ["k1".to_string()];
     let act = HopAction::Deliver {
-        master: "m",
-        slave: "s",
-        ids: &ids,
+        master: "m".into(),
+        slave: "s".into(),
+        ids: ids.to_vec(),
         max_pending: 10,
         deadline_ms: 2000,
     };
     let masked = vec![Zeroizing::new(vec![0u8; 20])];
     assert!(
         follower
-            .relay_hop("l", 0, &pad.ranges, &masked, act)
+            .relay_hop("l", Direction::LeaderSends, &pad.ranges, &masked, act)
             .is_err(),
         "spent"
     );
@@ -159,6 +159,8 @@ fn pads_are_spent_once_and_match_on_both_ends() {
         Err(StoreError::NotFound)
     ));
     assert_eq!(leader.link_levels("f").unwrap().leader_sends_bytes, 12);
-    let pad = follower.take_pad("l", DIR_FOLLOWER_SENDS, 32).unwrap();
+    let pad = follower
+        .take_pad("l", Direction::FollowerSends, 32)
+        .unwrap();
     assert_eq!(&pad.bytes[..], &block[32..]);
 }
