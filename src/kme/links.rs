@@ -6,8 +6,12 @@
 //! the follower has stored it; unconfirmed blocks are pushed again after a restart.
 
 use super::config::LinkConfig;
-use super::metrics::LinkCounter;
-use super::server::Shared;
+use super::cvqkd::board::Board;
+use super::metrics::{LinkCounter, LinkMetrics};
+use super::neighbours::Neighbour;
+use super::pools::LinkPool;
+use super::routes;
+use super::store::StoreError;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
@@ -21,6 +25,89 @@ pub const LINK_TICK: Duration = Duration::from_millis(100);
 pub const MAX_BLOCK_BYTES: usize = 64 * 1024;
 /// Most blocks per push request.
 pub const MAX_BLOCKS_PER_PUSH: usize = 64;
+
+/// What a link's task is given: the link's config, its pool, its counters, its neighbour
+/// and the CV-QKD board (figures and alarms). Nothing else of the KME.
+#[derive(Clone)]
+pub struct LinkContext {
+    /// The link.
+    pub link: LinkConfig,
+    /// The link's pool.
+    pub pool: LinkPool,
+    /// The link's counters.
+    pub metrics: LinkMetrics,
+    /// The KME at the other end.
+    pub neighbour: Neighbour,
+    /// Figures and alarms of the CV-QKD links.
+    pub board: Arc<Board>,
+}
+
+/// Why a link task's step failed. Every kind but a lost simulator end is retried at the
+/// next step ([`LinkError::is_retryable`]).
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The follower could not be reached with a push.
+    #[error(transparent)]
+    Push(reqwest::Error),
+    /// The follower could not be reached on the classical channel of a CV-QKD link.
+    #[error("classical channel: {0}")]
+    ClassicalChannel(reqwest::Error),
+    /// The follower's reply could not be read.
+    #[error("{0}")]
+    ReplyBody(reqwest::Error),
+    /// The follower answered with an error status.
+    #[error("follower answered {status}{}", message.as_ref().map(|m| format!(": {m}")).unwrap_or_default())]
+    Refused {
+        /// The status.
+        status: reqwest::StatusCode,
+        /// The `message` of its error body, if read.
+        message: Option<String>,
+    },
+    /// The follower's reply could not be decoded.
+    #[error("follower's reply: {0}")]
+    BadReply(String),
+    /// The follower answered a request of another step.
+    #[error("follower answered {0} out of turn")]
+    OutOfTurn(&'static str),
+    /// The follower received no pulses of the block.
+    #[error("block {block_id}: no pulses ({why})")]
+    NoPulses {
+        /// The block.
+        block_id: u64,
+        /// Why.
+        why: &'static str,
+    },
+    /// The follower stored another amount of key than the leader.
+    #[error("follower stored {follower} key bytes, the leader {leader}")]
+    StoredMismatch {
+        /// Bytes the follower stored.
+        follower: u64,
+        /// Bytes the leader stored.
+        leader: u64,
+    },
+    /// The pulses could not be sent.
+    #[error("{0}")]
+    QuantumChannel(String),
+    /// The simulated device refused a step of the protocol.
+    #[error("{0}")]
+    Simulator(String),
+    /// The simulated device's task panicked: it is lost.
+    #[error("Alice's task failed: {0}")]
+    DeviceTask(String),
+    /// The simulated device was lost by an earlier panic.
+    #[error("Alice is lost (earlier task panic)")]
+    DeviceLost,
+}
+
+impl LinkError {
+    /// Whether the next step may succeed: false once the simulated device is lost.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(self, Self::DeviceTask(_) | Self::DeviceLost)
+    }
+}
 
 /// A source of key bits whose leader instance produces both ends' copies, pushed to the
 /// follower (a real device's key stream could implement it). The CV-QKD simulator does
@@ -97,7 +184,7 @@ pub struct LinkPush {
     pub blocks: Vec<WireBlock>,
 }
 
-/// Decodes a push into blocks for [`Store::follower_store`].
+/// Decodes a push into blocks for [`super::store::Store::follower_store`].
 pub fn decode_push(push: &LinkPush) -> Option<Vec<(u64, Zeroizing<Vec<u8>>)>> {
     push.blocks
         .iter()
@@ -164,16 +251,16 @@ pub fn below_high_water(link: &LinkConfig, levels: &super::store::LinkLevels) ->
 /// The leader's loop for one link: pull from the source while a direction of the pool is
 /// below its high-water mark, each direction getting what it lacks,
 /// store, push unconfirmed blocks, confirm. Runs until the task is aborted.
-pub async fn run_leader(shared: Arc<Shared>, link: LinkConfig) {
+pub async fn run_leader(ctx: LinkContext) {
     // CV-QKD links run their own two-sided pipeline (`kme::cvqkd`), not a push source.
-    let mut source: Box<dyn KeySupply> = Box::new(RandomSource::new(link.rate_bits_per_second));
+    let mut source: Box<dyn KeySupply> = Box::new(RandomSource::new(ctx.link.rate_bits_per_second));
     let mut warned = false;
     let mut tick = tokio::time::interval(LINK_TICK);
     loop {
         tick.tick().await;
-        if let Err(e) = leader_step(&shared, &link, source.as_mut()).await {
+        if let Err(e) = leader_step(&ctx, source.as_mut()).await {
             if !warned {
-                tracing::warn!(peer = %link.peer, "link push failed (will retry): {e}");
+                tracing::warn!(peer = %ctx.link.peer, "link push failed (will retry): {e}");
             }
             warned = true;
         } else {
@@ -182,13 +269,9 @@ pub async fn run_leader(shared: Arc<Shared>, link: LinkConfig) {
     }
 }
 
-async fn leader_step(
-    shared: &Arc<Shared>,
-    link: &LinkConfig,
-    source: &mut dyn KeySupply,
-) -> Result<(), String> {
-    let pool = shared.pools.link(&link.peer);
-    let levels = pool.levels().await.map_err(text)?;
+async fn leader_step(ctx: &LinkContext, source: &mut dyn KeySupply) -> Result<(), LinkError> {
+    let link = &ctx.link;
+    let levels = ctx.pool.levels().await?;
     // While both directions are above their high-water mark the source's output is
     // discarded (as a device's is when its KME has no room), so a direction refills in
     // blocks of at least 1/8 of its size.
@@ -202,24 +285,15 @@ async fn leader_step(
     if block.len() >= 2 {
         let n = block.len();
         let leader_len = room.leader_share(n);
-        pool.leader_add_split(block, leader_len)
-            .await
-            .map_err(text)?;
-        shared
-            .metrics
-            .link_add(&link.peer, LinkCounter::GeneratedBits, 8 * n as u64);
+        ctx.pool.leader_add_split(block, leader_len).await?;
+        ctx.metrics.add(LinkCounter::GeneratedBits, 8 * n as u64);
     }
-    push_unconfirmed(shared, link).await
+    push_unconfirmed(ctx).await
 }
 
-fn text(e: super::store::StoreError) -> String {
-    e.to_string()
-}
-
-async fn push_unconfirmed(shared: &Arc<Shared>, link: &LinkConfig) -> Result<(), String> {
-    let pool = shared.pools.link(&link.peer);
+async fn push_unconfirmed(ctx: &LinkContext) -> Result<(), LinkError> {
     loop {
-        let blocks = pool.unconfirmed(MAX_BLOCKS_PER_PUSH).await.map_err(text)?;
+        let blocks = ctx.pool.unconfirmed(MAX_BLOCKS_PER_PUSH).await?;
         let Some(last) = blocks.last().map(|b| b.0) else {
             return Ok(());
         };
@@ -232,22 +306,20 @@ async fn push_unconfirmed(shared: &Arc<Shared>, link: &LinkConfig) -> Result<(),
                 })
                 .collect(),
         };
-        let url = format!(
-            "https://{}:{}/kme/v1/link/keys",
-            link.peer,
-            link.addr.port()
-        );
-        let resp = shared
-            .peers
-            .post(&url)
+        let resp = ctx
+            .neighbour
+            .post(routes::LINK_KEYS)
             .json(&push)
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(LinkError::Push)?;
         if !resp.status().is_success() {
-            return Err(format!("follower answered {}", resp.status()));
+            return Err(LinkError::Refused {
+                status: resp.status(),
+                message: None,
+            });
         }
-        pool.confirm(last + 1).await.map_err(text)?;
+        ctx.pool.confirm(last + 1).await?;
     }
 }
 

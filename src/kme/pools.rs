@@ -12,6 +12,13 @@ use std::sync::Arc;
 
 pub use super::store::Direction;
 
+/// Milliseconds since the Unix epoch (the store's clock for pending-key deadlines).
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// The store, shared; every call runs on the blocking pool.
 #[derive(Clone)]
 pub struct Pools {

@@ -11,9 +11,9 @@
 //!   caller that is not the peer of one of this KME's links gets 401 too. The handlers then
 //!   check that the link the neighbour speaks for is its own, of the right kind and side.
 
-use super::api::ApiError;
 use super::config::Role;
-use super::server::Shared;
+use super::error::ApiError;
+use super::state::Shared;
 use super::tls::Caller;
 use axum::extract::{Request, State};
 use axum::middleware::Next;

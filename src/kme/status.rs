@@ -8,7 +8,7 @@ use super::config::{LinkRole, SourceKind};
 use super::cvqkd::board::CvqkdFigures;
 use super::links::RandomSource;
 use super::metrics::{LinkCounter, Metrics, PairCounter};
-use super::server::Shared;
+use super::state::Shared;
 use serde::Serialize;
 
 /// The status document of a KME.

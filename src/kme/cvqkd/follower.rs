@@ -1,6 +1,7 @@
 //! Bob's end of a CV-QKD link, in the follower KME: the fiber's far end (a TCP listener
 //! that receives the pulses and applies the fiber's loss and excess noise), Bob's detector
-//! and his half of GG02, answering the leader over `POST /kme/v1/link/cvqkd`. Bob's key of
+//! and his half of GG02, answering the leader's messages (served at `POST /kme/v1/link/cvqkd` by
+//! `kme::http::cvqkd`). Bob's key of
 //! each block is stored under the sequence numbers the leader names.
 //!
 //! The quantum port is one end of a fiber whose other end is the leader: it accepts
@@ -20,14 +21,10 @@ use crate::constants::CVQKD_PULSES_WAIT;
 use crate::cvqkd::quantum_channel;
 use crate::cvqkd::sim::rng::SimRng;
 use crate::cvqkd::sim::{Attack, Bob, Channel, ClassicalMessage, QuantumBlock, SideOutcome};
-use crate::kme::api::ApiError;
 use crate::kme::config::LinkConfig;
+use crate::kme::error::ApiError;
+use crate::kme::links::LinkContext;
 use crate::kme::metrics::LinkCounter;
-use crate::kme::server::Shared;
-use crate::kme::tls::Caller;
-use axum::body::Bytes;
-use axum::extract::{Extension, State};
-use axum::response::{IntoResponse, Response};
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -174,7 +171,7 @@ impl FollowerLink {
 /// Receives pulses on `listener` until the task is aborted: from the leader's address only,
 /// one connection at a time, one frame per connection within its deadline; every block
 /// passes through the fiber and waits for the leader's announcement.
-pub async fn run_quantum_listener(shared: Arc<Shared>, link: Arc<FollowerLink>, l: TcpListener) {
+pub async fn run_quantum_listener(ctx: LinkContext, link: Arc<FollowerLink>, l: TcpListener) {
     let mut current: Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>> = None;
     loop {
         tokio::select! {
@@ -196,18 +193,18 @@ pub async fn run_quantum_listener(shared: Arc<Shared>, link: Arc<FollowerLink>, 
                 };
                 if let Some(why) = why {
                     drop(tcp);
-                    shared.cvqkd.quantum_port(&link.peer, QuantumPortEvent::ConnectionRefused);
+                    ctx.board.quantum_port(&link.peer, QuantumPortEvent::ConnectionRefused);
                     tracing::debug!(peer = %link.peer, %from, "quantum port: connection refused: {why}");
                     continue;
                 }
-                let (shared, link) = (shared.clone(), link.clone());
+                let (ctx, link) = (ctx.clone(), link.clone());
                 current = Some(Box::pin(async move {
                     if let Err(e) = receive_one(&link, tcp).await {
-                        shared.cvqkd.quantum_port(&link.peer, QuantumPortEvent::FrameRefused);
-                        shared.metrics.link_add(&link.peer, LinkCounter::QuantumFramesRefused, 1);
+                        ctx.board.quantum_port(&link.peer, QuantumPortEvent::FrameRefused);
+                        ctx.metrics.add(LinkCounter::QuantumFramesRefused, 1);
                         tracing::warn!(peer = %link.peer, %from, "pulses refused: {e}");
                     } else {
-                        shared.cvqkd.quantum_port(&link.peer, QuantumPortEvent::BlockReceived);
+                        ctx.board.quantum_port(&link.peer, QuantumPortEvent::BlockReceived);
                     }
                 }));
             }
@@ -261,34 +258,25 @@ async fn receive_one(link: &Arc<FollowerLink>, mut tcp: TcpStream) -> Result<(),
     Ok(())
 }
 
-/// `POST /kme/v1/link/cvqkd`: the leader drives a block.
-pub async fn handle(
-    State(shared): State<Arc<Shared>>,
-    Extension(Caller(caller)): Extension<Caller>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let Some(link) = shared.followers.get(&caller).cloned() else {
-        return Err(ApiError::Unauthorized);
-    };
-    let req: LinkRequest =
-        wire::decode(&body).map_err(|e| ApiError::bad_detail("Bad request format", "body", e))?;
-    let reply = match req {
-        LinkRequest::Start { params, block_id } => start(&shared, &link, params, block_id).await?,
-        LinkRequest::Estimate { msg, reconcile } => {
-            estimate(&shared, &link, msg, reconcile).await?
-        }
+/// Bob's answer to one of the leader's messages (`POST /kme/v1/link/cvqkd`).
+pub async fn answer(
+    ctx: &LinkContext,
+    link: &Arc<FollowerLink>,
+    req: LinkRequest,
+) -> Result<LinkReply, ApiError> {
+    match req {
+        LinkRequest::Start { params, block_id } => start(ctx, link, params, block_id).await,
+        LinkRequest::Estimate { msg, reconcile } => estimate(ctx, link, msg, reconcile).await,
         LinkRequest::Finish {
             msg,
             seq,
             leader_bytes,
-        } => finish(&shared, &link, msg, seq, leader_bytes).await?,
-    };
-    let headers = [(axum::http::header::CONTENT_TYPE, wire::CONTENT_TYPE)];
-    Ok((headers, wire::encode(&reply)).into_response())
+        } => finish(ctx, link, msg, seq, leader_bytes).await,
+    }
 }
 
 async fn start(
-    shared: &Arc<Shared>,
+    ctx: &LinkContext,
     link: &Arc<FollowerLink>,
     params: ProtocolParams,
     block_id: u64,
@@ -300,16 +288,16 @@ async fn start(
     }
     let Some(pulses) = link.wait_pulses(block_id).await else {
         let why = format!("none arrived within {} s", CVQKD_PULSES_WAIT.as_secs());
-        shared.cvqkd.record_starved(&link.peer, block_id, &why);
+        ctx.board.record_starved(&link.peer, block_id, &why);
         return Ok(LinkReply::NoPulses { block_id });
     };
     let msg = on_bob(link, move |bob| Ok(bob.receive(&pulses))).await?;
-    let next_seq = shared.pools.link(&link.peer).levels().await?.next_seq;
+    let next_seq = ctx.pool.levels().await?.next_seq;
     Ok(LinkReply::Started { msg, next_seq })
 }
 
 async fn estimate(
-    shared: &Arc<Shared>,
+    ctx: &LinkContext,
     link: &Arc<FollowerLink>,
     msg: ClassicalMessage,
     reconcile: bool,
@@ -325,13 +313,13 @@ async fn estimate(
     })
     .await?;
     if let Some(o) = ended {
-        shared.cvqkd.record(&link.peer, &o, !reconcile, 0);
+        ctx.board.record(&link.peer, &o, !reconcile, 0);
     }
     Ok(LinkReply::Estimated(reply.filter(|_| reconcile)))
 }
 
 async fn finish(
-    shared: &Arc<Shared>,
+    ctx: &LinkContext,
     link: &Arc<FollowerLink>,
     msg: ClassicalMessage,
     seq: Option<u64>,
@@ -346,14 +334,12 @@ async fn finish(
     .await?;
     let bytes = key.as_ref().map(wire::key_bytes).unwrap_or_default();
     let stored = match seq {
-        Some(seq) if bytes.len() >= 2 => {
-            store(shared, &link.peer, seq, bytes, leader_bytes).await?
-        }
+        Some(seq) if bytes.len() >= 2 => store(ctx, seq, bytes, leader_bytes).await?,
         Some(_) => return Err(ApiError::bad("leader stored a key this follower has not")),
         None => 0,
     };
     if let Some(o) = outcome {
-        shared.cvqkd.record(&link.peer, &o, false, 8 * stored);
+        ctx.board.record(&link.peer, &o, false, 8 * stored);
     }
     Ok(LinkReply::Finished {
         stored_bytes: stored,
@@ -363,13 +349,12 @@ async fn finish(
 /// Stores Bob's key as link blocks `seq` (its first `leader_bytes`, the leader's direction)
 /// and `seq + 1` (the rest), as the leader shared Alice's.
 async fn store(
-    shared: &Arc<Shared>,
-    peer: &str,
+    ctx: &LinkContext,
     seq: u64,
     bytes: zeroize::Zeroizing<Vec<u8>>,
     leader_bytes: u64,
 ) -> Result<u64, ApiError> {
-    let pool = shared.pools.link(peer);
+    let pool = &ctx.pool;
     let next = pool.levels().await?.next_seq;
     if next != seq {
         return Err(ApiError::bad(format!(
@@ -385,9 +370,7 @@ async fn store(
     let stored = pool
         .follower_store_pair(seq, bytes, leader_bytes as usize)
         .await?;
-    shared
-        .metrics
-        .link_add(peer, LinkCounter::ReceivedBits, 8 * stored);
+    ctx.metrics.add(LinkCounter::ReceivedBits, 8 * stored);
     Ok(stored)
 }
 

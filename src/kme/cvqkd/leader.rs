@@ -16,11 +16,11 @@ use crate::cvqkd::quantum_channel;
 use crate::cvqkd::sim::rng::SimRng;
 use crate::cvqkd::sim::{Alice, ClassicalMessage, SideOutcome};
 use crate::kme::config::LinkConfig;
-use crate::kme::links::DirectionRoom;
+use crate::kme::links::{DirectionRoom, LinkContext, LinkError};
 use crate::kme::metrics::LinkCounter;
-use crate::kme::server::Shared;
+use crate::kme::neighbours::error_message;
+use crate::kme::routes;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
@@ -53,30 +53,38 @@ impl LeaderLink {
         };
         Ok((me, figures))
     }
+
+    /// The link.
+    pub fn link(&self) -> &LinkConfig {
+        &self.link
+    }
 }
 
-/// Runs the link until the task is aborted.
-pub async fn run(shared: Arc<Shared>, mut me: LeaderLink) {
+/// Runs the link until the task is aborted (or its simulated device is lost).
+pub async fn run(ctx: LinkContext, mut me: LeaderLink) {
     let mut failing = false;
     let mut next_start = tokio::time::Instant::now();
     loop {
         tokio::time::sleep_until(next_start).await;
         next_start = tokio::time::Instant::now() + me.block_interval;
-        match run_block(&shared, &mut me).await {
+        match run_block(&ctx, &mut me).await {
             Ok(()) => {
                 if failing {
                     tracing::info!(peer = %me.link.peer, "cvqkd link: blocks run again");
                 }
                 failing = false;
             }
+            Err(e) if !e.is_retryable() => {
+                ctx.metrics.add(LinkCounter::CvqkdBlockErrors, 1);
+                tracing::error!(peer = %me.link.peer, "cvqkd link stopped: {e}");
+                return;
+            }
             Err(e) => {
                 if !failing {
                     tracing::warn!(peer = %me.link.peer, "cvqkd block failed (will retry): {e}");
                 }
                 failing = true;
-                shared
-                    .metrics
-                    .link_add(&me.link.peer, LinkCounter::CvqkdBlockErrors, 1);
+                ctx.metrics.add(LinkCounter::CvqkdBlockErrors, 1);
                 tokio::time::sleep(CVQKD_RETRY_PAUSE).await;
             }
         }
@@ -84,35 +92,31 @@ pub async fn run(shared: Arc<Shared>, mut me: LeaderLink) {
 }
 
 /// One block, end to end.
-async fn run_block(shared: &Arc<Shared>, me: &mut LeaderLink) -> Result<(), String> {
+async fn run_block(ctx: &LinkContext, me: &mut LeaderLink) -> Result<(), LinkError> {
     let block_id = me.next_block;
     me.next_block += 1;
-    let reconcile = pools_have_room(shared, &me.link).await?;
+    let reconcile = pools_have_room(ctx).await?;
     let pulses = on_alice(me, move |a| Ok(a.prepare(block_id))).await?;
     if let Err(e) = send_pulses(me.quantum, &pulses).await {
-        shared.cvqkd.record_starved(&me.link.peer, block_id, &e);
+        ctx.board
+            .record_starved(&me.link.peer, block_id, &e.to_string());
         return Err(e);
     }
     drop(pulses);
-    let started = call(
-        shared,
-        &me.link,
-        &LinkRequest::Start {
-            params: me.params,
-            block_id,
-        },
-    )
-    .await?;
-    let (msg, next_seq) = match started {
+    let start = LinkRequest::Start {
+        params: me.params,
+        block_id,
+    };
+    let (msg, next_seq) = match call(ctx, &start).await? {
         LinkReply::Started { msg, next_seq } => (msg, next_seq),
         LinkReply::NoPulses { block_id } => {
             let why = "the follower received none";
-            shared.cvqkd.record_starved(&me.link.peer, block_id, why);
-            return Err(format!("block {block_id}: no pulses ({why})"));
+            ctx.board.record_starved(&me.link.peer, block_id, why);
+            return Err(LinkError::NoPulses { block_id, why });
         }
-        _ => return Err("follower answered Start out of turn".into()),
+        _ => return Err(LinkError::OutOfTurn("Start")),
     };
-    settle_unconfirmed(shared, &me.link.peer, next_seq).await?;
+    settle_unconfirmed(ctx, next_seq).await?;
     let (answer, pe) = on_alice(me, move |a| {
         let answer = a
             .handle(&msg)?
@@ -121,23 +125,18 @@ async fn run_block(shared: &Arc<Shared>, me: &mut LeaderLink) -> Result<(), Stri
     })
     .await?;
     let reconcile = reconcile && pe.abort.is_none();
-    let estimated = call(
-        shared,
-        &me.link,
-        &LinkRequest::Estimate {
-            msg: answer,
-            reconcile,
-        },
-    )
-    .await?;
-    let LinkReply::Estimated(reply) = estimated else {
-        return Err("follower answered Estimate out of turn".into());
+    let estimate = LinkRequest::Estimate {
+        msg: answer,
+        reconcile,
+    };
+    let LinkReply::Estimated(reply) = call(ctx, &estimate).await? else {
+        return Err(LinkError::OutOfTurn("Estimate"));
     };
     match reply {
-        Some(reconciliation) if reconcile => finish(shared, me, reconciliation).await,
+        Some(reconciliation) if reconcile => finish(ctx, me, reconciliation).await,
         _ => {
             let o = SideOutcome::aborted(block_id, pe);
-            shared.cvqkd.record(&me.link.peer, &o, !reconcile, 0);
+            ctx.board.record(&me.link.peer, &o, !reconcile, 0);
             Ok(())
         }
     }
@@ -145,10 +144,10 @@ async fn run_block(shared: &Arc<Shared>, me: &mut LeaderLink) -> Result<(), Stri
 
 /// Alice decodes, stores her key unconfirmed, the follower stores Bob's, the leader confirms.
 async fn finish(
-    shared: &Arc<Shared>,
+    ctx: &LinkContext,
     me: &mut LeaderLink,
     reconciliation: ClassicalMessage,
-) -> Result<(), String> {
+) -> Result<(), LinkError> {
     let (verification, key, outcome) = on_alice(me, move |a| {
         let v = a
             .handle(&reconciliation)?
@@ -160,66 +159,46 @@ async fn finish(
     let bytes = key.as_ref().map(wire::key_bytes).unwrap_or_default();
     let n = bytes.len() as u64;
     // The key is shared between the two directions by their need now.
-    let pool = shared.pools.link(&me.link.peer);
-    let levels = pool.levels().await.map_err(|e| e.to_string())?;
+    let levels = ctx.pool.levels().await?;
     let leader_len = DirectionRoom::of(&me.link, &levels).leader_share(bytes.len());
     let seq = if n >= 2 {
-        Some(
-            pool.leader_add_split(bytes, leader_len)
-                .await
-                .map_err(|e| e.to_string())?,
-        )
+        Some(ctx.pool.leader_add_split(bytes, leader_len).await?)
     } else {
         None
     };
-    let done = call(
-        shared,
-        &me.link,
-        &LinkRequest::Finish {
-            msg: verification,
-            seq,
-            leader_bytes: leader_len as u64,
-        },
-    )
-    .await?;
-    let LinkReply::Finished { stored_bytes } = done else {
-        return Err("follower answered Finish out of turn".into());
+    let done = LinkRequest::Finish {
+        msg: verification,
+        seq,
+        leader_bytes: leader_len as u64,
+    };
+    let LinkReply::Finished { stored_bytes } = call(ctx, &done).await? else {
+        return Err(LinkError::OutOfTurn("Finish"));
     };
     if let Some(seq) = seq {
         if stored_bytes != n {
-            return Err(format!(
-                "follower stored {stored_bytes} key bytes, the leader {n}"
-            ));
+            return Err(LinkError::StoredMismatch {
+                follower: stored_bytes,
+                leader: n,
+            });
         }
-        pool.confirm(seq + 2).await.map_err(|e| e.to_string())?;
-        shared
-            .metrics
-            .link_add(&me.link.peer, LinkCounter::GeneratedBits, 8 * n);
+        ctx.pool.confirm(seq + 2).await?;
+        ctx.metrics.add(LinkCounter::GeneratedBits, 8 * n);
     }
-    shared.cvqkd.record(&me.link.peer, &outcome, false, 8 * n);
+    ctx.board.record(&me.link.peer, &outcome, false, 8 * n);
     Ok(())
 }
 
 /// Whether a direction of the link's pool is below its high-water mark (else: estimate
 /// only).
-async fn pools_have_room(shared: &Arc<Shared>, link: &LinkConfig) -> Result<bool, String> {
-    let levels = shared
-        .pools
-        .link(&link.peer)
-        .levels()
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(crate::kme::links::below_high_water(link, &levels))
+async fn pools_have_room(ctx: &LinkContext) -> Result<bool, LinkError> {
+    let levels = ctx.pool.levels().await?;
+    Ok(crate::kme::links::below_high_water(&ctx.link, &levels))
 }
 
 /// Confirms blocks the follower stored, discards those it did not.
-async fn settle_unconfirmed(
-    shared: &Arc<Shared>,
-    peer: &str,
-    follower_next: u64,
-) -> Result<(), String> {
-    let pool = shared.pools.link(peer);
-    let levels = pool.levels().await.map_err(|e| e.to_string())?;
+async fn settle_unconfirmed(ctx: &LinkContext, follower_next: u64) -> Result<(), LinkError> {
+    let peer = ctx.pool.peer();
+    let levels = ctx.pool.levels().await?;
     if levels.next_seq == levels.confirmed_seq {
         return Ok(());
     }
@@ -230,71 +209,65 @@ async fn settle_unconfirmed(
             upto,
             "cvqkd: follower had stored the last key; confirmed"
         );
-        pool.confirm(upto).await
+        ctx.pool.confirm(upto).await?;
     } else {
         tracing::info!(peer, "cvqkd: follower never stored the last key; discarded");
-        pool.discard_unconfirmed().await.map(|_| ())
+        ctx.pool.discard_unconfirmed().await?;
     }
-    .map_err(|e| e.to_string())
+    Ok(())
 }
 
 /// Sends one block's pulses on a fresh connection.
 async fn send_pulses(
     to: SocketAddr,
     pulses: &crate::cvqkd::sim::QuantumBlock,
-) -> Result<(), String> {
+) -> Result<(), LinkError> {
     let mut tcp = tokio::net::TcpStream::connect(to)
         .await
-        .map_err(|e| format!("quantum channel to {to}: {e}"))?;
+        .map_err(|e| LinkError::QuantumChannel(format!("quantum channel to {to}: {e}")))?;
     quantum_channel::send(&mut tcp, pulses)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| LinkError::QuantumChannel(e.to_string()))?;
     let _ = tcp.shutdown().await;
     Ok(())
 }
 
 /// One classical exchange with the follower.
-async fn call(
-    shared: &Arc<Shared>,
-    link: &LinkConfig,
-    req: &LinkRequest,
-) -> Result<LinkReply, String> {
-    let url = format!("https://{}:{}{}", link.peer, link.addr.port(), wire::PATH);
-    let resp = shared
-        .peers
-        .post(&url)
+async fn call(ctx: &LinkContext, req: &LinkRequest) -> Result<LinkReply, LinkError> {
+    let resp = ctx
+        .neighbour
+        .post(routes::CVQKD_LINK)
         .header(reqwest::header::CONTENT_TYPE, wire::CONTENT_TYPE)
         .body(wire::encode(req))
         .timeout(CVQKD_CLASSICAL_TIMEOUT)
         .send()
         .await
-        .map_err(|e| format!("classical channel: {e}"))?;
+        .map_err(LinkError::ClassicalChannel)?;
     let status = resp.status();
-    let body = resp.bytes().await.map_err(|e| e.to_string())?;
+    let body = resp.bytes().await.map_err(LinkError::ReplyBody)?;
     if !status.is_success() {
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        let msg = v["message"].as_str().unwrap_or("no message").to_string();
-        return Err(format!("follower answered {status}: {msg}"));
+        let message = error_message(&body).unwrap_or_else(|| "no message".to_string());
+        return Err(LinkError::Refused {
+            status,
+            message: Some(message),
+        });
     }
-    wire::decode(&body).map_err(|e| format!("follower's reply: {e}"))
+    wire::decode(&body).map_err(|e| LinkError::BadReply(e.to_string()))
 }
 
 /// Runs `f` on Alice off the async threads.
-async fn on_alice<T, F>(me: &mut LeaderLink, f: F) -> Result<T, String>
+async fn on_alice<T, F>(me: &mut LeaderLink, f: F) -> Result<T, LinkError>
 where
     T: Send + 'static,
     F: FnOnce(&mut Alice) -> Result<T, Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
 {
-    let mut alice = me
-        .alice
-        .take()
-        .ok_or("Alice is lost (earlier task panic)")?;
+    let mut alice = me.alice.take().ok_or(LinkError::DeviceLost)?;
     let (alice, out) = tokio::task::spawn_blocking(move || {
         let out = f(&mut alice);
         (alice, out)
     })
     .await
-    .map_err(|e| format!("Alice's task failed: {e}"))?;
+    .map_err(|e| LinkError::DeviceTask(e.to_string()))?;
     me.alice = Some(alice);
-    out.map_err(|e| e.to_string())
+    out.map_err(|e| LinkError::Simulator(e.to_string()))
 }

@@ -9,7 +9,7 @@ use crate::cvqkd::sim::{ClassicalMessage, Protocol};
 use serde::{Deserialize, Serialize};
 
 /// Path of the endpoint.
-pub const PATH: &str = "/kme/v1/link/cvqkd";
+pub const PATH: &str = crate::kme::routes::CVQKD_LINK;
 /// Content type of both bodies.
 pub const CONTENT_TYPE: &str = "application/octet-stream";
 

@@ -6,135 +6,31 @@
 //! Status codes: 200; 400 with `{"message","details"}` (the spec's messages where it fixes
 //! them); 401 with no body (the caller is not an SAE of this KME, or asks for keys another
 //! SAE was named for), with `{"message"}` (the caller's certificate is a KME's, see
-//! [`super::roles`]) or with `{"message","details"}` (no `[[sae_pair]]` allows the pair);
+//! [`crate::kme::roles`]) or with `{"message","details"}` (no `[[sae_pair]]` allows the pair);
 //! 503 with `{"message"}` (not enough key material, a `rate` or `volume` limit reached, a
 //! hop of the relay unreachable, a store failure). Unknown URLs and methods are 400s: the
 //! spec has no 404.
 
-use super::config::KeyLimits;
-use super::metrics::PairCounter;
 use super::relay;
-use super::server::Shared;
-use super::store::{NewKey, StoreError};
-use super::tls::Caller;
+use crate::kme::config::KeyLimits;
+use crate::kme::error::ApiError;
+use crate::kme::metrics::PairCounter;
+use crate::kme::pools::unix_ms;
+use crate::kme::relay::send_pool_bits;
+use crate::kme::state::Shared;
+use crate::kme::store::NewKey;
+use crate::kme::tls::Caller;
 use crate::qkd::etsi014::{ErrorBody, Key, KeyContainer, KeyIds, KeyRequest, Status, messages};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Extension, Path, Query, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use zeroize::Zeroizing;
-
-/// An API refusal.
-#[derive(Debug)]
-pub enum ApiError {
-    /// 400 with an error body.
-    BadRequest(ErrorBody),
-    /// 401, no body.
-    Unauthorized,
-    /// 401 with an error body: the caller is an SAE of this KME but no `[[sae_pair]]` lets
-    /// it get keys with the SAE it names.
-    PairNotAllowed(ErrorBody),
-    /// 401 with an error body: the caller's certificate is of the other role (a KME on the
-    /// ETSI 014 API, an SAE on a KME-to-KME endpoint) or not a link neighbour
-    /// ([`super::roles`]).
-    RoleRefused(ErrorBody),
-    /// 503 with an error body.
-    Unavailable(ErrorBody),
-}
-
-impl ApiError {
-    /// A 400 with `message` and no details.
-    pub fn bad(message: impl Into<String>) -> Self {
-        Self::BadRequest(ErrorBody {
-            message: message.into(),
-            details: None,
-        })
-    }
-
-    /// A 400 with `message` and one `{name: value}` detail.
-    pub fn bad_detail(message: &str, name: &str, value: impl Into<String>) -> Self {
-        let mut m = Map::new();
-        m.insert(name.to_string(), Value::String(value.into()));
-        Self::BadRequest(ErrorBody {
-            message: message.to_string(),
-            details: Some(vec![m]),
-        })
-    }
-
-    /// A 401 with a message and the pair's two SAEs as details.
-    pub fn pair_not_allowed(master: &str, slave: &str) -> Self {
-        let mut m = Map::new();
-        m.insert("master_SAE_ID".into(), Value::String(master.to_string()));
-        m.insert("slave_SAE_ID".into(), Value::String(slave.to_string()));
-        Self::PairNotAllowed(ErrorBody {
-            message: format!(
-                "SAE pair not authorized: no [[sae_pair]] of this KME lets '{master}' get keys for '{slave}'"
-            ),
-            details: Some(vec![m]),
-        })
-    }
-
-    /// A 401 with `message`, for a certificate used in the wrong role.
-    pub fn role_refused(message: impl Into<String>) -> Self {
-        Self::RoleRefused(ErrorBody {
-            message: message.into(),
-            details: None,
-        })
-    }
-
-    /// A 503 with `message`.
-    pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::Unavailable(ErrorBody {
-            message: message.into(),
-            details: None,
-        })
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        match self {
-            Self::BadRequest(b) => (StatusCode::BAD_REQUEST, Json(b)).into_response(),
-            Self::Unauthorized => StatusCode::UNAUTHORIZED.into_response(),
-            Self::PairNotAllowed(b) | Self::RoleRefused(b) => {
-                (StatusCode::UNAUTHORIZED, Json(b)).into_response()
-            }
-            Self::Unavailable(b) => (StatusCode::SERVICE_UNAVAILABLE, Json(b)).into_response(),
-        }
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound => Self::bad(messages::KEYS_NOT_FOUND),
-            StoreError::Unauthorized => Self::Unauthorized,
-            StoreError::Reused(id) => Self::bad_detail(
-                "Bad request format",
-                "key_ID",
-                format!("'{id}' was used before"),
-            ),
-            StoreError::Short { .. } => Self::unavailable("not enough key material"),
-            StoreError::Full { pending } => Self::unavailable(format!(
-                "key store full: {pending} keys are waiting for the slave SAE (max_key_count)"
-            )),
-            StoreError::Db(_)
-            | StoreError::Corrupt(_)
-            | StoreError::PadMissing { .. }
-            | StoreError::Access(_) => {
-                tracing::error!("{e}");
-                Self::unavailable("key data access error")
-            }
-        }
-    }
-}
 
 /// Where the slave SAE of a request is.
 pub enum Target<'a> {
@@ -211,7 +107,7 @@ pub async fn status(
             )
         }
         Target::Remote(route) => {
-            let bits = relay::send_pool_bits(&shared, &route[0]).await?;
+            let bits = send_pool_bits(&shared, &route[0]).await?;
             let n = (bits / u64::from(l.default_key_size)).min(l.max_key_count);
             (route[route.len() - 1].clone(), n)
         }
@@ -454,7 +350,7 @@ async fn store_local(
     keys: Vec<NewKey>,
 ) -> ApiResult<Vec<NewKey>> {
     let max = shared.cfg.limits.max_key_count;
-    let deadline = expiry_deadline_ms(shared);
+    let deadline = shared.expiry_deadline_ms();
     let keys = shared
         .pools
         .enc_local(master, slave, keys, max, deadline)
@@ -546,42 +442,6 @@ async fn dec_keys(
         .metrics
         .pair_add(&master, &caller, PairCounter::BitsDelivered, bits as u64);
     Ok(Json(container(&keys)))
-}
-
-/// Milliseconds since the Unix epoch (the store's clock for pending-key deadlines).
-pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-/// When a key stored now for a slave expires (`pending_key_expiry`), Unix ms.
-pub fn expiry_deadline_ms(shared: &Shared) -> u64 {
-    unix_ms().saturating_add(shared.cfg.pending_key_expiry.as_millis() as u64)
-}
-
-/// How often undelivered keys are checked for expiry.
-const EXPIRY_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Background task: erases keys that waited longer than `pending_key_expiry` for their
-/// slave, logging each pair's count; their IDs are never served again.
-pub async fn expire_pending(shared: Arc<Shared>) {
-    let mut tick = tokio::time::interval(EXPIRY_SWEEP_INTERVAL);
-    loop {
-        tick.tick().await;
-        let (now, adopt) = (unix_ms(), expiry_deadline_ms(&shared));
-        match shared.pools.expire_pending(now, adopt).await {
-            Ok(expired) => {
-                for ((master, slave), n) in expired {
-                    tracing::warn!(%master, %slave, keys = n, "undelivered keys expired and erased (pending_key_expiry)");
-                    shared
-                        .metrics
-                        .pair_add(&master, &slave, PairCounter::KeysExpired, n);
-                }
-            }
-            Err(e) => tracing::warn!("expiring pending keys: {e}"),
-        }
-    }
 }
 
 /// Any other URL or method.

@@ -1,0 +1,64 @@
+//! The state every HTTP handler shares ([`Shared`]): the config, the pools, the counters,
+//! the neighbour client, the CV-QKD board and Bob's ends, the quotas. It builds a link
+//! task's [`LinkContext`] (only what one link uses). Imports no handler and no wiring.
+
+use super::config::{KmeConfig, LinkConfig};
+use super::cvqkd::board::Board;
+use super::cvqkd::follower::FollowerLink;
+use super::error::ApiError;
+use super::links::LinkContext;
+use super::metrics::{LinkCounter, Metrics};
+use super::neighbours::Neighbours;
+use super::pools::{Pools, unix_ms};
+use super::quota::Quotas;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// State shared by every handler.
+pub struct Shared {
+    /// The configuration.
+    pub cfg: KmeConfig,
+    /// The durable store, behind its async facade.
+    pub pools: Pools,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// The client for calls to neighbour KMEs (this KME's certificate).
+    pub neighbours: Neighbours,
+    /// Figures and alarms of the CV-QKD links.
+    pub cvqkd: Arc<Board>,
+    /// Bob's end of each CV-QKD link this KME follows, by the leader's ID.
+    pub followers: BTreeMap<String, Arc<FollowerLink>>,
+    /// The rate and volume buckets of `[[sae]]` and `[[sae_pair]]` limits.
+    pub quotas: Quotas,
+}
+
+impl Shared {
+    /// The alarm of the link to `peer`, as a 503 to refuse a relay over it.
+    pub fn refuse_if_alarm(&self, peer: &str) -> Result<(), ApiError> {
+        match self.cvqkd.alarm(peer) {
+            None => Ok(()),
+            Some(why) => {
+                self.metrics.link_add(peer, LinkCounter::Errors503, 1);
+                Err(ApiError::unavailable(format!(
+                    "QKD link to '{peer}' is under alarm ({why}); nothing is relayed over it"
+                )))
+            }
+        }
+    }
+
+    /// When a key stored now for a slave expires (`pending_key_expiry`), Unix ms.
+    pub fn expiry_deadline_ms(&self) -> u64 {
+        unix_ms().saturating_add(self.cfg.pending_key_expiry.as_millis() as u64)
+    }
+
+    /// What a task of `link` is given: its pool, counters, neighbour and board.
+    pub fn link_context(&self, link: &LinkConfig) -> LinkContext {
+        LinkContext {
+            link: link.clone(),
+            pool: self.pools.link(&link.peer),
+            metrics: self.metrics.link(&link.peer),
+            neighbour: self.neighbours.to(&link.peer),
+            board: self.cvqkd.clone(),
+        }
+    }
+}
