@@ -194,26 +194,3 @@ pub const UDP_GRO_BUFFERS: usize = 8;
 pub const UDP_GRO_BUFFER_BYTES: usize = 65_536;
 /// Packets each in-memory twin queue holds before it drops (like a kernel queue).
 pub const MEMORY_QUEUE_PACKETS: usize = 4096;
-
-// ---------------------------------------------------------------- CV-QKD links (KME)
-
-/// Default pulses per block of a `source = "cvqkd"` link (2^21: keys at metro distances).
-pub const CVQKD_DEFAULT_BLOCK_SIZE: u64 = 1 << 21;
-/// Default optical symbol rate of a simulated device pair, pulses per second (1 MBd).
-pub const CVQKD_DEFAULT_SYMBOL_RATE_HZ: f64 = 1e6;
-/// Default TCP port the follower receives the pulses on.
-pub const CVQKD_DEFAULT_QUANTUM_PORT: u16 = 8444;
-/// How long the follower waits for a block's pulses after the leader announced it.
-pub const CVQKD_PULSES_WAIT: Duration = Duration::from_secs(10);
-/// How long one classical exchange between the link's KMEs may take (Alice's decoding of a
-/// block runs between two of them, not inside one).
-pub const CVQKD_CLASSICAL_TIMEOUT: Duration = Duration::from_secs(60);
-/// Pause after a failed accept on a quantum port (e.g. out of file descriptors).
-pub const CVQKD_ACCEPT_RETRY: Duration = Duration::from_millis(100);
-/// Pause after a failed block (peer unreachable, protocol error) before the next.
-pub const CVQKD_RETRY_PAUSE: Duration = Duration::from_secs(1);
-/// Consecutive blocks whose parameter estimation finds no key before a link is put under
-/// alarm (one such block gives no key by itself; two in a row is not an unlucky estimate).
-pub const CVQKD_ALARM_AFTER_ABORTS: u64 = 2;
-/// Largest block accepted on the quantum channel, pulses (bounds the receive buffer).
-pub const CVQKD_MAX_BLOCK_SIZE: u64 = 1 << 26;

@@ -149,7 +149,7 @@ fn qkd_eve(args: &qshield::cli::EveArgs) -> Result<()> {
     init_logging(&args.log);
     let attack = qshield::cvqkd::sim::parse::parse_attack(&args.attack)?;
     qshield::cvqkd::sim::parse::validate_attack(&attack, 1.0)?;
-    let cfg = qshield::cvqkd::eve::EveConfig {
+    let cfg = qshield::kme::link::cvqkd::eve::EveConfig {
         forward: args.forward,
         attack,
         max_block_pulses: args.max_block_size,
@@ -163,9 +163,9 @@ fn qkd_eve(args: &qshield::cli::EveArgs) -> Result<()> {
             .await
             .with_context(|| format!("--listen {}", args.listen))?;
         tracing::info!(listen = %args.listen, forward = %args.forward, ?attack, "eve: on the fiber");
-        let counters = std::sync::Arc::new(qshield::cvqkd::eve::EveCounters::default());
+        let counters = std::sync::Arc::new(qshield::kme::link::cvqkd::eve::EveCounters::default());
         tokio::select! {
-            () = qshield::cvqkd::eve::run(listener, cfg, counters) => {},
+            () = qshield::kme::link::cvqkd::eve::run(listener, cfg, counters) => {},
             r = tokio::signal::ctrl_c() => r?,
         }
         Ok(())

@@ -14,10 +14,10 @@
 mod kme_support;
 
 use kme_support::*;
-use qshield::cvqkd::eve::{EveConfig, EveCounters};
 use qshield::cvqkd::sim::Attack;
 use qshield::kme::KmeHandle;
 use qshield::kme::cvqkd::board::CvqkdFigures;
+use qshield::kme::cvqkd::eve::{self, EveConfig, EveCounters};
 use qshield::qkd::etsi014::KeyContainer;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -202,7 +202,7 @@ async fn an_eavesdropper_aborts_estimation_raises_the_alarm_and_stops_relay() {
         max_block_pulses: BLOCK,
         seed: 11,
     };
-    let eve = tokio::spawn(qshield::cvqkd::eve::run(listener, cfg, counters.clone()));
+    let eve = tokio::spawn(eve::run(listener, cfg, counters.clone()));
     let p = pair(bob_port, Some(eve_port)).await;
     wait_for(&p, "the alarm at both ends", |a, b| {
         a.alarm.is_some() && b.alarm.is_some()

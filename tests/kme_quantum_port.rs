@@ -8,9 +8,9 @@
 mod kme_support;
 
 use kme_support::*;
-use qshield::cvqkd::quantum_channel;
 use qshield::cvqkd::sim::{ClassicalMessage, QuantumBlock};
 use qshield::kme::KmeHandle;
+use qshield::kme::cvqkd::quantum_channel;
 use qshield::kme::cvqkd::wire::{self, LinkReply, LinkRequest, ProtocolParams};
 use reqwest::StatusCode;
 use serde_json::json;

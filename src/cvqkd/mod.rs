@@ -12,20 +12,18 @@
 //!   the closed form;
 //! - [`special`]: erfc and the Gaussian quantile;
 //! - [`report`] and [`plot`]: what `qshield qkd rate` prints, as text, JSON and SVG;
-//! - [`sim`]: the link simulator (Alice, fiber, Eve, Bob, the whole GG02 pipeline);
-//! - [`quantum_channel`]: the pulses of a block framed on TCP between two KMEs;
-//! - [`eve`]: the eavesdropper as a process spliced into that TCP "fiber".
+//! - [`sim`]: the link simulator (Alice, fiber, Eve, Bob, the whole GG02 pipeline).
 //!
-//! The physics is pure: no I/O, no clock, no randomness. A simulated link built on it
+//! The pulses framed on TCP between two KMEs and Eve's TCP relay are the KME's
+//! (`kme::link::cvqkd::{quantum_channel, eve}`). The physics is pure: no I/O, no clock,
+//! no randomness. A simulated link built on it
 //! gives no quantum security; its keys must never be labelled "QKD-secured".
 
 pub mod covariance;
-pub mod eve;
 pub mod finite_size;
 pub mod optimize;
 pub mod params;
 pub mod plot;
-pub mod quantum_channel;
 pub mod rate;
 pub mod report;
 pub mod sim;

@@ -1,23 +1,22 @@
 //! The key management entity (`qshield kme`, docs/kme.md): the ETSI GS QKD 014 V1.1.1 key
 //! delivery API over HTTPS with mutual TLS ([`http`], [`tls`]), durable key pools in an
 //! embedded redb store ([`store`], behind the async [`pools`] facade), QKD links between
-//! KMEs fed by a [`links::KeySupply`] (today a CSPRNG labelled NOT QKD) or the CV-QKD
+//! KMEs fed by a [`link::random::KeySupply`] (today a CSPRNG labelled NOT QKD) or the CV-QKD
 //! simulator ([`cvqkd`]), hop-by-hop one-time-pad relay through trusted nodes ([`relay`]),
 //! certificate roles ([`roles`]), typed counters ([`metrics`]) and the status document
 //! ([`status`]). It owns everything a KME does; the SAE side lives in `crate::qkd`.
 //!
 //! This module is the wiring: it builds the shared [`state::Shared`], starts the link
-//! tasks (each given only its [`links::LinkContext`]) and the HTTP server, and stops them.
+//! tasks (each given only its [`link::LinkContext`]) and the HTTP server, and stops them.
 //! Handlers import the state, pools, metrics and neighbour client, never this module.
 //!
 //! Start one in-process with [`start`] (or [`start_on`] with a bound listener) and a
 //! [`KmeConfig`] from [`config::load`] / [`config::parse`]; the binary runs [`run`].
 
 pub mod config;
-pub mod cvqkd;
 pub mod error;
 pub mod http;
-pub mod links;
+pub mod link;
 pub mod metrics;
 pub mod neighbours;
 pub mod pools;
@@ -31,11 +30,16 @@ pub mod store;
 pub mod tls;
 
 pub use config::{KmeConfig, KmeConfigError};
+/// The CV-QKD links, at their old path (`kme::cvqkd`).
+pub use link::cvqkd;
+/// The random link source, at its old path (`kme::links`).
+pub use link::random as links;
 
 use config::{LinkConfig, LinkRole, SourceKind};
-use cvqkd::board::Board;
-use cvqkd::follower::{self, FollowerLink};
-use cvqkd::leader::{self, LeaderLink};
+use link::cvqkd::board::Board;
+use link::cvqkd::follower::{self, FollowerLink};
+use link::cvqkd::leader::{self, LeaderLink};
+use link::random;
 use metrics::{Metrics, PairCounter};
 use neighbours::Neighbours;
 use pools::{Pools, unix_ms};
@@ -301,8 +305,8 @@ fn start_background(shared: &Arc<Shared>, tasks: &mut JoinSet<()>, bg: Backgroun
         .iter()
         .filter(|l| l.role == LinkRole::Leader && l.source == SourceKind::Random);
     for link in random_leaders {
-        tracing::info!(peer = %link.peer, rate = link.rate_bits_per_second, "link key source: {}", links::RandomSource::LABEL);
-        tasks.spawn(links::run_leader(shared.link_context(link)));
+        tracing::info!(peer = %link.peer, rate = link.rate_bits_per_second, "link key source: {}", random::RandomSource::LABEL);
+        tasks.spawn(random::run_leader(shared.link_context(link)));
     }
     for leader in bg.leaders {
         let ctx = shared.link_context(leader.link());

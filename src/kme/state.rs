@@ -3,10 +3,10 @@
 //! task's [`LinkContext`] (only what one link uses). Imports no handler and no wiring.
 
 use super::config::{KmeConfig, LinkConfig};
-use super::cvqkd::board::Board;
-use super::cvqkd::follower::FollowerLink;
 use super::error::ApiError;
-use super::links::LinkContext;
+use super::link::LinkContext;
+use super::link::cvqkd::board::Board;
+use super::link::cvqkd::follower::FollowerLink;
 use super::metrics::{LinkCounter, Metrics};
 use super::neighbours::Neighbours;
 use super::pools::{Pools, unix_ms};

@@ -5,8 +5,8 @@
 //! `GET /kme/v1/status` and summarised in a periodic log line.
 
 use super::config::{LinkRole, SourceKind};
-use super::cvqkd::board::CvqkdFigures;
-use super::links::RandomSource;
+use super::link::cvqkd::board::CvqkdFigures;
+use super::link::random::RandomSource;
 use super::metrics::{LinkCounter, Metrics, PairCounter};
 use super::state::Shared;
 use serde::Serialize;
@@ -92,7 +92,7 @@ pub async fn document(shared: &Shared) -> KmeStatus {
         };
         let mut status = link_status(shared, &l.peer, l.role, send * 8, recv * 8);
         if l.source == SourceKind::Cvqkd {
-            status.source = super::cvqkd::LABEL;
+            status.source = super::link::cvqkd::LABEL;
             status.cvqkd = shared.cvqkd.figures(&l.peer);
         }
         links.push(status);

@@ -1,9 +1,9 @@
 //! `POST /kme/v1/link/cvqkd`: the leader of a CV-QKD link drives a block; Bob's end
-//! ([`crate::kme::cvqkd::follower`]) answers.
+//! ([`crate::kme::link::cvqkd::follower`]) answers.
 
-use crate::kme::cvqkd::follower;
-use crate::kme::cvqkd::wire::{self, LinkRequest};
 use crate::kme::error::ApiError;
+use crate::kme::link::cvqkd::follower;
+use crate::kme::link::cvqkd::wire::{self, LinkRequest};
 use crate::kme::state::Shared;
 use crate::kme::tls::Caller;
 use axum::body::Bytes;

@@ -3,7 +3,7 @@
 
 use crate::kme::config::{LinkRole, SourceKind};
 use crate::kme::error::ApiError;
-use crate::kme::links::{self, LinkPush};
+use crate::kme::link::random::{self as links, LinkPush};
 use crate::kme::metrics::LinkCounter;
 use crate::kme::state::Shared;
 use crate::kme::tls::Caller;

@@ -11,7 +11,7 @@ pub mod link_push;
 pub mod relay;
 pub mod status;
 
-use super::cvqkd::wire;
+use super::link::cvqkd::wire;
 use super::roles;
 use super::routes;
 use super::state::Shared;

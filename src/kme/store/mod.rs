@@ -7,7 +7,7 @@
 //! concurrently: blocks with an even sequence number are spent by the leader when it sends,
 //! odd ones by the follower. Blocks come in pairs (`seq` even, `seq + 1`); the leader decides
 //! how a pair's bytes are shared between the two (by each direction's need, see
-//! `kme::links`), and either block may be empty (then it is not stored). A block is stored with a bitmap of spent bytes; spent bytes are
+//! `kme::link::random`), and either block may be empty (then it is not stored). A block is stored with a bitmap of spent bytes; spent bytes are
 //! overwritten with zeros and fully spent blocks are deleted. Key bytes read from the store
 //! live in [`Zeroizing`] buffers (redb's freed pages are reused, not wiped: see docs/kme.md).
 

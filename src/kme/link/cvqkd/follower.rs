@@ -15,15 +15,15 @@
 //! estimation on the disclosed samples catches foreign light — and a starved link raises
 //! the alarm ([`super::board`]).
 
+use super::CVQKD_PULSES_WAIT;
 use super::board::{CvqkdFigures, QuantumPortEvent};
+use super::quantum_channel;
 use super::wire::{self, LinkReply, LinkRequest, ProtocolParams};
-use crate::constants::CVQKD_PULSES_WAIT;
-use crate::cvqkd::quantum_channel;
 use crate::cvqkd::sim::rng::SimRng;
 use crate::cvqkd::sim::{Attack, Bob, Channel, ClassicalMessage, QuantumBlock, SideOutcome};
 use crate::kme::config::LinkConfig;
 use crate::kme::error::ApiError;
-use crate::kme::links::LinkContext;
+use crate::kme::link::LinkContext;
 use crate::kme::metrics::LinkCounter;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -180,7 +180,7 @@ pub async fn run_quantum_listener(ctx: LinkContext, link: Arc<FollowerLink>, l: 
                     Ok(accepted) => accepted,
                     Err(e) => {
                         tracing::warn!(peer = %link.peer, "quantum port: accept failed: {e}");
-                        tokio::time::sleep(crate::constants::CVQKD_ACCEPT_RETRY).await;
+                        tokio::time::sleep(super::CVQKD_ACCEPT_RETRY).await;
                         continue;
                     }
                 };

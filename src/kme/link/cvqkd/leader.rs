@@ -10,13 +10,13 @@
 //! parameter estimation (cheap), so an eavesdropper is still detected.
 
 use super::board::CvqkdFigures;
+use super::quantum_channel;
 use super::wire::{self, LinkReply, LinkRequest, ProtocolParams};
-use crate::constants::{CVQKD_CLASSICAL_TIMEOUT, CVQKD_RETRY_PAUSE};
-use crate::cvqkd::quantum_channel;
+use super::{CVQKD_CLASSICAL_TIMEOUT, CVQKD_RETRY_PAUSE};
 use crate::cvqkd::sim::rng::SimRng;
 use crate::cvqkd::sim::{Alice, ClassicalMessage, SideOutcome};
 use crate::kme::config::LinkConfig;
-use crate::kme::links::{DirectionRoom, LinkContext, LinkError};
+use crate::kme::link::{DirectionRoom, LinkContext, LinkError};
 use crate::kme::metrics::LinkCounter;
 use crate::kme::neighbours::error_message;
 use crate::kme::routes;
@@ -192,7 +192,7 @@ async fn finish(
 /// only).
 async fn pools_have_room(ctx: &LinkContext) -> Result<bool, LinkError> {
     let levels = ctx.pool.levels().await?;
-    Ok(crate::kme::links::below_high_water(&ctx.link, &levels))
+    Ok(crate::kme::link::below_high_water(&ctx.link, &levels))
 }
 
 /// Confirms blocks the follower stored, discards those it did not.

@@ -6,7 +6,7 @@
 //! only as the bytes arrive, so a sender cannot make it allocate more than it sends or more
 //! than one block; [`frame_deadline`] bounds how long a frame may take.
 
-use super::sim::QuantumBlock;
+use crate::cvqkd::sim::QuantumBlock;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Frame magic and version.

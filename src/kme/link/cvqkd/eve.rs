@@ -9,8 +9,8 @@
 //! (nftables DNAT in Alice's node); every new block connection then passes through her.
 
 use super::quantum_channel::{self, QuantumChannelError};
-use super::sim::rng::SimRng;
-use super::sim::{Attack, Channel};
+use crate::cvqkd::sim::rng::SimRng;
+use crate::cvqkd::sim::{Attack, Channel};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,7 +47,7 @@ pub async fn run(listener: TcpListener, cfg: EveConfig, counters: Arc<EveCounter
             Ok(accepted) => accepted,
             Err(e) => {
                 tracing::warn!("eve: accept failed: {e}");
-                tokio::time::sleep(crate::constants::CVQKD_ACCEPT_RETRY).await;
+                tokio::time::sleep(super::CVQKD_ACCEPT_RETRY).await;
                 continue;
             }
         };

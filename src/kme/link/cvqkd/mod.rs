@@ -1,31 +1,54 @@
 //! KME links fed by the simulated CV-QKD device pair (`source = "cvqkd"`): Alice runs in
 //! the leader KME ([`leader`]), Bob and the fiber in the follower ([`follower`]). The
-//! pulses cross as real TCP traffic ([`crate::cvqkd::quantum_channel`]); the public GG02
+//! pulses cross as real TCP traffic ([`quantum_channel`]); the public GG02
 //! messages cross over the KMEs' mutual-TLS channel ([`wire`]). Each block's key enters
 //! both ends' link pools under the same sequence numbers, so no key material ever crosses
 //! the network. This module owns the glue from `[link.cvqkd]` to the simulator's protocol
-//! and the per-link figures and alarm ([`board`]).
+//! and the per-link figures and alarm ([`board`]), the pulses' TCP framing
+//! ([`quantum_channel`]), Eve's TCP relay on that fiber for `qshield qkd eve` ([`eve`]),
+//! and the links' constants (`CVQKD_*`, cited by docs/kme.md).
 //!
 //! Honesty: a simulated link has no quantum security. Its keys are labelled
 //! "cvqkd simulator (NOT QKD-secured)" in status and logs.
 
 pub mod board;
+pub mod eve;
 pub mod follower;
 pub mod leader;
+pub mod quantum_channel;
 pub mod wire;
 
-use super::config::{CvqkdLinkConfig, Modulation};
 use crate::cvqkd::sim::Protocol;
 use crate::cvqkd::sim::codes::CodeFamily;
 use crate::cvqkd::{FiniteSizeParams, LinkParams, transmittance_from_distance};
+use crate::kme::config::{CvqkdLinkConfig, Modulation};
 use std::sync::Arc;
 
-pub use crate::constants::{
-    CVQKD_DEFAULT_BLOCK_SIZE as DEFAULT_BLOCK_SIZE,
-    CVQKD_DEFAULT_QUANTUM_PORT as DEFAULT_QUANTUM_PORT,
-    CVQKD_DEFAULT_SYMBOL_RATE_HZ as DEFAULT_SYMBOL_RATE_HZ,
-};
+pub use CVQKD_DEFAULT_BLOCK_SIZE as DEFAULT_BLOCK_SIZE;
+pub use CVQKD_DEFAULT_QUANTUM_PORT as DEFAULT_QUANTUM_PORT;
+pub use CVQKD_DEFAULT_SYMBOL_RATE_HZ as DEFAULT_SYMBOL_RATE_HZ;
 pub use wire::ProtocolParams;
+
+/// Default pulses per block of a `source = "cvqkd"` link (2^21: keys at metro distances).
+pub const CVQKD_DEFAULT_BLOCK_SIZE: u64 = 1 << 21;
+/// Default optical symbol rate of a simulated device pair, pulses per second (1 MBd).
+pub const CVQKD_DEFAULT_SYMBOL_RATE_HZ: f64 = 1e6;
+/// Default TCP port the follower receives the pulses on.
+pub const CVQKD_DEFAULT_QUANTUM_PORT: u16 = 8444;
+/// How long the follower waits for a block's pulses after the leader announced it.
+pub const CVQKD_PULSES_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long one classical exchange between the link's KMEs may take (Alice's decoding of a
+/// block runs between two of them, not inside one).
+pub const CVQKD_CLASSICAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Pause after a failed accept on a quantum port (e.g. out of file descriptors).
+pub const CVQKD_ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
+/// Pause after a failed block (peer unreachable, protocol error) before the next.
+pub const CVQKD_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+/// Consecutive blocks whose parameter estimation finds no key before a link is put under
+/// alarm (one such block gives no key by itself; two in a row is not an unlucky estimate).
+pub const CVQKD_ALARM_AFTER_ABORTS: u64 = 2;
+/// Largest block accepted on the quantum channel, pulses (bounds the receive buffer).
+pub const CVQKD_MAX_BLOCK_SIZE: u64 = 1 << 26;
 
 /// What status and logs call this source.
 pub const LABEL: &str = "cvqkd simulator (NOT QKD-secured)";
@@ -59,11 +82,10 @@ pub fn validate(cfg: &CvqkdLinkConfig) -> Result<(), String> {
             cfg.symbol_rate_hz
         ));
     }
-    if cfg.block_size > crate::constants::CVQKD_MAX_BLOCK_SIZE {
+    if cfg.block_size > CVQKD_MAX_BLOCK_SIZE {
         return Err(format!(
             "block_size {} exceeds {}",
-            cfg.block_size,
-            crate::constants::CVQKD_MAX_BLOCK_SIZE
+            cfg.block_size, CVQKD_MAX_BLOCK_SIZE
         ));
     }
     if cfg.quantum_port == 0 {

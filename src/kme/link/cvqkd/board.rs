@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 /// Consecutive blocks whose estimation finds no key before the link is put under alarm.
-pub const ALARM_AFTER_ABORTS: u64 = crate::constants::CVQKD_ALARM_AFTER_ABORTS;
+pub const ALARM_AFTER_ABORTS: u64 = super::CVQKD_ALARM_AFTER_ABORTS;
 
 /// One link's figures.
 #[derive(Debug, Clone, Default, Serialize)]
