@@ -9,16 +9,13 @@
 //! - [`kme`]: the key management entity (ETSI GS QKD 014 server, key pools, relay).
 //! - [`constants`]: every protocol constant, with its unit.
 
-pub mod batch;
-pub mod cidr;
+pub use qshield_core::{batch, cidr, constants, crypto, proto};
+
 pub mod cli;
 pub mod config;
-pub mod constants;
-pub mod crypto;
 pub mod cvqkd;
 pub mod daemon;
 pub mod kme;
 pub mod net;
 pub mod pki;
-pub mod proto;
 pub mod qkd;
