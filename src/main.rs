@@ -1,5 +1,7 @@
 //! `qshield`: parse the command line, set up logging, hand off to the library.
 
+#![forbid(unsafe_code)]
+
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use qshield::cli::{

@@ -13,6 +13,8 @@
 //! "the protocol core does no I/O" is held by the compiler. The `qshield` crate re-exports
 //! these modules under the same names (`qshield::proto`, `qshield::crypto`, ...).
 
+#![forbid(unsafe_code)]
+
 pub mod batch;
 pub mod cidr;
 pub mod constants;
