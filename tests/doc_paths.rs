@@ -60,7 +60,10 @@ fn every_path_the_docs_quote_exists() {
             }
         }
     }
-    assert!(checked > 20, "only {checked} quoted paths found: the scan is broken");
+    assert!(
+        checked > 20,
+        "only {checked} quoted paths found: the scan is broken"
+    );
     assert!(
         missing.is_empty(),
         "the docs quote paths that do not exist:\n{}",
