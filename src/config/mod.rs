@@ -11,6 +11,7 @@ pub mod identity_files;
 mod locate;
 mod peers;
 mod raw;
+pub(crate) mod spanned;
 pub mod types;
 pub mod units;
 mod validate;
@@ -36,8 +37,9 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// Validates config `text` that was read from `origin` (used in messages and to resolve
 /// relative paths: `identity_dir`, `control_socket`, `public_key_file`).
 pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
-    let raw: raw::RawConfig = toml::from_str(text).map_err(|e| toml_error(&e, text, origin))?;
-    validate::config(&raw, &validate::Source { text, origin })
+    let src = spanned::Source { text, origin };
+    let raw: raw::RawConfig = src.parse_toml()?;
+    validate::config(&raw, &src)
 }
 
 /// A TOML syntax or schema error, located and attributed to a field where possible.
