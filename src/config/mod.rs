@@ -18,8 +18,8 @@ mod validate;
 
 pub use error::{ConfigError, Location, Problem};
 pub use types::{
-    Config, InterfaceConfig, KmeClientConfig, OffloadMode, PeerConfig, QkdConfig, QkdPolicy,
-    RotationConfig,
+    Config, DEFAULT_CONTROL_DIR, DEFAULT_LISTEN_PORT, InterfaceConfig, KmeClientConfig,
+    OffloadMode, PeerConfig, QkdConfig, QkdPolicy, RotationConfig,
 };
 
 use crate::crypto::PublicIdentity;
@@ -43,7 +43,7 @@ pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
 }
 
 /// A TOML syntax or schema error, located and attributed to a field where possible.
-pub(crate) fn toml_error(e: &toml::de::Error, text: &str, origin: &Path) -> ConfigError {
+fn toml_error(e: &toml::de::Error, text: &str, origin: &Path) -> ConfigError {
     let offset = e.span().map(|s| s.start);
     let at = match offset {
         Some(o) => Location::at_offset(origin, text, o),

@@ -59,7 +59,7 @@ fn peer_sae_ids(
 
 fn interface(raw: &RawInterface, src: &Source<'_>) -> Result<InterfaceConfig, ConfigError> {
     let name = interface_name(&raw.name, src)?;
-    let default_port = k::DEFAULT_LISTEN_PORT;
+    let default_port = super::DEFAULT_LISTEN_PORT;
     let port: u16 = ranged(
         raw.listen_port.as_ref(),
         default_port,
@@ -184,7 +184,7 @@ fn control_socket(
     let (path, span) = match raw {
         Some(raw) => (path_field(raw, field, src)?, raw.span()),
         None => (
-            Path::new(k::DEFAULT_CONTROL_DIR).join(format!("{name}.sock")),
+            Path::new(super::DEFAULT_CONTROL_DIR).join(format!("{name}.sock")),
             0..0,
         ),
     };
