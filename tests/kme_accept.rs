@@ -4,15 +4,15 @@
 //! timeouts, and connections over the caps (per source address, in total) are closed at
 //! once, before TLS.
 
-mod kme_support;
+mod support;
 
-use kme_support::*;
 use qshield::qkd::etsi014::KeyContainer;
 use reqwest::StatusCode;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::kme::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -2,12 +2,12 @@
 //! method in its GET and POST forms, status fields, every error with the spec's messages,
 //! wrong and missing certificates, limits, malformed JSON and URLs, an empty pool.
 
-mod kme_support;
+mod support;
 
-use kme_support::*;
 use qshield::qkd::etsi014::{ErrorBody, KeyContainer, Status, messages};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use support::kme::*;
 
 struct Env {
     pki: Pki,

@@ -2,15 +2,15 @@
 //! master asked for is got, and got by exactly one slave (its partner), identical; none is
 //! delivered twice. A fixed amount of work, not a time: how fast is `benches/kme.rs`'s job.
 
-mod kme_support;
+mod support;
 
-use kme_support::*;
 use qshield::qkd::etsi014::KeyContainer;
 use reqwest::StatusCode;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use support::kme::*;
 
 const SAES: usize = 8;
 const ROUNDS: u32 = 40;

@@ -11,9 +11,8 @@
 //! Small blocks (a 1 km link, 2^18 pulses, ε = 1e-6, frames of 4096 bits) keep it fast in
 //! a debug build; the physics is the same as at metro scale.
 
-mod kme_support;
+mod support;
 
-use kme_support::*;
 use qshield::cvqkd::eve::{EveConfig, EveCounters};
 use qshield::cvqkd::sim::Attack;
 use qshield::kme::KmeHandle;
@@ -24,6 +23,7 @@ use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use support::kme::*;
 
 const BLOCK: u64 = 1 << 18;
 /// True transmittance of 1 km at 0.2 dB/km.

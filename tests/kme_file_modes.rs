@@ -3,15 +3,15 @@
 //! others may access (or that another user owns) is refused, naming the path, and so is a
 //! TLS private key of the KME or of the SAE client (`qkd::client`) that is not 0600.
 
-mod kme_support;
+mod support;
 
-use kme_support::{Pki, Spec, config_text, free_port};
 use qshield::config::KmeClientConfig;
 use qshield::qkd::client::Etsi014Client;
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, chown};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use support::kme::{Pki, Spec, config_text, free_port};
 
 /// A user ID that owns nothing here (`nobody`).
 const OTHER_UID: u32 = 65534;

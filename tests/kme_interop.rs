@@ -4,11 +4,11 @@
 //! "Get key" (its POST form, with its `additional_target_sae_ids: []` field) and "Get key
 //! with key IDs", and that the slave's keys equal the master's.
 
-mod kme_support;
+mod support;
 
 use etsi014_client::ETSI014Client;
-use kme_support::*;
 use qshield::qkd::etsi014::messages;
+use support::kme::*;
 
 /// `result` is the client's "unsuccessful HTTP code" error for a 400 whose body names
 /// `message` (its error kind is not nameable outside the crate: matched by its `Debug`).

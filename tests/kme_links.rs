@@ -4,15 +4,15 @@
 //! calls `enc_keys`), so each direction of the link must be refilled by its own need: the
 //! direction nobody uses must not stop generation for the one in use.
 
-mod kme_support;
+mod support;
 
-use kme_support::*;
 use qshield::kme::KmeHandle;
 use qshield::qkd::etsi014::KeyContainer;
 use reqwest::StatusCode;
 use serde_json::json;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
+use support::kme::*;
 
 /// The link's pool: 16 384 bits (8 192 per direction).
 const POOL_MAX_BITS: u64 = 16_384;

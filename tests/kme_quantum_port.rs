@@ -5,9 +5,8 @@
 //! connection at a time, slow senders are cut off, junk frames neither replace nor evict
 //! the genuine block, and a starved link raises the alarm and shows it in status.
 
-mod kme_support;
+mod support;
 
-use kme_support::*;
 use qshield::cvqkd::quantum_channel;
 use qshield::cvqkd::sim::{ClassicalMessage, QuantumBlock};
 use qshield::kme::KmeHandle;
@@ -16,6 +15,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use support::kme::*;
 use tokio::io::AsyncWriteExt;
 
 const BLOCK: u64 = 1 << 14;

@@ -3,13 +3,13 @@
 //! rate and volume limits (503 naming the limit), expiry of keys the slave never fetched,
 //! and relayed keys counted against the slave KME's `max_key_count`.
 
-mod kme_support;
+mod support;
 
-use kme_support::*;
 use qshield::qkd::etsi014::{ErrorBody, KeyContainer, messages};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
+use support::kme::*;
 
 struct Env {
     pki: Pki,

@@ -4,14 +4,14 @@
 //! pool drops by exactly the key bits on both ends; a link that cannot cover the request
 //! gives 503 and no key; the counters say so.
 
-mod kme_support;
+mod support;
 
-use kme_support::*;
 use qshield::kme::KmeHandle;
 use qshield::qkd::etsi014::KeyContainer;
 use reqwest::StatusCode;
 use serde_json::json;
 use std::time::{Duration, Instant};
+use support::kme::*;
 
 const NAMES: [&str; 4] = ["kme-a", "kme-r1", "kme-r2", "kme-b"];
 /// Links A1 and 2B: large pools. Link 12: 20 000 bits (10 000 per direction).

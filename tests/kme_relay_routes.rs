@@ -5,14 +5,14 @@
 //! configured, and routes whose ends are not the pair's KMEs: each is refused with an error
 //! naming the problem, and no link pool of kme-r or kme-b moves.
 
-mod kme_support;
+mod support;
 
 use base64::Engine;
-use kme_support::*;
 use qshield::kme::KmeHandle;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
+use support::kme::*;
 
 const NAMES: [&str; 3] = ["kme-a", "kme-r", "kme-b"];
 

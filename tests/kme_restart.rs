@@ -7,9 +7,8 @@
 //! the KME has answered keys since its start and a request is in flight, and the test
 //! requires that requests were cut off by the kills: the hard case happens every run.
 
-mod kme_support;
+mod support;
 
-use kme_support::*;
 use qshield::qkd::etsi014::KeyContainer;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -18,6 +17,7 @@ use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::kme::*;
 
 const SAES: usize = 8;
 

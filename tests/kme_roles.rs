@@ -5,12 +5,12 @@
 //! and a neighbour gets 401 calling for a link that is not its own. A config whose SAE ID is
 //! a KME ID is refused at load, naming FILE:LINE and the field.
 
-mod kme_support;
+mod support;
 
-use kme_support::*;
 use qshield::kme::config::parse;
 use reqwest::StatusCode;
 use std::path::Path;
+use support::kme::*;
 
 struct Env {
     pki: Pki,

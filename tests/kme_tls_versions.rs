@@ -3,14 +3,14 @@
 //! offering TLS 1.2 does get one); a TLS 1.2 client without a client certificate gets no
 //! HTTP answer, while the same client with its certificate does.
 
-mod kme_support;
+mod support;
 
-use kme_support::*;
 use rustls_pki_types::pem::PemObject;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
+use support::kme::*;
 
 /// TLS record content types and the alert this test expects.
 const RECORD_HANDSHAKE: u8 = 22;
