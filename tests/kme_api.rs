@@ -4,21 +4,14 @@
 
 mod support;
 
-use qshield::qkd::etsi014::{ErrorBody, KeyContainer, Status, messages};
+use qshield::qkd::etsi014::{Status, messages};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::kme::*;
 
-struct Env {
-    pki: Pki,
-    _data: tempfile::TempDir,
-    kme: qshield::kme::KmeHandle,
-    url: String,
-}
-
 /// kme-a with local SAEs sae-a, sae-b, sae-c and remote sae-r behind a link to kme-b (a
 /// follower link whose leader never runs: its pool stays empty).
-async fn env() -> Env {
+async fn env() -> KmeEnv {
     let pki = Pki::new(
         "test-ca",
         &["kme-a", "kme-b"],
@@ -47,24 +40,7 @@ async fn env() -> Env {
             links: &[link],
         },
     );
-    let kme = start(&text, data.path()).await;
-    let url = base(kme.local_addr());
-    Env {
-        pki,
-        _data: data,
-        kme,
-        url,
-    }
-}
-
-async fn error(resp: reqwest::Response, code: StatusCode) -> ErrorBody {
-    assert_eq!(resp.status(), code);
-    resp.json().await.unwrap()
-}
-
-async fn keys(resp: reqwest::Response) -> KeyContainer {
-    assert_eq!(resp.status(), StatusCode::OK);
-    resp.json().await.unwrap()
+    KmeEnv::start(pki, data, &text).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -234,7 +210,7 @@ async fn enc_and_dec_keys_in_every_form() {
         .await
         .unwrap();
     assert_eq!(
-        error(again, StatusCode::BAD_REQUEST).await.message,
+        refused(again, StatusCode::BAD_REQUEST).await.message,
         messages::KEYS_NOT_FOUND
     );
     e.kme.shutdown().await;
@@ -250,7 +226,7 @@ async fn request_errors_carry_the_spec_messages() {
             .send()
     };
     assert_eq!(
-        error(
+        refused(
             post(json!({"size": 100})).await.unwrap(),
             StatusCode::BAD_REQUEST
         )
@@ -264,11 +240,11 @@ async fn request_errors_carry_the_spec_messages() {
         .await
         .unwrap();
     assert_eq!(
-        error(r, StatusCode::BAD_REQUEST).await.message,
+        refused(r, StatusCode::BAD_REQUEST).await.message,
         messages::SIZE_NOT_MULTIPLE_OF_8
     );
     let ext = json!({"extension_mandatory": [{"abc_route_type": "direct"}]});
-    let err = error(post(ext).await.unwrap(), StatusCode::BAD_REQUEST).await;
+    let err = refused(post(ext).await.unwrap(), StatusCode::BAD_REQUEST).await;
     assert_eq!(err.message, messages::MANDATORY_EXTENSION_UNSUPPORTED);
     assert_eq!(
         err.details.unwrap()[0]["extension_mandatory_unsupported"],
@@ -288,11 +264,11 @@ async fn request_errors_carry_the_spec_messages() {
         let r = post(body.clone()).await.unwrap();
         assert_eq!(r.status() == StatusCode::OK, ok, "{body}");
         if !ok {
-            assert!(!error(r, StatusCode::BAD_REQUEST).await.message.is_empty());
+            assert!(!refused(r, StatusCode::BAD_REQUEST).await.message.is_empty());
         }
     }
     let multi = json!({"additional_slave_SAE_IDs": ["sae-c"]});
-    let err = error(post(multi).await.unwrap(), StatusCode::BAD_REQUEST).await;
+    let err = refused(post(multi).await.unwrap(), StatusCode::BAD_REQUEST).await;
     assert!(err.message.contains("additional_slave_SAE_IDs"), "{err:?}");
     for bad in [
         "{",
@@ -309,7 +285,7 @@ async fn request_errors_carry_the_spec_messages() {
             .await
             .unwrap();
         assert_eq!(
-            error(r, StatusCode::BAD_REQUEST).await.message,
+            refused(r, StatusCode::BAD_REQUEST).await.message,
             "Bad request format",
             "{bad}"
         );
@@ -364,7 +340,7 @@ async fn dec_keys_errors() {
         .await
         .unwrap();
     assert_eq!(
-        error(r, StatusCode::BAD_REQUEST).await.message,
+        refused(r, StatusCode::BAD_REQUEST).await.message,
         messages::KEYS_NOT_FOUND
     );
     let mixed = json!({"key_IDs": [{"key_ID": id}, {"key_ID": unknown}]});
@@ -375,7 +351,7 @@ async fn dec_keys_errors() {
         .await
         .unwrap();
     assert_eq!(
-        error(r, StatusCode::BAD_REQUEST).await.message,
+        refused(r, StatusCode::BAD_REQUEST).await.message,
         messages::KEYS_NOT_FOUND
     );
     // The wrong master in the URL: not found for that master.
@@ -385,7 +361,7 @@ async fn dec_keys_errors() {
         .await
         .unwrap();
     assert_eq!(
-        error(r, StatusCode::BAD_REQUEST).await.message,
+        refused(r, StatusCode::BAD_REQUEST).await.message,
         messages::KEYS_NOT_FOUND
     );
     // Malformed bodies and queries.
@@ -569,7 +545,7 @@ async fn empty_pools_answer_503() {
     let e = env().await;
     let a = e.pki.client(Some("sae-a"));
     // The link to kme-b never received a key: 503, no key.
-    let err = error(
+    let err = refused(
         a.get(format!("{}/sae-r/enc_keys", e.url))
             .send()
             .await

@@ -1,10 +1,15 @@
 //! Shared by the KME tests: a PKI in a tempdir, KME configs, in-process KMEs on
-//! 127.0.0.1, and SAE clients presenting their certificates.
+//! 127.0.0.1 (one, or a network of them), SAE clients presenting their certificates, and
+//! the ETSI 014 requests and answer checks the tests make again and again.
 #![allow(dead_code)]
 
 use qshield::kme::{self, KmeHandle};
+use qshield::qkd::etsi014::{ErrorBody, KeyContainer};
+use reqwest::StatusCode;
+use std::fmt::Debug;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// A CA with certificates for KMEs (reachable at 127.0.0.1) and SAEs, in a tempdir.
 pub struct Pki {
@@ -71,6 +76,20 @@ pub struct Spec<'a> {
     pub links: &'a [Link<'a>],
 }
 
+impl<'a> Spec<'a> {
+    /// KME `id` on `port` serving only its local `saes`: no remote SAEs, no links.
+    pub fn local(id: &'a str, port: u16, saes: &'a [&'a str]) -> Self {
+        Self {
+            id,
+            port,
+            extra_kme: "",
+            saes,
+            remote: &[],
+            links: &[],
+        }
+    }
+}
+
 /// The TOML of a KME, with one `[[sae_pair]]` (both ways) for every two SAEs it knows.
 pub fn config_text(pki: &Pki, data: &Path, spec: &Spec<'_>) -> String {
     let mut known: Vec<&str> = spec.saes.to_vec();
@@ -101,14 +120,7 @@ pub fn config_text_bare(pki: &Pki, data: &Path, spec: &Spec<'_>) -> String {
         remote,
         links,
     } = *spec;
-    let p = |f: &str| pki.path(f).display().to_string();
-    let mut t = format!(
-        "[kme]\nid = \"{id}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\nstatus_log_seconds = 0\n{extra_kme}\n",
-        data.display(),
-        p("ca.pem"),
-        p(&format!("{id}.pem")),
-        p(&format!("{id}.key")),
-    );
+    let mut t = kme_table(pki, data, id, port) + extra_kme + "\n";
     for s in saes {
         t += &format!("[[sae]]\nid = \"{s}\"\n");
     }
@@ -124,6 +136,19 @@ pub fn config_text_bare(pki: &Pki, data: &Path, spec: &Spec<'_>) -> String {
         );
     }
     t
+}
+
+/// The `[kme]` table of KME `id` on `port` with its store in `data` (status log off); append
+/// more of its fields, then the other tables.
+pub fn kme_table(pki: &Pki, data: &Path, id: &str, port: u16) -> String {
+    let p = |f: &str| pki.path(f).display().to_string();
+    format!(
+        "[kme]\nid = \"{id}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\nstatus_log_seconds = 0\n",
+        data.display(),
+        p("ca.pem"),
+        p(&format!("{id}.pem")),
+        p(&format!("{id}.key")),
+    )
 }
 
 /// A temporary directory only its owner may access: the KME refuses a `data_dir` that group
@@ -179,12 +204,26 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Starts a KME in-process from config text.
-pub async fn start(text: &str, dir: &Path) -> KmeHandle {
+/// Writes config `text` to `dir/kme.toml` and loads it.
+pub fn load_config(text: &str, dir: &Path) -> kme::config::KmeConfig {
     let path = dir.join("kme.toml");
     std::fs::write(&path, text).unwrap();
-    let cfg = kme::config::load(&path).unwrap();
-    kme::start(cfg).await.unwrap()
+    kme::config::load(&path).unwrap()
+}
+
+/// Starts a KME in-process from config text.
+pub async fn start(text: &str, dir: &Path) -> KmeHandle {
+    kme::start(load_config(text, dir)).await.unwrap()
+}
+
+/// Starts a KME in-process from config text, listening on 127.0.0.1:`port` (bound here).
+pub async fn start_on(text: &str, dir: &Path, port: u16) -> KmeHandle {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    kme::start_on(load_config(text, dir), listener)
+        .await
+        .unwrap()
 }
 
 pub fn base(addr: SocketAddr) -> String {
@@ -228,5 +267,148 @@ pub async fn closed_within<S: tokio::io::AsyncRead + Unpin>(
             Ok(Ok(0)) | Ok(Err(_)) => return Some(t0.elapsed()),
             Ok(Ok(_)) => continue,
         }
+    }
+}
+
+/// One in-process KME, the PKI its callers' certificates come from, and its data directory.
+pub struct KmeEnv {
+    pub pki: Pki,
+    pub data: tempfile::TempDir,
+    pub kme: KmeHandle,
+    /// The ETSI 014 key API's base URL, `https://127.0.0.1:PORT/api/v1/keys`.
+    pub url: String,
+}
+
+impl KmeEnv {
+    /// Starts a KME in-process from config `text` (its file written into `data`).
+    pub async fn start(pki: Pki, data: tempfile::TempDir, text: &str) -> Self {
+        let kme = start(text, data.path()).await;
+        let url = base(kme.local_addr());
+        Self {
+            pki,
+            data,
+            kme,
+            url,
+        }
+    }
+
+    /// `https://127.0.0.1:PORT`, the root of every route (KME-to-KME ones too).
+    pub fn root(&self) -> String {
+        format!("https://127.0.0.1:{}", self.kme.local_addr().port())
+    }
+
+    /// `master` POSTs enc_keys for `slave`: `number` keys of `size` bits.
+    pub async fn enc(
+        &self,
+        master: &str,
+        slave: &str,
+        number: u32,
+        size: u32,
+    ) -> reqwest::Response {
+        self.pki
+            .client(Some(master))
+            .post(format!("{}/{slave}/enc_keys", self.url))
+            .json(&serde_json::json!({"number": number, "size": size}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `slave` GETs dec_keys for key `id` of `master`.
+    pub async fn dec(&self, slave: &str, master: &str, id: &str) -> reqwest::Response {
+        self.pki
+            .client(Some(slave))
+            .get(format!("{}/{master}/dec_keys?key_ID={id}", self.url))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `caller` GETs the status of its pair with `slave`, as JSON.
+    pub async fn status_json(&self, caller: &str, slave: &str) -> serde_json::Value {
+        self.pki
+            .client(Some(caller))
+            .get(format!("{}/{slave}/status", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+/// The keys of a 200 answer (asserting it is 200).
+pub async fn keys(resp: reqwest::Response) -> KeyContainer {
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp.json().await.unwrap()
+}
+
+/// The error body of an answer that must have status `code`.
+pub async fn refused(resp: reqwest::Response, code: StatusCode) -> ErrorBody {
+    assert_eq!(resp.status(), code);
+    resp.json().await.unwrap()
+}
+
+/// KMEs running in-process, one data directory each, and the PKI they share.
+pub struct KmeNet {
+    pub pki: Pki,
+    pub dirs: Vec<tempfile::TempDir>,
+    pub kmes: Vec<KmeHandle>,
+}
+
+/// A KME's links, local SAEs and remote SAEs with their routes.
+pub type KmeSpec<'a> = (Vec<Link<'a>>, &'a [&'a str], Vec<(&'a str, &'a [&'a str])>);
+
+impl KmeNet {
+    /// Starts KME `names[i]` on `ports[i]` with `specs[i]`, in order; `text` makes each
+    /// one's config from the PKI, its store path and its [`Spec`].
+    pub async fn start(
+        pki: Pki,
+        names: &[&str],
+        ports: &[u16],
+        specs: &[KmeSpec<'_>],
+        text: impl Fn(&Pki, &Path, &Spec<'_>) -> String,
+    ) -> Self {
+        let mut dirs = Vec::new();
+        let mut kmes = Vec::new();
+        for (i, (links, saes, remote)) in specs.iter().enumerate() {
+            let dir = private_tempdir();
+            let spec = Spec {
+                id: names[i],
+                port: ports[i],
+                extra_kme: "",
+                saes,
+                remote,
+                links,
+            };
+            let text = text(&pki, &dir.path().join("db"), &spec);
+            kmes.push(start(&text, dir.path()).await);
+            dirs.push(dir);
+        }
+        Self { pki, dirs, kmes }
+    }
+}
+
+/// Waits (up to 20 s) until the link pool `levels` are `filled` and stay the same for
+/// 300 ms; those levels.
+pub async fn settled_levels<L: PartialEq + Debug>(
+    levels: impl AsyncFn() -> L,
+    filled: impl Fn(&L) -> bool,
+) -> L {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let l = levels().await;
+        if filled(&l) {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if levels().await == l {
+                return l;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "links never filled: {l:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
