@@ -47,15 +47,9 @@ fn cvqkd_table(quantum_port: u16, quantum_url: Option<u16>) -> String {
     t
 }
 
+/// The TOML of KME `id` on `port`, its store in `dir/db`, `rest` after its `[kme]` table.
 fn kme_text(pki: &Pki, dir: &std::path::Path, id: &str, port: u16, rest: &str) -> String {
-    let p = |f: &str| pki.path(f).display().to_string();
-    format!(
-        "[kme]\nid = \"{id}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\nstatus_log_seconds = 0\n{rest}",
-        dir.join("db").display(),
-        p("ca.pem"),
-        p(&format!("{id}.pem")),
-        p(&format!("{id}.key")),
-    )
+    kme_table(pki, &dir.join("db"), id, port) + rest
 }
 
 /// kme-a (leader, sae-a) ══ kme-b (follower, sae-b); the leader's pulses go to
@@ -104,16 +98,6 @@ async fn pair_with_pool(quantum_port: u16, quantum_url: Option<u16>, pool_max_bi
     }
 }
 
-async fn start_on(text: &str, dir: &std::path::Path, port: u16) -> KmeHandle {
-    let path = dir.join("kme.toml");
-    std::fs::write(&path, text).unwrap();
-    let cfg = qshield::kme::config::load(&path).unwrap();
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .unwrap();
-    qshield::kme::start_on(cfg, listener).await.unwrap()
-}
-
 async fn figures(k: &KmeHandle) -> (CvqkdFigures, u64, u64) {
     let st = k.status().await;
     let l = &st.links[0];
@@ -142,13 +126,8 @@ async fn wait_for(p: &Pair, what: &str, done: impl Fn(&CvqkdFigures, &CvqkdFigur
 }
 
 async fn enc_keys(p: &Pair) -> reqwest::Response {
-    p.pki
-        .client(Some("sae-a"))
-        .post(format!("{}/sae-b/enc_keys", base(p.a.local_addr())))
-        .json(&json!({"number": 1, "size": 256}))
-        .send()
-        .await
-        .unwrap()
+    let url = format!("{}/sae-b/enc_keys", base(p.a.local_addr()));
+    post_enc_keys(&p.pki.client(Some("sae-a")), &url, 1, 256).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -295,15 +274,12 @@ async fn one_way_demand_of_twenty_pools_is_served_in_full() {
     let p = pair_with_pool(free_port(), None, POOL_MAX_BITS).await;
     let (a, b) = (p.pki.client(Some("sae-a")), p.pki.client(Some("sae-b")));
     let want = 20 * POOL_MAX_BITS / 256;
+    let enc_url = format!("{}/sae-b/enc_keys", base(p.a.local_addr()));
+    let dec_url = format!("{}/sae-a/dec_keys", base(p.b.local_addr()));
     let (mut got, mut refused) = (0, 0);
     let mut progress = Instant::now();
     while got < want {
-        let r = a
-            .post(format!("{}/sae-b/enc_keys", base(p.a.local_addr())))
-            .json(&json!({"number": 4, "size": 256}))
-            .send()
-            .await
-            .unwrap();
+        let r = post_enc_keys(&a, &enc_url, 4, 256).await;
         if r.status() == StatusCode::SERVICE_UNAVAILABLE {
             refused += 1;
             assert!(
@@ -314,21 +290,8 @@ async fn one_way_demand_of_twenty_pools_is_served_in_full() {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         }
-        assert_eq!(r.status(), StatusCode::OK);
-        let enc: KeyContainer = r.json().await.unwrap();
-        let ids: Vec<_> = enc
-            .keys
-            .iter()
-            .map(|k| json!({"key_ID": k.key_ID}))
-            .collect();
-        let r = b
-            .post(format!("{}/sae-a/dec_keys", base(p.b.local_addr())))
-            .json(&json!({"key_IDs": ids}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
-        let dec: KeyContainer = r.json().await.unwrap();
+        let enc = keys(r).await;
+        let dec = dec_all(&b, &dec_url, &enc).await;
         assert_eq!(enc, dec, "same keys at both SAEs");
         got += dec.keys.len() as u64;
         progress = Instant::now();

@@ -7,9 +7,7 @@
 mod support;
 
 use qshield::kme::KmeHandle;
-use qshield::qkd::etsi014::KeyContainer;
 use reqwest::StatusCode;
-use serde_json::json;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 use support::kme::*;
@@ -108,12 +106,7 @@ async fn demand(p: &Pair, way: Way<'_>, keys: u64, seen: &mut HashSet<String>) -
     let mut out = Delivered::default();
     let mut progress = Instant::now();
     while out.keys < keys {
-        let r = master
-            .post(&enc_url)
-            .json(&json!({"number": KEYS_PER_REQUEST, "size": KEY_BITS}))
-            .send()
-            .await
-            .unwrap();
+        let r = post_enc_keys(&master, &enc_url, KEYS_PER_REQUEST, KEY_BITS).await;
         if r.status() == StatusCode::SERVICE_UNAVAILABLE {
             out.refused_503 += 1;
             assert!(
@@ -129,21 +122,8 @@ async fn demand(p: &Pair, way: Way<'_>, keys: u64, seen: &mut HashSet<String>) -
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         }
-        assert_eq!(r.status(), StatusCode::OK);
-        let sent: KeyContainer = r.json().await.unwrap();
-        let ids: Vec<_> = sent
-            .keys
-            .iter()
-            .map(|k| json!({"key_ID": k.key_ID}))
-            .collect();
-        let r = slave
-            .post(&dec_url)
-            .json(&json!({"key_IDs": ids}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
-        let got: KeyContainer = r.json().await.unwrap();
+        let sent = support::kme::keys(r).await;
+        let got = dec_all(&slave, &dec_url, &sent).await;
         assert_eq!(got, sent, "the slave gets the master's keys");
         for k in &got.keys {
             assert!(seen.insert(k.key_ID.clone()), "key {} twice", k.key_ID);

@@ -305,13 +305,9 @@ impl KmeEnv {
         number: u32,
         size: u32,
     ) -> reqwest::Response {
-        self.pki
-            .client(Some(master))
-            .post(format!("{}/{slave}/enc_keys", self.url))
-            .json(&serde_json::json!({"number": number, "size": size}))
-            .send()
-            .await
-            .unwrap()
+        let url = format!("{}/{slave}/enc_keys", self.url);
+        let client = self.pki.client(Some(master));
+        post_enc_keys(&client, &url, number.into(), size.into()).await
     }
 
     /// `slave` GETs dec_keys for key `id` of `master`.
@@ -336,6 +332,39 @@ impl KmeEnv {
             .await
             .unwrap()
     }
+}
+
+/// `client` POSTs enc_keys to `url` (`…/keys/{slave}/enc_keys`): `number` keys of `size`
+/// bits.
+pub async fn post_enc_keys(
+    client: &reqwest::Client,
+    url: &str,
+    number: u64,
+    size: u64,
+) -> reqwest::Response {
+    client
+        .post(url)
+        .json(&serde_json::json!({"number": number, "size": size}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// `client` POSTs dec_keys to `url` (`…/keys/{master}/dec_keys`) for every key of `sent`;
+/// the keys of the answer (asserting it is 200).
+pub async fn dec_all(client: &reqwest::Client, url: &str, sent: &KeyContainer) -> KeyContainer {
+    let ids: Vec<_> = sent
+        .keys
+        .iter()
+        .map(|k| serde_json::json!({"key_ID": k.key_ID}))
+        .collect();
+    let r = client
+        .post(url)
+        .json(&serde_json::json!({"key_IDs": ids}))
+        .send()
+        .await
+        .unwrap();
+    keys(r).await
 }
 
 /// The keys of a 200 answer (asserting it is 200).
