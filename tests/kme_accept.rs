@@ -97,12 +97,8 @@ async fn sae_gets_a_key(pki: &Pki, base: &str) {
 
 fn spec(port: u16, extra_kme: &str) -> Spec<'_> {
     Spec {
-        id: "kme-a",
-        port,
         extra_kme,
-        saes: &["sae-0", "sae-1"],
-        remote: &[],
-        links: &[],
+        ..Spec::local("kme-a", port, &["sae-0", "sae-1"])
     }
 }
 
@@ -113,9 +109,7 @@ async fn idle_connections_under_a_descriptor_limit(inherited: u32) -> String {
     let pki = Pki::new("accept-ca", &["kme-a"], &["sae-0", "sae-1"]);
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = dir.path().join("kme.toml");
-    let text = config_text(&pki, &dir.path().join("db"), &spec(port, ""));
-    std::fs::write(&config, text).unwrap();
+    let config = write_config(&pki, dir.path(), &spec(port, ""));
     let log = dir.path().join("kme.log");
     let mut child = spawn_limited(&config, &log, inherited);
     let pid = child.id();
@@ -172,8 +166,7 @@ async fn a_connection_that_never_completes_tls_is_closed_after_the_handshake_tim
     let pki = Pki::new("accept-ca", &["kme-a"], &["sae-0", "sae-1"]);
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let text = config_text(&pki, &dir.path().join("db"), &spec(port, ""));
-    let kme = start(&text, dir.path()).await;
+    let kme = start_spec(&pki, dir.path(), &spec(port, "")).await;
     let mut tcp = connect_from([127, 0, 0, 1].into(), kme.local_addr()).await;
     // The default handshake timeout is 5 s.
     let took = closed_within(&mut tcp, Duration::from_secs(8))
@@ -189,8 +182,7 @@ async fn an_authenticated_connection_left_idle_is_closed_after_the_idle_timeout(
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let extra = "idle_timeout = \"1s\"";
-    let text = config_text(&pki, &dir.path().join("db"), &spec(port, extra));
-    let kme = start(&text, dir.path()).await;
+    let kme = start_spec(&pki, dir.path(), &spec(port, extra)).await;
     let connector = tls_connector(&pki, "sae-0");
     let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
 
@@ -224,8 +216,7 @@ async fn headers_that_never_finish_are_cut_off_after_the_header_read_timeout() {
     let port = free_port();
     // The idle timeout (60 s by default) is not what closes it.
     let extra = "header_read_timeout = \"1s\"";
-    let text = config_text(&pki, &dir.path().join("db"), &spec(port, extra));
-    let kme = start(&text, dir.path()).await;
+    let kme = start_spec(&pki, dir.path(), &spec(port, extra)).await;
     let connector = tls_connector(&pki, "sae-0");
     let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let tcp = TcpStream::connect(kme.local_addr()).await.unwrap();
@@ -245,8 +236,7 @@ async fn connections_over_the_caps_are_closed_at_once_or_displace_a_handshake() 
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let extra = "max_connections = 8\nmax_connections_per_source = 4";
-    let text = config_text(&pki, &dir.path().join("db"), &spec(port, extra));
-    let kme = start(&text, dir.path()).await;
+    let kme = start_spec(&pki, dir.path(), &spec(port, extra)).await;
     let to = kme.local_addr();
     let prompt = Duration::from_secs(2); // far below the 5 s handshake timeout
     let still_open = Duration::from_millis(200);

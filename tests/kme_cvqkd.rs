@@ -17,9 +17,7 @@ use qshield::cvqkd::eve::{EveConfig, EveCounters};
 use qshield::cvqkd::sim::Attack;
 use qshield::kme::KmeHandle;
 use qshield::kme::cvqkd::board::CvqkdFigures;
-use qshield::qkd::etsi014::KeyContainer;
 use reqwest::StatusCode;
-use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -151,20 +149,9 @@ async fn both_ends_distill_the_same_keys_and_report_the_channel() {
         assert!(f.secret_key_rate_bits_per_second > 0.0);
     }
     // The key reaches sae-b through the link's pad: identical at both SAEs.
-    let r = enc_keys(&p).await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let enc: KeyContainer = r.json().await.unwrap();
-    let id = enc.keys[0].key_ID.clone();
-    let r = p
-        .pki
-        .client(Some("sae-b"))
-        .post(format!("{}/sae-a/dec_keys", base(p.b.local_addr())))
-        .json(&json!({"key_IDs": [{"key_ID": id}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let dec: KeyContainer = r.json().await.unwrap();
+    let enc = keys(enc_keys(&p).await).await;
+    let dec_url = format!("{}/sae-a/dec_keys", base(p.b.local_addr()));
+    let dec = dec_all(&p.pki.client(Some("sae-b")), &dec_url, &enc).await;
     assert_eq!(enc.keys[0].key, dec.keys[0].key, "same key at both SAEs");
 }
 
@@ -248,19 +235,9 @@ async fn a_restarted_follower_rejoins_and_both_ends_keep_the_same_keys() {
     let (send, recv) = agreed_pools(&a, &b).await;
     assert!(send > 0 && recv > 0);
     let pair = Pair { pki, _dirs, a, b };
-    let r = enc_keys(&pair).await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let enc: KeyContainer = r.json().await.unwrap();
-    let r = pair
-        .pki
-        .client(Some("sae-b"))
-        .post(format!("{}/sae-a/dec_keys", base(pair.b.local_addr())))
-        .json(&json!({"key_IDs": [{"key_ID": enc.keys[0].key_ID}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let dec: KeyContainer = r.json().await.unwrap();
+    let enc = keys(enc_keys(&pair).await).await;
+    let dec_url = format!("{}/sae-a/dec_keys", base(pair.b.local_addr()));
+    let dec = dec_all(&pair.pki.client(Some("sae-b")), &dec_url, &enc).await;
     assert_eq!(
         enc.keys[0].key, dec.keys[0].key,
         "same key after the restart"

@@ -26,19 +26,8 @@ fn refused<T>(result: Result<T, etsi014_client::Error>, message: &str) {
 async fn etsi014_client_crate_gets_identical_keys() {
     let pki = Pki::new("interop-ca", &["kme-a"], &["sae-a", "sae-b"]);
     let data = private_tempdir();
-    let spec = Spec {
-        id: "kme-a",
-        port: free_port(),
-        extra_kme: "",
-        saes: &["sae-a", "sae-b"],
-        remote: &[],
-        links: &[],
-    };
-    let kme = start(
-        &config_text(&pki, &data.path().join("db"), &spec),
-        data.path(),
-    )
-    .await;
+    let spec = Spec::local("kme-a", free_port(), &["sae-a", "sae-b"]);
+    let kme = start_spec(&pki, data.path(), &spec).await;
     let port = kme.local_addr().port();
     let client = |sae: &str| {
         let (cert, key) = (

@@ -32,11 +32,7 @@ async fn the_largest_push_is_accepted() {
             pool_max: 1 << 30,
         }],
     };
-    let b = start(
-        &config_text(&pki, &dir.path().join("db"), &spec),
-        dir.path(),
-    )
-    .await;
+    let b = start_spec(&pki, dir.path(), &spec).await;
     let push = LinkPush {
         blocks: (0..MAX_BLOCKS_PER_PUSH as u64)
             .map(|seq| WireBlock {

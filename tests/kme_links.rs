@@ -56,16 +56,8 @@ async fn pair() -> Pair {
         remote: &[("sae-a", &["kme-a"])],
         links: &[link("kme-a", pa, false)],
     };
-    let b = start(
-        &config_text(&pki, &db.path().join("db"), &spec_b),
-        db.path(),
-    )
-    .await;
-    let a = start(
-        &config_text(&pki, &da.path().join("db"), &spec_a),
-        da.path(),
-    )
-    .await;
+    let b = start_spec(&pki, db.path(), &spec_b).await;
+    let a = start_spec(&pki, da.path(), &spec_a).await;
     Pair {
         pki,
         _dirs: vec![da, db],

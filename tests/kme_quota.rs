@@ -212,8 +212,7 @@ async fn relayed_keys_count_against_max_key_count() {
             remote: &[(remote, &route[..])],
             links: &[l],
         };
-        let text = config_text(&pki, &dir.path().join("db"), &spec);
-        kmes.push(start(&text, dir.path()).await);
+        kmes.push(start_spec(&pki, dir.path(), &spec).await);
     }
     let a = pki.client(Some("sae-a"));
     let url = format!("{}/sae-b/enc_keys", base(kmes[0].local_addr()));

@@ -6,6 +6,7 @@
 use qshield::kme::{self, KmeHandle};
 use qshield::qkd::etsi014::{ErrorBody, KeyContainer};
 use reqwest::StatusCode;
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -216,6 +217,19 @@ pub async fn start(text: &str, dir: &Path) -> KmeHandle {
     kme::start(load_config(text, dir)).await.unwrap()
 }
 
+/// Starts KME `spec` ([`config_text`]) in-process, its store in `dir/db`.
+pub async fn start_spec(pki: &Pki, dir: &Path, spec: &Spec<'_>) -> KmeHandle {
+    start(&config_text(pki, &dir.join("db"), spec), dir).await
+}
+
+/// Writes the config of KME `spec` ([`config_text`]) to `dir/kme.toml`, its store in
+/// `dir/db`; the file's path (for a KME run as a process).
+pub fn write_config(pki: &Pki, dir: &Path, spec: &Spec<'_>) -> PathBuf {
+    let path = dir.join("kme.toml");
+    std::fs::write(&path, config_text(pki, &dir.join("db"), spec)).unwrap();
+    path
+}
+
 /// Starts a KME in-process from config text, listening on 127.0.0.1:`port` (bound here).
 pub async fn start_on(text: &str, dir: &Path, port: u16) -> KmeHandle {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
@@ -353,18 +367,31 @@ pub async fn post_enc_keys(
 /// `client` POSTs dec_keys to `url` (`…/keys/{master}/dec_keys`) for every key of `sent`;
 /// the keys of the answer (asserting it is 200).
 pub async fn dec_all(client: &reqwest::Client, url: &str, sent: &KeyContainer) -> KeyContainer {
-    let ids: Vec<_> = sent
-        .keys
-        .iter()
-        .map(|k| serde_json::json!({"key_ID": k.key_ID}))
+    let body = key_ids_body(sent.keys.iter().map(|k| &k.key_ID));
+    keys(client.post(url).json(&body).send().await.unwrap()).await
+}
+
+/// The body of a dec_keys POST for `ids`: `{"key_IDs": [{"key_ID": ID}, …]}`.
+pub fn key_ids_body<'a>(ids: impl IntoIterator<Item = &'a String>) -> serde_json::Value {
+    let ids: Vec<_> = ids
+        .into_iter()
+        .map(|id| serde_json::json!({"key_ID": id}))
         .collect();
-    let r = client
-        .post(url)
-        .json(&serde_json::json!({"key_IDs": ids}))
-        .send()
-        .await
-        .unwrap();
-    keys(r).await
+    serde_json::json!({"key_IDs": ids})
+}
+
+/// The name of numbered SAE `i`, `sae-{i}`.
+pub fn sae_name(i: usize) -> String {
+    format!("sae-{i}")
+}
+
+/// Records every key of `k` in `log` (key ID → key), asserting with `what` that no key ID
+/// was recorded before.
+pub fn record_once(log: &mut HashMap<String, String>, k: &KeyContainer, what: &str) {
+    for key in &k.keys {
+        let old = log.insert(key.key_ID.clone(), key.key.clone());
+        assert!(old.is_none(), "{what}: {}", key.key_ID);
+    }
 }
 
 /// The keys of a 200 answer (asserting it is 200).
