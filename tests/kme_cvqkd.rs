@@ -27,13 +27,6 @@ const BLOCK: u64 = 1 << 18;
 /// True transmittance of 1 km at 0.2 dB/km.
 const T_TRUE: f64 = 0.954_992_586;
 
-struct Pair {
-    pki: Pki,
-    _dirs: Vec<tempfile::TempDir>,
-    a: KmeHandle,
-    b: KmeHandle,
-}
-
 fn cvqkd_table(quantum_port: u16, quantum_url: Option<u16>) -> String {
     let mut t = format!(
         "[link.cvqkd]\ndistance_km = 1.0\nva = \"auto\"\nblock_size = {BLOCK}\npe_samples = {}\nepsilon = 1e-6\nframe_bits = 4096\nsymbol_rate_hz = 1e8\nquantum_port = {quantum_port}\n",
@@ -52,12 +45,16 @@ fn kme_text(pki: &Pki, dir: &std::path::Path, id: &str, port: u16, rest: &str) -
 
 /// kme-a (leader, sae-a) ══ kme-b (follower, sae-b); the leader's pulses go to
 /// `quantum_url` when given (Eve), else to kme-b's quantum port.
-async fn pair(quantum_port: u16, quantum_url: Option<u16>) -> Pair {
+async fn pair(quantum_port: u16, quantum_url: Option<u16>) -> LinkedPair {
     pair_with_pool(quantum_port, quantum_url, 4_000_000).await
 }
 
 /// [`pair`] with a link pool of `pool_max_bits`.
-async fn pair_with_pool(quantum_port: u16, quantum_url: Option<u16>, pool_max_bits: u64) -> Pair {
+async fn pair_with_pool(
+    quantum_port: u16,
+    quantum_url: Option<u16>,
+    pool_max_bits: u64,
+) -> LinkedPair {
     let pki = Pki::new("cvqkd-ca", &["kme-a", "kme-b"], &["sae-a", "sae-b"]);
     let (pa, pb) = (free_port(), free_port());
     let (da, db) = (private_tempdir(), private_tempdir());
@@ -88,9 +85,9 @@ async fn pair_with_pool(quantum_port: u16, quantum_url: Option<u16>, pool_max_bi
         pa,
     )
     .await;
-    Pair {
+    LinkedPair {
         pki,
-        _dirs: vec![da, db],
+        dirs: vec![da, db],
         a,
         b,
     }
@@ -108,7 +105,7 @@ async fn figures(k: &KmeHandle) -> (CvqkdFigures, u64, u64) {
 }
 
 /// Waits until `done` holds for both ends' figures (bounded).
-async fn wait_for(p: &Pair, what: &str, done: impl Fn(&CvqkdFigures, &CvqkdFigures) -> bool) {
+async fn wait_for(p: &LinkedPair, what: &str, done: impl Fn(&CvqkdFigures, &CvqkdFigures) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
         let (fa, fb) = (figures(&p.a).await.0, figures(&p.b).await.0);
@@ -123,7 +120,7 @@ async fn wait_for(p: &Pair, what: &str, done: impl Fn(&CvqkdFigures, &CvqkdFigur
     }
 }
 
-async fn enc_keys(p: &Pair) -> reqwest::Response {
+async fn enc_keys(p: &LinkedPair) -> reqwest::Response {
     let url = format!("{}/sae-b/enc_keys", base(p.a.local_addr()));
     post_enc_keys(&p.pki.client(Some("sae-a")), &url, 1, 256).await
 }
@@ -211,7 +208,12 @@ async fn agreed_pools(a: &KmeHandle, b: &KmeHandle) -> (u64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restarted_follower_rejoins_and_both_ends_keep_the_same_keys() {
-    let Pair { pki, _dirs, a, b } = pair(free_port(), None).await;
+    let LinkedPair {
+        pki,
+        dirs: _dirs,
+        a,
+        b,
+    } = pair(free_port(), None).await;
     let deadline = Instant::now() + Duration::from_secs(120);
     while figures(&b).await.0.key_bits == 0 {
         assert!(Instant::now() < deadline, "no key before the restart");
@@ -234,7 +236,12 @@ async fn a_restarted_follower_rejoins_and_both_ends_keep_the_same_keys() {
     }
     let (send, recv) = agreed_pools(&a, &b).await;
     assert!(send > 0 && recv > 0);
-    let pair = Pair { pki, _dirs, a, b };
+    let pair = LinkedPair {
+        pki,
+        dirs: _dirs,
+        a,
+        b,
+    };
     let enc = keys(enc_keys(&pair).await).await;
     let dec_url = format!("{}/sae-a/dec_keys", base(pair.b.local_addr()));
     let dec = dec_all(&pair.pki.client(Some("sae-b")), &dec_url, &enc).await;

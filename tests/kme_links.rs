@@ -22,48 +22,9 @@ const KEYS_PER_REQUEST: u64 = 8;
 /// far longer than a refill takes at the link's rate.
 const STALL_LIMIT: Duration = Duration::from_secs(15);
 
-struct Pair {
-    pki: Pki,
-    _dirs: Vec<tempfile::TempDir>,
-    a: KmeHandle,
-    b: KmeHandle,
-}
-
-async fn pair() -> Pair {
+async fn pair() -> LinkedPair {
     let pki = Pki::new("links-ca", &["kme-a", "kme-b"], &["sae-a", "sae-b"]);
-    let (pa, pb) = (free_port(), free_port());
-    let (da, db) = (private_tempdir(), private_tempdir());
-    let link = |peer, port, leader| Link {
-        peer,
-        port,
-        leader,
-        rate: 4_000_000,
-        pool_max: POOL_MAX_BITS,
-    };
-    let spec_a = Spec {
-        id: "kme-a",
-        port: pa,
-        extra_kme: "",
-        saes: &["sae-a"],
-        remote: &[("sae-b", &["kme-b"])],
-        links: &[link("kme-b", pb, true)],
-    };
-    let spec_b = Spec {
-        id: "kme-b",
-        port: pb,
-        extra_kme: "",
-        saes: &["sae-b"],
-        remote: &[("sae-a", &["kme-a"])],
-        links: &[link("kme-a", pa, false)],
-    };
-    let b = start_spec(&pki, db.path(), &spec_b).await;
-    let a = start_spec(&pki, da.path(), &spec_a).await;
-    Pair {
-        pki,
-        _dirs: vec![da, db],
-        a,
-        b,
-    }
+    LinkedPair::start_random(pki, POOL_MAX_BITS, "").await
 }
 
 /// One way of the pair: master SAE at one KME, slave SAE at the other.
@@ -82,7 +43,7 @@ struct Delivered {
 /// Asks for `keys` keys on `way`, `KEYS_PER_REQUEST` at a time; a 503 (pool empty) is
 /// retried until the pool refills. Every key the master got must reach the slave,
 /// identical, under a new ID. Fails when no request succeeds for `STALL_LIMIT`.
-async fn demand(p: &Pair, way: Way<'_>, keys: u64, seen: &mut HashSet<String>) -> Delivered {
+async fn demand(p: &LinkedPair, way: Way<'_>, keys: u64, seen: &mut HashSet<String>) -> Delivered {
     let master = p.pki.client(Some(way.master.1));
     let slave = p.pki.client(Some(way.slave.1));
     let enc_url = format!(

@@ -172,50 +172,9 @@ async fn undelivered_keys_expire_and_are_never_served() {
 #[tokio::test(flavor = "multi_thread")]
 async fn relayed_keys_count_against_max_key_count() {
     let pki = Pki::new("quota-ca", &["kme-a", "kme-b"], &["sae-a", "sae-b"]);
-    let (pa, pb) = (free_port(), free_port());
-    let (da, db) = (private_tempdir(), private_tempdir());
-    let link = |peer, port, leader| Link {
-        peer,
-        port,
-        leader,
-        rate: 4_000_000,
-        pool_max: 200_000,
-    };
-    let specs = [
-        (
-            &da,
-            "kme-a",
-            pa,
-            "",
-            "sae-a",
-            ("sae-b", "kme-b"),
-            link("kme-b", pb, true),
-        ),
-        (
-            &db,
-            "kme-b",
-            pb,
-            "max_key_count = 2",
-            "sae-b",
-            ("sae-a", "kme-a"),
-            link("kme-a", pa, false),
-        ),
-    ];
-    let mut kmes = Vec::new();
-    for (dir, id, port, extra, sae, (remote, hop), l) in specs {
-        let route = [hop];
-        let spec = Spec {
-            id,
-            port,
-            extra_kme: extra,
-            saes: &[sae],
-            remote: &[(remote, &route[..])],
-            links: &[l],
-        };
-        kmes.push(start_spec(&pki, dir.path(), &spec).await);
-    }
-    let a = pki.client(Some("sae-a"));
-    let url = format!("{}/sae-b/enc_keys", base(kmes[0].local_addr()));
+    let p = LinkedPair::start_random(pki, 200_000, "max_key_count = 2").await;
+    let a = p.pki.client(Some("sae-a"));
+    let url = format!("{}/sae-b/enc_keys", base(p.a.local_addr()));
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut delivered = 0;
     while delivered < 2 {
@@ -238,7 +197,7 @@ async fn relayed_keys_count_against_max_key_count() {
     )
     .await;
     assert!(body.message.contains("max_key_count"), "{body:?}");
-    for k in kmes {
+    for k in [p.a, p.b] {
         k.shutdown().await;
     }
 }

@@ -406,6 +406,56 @@ pub async fn refused(resp: reqwest::Response, code: StatusCode) -> ErrorBody {
     resp.json().await.unwrap()
 }
 
+/// Two KMEs joined by one link: kme-a with SAE sae-a and kme-b with SAE sae-b, each with
+/// the other's SAE as a remote one behind the link.
+pub struct LinkedPair {
+    pub pki: Pki,
+    pub dirs: Vec<tempfile::TempDir>,
+    pub a: KmeHandle,
+    pub b: KmeHandle,
+}
+
+impl LinkedPair {
+    /// Starts kme-b (the follower, `extra_b` in its `[kme]` table), then kme-a leading a
+    /// random link of 4 Mbit/s and pools of `pool_max` bits. `pki` certifies kme-a, kme-b,
+    /// sae-a and sae-b.
+    pub async fn start_random(pki: Pki, pool_max: u64, extra_b: &str) -> Self {
+        let (pa, pb) = (free_port(), free_port());
+        let (da, db) = (private_tempdir(), private_tempdir());
+        let link = |peer, port, leader| Link {
+            peer,
+            port,
+            leader,
+            rate: 4_000_000,
+            pool_max,
+        };
+        let spec_a = Spec {
+            id: "kme-a",
+            port: pa,
+            extra_kme: "",
+            saes: &["sae-a"],
+            remote: &[("sae-b", &["kme-b"])],
+            links: &[link("kme-b", pb, true)],
+        };
+        let spec_b = Spec {
+            id: "kme-b",
+            port: pb,
+            extra_kme: extra_b,
+            saes: &["sae-b"],
+            remote: &[("sae-a", &["kme-a"])],
+            links: &[link("kme-a", pa, false)],
+        };
+        let b = start_spec(&pki, db.path(), &spec_b).await;
+        let a = start_spec(&pki, da.path(), &spec_a).await;
+        Self {
+            pki,
+            dirs: vec![da, db],
+            a,
+            b,
+        }
+    }
+}
+
 /// KMEs running in-process, one data directory each, and the PKI they share.
 pub struct KmeNet {
     pub pki: Pki,
