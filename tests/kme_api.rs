@@ -5,7 +5,7 @@
 mod support;
 
 use qshield::qkd::etsi014::{Status, messages};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use support::kme::*;
 
@@ -518,25 +518,16 @@ async fn malformed_urls_and_methods_are_400() {
             .unwrap();
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path}");
     }
-    let r = a
-        .put(format!("{}/sae-b/enc_keys", e.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let r = a
-        .post(format!("{}/sae-b/status", e.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    // Percent-encoded IDs are decoded: sae%2Db is sae-b.
-    let r = a
-        .get(format!("{}/sae%2Db/status", e.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    // Wrong methods: 400. Percent-encoded IDs are decoded: sae%2Db is sae-b.
+    for (method, path, want) in [
+        (Method::PUT, "sae-b/enc_keys", StatusCode::BAD_REQUEST),
+        (Method::POST, "sae-b/status", StatusCode::BAD_REQUEST),
+        (Method::GET, "sae%2Db/status", StatusCode::OK),
+    ] {
+        let url = format!("{}/{path}", e.url);
+        let r = a.request(method.clone(), url).send().await.unwrap();
+        assert_eq!(r.status(), want, "{method} {path}");
+    }
     e.kme.shutdown().await;
 }
 
