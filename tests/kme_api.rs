@@ -46,15 +46,7 @@ async fn env() -> KmeEnv {
 #[tokio::test(flavor = "multi_thread")]
 async fn status_reports_every_field() {
     let e = env().await;
-    let a = e.pki.client(Some("sae-a"));
-    let s: Status = a
-        .get(format!("{}/sae-b/status", e.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let s: Status = e.status("sae-a", "sae-b").await;
     assert_eq!(
         (s.source_KME_ID.as_str(), s.target_KME_ID.as_str()),
         ("kme-a", "kme-a")
@@ -72,14 +64,7 @@ async fn status_reports_every_field() {
         (16, 40, 0)
     );
     assert_eq!(s.stored_key_count, 40);
-    let raw: Value = a
-        .get(format!("{}/sae-b/status", e.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let raw: Value = e.status("sae-a", "sae-b").await;
     for f in [
         "source_KME_ID",
         "target_KME_ID",
@@ -95,14 +80,7 @@ async fn status_reports_every_field() {
     ] {
         assert!(raw.get(f).is_some(), "{f} missing");
     }
-    let s: Status = a
-        .get(format!("{}/sae-r/status", e.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let s: Status = e.status("sae-a", "sae-r").await;
     assert_eq!(
         (s.target_KME_ID.as_str(), s.stored_key_count),
         ("kme-b", 0),

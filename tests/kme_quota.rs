@@ -140,7 +140,7 @@ async fn undelivered_keys_expire_and_are_never_served() {
     // Wait for the sweep: the three keys leave the pair's count.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let st = e.status_json("sae-a", "sae-b").await;
+        let st: serde_json::Value = e.status("sae-a", "sae-b").await;
         if st["stored_key_count"] == 10 {
             break;
         }

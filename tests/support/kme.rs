@@ -334,8 +334,10 @@ impl KmeEnv {
             .unwrap()
     }
 
-    /// `caller` GETs the status of its pair with `slave`, as JSON.
-    pub async fn status_json(&self, caller: &str, slave: &str) -> serde_json::Value {
+    /// `caller` GETs the status of its pair with `slave` (as [`Status`] or as JSON).
+    ///
+    /// [`Status`]: qshield::qkd::etsi014::Status
+    pub async fn status<T: serde::de::DeserializeOwned>(&self, caller: &str, slave: &str) -> T {
         self.pki
             .client(Some(caller))
             .get(format!("{}/{slave}/status", self.url))
