@@ -102,6 +102,18 @@ async fn accept_kme(extra_kme: &str) -> (Pki, tempfile::TempDir, qshield::kme::K
     (pki, dir, kme)
 }
 
+/// Asserts that the KME closes `stream` within `within`, and not before `at_least`.
+async fn assert_closed_between<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    at_least: Duration,
+    within: Duration,
+) {
+    let took = closed_within(stream, within)
+        .await
+        .expect("closed by the KME");
+    assert!(took >= at_least, "closed after {took:?}");
+}
+
 /// A TLS connector presenting sae-0's certificate, and the KME's server name.
 fn sae_0_tls(
     pki: &Pki,
@@ -177,10 +189,7 @@ async fn a_connection_that_never_completes_tls_is_closed_after_the_handshake_tim
     let (_pki, _dir, kme) = accept_kme("").await;
     let mut tcp = connect_from([127, 0, 0, 1].into(), kme.local_addr()).await;
     // The default handshake timeout is 5 s.
-    let took = closed_within(&mut tcp, Duration::from_secs(8))
-        .await
-        .expect("closed by the KME");
-    assert!(took >= Duration::from_secs(4), "closed after {took:?}");
+    assert_closed_between(&mut tcp, Duration::from_secs(4), Duration::from_secs(8)).await;
     kme.shutdown().await;
 }
 
@@ -197,18 +206,12 @@ async fn an_authenticated_connection_left_idle_is_closed_after_the_idle_timeout(
     let mut head = [0u8; 12];
     tls.read_exact(&mut head).await.unwrap();
     assert_eq!(&head, b"HTTP/1.1 200");
-    let took = closed_within(&mut tls, Duration::from_secs(5))
-        .await
-        .expect("closed by the KME");
-    assert!(took >= Duration::from_millis(500), "closed after {took:?}");
+    assert_closed_between(&mut tls, Duration::from_millis(500), Duration::from_secs(5)).await;
 
     // Authenticated, but no request ever sent.
     let tcp = TcpStream::connect(kme.local_addr()).await.unwrap();
     let mut tls = connector.connect(name, tcp).await.unwrap();
-    let took = closed_within(&mut tls, Duration::from_secs(5))
-        .await
-        .expect("closed by the KME");
-    assert!(took >= Duration::from_millis(500), "closed after {took:?}");
+    assert_closed_between(&mut tls, Duration::from_millis(500), Duration::from_secs(5)).await;
     kme.shutdown().await;
 }
 
@@ -221,10 +224,7 @@ async fn headers_that_never_finish_are_cut_off_after_the_header_read_timeout() {
     let mut tls = connector.connect(name, tcp).await.unwrap();
     let partial = "GET /api/v1/keys/sae-1/status HTTP/1.1\r\nhost: kme-a\r\n";
     tls.write_all(partial.as_bytes()).await.unwrap();
-    let took = closed_within(&mut tls, Duration::from_secs(5))
-        .await
-        .expect("closed by the KME");
-    assert!(took >= Duration::from_millis(500), "closed after {took:?}");
+    assert_closed_between(&mut tls, Duration::from_millis(500), Duration::from_secs(5)).await;
     kme.shutdown().await;
 }
 
