@@ -240,6 +240,7 @@ pub async fn start_on(text: &str, dir: &Path, port: u16) -> KmeHandle {
         .unwrap()
 }
 
+/// The ETSI 014 key API's base URL of the KME at `addr`, `https://127.0.0.1:PORT/api/v1/keys`.
 pub fn base(addr: SocketAddr) -> String {
     format!("https://127.0.0.1:{}/api/v1/keys", addr.port())
 }
