@@ -7,8 +7,8 @@ use clap::Parser;
 use qshield::cli::{
     Cli, Command, LogArgs, LogFormat, PkiCommand, QkdCommand, RateArgs, SimulateArgs,
 };
+use qshield::config::DEFAULT_CONTROL_DIR;
 use qshield::config::{self, identity_files};
-use qshield::constants::DEFAULT_CONTROL_DIR;
 use qshield::crypto::StaticIdentity;
 use qshield::cvqkd::report;
 use qshield::daemon::{self, control, status};
