@@ -3,7 +3,7 @@
 //! (the work of both sites for one QKD-keyed rotation). Clients reuse their TLS connections,
 //! as the daemon's QKD worker does.
 
-#[path = "../tests/kme_support/mod.rs"]
+#[path = "../tests/support/kme.rs"]
 mod kme_support;
 
 use criterion::{Criterion, criterion_group, criterion_main};

@@ -1,12 +1,14 @@
 //! `qshield`: parse the command line, set up logging, hand off to the library.
 
+#![forbid(unsafe_code)]
+
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use qshield::cli::{
     Cli, Command, LogArgs, LogFormat, PkiCommand, QkdCommand, RateArgs, SimulateArgs,
 };
+use qshield::config::DEFAULT_CONTROL_DIR;
 use qshield::config::{self, identity_files};
-use qshield::constants::DEFAULT_CONTROL_DIR;
 use qshield::crypto::StaticIdentity;
 use qshield::cvqkd::report;
 use qshield::daemon::{self, control, status};

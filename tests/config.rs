@@ -148,14 +148,14 @@ fn defaults_fill_every_optional_key() {
     assert_eq!(i.mtu, k::DEFAULT_TUNNEL_MTU_BYTES);
     assert_eq!(
         i.listen,
-        format!("0.0.0.0:{}", k::DEFAULT_LISTEN_PORT)
+        format!("0.0.0.0:{}", config::DEFAULT_LISTEN_PORT)
             .parse()
             .unwrap()
     );
     assert_eq!(i.cipher, CipherSuite::Aes256Gcm);
     assert_eq!(
         i.control_socket,
-        Path::new(k::DEFAULT_CONTROL_DIR).join("qs0.sock")
+        Path::new(config::DEFAULT_CONTROL_DIR).join("qs0.sock")
     );
     assert_eq!(i.identity_dir, Path::new("/etc/qshield/site-a"));
     let r = c.rotation;

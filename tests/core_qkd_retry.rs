@@ -4,7 +4,8 @@
 mod support;
 
 use qshield::constants::{
-    QKD_REQUEST_TIMEOUT, REKEY_TIMEOUT_INITIAL, REKEY_TIMEOUT_JITTER_MAX, REKEY_TIMEOUT_MAX,
+    QKD_REQUEST_TIMEOUT, QKD_RETRY_MAX, REKEY_TIMEOUT_INITIAL, REKEY_TIMEOUT_JITTER_MAX,
+    REKEY_TIMEOUT_MAX,
 };
 use qshield::proto::events::Event;
 use qshield::proto::qkd_flow::QkdPolicy;
@@ -74,4 +75,32 @@ fn a_dec_keys_answer_after_the_timeout_is_used_by_the_retransmission() {
         "the late key answered the retransmission; no second lookup (the KME hands a key out once)"
     );
     assert_qkd_tunnel(&mut sim);
+}
+
+/// After a failed key request under `require` the retry wait is a "not before": once it has
+/// passed it must not keep asking to be woken at that past instant. It did: `poll_timeout`
+/// stayed in the past for as long as no new request came (no traffic, no peer initiation),
+/// so the daemon's timer thread woke every millisecond, taking the core's lock each time.
+#[test]
+fn a_passed_qkd_retry_wait_asks_for_no_more_wake_ups() {
+    let mut sim = require_both();
+    sim.kme.down = true;
+    sim.start_a_and_run();
+    let failures = sim.status(Side::A).qkd.failures;
+    assert!(failures >= 1, "A's enc_keys never failed");
+    sim.run_for(QKD_RETRY_MAX + Duration::from_secs(1));
+    let now = sim.now;
+    for (side, endpoint) in [(Side::A, &sim.a.endpoint), (Side::B, &sim.b.endpoint)] {
+        if let Some(at) = endpoint.poll_timeout() {
+            assert!(
+                at > now,
+                "{side:?} asks to be woken at {at:?}, already past at {now:?}"
+            );
+        }
+    }
+    assert_eq!(
+        sim.status(Side::A).qkd.retry_in_seconds,
+        None,
+        "a retry wait that has passed is not shown as pending"
+    );
 }

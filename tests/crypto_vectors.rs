@@ -1028,7 +1028,7 @@ mod label_vectors {
     /// `labels.rs` without updating this test fails here.
     #[test]
     fn list_covers_the_labels_module_in_order() {
-        let source = include_str!("../src/crypto/labels.rs");
+        let source = include_str!("../crates/qshield-core/src/crypto/labels.rs");
         let declared: Vec<&str> = source
             .lines()
             .filter_map(|l| l.trim().strip_prefix("pub const "))

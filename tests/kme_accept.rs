@@ -4,15 +4,13 @@
 //! timeouts, and connections over the caps (per source address, in total) are closed at
 //! once, before TLS.
 
-mod kme_support;
+mod support;
 
-use kme_support::*;
-use qshield::qkd::etsi014::KeyContainer;
-use reqwest::StatusCode;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::kme::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -68,13 +66,8 @@ fn clock_ticks_per_second() -> f64 {
 async fn sae_gets_a_key(pki: &Pki, base: &str) {
     let (master, slave) = (pki.client(Some("sae-0")), pki.client(Some("sae-1")));
     let enc = async {
-        let r = master
-            .get(format!("{base}/sae-1/enc_keys"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
-        r.json::<KeyContainer>().await.unwrap()
+        let r = master.get(format!("{base}/sae-1/enc_keys")).send().await;
+        keys(r.unwrap()).await
     };
     let got = tokio::time::timeout(SAE_DEADLINE, enc)
         .await
@@ -84,10 +77,8 @@ async fn sae_gets_a_key(pki: &Pki, base: &str) {
         let r = slave
             .get(format!("{base}/sae-0/dec_keys?key_ID={id}"))
             .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
-        r.json::<KeyContainer>().await.unwrap()
+            .await;
+        keys(r.unwrap()).await
     };
     let fetched = tokio::time::timeout(SAE_DEADLINE, dec)
         .await
@@ -97,13 +88,41 @@ async fn sae_gets_a_key(pki: &Pki, base: &str) {
 
 fn spec(port: u16, extra_kme: &str) -> Spec<'_> {
     Spec {
-        id: "kme-a",
-        port,
         extra_kme,
-        saes: &["sae-0", "sae-1"],
-        remote: &[],
-        links: &[],
+        ..Spec::local("kme-a", port, &["sae-0", "sae-1"])
     }
+}
+
+/// kme-a serving sae-0 and sae-1 in-process, `extra_kme` in its `[kme]` table; its PKI and
+/// directory come along.
+async fn accept_kme(extra_kme: &str) -> (Pki, tempfile::TempDir, qshield::kme::KmeHandle) {
+    let pki = Pki::new("accept-ca", &["kme-a"], &["sae-0", "sae-1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let kme = start_spec(&pki, dir.path(), &spec(free_port(), extra_kme)).await;
+    (pki, dir, kme)
+}
+
+/// Asserts that the KME closes `stream` within `within`, and not before `at_least`.
+async fn assert_closed_between<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    at_least: Duration,
+    within: Duration,
+) {
+    let took = closed_within(stream, within)
+        .await
+        .expect("closed by the KME");
+    assert!(took >= at_least, "closed after {took:?}");
+}
+
+/// A TLS connector presenting sae-0's certificate, and the KME's server name.
+fn sae_0_tls(
+    pki: &Pki,
+) -> (
+    tokio_rustls::TlsConnector,
+    rustls_pki_types::ServerName<'static>,
+) {
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    (tls_connector(pki, "sae-0"), name)
 }
 
 /// Holds [`IDLE_CONNECTIONS`] idle TCP connections to a KME under [`NOFILE_LIMIT`] that
@@ -113,9 +132,7 @@ async fn idle_connections_under_a_descriptor_limit(inherited: u32) -> String {
     let pki = Pki::new("accept-ca", &["kme-a"], &["sae-0", "sae-1"]);
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = dir.path().join("kme.toml");
-    let text = config_text(&pki, &dir.path().join("db"), &spec(port, ""));
-    std::fs::write(&config, text).unwrap();
+    let config = write_config(&pki, dir.path(), &spec(port, ""));
     let log = dir.path().join("kme.log");
     let mut child = spawn_limited(&config, &log, inherited);
     let pid = child.id();
@@ -169,30 +186,17 @@ async fn accept_failing_for_lack_of_descriptors_backs_off() {
 
 #[tokio::test]
 async fn a_connection_that_never_completes_tls_is_closed_after_the_handshake_timeout() {
-    let pki = Pki::new("accept-ca", &["kme-a"], &["sae-0", "sae-1"]);
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let text = config_text(&pki, &dir.path().join("db"), &spec(port, ""));
-    let kme = start(&text, dir.path()).await;
+    let (_pki, _dir, kme) = accept_kme("").await;
     let mut tcp = connect_from([127, 0, 0, 1].into(), kme.local_addr()).await;
     // The default handshake timeout is 5 s.
-    let took = closed_within(&mut tcp, Duration::from_secs(8))
-        .await
-        .expect("closed by the KME");
-    assert!(took >= Duration::from_secs(4), "closed after {took:?}");
+    assert_closed_between(&mut tcp, Duration::from_secs(4), Duration::from_secs(8)).await;
     kme.shutdown().await;
 }
 
 #[tokio::test]
 async fn an_authenticated_connection_left_idle_is_closed_after_the_idle_timeout() {
-    let pki = Pki::new("accept-ca", &["kme-a"], &["sae-0", "sae-1"]);
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let extra = "idle_timeout = \"1s\"";
-    let text = config_text(&pki, &dir.path().join("db"), &spec(port, extra));
-    let kme = start(&text, dir.path()).await;
-    let connector = tls_connector(&pki, "sae-0");
-    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let (pki, _dir, kme) = accept_kme("idle_timeout = \"1s\"").await;
+    let (connector, name) = sae_0_tls(&pki);
 
     // After a request and its answer (HTTP/1.1 keep-alive).
     let tcp = TcpStream::connect(kme.local_addr()).await.unwrap();
@@ -202,58 +206,37 @@ async fn an_authenticated_connection_left_idle_is_closed_after_the_idle_timeout(
     let mut head = [0u8; 12];
     tls.read_exact(&mut head).await.unwrap();
     assert_eq!(&head, b"HTTP/1.1 200");
-    let took = closed_within(&mut tls, Duration::from_secs(5))
-        .await
-        .expect("closed by the KME");
-    assert!(took >= Duration::from_millis(500), "closed after {took:?}");
+    assert_closed_between(&mut tls, Duration::from_millis(500), Duration::from_secs(5)).await;
 
     // Authenticated, but no request ever sent.
     let tcp = TcpStream::connect(kme.local_addr()).await.unwrap();
     let mut tls = connector.connect(name, tcp).await.unwrap();
-    let took = closed_within(&mut tls, Duration::from_secs(5))
-        .await
-        .expect("closed by the KME");
-    assert!(took >= Duration::from_millis(500), "closed after {took:?}");
+    assert_closed_between(&mut tls, Duration::from_millis(500), Duration::from_secs(5)).await;
     kme.shutdown().await;
 }
 
 #[tokio::test]
 async fn headers_that_never_finish_are_cut_off_after_the_header_read_timeout() {
-    let pki = Pki::new("accept-ca", &["kme-a"], &["sae-0", "sae-1"]);
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     // The idle timeout (60 s by default) is not what closes it.
-    let extra = "header_read_timeout = \"1s\"";
-    let text = config_text(&pki, &dir.path().join("db"), &spec(port, extra));
-    let kme = start(&text, dir.path()).await;
-    let connector = tls_connector(&pki, "sae-0");
-    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let (pki, _dir, kme) = accept_kme("header_read_timeout = \"1s\"").await;
+    let (connector, name) = sae_0_tls(&pki);
     let tcp = TcpStream::connect(kme.local_addr()).await.unwrap();
     let mut tls = connector.connect(name, tcp).await.unwrap();
     let partial = "GET /api/v1/keys/sae-1/status HTTP/1.1\r\nhost: kme-a\r\n";
     tls.write_all(partial.as_bytes()).await.unwrap();
-    let took = closed_within(&mut tls, Duration::from_secs(5))
-        .await
-        .expect("closed by the KME");
-    assert!(took >= Duration::from_millis(500), "closed after {took:?}");
+    assert_closed_between(&mut tls, Duration::from_millis(500), Duration::from_secs(5)).await;
     kme.shutdown().await;
 }
 
 #[tokio::test]
 async fn connections_over_the_caps_are_closed_at_once_or_displace_a_handshake() {
-    let pki = Pki::new("accept-ca", &["kme-a"], &["sae-0", "sae-1"]);
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let extra = "max_connections = 8\nmax_connections_per_source = 4";
-    let text = config_text(&pki, &dir.path().join("db"), &spec(port, extra));
-    let kme = start(&text, dir.path()).await;
+    let (pki, _dir, kme) = accept_kme("max_connections = 8\nmax_connections_per_source = 4").await;
     let to = kme.local_addr();
     let prompt = Duration::from_secs(2); // far below the 5 s handshake timeout
     let still_open = Duration::from_millis(200);
 
     // Per source, all authenticated: the 5th connection is closed at once, before TLS.
-    let connector = tls_connector(&pki, "sae-0");
-    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let (connector, name) = sae_0_tls(&pki);
     let mut authenticated = Vec::new();
     for _ in 0..4 {
         let tcp = connect_from([127, 0, 0, 5].into(), to).await;
@@ -287,8 +270,7 @@ async fn connections_over_the_caps_are_closed_at_once_or_displace_a_handshake() 
 
     // In total: 8 connections are open; an SAE still gets in, in place of the oldest
     // connection that is still in its TLS handshake.
-    let base = format!("https://127.0.0.1:{port}/api/v1/keys");
-    sae_gets_a_key(&pki, &base).await;
+    sae_gets_a_key(&pki, &base(to)).await;
     assert!(
         closed_within(&mut a[2], prompt).await.is_some(),
         "the oldest handshake made room"

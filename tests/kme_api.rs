@@ -2,23 +2,16 @@
 //! method in its GET and POST forms, status fields, every error with the spec's messages,
 //! wrong and missing certificates, limits, malformed JSON and URLs, an empty pool.
 
-mod kme_support;
+mod support;
 
-use kme_support::*;
-use qshield::qkd::etsi014::{ErrorBody, KeyContainer, Status, messages};
-use reqwest::StatusCode;
+use qshield::qkd::etsi014::{Status, messages};
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-
-struct Env {
-    pki: Pki,
-    _data: tempfile::TempDir,
-    kme: qshield::kme::KmeHandle,
-    url: String,
-}
+use support::kme::*;
 
 /// kme-a with local SAEs sae-a, sae-b, sae-c and remote sae-r behind a link to kme-b (a
 /// follower link whose leader never runs: its pool stays empty).
-async fn env() -> Env {
+async fn env() -> KmeEnv {
     let pki = Pki::new(
         "test-ca",
         &["kme-a", "kme-b"],
@@ -47,38 +40,13 @@ async fn env() -> Env {
             links: &[link],
         },
     );
-    let kme = start(&text, data.path()).await;
-    let url = base(kme.local_addr());
-    Env {
-        pki,
-        _data: data,
-        kme,
-        url,
-    }
-}
-
-async fn error(resp: reqwest::Response, code: StatusCode) -> ErrorBody {
-    assert_eq!(resp.status(), code);
-    resp.json().await.unwrap()
-}
-
-async fn keys(resp: reqwest::Response) -> KeyContainer {
-    assert_eq!(resp.status(), StatusCode::OK);
-    resp.json().await.unwrap()
+    KmeEnv::start(pki, data, &text).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn status_reports_every_field() {
     let e = env().await;
-    let a = e.pki.client(Some("sae-a"));
-    let s: Status = a
-        .get(format!("{}/sae-b/status", e.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let s: Status = e.status("sae-a", "sae-b").await;
     assert_eq!(
         (s.source_KME_ID.as_str(), s.target_KME_ID.as_str()),
         ("kme-a", "kme-a")
@@ -96,14 +64,7 @@ async fn status_reports_every_field() {
         (16, 40, 0)
     );
     assert_eq!(s.stored_key_count, 40);
-    let raw: Value = a
-        .get(format!("{}/sae-b/status", e.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let raw: Value = e.status("sae-a", "sae-b").await;
     for f in [
         "source_KME_ID",
         "target_KME_ID",
@@ -119,14 +80,7 @@ async fn status_reports_every_field() {
     ] {
         assert!(raw.get(f).is_some(), "{f} missing");
     }
-    let s: Status = a
-        .get(format!("{}/sae-r/status", e.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let s: Status = e.status("sae-a", "sae-r").await;
     assert_eq!(
         (s.target_KME_ID.as_str(), s.stored_key_count),
         ("kme-b", 0),
@@ -234,7 +188,7 @@ async fn enc_and_dec_keys_in_every_form() {
         .await
         .unwrap();
     assert_eq!(
-        error(again, StatusCode::BAD_REQUEST).await.message,
+        refused(again, StatusCode::BAD_REQUEST).await.message,
         messages::KEYS_NOT_FOUND
     );
     e.kme.shutdown().await;
@@ -250,7 +204,7 @@ async fn request_errors_carry_the_spec_messages() {
             .send()
     };
     assert_eq!(
-        error(
+        refused(
             post(json!({"size": 100})).await.unwrap(),
             StatusCode::BAD_REQUEST
         )
@@ -264,11 +218,11 @@ async fn request_errors_carry_the_spec_messages() {
         .await
         .unwrap();
     assert_eq!(
-        error(r, StatusCode::BAD_REQUEST).await.message,
+        refused(r, StatusCode::BAD_REQUEST).await.message,
         messages::SIZE_NOT_MULTIPLE_OF_8
     );
     let ext = json!({"extension_mandatory": [{"abc_route_type": "direct"}]});
-    let err = error(post(ext).await.unwrap(), StatusCode::BAD_REQUEST).await;
+    let err = refused(post(ext).await.unwrap(), StatusCode::BAD_REQUEST).await;
     assert_eq!(err.message, messages::MANDATORY_EXTENSION_UNSUPPORTED);
     assert_eq!(
         err.details.unwrap()[0]["extension_mandatory_unsupported"],
@@ -288,11 +242,11 @@ async fn request_errors_carry_the_spec_messages() {
         let r = post(body.clone()).await.unwrap();
         assert_eq!(r.status() == StatusCode::OK, ok, "{body}");
         if !ok {
-            assert!(!error(r, StatusCode::BAD_REQUEST).await.message.is_empty());
+            assert!(!refused(r, StatusCode::BAD_REQUEST).await.message.is_empty());
         }
     }
     let multi = json!({"additional_slave_SAE_IDs": ["sae-c"]});
-    let err = error(post(multi).await.unwrap(), StatusCode::BAD_REQUEST).await;
+    let err = refused(post(multi).await.unwrap(), StatusCode::BAD_REQUEST).await;
     assert!(err.message.contains("additional_slave_SAE_IDs"), "{err:?}");
     for bad in [
         "{",
@@ -309,7 +263,7 @@ async fn request_errors_carry_the_spec_messages() {
             .await
             .unwrap();
         assert_eq!(
-            error(r, StatusCode::BAD_REQUEST).await.message,
+            refused(r, StatusCode::BAD_REQUEST).await.message,
             "Bad request format",
             "{bad}"
         );
@@ -364,7 +318,7 @@ async fn dec_keys_errors() {
         .await
         .unwrap();
     assert_eq!(
-        error(r, StatusCode::BAD_REQUEST).await.message,
+        refused(r, StatusCode::BAD_REQUEST).await.message,
         messages::KEYS_NOT_FOUND
     );
     let mixed = json!({"key_IDs": [{"key_ID": id}, {"key_ID": unknown}]});
@@ -375,7 +329,7 @@ async fn dec_keys_errors() {
         .await
         .unwrap();
     assert_eq!(
-        error(r, StatusCode::BAD_REQUEST).await.message,
+        refused(r, StatusCode::BAD_REQUEST).await.message,
         messages::KEYS_NOT_FOUND
     );
     // The wrong master in the URL: not found for that master.
@@ -385,7 +339,7 @@ async fn dec_keys_errors() {
         .await
         .unwrap();
     assert_eq!(
-        error(r, StatusCode::BAD_REQUEST).await.message,
+        refused(r, StatusCode::BAD_REQUEST).await.message,
         messages::KEYS_NOT_FOUND
     );
     // Malformed bodies and queries.
@@ -542,25 +496,16 @@ async fn malformed_urls_and_methods_are_400() {
             .unwrap();
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path}");
     }
-    let r = a
-        .put(format!("{}/sae-b/enc_keys", e.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    let r = a
-        .post(format!("{}/sae-b/status", e.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    // Percent-encoded IDs are decoded: sae%2Db is sae-b.
-    let r = a
-        .get(format!("{}/sae%2Db/status", e.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
+    // Wrong methods: 400. Percent-encoded IDs are decoded: sae%2Db is sae-b.
+    for (method, path, want) in [
+        (Method::PUT, "sae-b/enc_keys", StatusCode::BAD_REQUEST),
+        (Method::POST, "sae-b/status", StatusCode::BAD_REQUEST),
+        (Method::GET, "sae%2Db/status", StatusCode::OK),
+    ] {
+        let url = format!("{}/{path}", e.url);
+        let r = a.request(method.clone(), url).send().await.unwrap();
+        assert_eq!(r.status(), want, "{method} {path}");
+    }
     e.kme.shutdown().await;
 }
 
@@ -569,7 +514,7 @@ async fn empty_pools_answer_503() {
     let e = env().await;
     let a = e.pki.client(Some("sae-a"));
     // The link to kme-b never received a key: 503, no key.
-    let err = error(
+    let err = refused(
         a.get(format!("{}/sae-r/enc_keys", e.url))
             .send()
             .await

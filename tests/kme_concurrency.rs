@@ -2,15 +2,13 @@
 //! master asked for is got, and got by exactly one slave (its partner), identical; none is
 //! delivered twice. A fixed amount of work, not a time: how fast is `benches/kme.rs`'s job.
 
-mod kme_support;
+mod support;
 
-use kme_support::*;
-use qshield::qkd::etsi014::KeyContainer;
 use reqwest::StatusCode;
-use serde_json::json;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use support::kme::*;
 
 const SAES: usize = 8;
 const ROUNDS: u32 = 40;
@@ -31,29 +29,19 @@ struct Shared {
     double: Arc<Mutex<u64>>,
 }
 
-fn name(i: usize) -> String {
-    format!("sae-{i}")
-}
-
 /// SAE i is master for its partner i^1 and slave for it.
 async fn client(pki: Arc<Pki>, i: usize, s: Arc<Shared>) {
-    let c = pki.client(Some(&name(i)));
+    let c = pki.client(Some(&sae_name(i)));
     let partner = i ^ 1;
     for round in 1..=ROUNDS {
         let number = 1 + round % 4;
-        let url = format!("{}/{}/enc_keys?number={number}", s.base, name(partner));
+        let url = format!("{}/{}/enc_keys?number={number}", s.base, sae_name(partner));
         let r = c.get(url).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
-        let k: KeyContainer = r.json().await.unwrap();
-        for key in &k.keys {
-            let old = s
-                .master_got
-                .lock()
-                .unwrap()
-                .insert(key.key_ID.clone(), key.key.clone());
-            assert!(old.is_none(), "a key ID handed to two masters");
-            s.queues[partner].lock().unwrap().push(key.key_ID.clone());
-        }
+        let k = keys(r).await;
+        let what = "a key ID handed to two masters";
+        record_once(&mut s.master_got.lock().unwrap(), &k, what);
+        let ids = k.keys.iter().map(|key| key.key_ID.clone());
+        s.queues[partner].lock().unwrap().extend(ids);
         fetch(&c, i, &s, round.is_multiple_of(7)).await;
     }
 }
@@ -62,20 +50,19 @@ async fn client(pki: Arc<Pki>, i: usize, s: Arc<Shared>) {
 async fn fetch(c: &reqwest::Client, i: usize, s: &Shared, retry: bool) -> usize {
     let ids: Vec<String> = std::mem::take(&mut *s.queues[i].lock().unwrap());
     for chunk in ids.chunks(16) {
-        let body =
-            json!({"key_IDs": chunk.iter().map(|id| json!({"key_ID": id})).collect::<Vec<_>>()});
-        let url = format!("{}/{}/dec_keys", s.base, name(i ^ 1));
-        let r = c.post(&url).json(&body).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
-        let k: KeyContainer = r.json().await.unwrap();
-        for key in &k.keys {
-            let old = s
-                .slave_got
-                .lock()
-                .unwrap()
-                .insert(key.key_ID.clone(), key.key.clone());
-            assert!(old.is_none(), "a key delivered twice to slaves");
-        }
+        let url = format!("{}/{}/dec_keys", s.base, sae_name(i ^ 1));
+        let r = c
+            .post(&url)
+            .json(&key_ids_body(chunk))
+            .send()
+            .await
+            .unwrap();
+        let k = keys(r).await;
+        record_once(
+            &mut s.slave_got.lock().unwrap(),
+            &k,
+            "a key delivered twice to slaves",
+        );
         if retry {
             let again = c
                 .get(format!("{url}?key_ID={}", chunk[0]))
@@ -95,23 +82,12 @@ async fn fetch(c: &reqwest::Client, i: usize, s: &Shared, retry: bool) -> usize 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn eight_saes_at_once_get_every_key_exactly_once() {
-    let names: Vec<String> = (0..SAES).map(name).collect();
+    let names: Vec<String> = (0..SAES).map(sae_name).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let pki = Arc::new(Pki::new("conc-ca", &["kme-a"], &refs));
     let data = private_tempdir();
-    let spec = Spec {
-        id: "kme-a",
-        port: free_port(),
-        extra_kme: "",
-        saes: &refs,
-        remote: &[],
-        links: &[],
-    };
-    let kme = start(
-        &config_text(&pki, &data.path().join("db"), &spec),
-        data.path(),
-    )
-    .await;
+    let spec = Spec::local("kme-a", free_port(), &refs);
+    let kme = start_spec(&pki, data.path(), &spec).await;
     let s = Arc::new(Shared {
         base: base(kme.local_addr()),
         master_got: Keys::default(),
@@ -127,7 +103,7 @@ async fn eight_saes_at_once_get_every_key_exactly_once() {
         t.await.unwrap();
     }
     for i in 0..SAES {
-        let c = pki.client(Some(&name(i)));
+        let c = pki.client(Some(&sae_name(i)));
         fetch(&c, i, &s, false).await;
     }
     let (m, sl) = (

@@ -11,30 +11,21 @@
 //! Small blocks (a 1 km link, 2^18 pulses, ε = 1e-6, frames of 4096 bits) keep it fast in
 //! a debug build; the physics is the same as at metro scale.
 
-mod kme_support;
+mod support;
 
-use kme_support::*;
 use qshield::cvqkd::sim::Attack;
 use qshield::kme::KmeHandle;
 use qshield::kme::cvqkd::board::CvqkdFigures;
 use qshield::kme::cvqkd::eve::{self, EveConfig, EveCounters};
-use qshield::qkd::etsi014::KeyContainer;
 use reqwest::StatusCode;
-use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+use support::kme::*;
 
 const BLOCK: u64 = 1 << 18;
 /// True transmittance of 1 km at 0.2 dB/km.
 const T_TRUE: f64 = 0.954_992_586;
-
-struct Pair {
-    pki: Pki,
-    _dirs: Vec<tempfile::TempDir>,
-    a: KmeHandle,
-    b: KmeHandle,
-}
 
 fn cvqkd_table(quantum_port: u16, quantum_url: Option<u16>) -> String {
     let mut t = format!(
@@ -47,25 +38,23 @@ fn cvqkd_table(quantum_port: u16, quantum_url: Option<u16>) -> String {
     t
 }
 
+/// The TOML of KME `id` on `port`, its store in `dir/db`, `rest` after its `[kme]` table.
 fn kme_text(pki: &Pki, dir: &std::path::Path, id: &str, port: u16, rest: &str) -> String {
-    let p = |f: &str| pki.path(f).display().to_string();
-    format!(
-        "[kme]\nid = \"{id}\"\nlisten = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\nstatus_log_seconds = 0\n{rest}",
-        dir.join("db").display(),
-        p("ca.pem"),
-        p(&format!("{id}.pem")),
-        p(&format!("{id}.key")),
-    )
+    kme_table(pki, &dir.join("db"), id, port) + rest
 }
 
 /// kme-a (leader, sae-a) ══ kme-b (follower, sae-b); the leader's pulses go to
 /// `quantum_url` when given (Eve), else to kme-b's quantum port.
-async fn pair(quantum_port: u16, quantum_url: Option<u16>) -> Pair {
+async fn pair(quantum_port: u16, quantum_url: Option<u16>) -> LinkedPair {
     pair_with_pool(quantum_port, quantum_url, 4_000_000).await
 }
 
 /// [`pair`] with a link pool of `pool_max_bits`.
-async fn pair_with_pool(quantum_port: u16, quantum_url: Option<u16>, pool_max_bits: u64) -> Pair {
+async fn pair_with_pool(
+    quantum_port: u16,
+    quantum_url: Option<u16>,
+    pool_max_bits: u64,
+) -> LinkedPair {
     let pki = Pki::new("cvqkd-ca", &["kme-a", "kme-b"], &["sae-a", "sae-b"]);
     let (pa, pb) = (free_port(), free_port());
     let (da, db) = (private_tempdir(), private_tempdir());
@@ -96,22 +85,12 @@ async fn pair_with_pool(quantum_port: u16, quantum_url: Option<u16>, pool_max_bi
         pa,
     )
     .await;
-    Pair {
+    LinkedPair {
         pki,
-        _dirs: vec![da, db],
+        dirs: vec![da, db],
         a,
         b,
     }
-}
-
-async fn start_on(text: &str, dir: &std::path::Path, port: u16) -> KmeHandle {
-    let path = dir.join("kme.toml");
-    std::fs::write(&path, text).unwrap();
-    let cfg = qshield::kme::config::load(&path).unwrap();
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .unwrap();
-    qshield::kme::start_on(cfg, listener).await.unwrap()
 }
 
 async fn figures(k: &KmeHandle) -> (CvqkdFigures, u64, u64) {
@@ -126,7 +105,7 @@ async fn figures(k: &KmeHandle) -> (CvqkdFigures, u64, u64) {
 }
 
 /// Waits until `done` holds for both ends' figures (bounded).
-async fn wait_for(p: &Pair, what: &str, done: impl Fn(&CvqkdFigures, &CvqkdFigures) -> bool) {
+async fn wait_for(p: &LinkedPair, what: &str, done: impl Fn(&CvqkdFigures, &CvqkdFigures) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
         let (fa, fb) = (figures(&p.a).await.0, figures(&p.b).await.0);
@@ -141,14 +120,9 @@ async fn wait_for(p: &Pair, what: &str, done: impl Fn(&CvqkdFigures, &CvqkdFigur
     }
 }
 
-async fn enc_keys(p: &Pair) -> reqwest::Response {
-    p.pki
-        .client(Some("sae-a"))
-        .post(format!("{}/sae-b/enc_keys", base(p.a.local_addr())))
-        .json(&json!({"number": 1, "size": 256}))
-        .send()
-        .await
-        .unwrap()
+async fn enc_keys(p: &LinkedPair) -> reqwest::Response {
+    let url = format!("{}/sae-b/enc_keys", base(p.a.local_addr()));
+    post_enc_keys(&p.pki.client(Some("sae-a")), &url, 1, 256).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -172,20 +146,9 @@ async fn both_ends_distill_the_same_keys_and_report_the_channel() {
         assert!(f.secret_key_rate_bits_per_second > 0.0);
     }
     // The key reaches sae-b through the link's pad: identical at both SAEs.
-    let r = enc_keys(&p).await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let enc: KeyContainer = r.json().await.unwrap();
-    let id = enc.keys[0].key_ID.clone();
-    let r = p
-        .pki
-        .client(Some("sae-b"))
-        .post(format!("{}/sae-a/dec_keys", base(p.b.local_addr())))
-        .json(&json!({"key_IDs": [{"key_ID": id}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let dec: KeyContainer = r.json().await.unwrap();
+    let enc = keys(enc_keys(&p).await).await;
+    let dec_url = format!("{}/sae-a/dec_keys", base(p.b.local_addr()));
+    let dec = dec_all(&p.pki.client(Some("sae-b")), &dec_url, &enc).await;
     assert_eq!(enc.keys[0].key, dec.keys[0].key, "same key at both SAEs");
 }
 
@@ -245,7 +208,12 @@ async fn agreed_pools(a: &KmeHandle, b: &KmeHandle) -> (u64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_restarted_follower_rejoins_and_both_ends_keep_the_same_keys() {
-    let Pair { pki, _dirs, a, b } = pair(free_port(), None).await;
+    let LinkedPair {
+        pki,
+        dirs: _dirs,
+        a,
+        b,
+    } = pair(free_port(), None).await;
     let deadline = Instant::now() + Duration::from_secs(120);
     while figures(&b).await.0.key_bits == 0 {
         assert!(Instant::now() < deadline, "no key before the restart");
@@ -268,20 +236,15 @@ async fn a_restarted_follower_rejoins_and_both_ends_keep_the_same_keys() {
     }
     let (send, recv) = agreed_pools(&a, &b).await;
     assert!(send > 0 && recv > 0);
-    let pair = Pair { pki, _dirs, a, b };
-    let r = enc_keys(&pair).await;
-    assert_eq!(r.status(), StatusCode::OK);
-    let enc: KeyContainer = r.json().await.unwrap();
-    let r = pair
-        .pki
-        .client(Some("sae-b"))
-        .post(format!("{}/sae-a/dec_keys", base(pair.b.local_addr())))
-        .json(&json!({"key_IDs": [{"key_ID": enc.keys[0].key_ID}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let dec: KeyContainer = r.json().await.unwrap();
+    let pair = LinkedPair {
+        pki,
+        dirs: _dirs,
+        a,
+        b,
+    };
+    let enc = keys(enc_keys(&pair).await).await;
+    let dec_url = format!("{}/sae-a/dec_keys", base(pair.b.local_addr()));
+    let dec = dec_all(&pair.pki.client(Some("sae-b")), &dec_url, &enc).await;
     assert_eq!(
         enc.keys[0].key, dec.keys[0].key,
         "same key after the restart"
@@ -295,15 +258,12 @@ async fn one_way_demand_of_twenty_pools_is_served_in_full() {
     let p = pair_with_pool(free_port(), None, POOL_MAX_BITS).await;
     let (a, b) = (p.pki.client(Some("sae-a")), p.pki.client(Some("sae-b")));
     let want = 20 * POOL_MAX_BITS / 256;
+    let enc_url = format!("{}/sae-b/enc_keys", base(p.a.local_addr()));
+    let dec_url = format!("{}/sae-a/dec_keys", base(p.b.local_addr()));
     let (mut got, mut refused) = (0, 0);
     let mut progress = Instant::now();
     while got < want {
-        let r = a
-            .post(format!("{}/sae-b/enc_keys", base(p.a.local_addr())))
-            .json(&json!({"number": 4, "size": 256}))
-            .send()
-            .await
-            .unwrap();
+        let r = post_enc_keys(&a, &enc_url, 4, 256).await;
         if r.status() == StatusCode::SERVICE_UNAVAILABLE {
             refused += 1;
             assert!(
@@ -314,21 +274,8 @@ async fn one_way_demand_of_twenty_pools_is_served_in_full() {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         }
-        assert_eq!(r.status(), StatusCode::OK);
-        let enc: KeyContainer = r.json().await.unwrap();
-        let ids: Vec<_> = enc
-            .keys
-            .iter()
-            .map(|k| json!({"key_ID": k.key_ID}))
-            .collect();
-        let r = b
-            .post(format!("{}/sae-a/dec_keys", base(p.b.local_addr())))
-            .json(&json!({"key_IDs": ids}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
-        let dec: KeyContainer = r.json().await.unwrap();
+        let enc = keys(r).await;
+        let dec = dec_all(&b, &dec_url, &enc).await;
         assert_eq!(enc, dec, "same keys at both SAEs");
         got += dec.keys.len() as u64;
         progress = Instant::now();

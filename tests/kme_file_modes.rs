@@ -3,15 +3,15 @@
 //! others may access (or that another user owns) is refused, naming the path, and so is a
 //! TLS private key of the KME or of the SAE client (`qkd::client`) that is not 0600.
 
-mod kme_support;
+mod support;
 
-use kme_support::{Pki, Spec, config_text, free_port};
 use qshield::config::KmeClientConfig;
 use qshield::qkd::client::Etsi014Client;
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, chown};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use support::kme::{Pki, Spec, config_text, free_port, load_config};
 
 /// A user ID that owns nothing here (`nobody`).
 const OTHER_UID: u32 = 65534;
@@ -26,23 +26,13 @@ fn chmod(path: &Path, mode: u32) {
 
 /// The TOML of KME `kme-a` serving `sae-a`, `sae-b`, its store in `data`.
 fn kme_text(pki: &Pki, data: &Path, port: u16) -> String {
-    let spec = Spec {
-        id: "kme-a",
-        port,
-        extra_kme: "",
-        saes: &["sae-a", "sae-b"],
-        remote: &[],
-        links: &[],
-    };
-    config_text(pki, data, &spec)
+    config_text(pki, data, &Spec::local("kme-a", port, &["sae-a", "sae-b"]))
 }
 
 /// Starts KME `kme-a` in-process with its store in `data`; the error text if it refuses.
 fn start_error(pki: &Pki, data: &Path) -> Option<String> {
     let cfg_dir = tempfile::tempdir().unwrap();
-    let path = cfg_dir.path().join("kme.toml");
-    fs::write(&path, kme_text(pki, data, 0)).unwrap();
-    let cfg = qshield::kme::config::load(&path).unwrap();
+    let cfg = load_config(&kme_text(pki, data, 0), cfg_dir.path());
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         match qshield::kme::start(cfg).await {

@@ -4,11 +4,11 @@
 //! "Get key" (its POST form, with its `additional_target_sae_ids: []` field) and "Get key
 //! with key IDs", and that the slave's keys equal the master's.
 
-mod kme_support;
+mod support;
 
 use etsi014_client::ETSI014Client;
-use kme_support::*;
 use qshield::qkd::etsi014::messages;
+use support::kme::*;
 
 /// `result` is the client's "unsuccessful HTTP code" error for a 400 whose body names
 /// `message` (its error kind is not nameable outside the crate: matched by its `Debug`).
@@ -26,19 +26,8 @@ fn refused<T>(result: Result<T, etsi014_client::Error>, message: &str) {
 async fn etsi014_client_crate_gets_identical_keys() {
     let pki = Pki::new("interop-ca", &["kme-a"], &["sae-a", "sae-b"]);
     let data = private_tempdir();
-    let spec = Spec {
-        id: "kme-a",
-        port: free_port(),
-        extra_kme: "",
-        saes: &["sae-a", "sae-b"],
-        remote: &[],
-        links: &[],
-    };
-    let kme = start(
-        &config_text(&pki, &data.path().join("db"), &spec),
-        data.path(),
-    )
-    .await;
+    let spec = Spec::local("kme-a", free_port(), &["sae-a", "sae-b"]);
+    let kme = start_spec(&pki, data.path(), &spec).await;
     let port = kme.local_addr().port();
     let client = |sae: &str| {
         let (cert, key) = (

@@ -4,13 +4,13 @@
 //! was refused with 413, and a leader whose unconfirmed blocks had grown that large could
 //! never push again.
 
-mod kme_support;
+mod support;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use kme_support::*;
 use qshield::kme::links::{LinkPush, MAX_BLOCK_BYTES, MAX_BLOCKS_PER_PUSH, WireBlock};
 use reqwest::StatusCode;
+use support::kme::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_largest_push_is_accepted() {
@@ -32,11 +32,7 @@ async fn the_largest_push_is_accepted() {
             pool_max: 1 << 30,
         }],
     };
-    let b = start(
-        &config_text(&pki, &dir.path().join("db"), &spec),
-        dir.path(),
-    )
-    .await;
+    let b = start_spec(&pki, dir.path(), &spec).await;
     let push = LinkPush {
         blocks: (0..MAX_BLOCKS_PER_PUSH as u64)
             .map(|seq| WireBlock {

@@ -4,15 +4,13 @@
 //! calls `enc_keys`), so each direction of the link must be refilled by its own need: the
 //! direction nobody uses must not stop generation for the one in use.
 
-mod kme_support;
+mod support;
 
-use kme_support::*;
 use qshield::kme::KmeHandle;
-use qshield::qkd::etsi014::KeyContainer;
 use reqwest::StatusCode;
-use serde_json::json;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
+use support::kme::*;
 
 /// The link's pool: 16 384 bits (8 192 per direction).
 const POOL_MAX_BITS: u64 = 16_384;
@@ -24,56 +22,9 @@ const KEYS_PER_REQUEST: u64 = 8;
 /// far longer than a refill takes at the link's rate.
 const STALL_LIMIT: Duration = Duration::from_secs(15);
 
-struct Pair {
-    pki: Pki,
-    _dirs: Vec<tempfile::TempDir>,
-    a: KmeHandle,
-    b: KmeHandle,
-}
-
-async fn pair() -> Pair {
+async fn pair() -> LinkedPair {
     let pki = Pki::new("links-ca", &["kme-a", "kme-b"], &["sae-a", "sae-b"]);
-    let (pa, pb) = (free_port(), free_port());
-    let (da, db) = (private_tempdir(), private_tempdir());
-    let link = |peer, port, leader| Link {
-        peer,
-        port,
-        leader,
-        rate: 4_000_000,
-        pool_max: POOL_MAX_BITS,
-    };
-    let spec_a = Spec {
-        id: "kme-a",
-        port: pa,
-        extra_kme: "",
-        saes: &["sae-a"],
-        remote: &[("sae-b", &["kme-b"])],
-        links: &[link("kme-b", pb, true)],
-    };
-    let spec_b = Spec {
-        id: "kme-b",
-        port: pb,
-        extra_kme: "",
-        saes: &["sae-b"],
-        remote: &[("sae-a", &["kme-a"])],
-        links: &[link("kme-a", pa, false)],
-    };
-    let b = start(
-        &config_text(&pki, &db.path().join("db"), &spec_b),
-        db.path(),
-    )
-    .await;
-    let a = start(
-        &config_text(&pki, &da.path().join("db"), &spec_a),
-        da.path(),
-    )
-    .await;
-    Pair {
-        pki,
-        _dirs: vec![da, db],
-        a,
-        b,
-    }
+    LinkedPair::start_random(pki, POOL_MAX_BITS, "").await
 }
 
 /// One way of the pair: master SAE at one KME, slave SAE at the other.
@@ -92,7 +43,7 @@ struct Delivered {
 /// Asks for `keys` keys on `way`, `KEYS_PER_REQUEST` at a time; a 503 (pool empty) is
 /// retried until the pool refills. Every key the master got must reach the slave,
 /// identical, under a new ID. Fails when no request succeeds for `STALL_LIMIT`.
-async fn demand(p: &Pair, way: Way<'_>, keys: u64, seen: &mut HashSet<String>) -> Delivered {
+async fn demand(p: &LinkedPair, way: Way<'_>, keys: u64, seen: &mut HashSet<String>) -> Delivered {
     let master = p.pki.client(Some(way.master.1));
     let slave = p.pki.client(Some(way.slave.1));
     let enc_url = format!(
@@ -108,12 +59,7 @@ async fn demand(p: &Pair, way: Way<'_>, keys: u64, seen: &mut HashSet<String>) -
     let mut out = Delivered::default();
     let mut progress = Instant::now();
     while out.keys < keys {
-        let r = master
-            .post(&enc_url)
-            .json(&json!({"number": KEYS_PER_REQUEST, "size": KEY_BITS}))
-            .send()
-            .await
-            .unwrap();
+        let r = post_enc_keys(&master, &enc_url, KEYS_PER_REQUEST, KEY_BITS).await;
         if r.status() == StatusCode::SERVICE_UNAVAILABLE {
             out.refused_503 += 1;
             assert!(
@@ -129,21 +75,8 @@ async fn demand(p: &Pair, way: Way<'_>, keys: u64, seen: &mut HashSet<String>) -
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         }
-        assert_eq!(r.status(), StatusCode::OK);
-        let sent: KeyContainer = r.json().await.unwrap();
-        let ids: Vec<_> = sent
-            .keys
-            .iter()
-            .map(|k| json!({"key_ID": k.key_ID}))
-            .collect();
-        let r = slave
-            .post(&dec_url)
-            .json(&json!({"key_IDs": ids}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK);
-        let got: KeyContainer = r.json().await.unwrap();
+        let sent = support::kme::keys(r).await;
+        let got = dec_all(&slave, &dec_url, &sent).await;
         assert_eq!(got, sent, "the slave gets the master's keys");
         for k in &got.keys {
             assert!(seen.insert(k.key_ID.clone()), "key {} twice", k.key_ID);

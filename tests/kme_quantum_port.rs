@@ -5,17 +5,16 @@
 //! connection at a time, slow senders are cut off, junk frames neither replace nor evict
 //! the genuine block, and a starved link raises the alarm and shows it in status.
 
-mod kme_support;
+mod support;
 
-use kme_support::*;
 use qshield::cvqkd::sim::{ClassicalMessage, QuantumBlock};
 use qshield::kme::KmeHandle;
 use qshield::kme::cvqkd::quantum_channel;
 use qshield::kme::cvqkd::wire::{self, LinkReply, LinkRequest, ProtocolParams};
 use reqwest::StatusCode;
-use serde_json::json;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use support::kme::*;
 use tokio::io::AsyncWriteExt;
 
 const BLOCK: u64 = 1 << 14;
@@ -33,22 +32,15 @@ async fn follower() -> Follower {
     let pki = Pki::new("qport-ca", &["kme-a", "kme-b"], &["sae-a", "sae-b"]);
     let (pa, pb, qport) = (free_port(), free_port(), free_port());
     let dir = private_tempdir();
-    let p = |f: &str| pki.path(f).display().to_string();
-    let text = format!(
-        "[kme]\nid = \"kme-b\"\nlisten = \"127.0.0.1:{pb}\"\ndata_dir = \"{}\"\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\nstatus_log_seconds = 0\n\
-         [[sae]]\nid = \"sae-b\"\n[[remote_sae]]\nid = \"sae-a\"\nroute = [\"kme-a\"]\n\
+    let rest = format!(
+        "[[sae]]\nid = \"sae-b\"\n[[remote_sae]]\nid = \"sae-a\"\nroute = [\"kme-a\"]\n\
          [[sae_pair]]\nmaster = \"sae-b\"\nslave = \"sae-a\"\nboth_ways = true\n\
          [[link]]\npeer = \"kme-a\"\nurl = \"https://127.0.0.1:{pa}\"\nrole = \"follower\"\nsource = \"cvqkd\"\n\
          [link.cvqkd]\ndistance_km = 1.0\nva = 4.0\nblock_size = {BLOCK}\npe_samples = {}\nepsilon = 1e-6\nframe_bits = 4096\nquantum_port = {qport}\n",
-        dir.path().join("db").display(),
-        p("ca.pem"),
-        p("kme-b.pem"),
-        p("kme-b.key"),
         BLOCK / 2
     );
-    let path = dir.path().join("kme.toml");
-    std::fs::write(&path, &text).unwrap();
-    let cfg = qshield::kme::config::load(&path).unwrap();
+    let text = kme_table(&pki, &dir.path().join("db"), "kme-b", pb) + &rest;
+    let cfg = load_config(&text, dir.path());
     let proto = qshield::kme::cvqkd::protocol(cfg.links[0].cvqkd.as_ref().unwrap()).unwrap();
     let params = ProtocolParams::of(&proto);
     let kme = qshield::kme::start(cfg).await.unwrap();
@@ -220,14 +212,8 @@ async fn a_starved_link_raises_the_alarm_and_shows_in_status() {
         "{c:?}"
     );
     // Nothing is relayed over a starved link.
-    let r = f
-        .pki
-        .client(Some("sae-b"))
-        .post(format!("{}/sae-a/enc_keys", base(f.kme.local_addr())))
-        .json(&json!({"number": 1, "size": 256}))
-        .send()
-        .await
-        .unwrap();
+    let url = format!("{}/sae-a/enc_keys", base(f.kme.local_addr()));
+    let r = post_enc_keys(&f.pki.client(Some("sae-b")), &url, 1, 256).await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: serde_json::Value = r.json().await.unwrap();
     assert!(

@@ -3,79 +3,31 @@
 //! rate and volume limits (503 naming the limit), expiry of keys the slave never fetched,
 //! and relayed keys counted against the slave KME's `max_key_count`.
 
-mod kme_support;
+mod support;
 
-use kme_support::*;
-use qshield::qkd::etsi014::{ErrorBody, KeyContainer, messages};
+use qshield::qkd::etsi014::messages;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-
-struct Env {
-    pki: Pki,
-    _data: tempfile::TempDir,
-    kme: qshield::kme::KmeHandle,
-    url: String,
-}
+use support::kme::*;
 
 /// kme-a with local SAEs sae-a, sae-b, sae-c; `extra_kme` goes into `[kme]`, `tail` (SAE
 /// pairs) at the end; `edit` rewrites the text before it is loaded.
-async fn env(extra_kme: &str, tail: &str, edit: impl Fn(String) -> String) -> Env {
+async fn env(extra_kme: &str, tail: &str, edit: impl Fn(String) -> String) -> KmeEnv {
     let pki = Pki::new("quota-ca", &["kme-a"], &["sae-a", "sae-b", "sae-c"]);
     let data = private_tempdir();
     let spec = Spec {
-        id: "kme-a",
-        port: free_port(),
         extra_kme,
-        saes: &["sae-a", "sae-b", "sae-c"],
-        remote: &[],
-        links: &[],
+        ..Spec::local("kme-a", free_port(), &["sae-a", "sae-b", "sae-c"])
     };
     let text = edit(config_text_bare(&pki, &data.path().join("db"), &spec) + tail);
-    let kme = start(&text, data.path()).await;
-    let url = base(kme.local_addr());
-    Env {
-        pki,
-        _data: data,
-        kme,
-        url,
-    }
-}
-
-async fn enc(e: &Env, master: &str, slave: &str, number: u32, size: u32) -> reqwest::Response {
-    e.pki
-        .client(Some(master))
-        .post(format!("{}/{slave}/enc_keys", e.url))
-        .json(&json!({"number": number, "size": size}))
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn dec(e: &Env, slave: &str, master: &str, id: &str) -> reqwest::Response {
-    e.pki
-        .client(Some(slave))
-        .get(format!("{}/{master}/dec_keys?key_ID={id}", e.url))
-        .send()
-        .await
-        .unwrap()
-}
-
-async fn keys(r: reqwest::Response) -> KeyContainer {
-    assert_eq!(r.status(), StatusCode::OK);
-    r.json().await.unwrap()
-}
-
-async fn refused(r: reqwest::Response, code: StatusCode) -> ErrorBody {
-    assert_eq!(r.status(), code);
-    r.json().await.unwrap()
+    KmeEnv::start(pki, data, &text).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_sae_pair_configured_refuses_every_key_request() {
     let e = env("", "", |t| t).await;
     let body = refused(
-        enc(&e, "sae-a", "sae-b", 1, 256).await,
+        e.enc("sae-a", "sae-b", 1, 256).await,
         StatusCode::UNAUTHORIZED,
     )
     .await;
@@ -89,36 +41,32 @@ async fn no_sae_pair_configured_refuses_every_key_request() {
         .unwrap();
     refused(r, StatusCode::UNAUTHORIZED).await;
     let id = uuid::Uuid::new_v4().to_string();
-    refused(
-        dec(&e, "sae-b", "sae-a", &id).await,
-        StatusCode::UNAUTHORIZED,
-    )
-    .await;
+    refused(e.dec("sae-b", "sae-a", &id).await, StatusCode::UNAUTHORIZED).await;
     e.kme.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn only_configured_pairs_get_keys_in_the_configured_direction() {
     let e = env("", &pair_text("sae-a", "sae-b", false, ""), |t| t).await;
-    let k = keys(enc(&e, "sae-a", "sae-b", 1, 256).await).await;
-    keys(dec(&e, "sae-b", "sae-a", &k.keys[0].key_ID).await).await;
+    let k = keys(e.enc("sae-a", "sae-b", 1, 256).await).await;
+    keys(e.dec("sae-b", "sae-a", &k.keys[0].key_ID).await).await;
     // The reverse direction is not configured (no both_ways), nor is sae-a with sae-c.
     for (m, s) in [("sae-b", "sae-a"), ("sae-a", "sae-c"), ("sae-c", "sae-a")] {
-        let body = refused(enc(&e, m, s, 1, 256).await, StatusCode::UNAUTHORIZED).await;
+        let body = refused(e.enc(m, s, 1, 256).await, StatusCode::UNAUTHORIZED).await;
         assert!(
             body.message.contains(&format!("'{m}' get keys for '{s}'")),
             "{m}>{s}: {body:?}"
         );
     }
     // sae-c holding a key ID of the pair cannot even ask for it.
-    let k = keys(enc(&e, "sae-a", "sae-b", 1, 256).await).await;
+    let k = keys(e.enc("sae-a", "sae-b", 1, 256).await).await;
     let body = refused(
-        dec(&e, "sae-c", "sae-a", &k.keys[0].key_ID).await,
+        e.dec("sae-c", "sae-a", &k.keys[0].key_ID).await,
         StatusCode::UNAUTHORIZED,
     )
     .await;
     assert!(body.message.contains("not authorized"), "{body:?}");
-    keys(dec(&e, "sae-b", "sae-a", &k.keys[0].key_ID).await).await;
+    keys(e.dec("sae-b", "sae-a", &k.keys[0].key_ID).await).await;
     e.kme.shutdown().await;
 }
 
@@ -127,10 +75,10 @@ async fn a_pair_over_its_rate_gets_503_naming_the_limit() {
     let tail = pair_text("sae-a", "sae-b", true, "rate = \"3/min\"")
         + &pair_text("sae-a", "sae-c", true, "");
     let e = env("", &tail, |t| t).await;
-    keys(enc(&e, "sae-a", "sae-b", 2, 256).await).await;
+    keys(e.enc("sae-a", "sae-b", 2, 256).await).await;
     // 3 keys per minute: 1 left (and 1/20 s refilled), 2 asked for.
     let body = refused(
-        enc(&e, "sae-b", "sae-a", 2, 256).await,
+        e.enc("sae-b", "sae-a", 2, 256).await,
         StatusCode::SERVICE_UNAVAILABLE,
     )
     .await;
@@ -138,9 +86,9 @@ async fn a_pair_over_its_rate_gets_503_naming_the_limit() {
         body.message.contains("sae_pair[0].rate") && body.message.contains("3/min"),
         "{body:?}"
     );
-    keys(enc(&e, "sae-a", "sae-b", 1, 256).await).await;
+    keys(e.enc("sae-a", "sae-b", 1, 256).await).await;
     // Other pairs keep their own budget.
-    keys(enc(&e, "sae-a", "sae-c", 8, 256).await).await;
+    keys(e.enc("sae-a", "sae-c", 8, 256).await).await;
     e.kme.shutdown().await;
 }
 
@@ -154,12 +102,12 @@ async fn an_sae_over_its_volume_gets_503_for_every_slave() {
         )
     })
     .await;
-    keys(enc(&e, "sae-a", "sae-b", 2, 256).await).await;
-    keys(enc(&e, "sae-a", "sae-c", 1, 256).await).await;
+    keys(e.enc("sae-a", "sae-b", 2, 256).await).await;
+    keys(e.enc("sae-a", "sae-c", 1, 256).await).await;
     // 768 of 1000 bits spent: one more 256-bit key does not fit, for any slave.
     for slave in ["sae-b", "sae-c"] {
         let body = refused(
-            enc(&e, "sae-a", slave, 1, 256).await,
+            e.enc("sae-a", slave, 1, 256).await,
             StatusCode::SERVICE_UNAVAILABLE,
         )
         .await;
@@ -168,9 +116,9 @@ async fn an_sae_over_its_volume_gets_503_for_every_slave() {
             "{body:?}"
         );
     }
-    keys(enc(&e, "sae-a", "sae-b", 1, 128).await).await;
+    keys(e.enc("sae-a", "sae-b", 1, 128).await).await;
     // sae-b as master has no limit of its own.
-    keys(enc(&e, "sae-b", "sae-a", 16, 1024).await).await;
+    keys(e.enc("sae-b", "sae-a", 16, 1024).await).await;
     let st = e.kme.status().await;
     let p = st.pairs.iter().find(|p| p.slave == "sae-c").unwrap();
     assert_eq!((p.master.as_str(), p.errors_503), ("sae-a", 1));
@@ -186,21 +134,13 @@ async fn undelivered_keys_expire_and_are_never_served() {
         |t| t,
     )
     .await;
-    let late = keys(enc(&e, "sae-a", "sae-b", 3, 256).await).await;
-    let fresh = keys(enc(&e, "sae-a", "sae-b", 1, 256).await).await;
-    keys(dec(&e, "sae-b", "sae-a", &fresh.keys[0].key_ID).await).await;
+    let late = keys(e.enc("sae-a", "sae-b", 3, 256).await).await;
+    let fresh = keys(e.enc("sae-a", "sae-b", 1, 256).await).await;
+    keys(e.dec("sae-b", "sae-a", &fresh.keys[0].key_ID).await).await;
     // Wait for the sweep: the three keys leave the pair's count.
-    let a = e.pki.client(Some("sae-a"));
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let st: Value = a
-            .get(format!("{}/sae-b/status", e.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let st: serde_json::Value = e.status("sae-a", "sae-b").await;
         if st["stored_key_count"] == 10 {
             break;
         }
@@ -208,14 +148,15 @@ async fn undelivered_keys_expire_and_are_never_served() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let unknown = refused(
-        dec(&e, "sae-b", "sae-a", &uuid::Uuid::new_v4().to_string()).await,
+        e.dec("sae-b", "sae-a", &uuid::Uuid::new_v4().to_string())
+            .await,
         StatusCode::BAD_REQUEST,
     )
     .await;
     assert_eq!(unknown.message, messages::KEYS_NOT_FOUND);
     for k in &late.keys {
         let body = refused(
-            dec(&e, "sae-b", "sae-a", &k.key_ID).await,
+            e.dec("sae-b", "sae-a", &k.key_ID).await,
             StatusCode::BAD_REQUEST,
         )
         .await;
@@ -231,51 +172,9 @@ async fn undelivered_keys_expire_and_are_never_served() {
 #[tokio::test(flavor = "multi_thread")]
 async fn relayed_keys_count_against_max_key_count() {
     let pki = Pki::new("quota-ca", &["kme-a", "kme-b"], &["sae-a", "sae-b"]);
-    let (pa, pb) = (free_port(), free_port());
-    let (da, db) = (private_tempdir(), private_tempdir());
-    let link = |peer, port, leader| Link {
-        peer,
-        port,
-        leader,
-        rate: 4_000_000,
-        pool_max: 200_000,
-    };
-    let specs = [
-        (
-            &da,
-            "kme-a",
-            pa,
-            "",
-            "sae-a",
-            ("sae-b", "kme-b"),
-            link("kme-b", pb, true),
-        ),
-        (
-            &db,
-            "kme-b",
-            pb,
-            "max_key_count = 2",
-            "sae-b",
-            ("sae-a", "kme-a"),
-            link("kme-a", pa, false),
-        ),
-    ];
-    let mut kmes = Vec::new();
-    for (dir, id, port, extra, sae, (remote, hop), l) in specs {
-        let route = [hop];
-        let spec = Spec {
-            id,
-            port,
-            extra_kme: extra,
-            saes: &[sae],
-            remote: &[(remote, &route[..])],
-            links: &[l],
-        };
-        let text = config_text(&pki, &dir.path().join("db"), &spec);
-        kmes.push(start(&text, dir.path()).await);
-    }
-    let a = pki.client(Some("sae-a"));
-    let url = format!("{}/sae-b/enc_keys", base(kmes[0].local_addr()));
+    let p = LinkedPair::start_random(pki, 200_000, "max_key_count = 2").await;
+    let a = p.pki.client(Some("sae-a"));
+    let url = format!("{}/sae-b/enc_keys", base(p.a.local_addr()));
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut delivered = 0;
     while delivered < 2 {
@@ -298,7 +197,7 @@ async fn relayed_keys_count_against_max_key_count() {
     )
     .await;
     assert!(body.message.contains("max_key_count"), "{body:?}");
-    for k in kmes {
+    for k in [p.a, p.b] {
         k.shutdown().await;
     }
 }

@@ -4,27 +4,18 @@
 //! pool drops by exactly the key bits on both ends; a link that cannot cover the request
 //! gives 503 and no key; the counters say so.
 
-mod kme_support;
+mod support;
 
-use kme_support::*;
-use qshield::kme::KmeHandle;
 use qshield::qkd::etsi014::KeyContainer;
 use reqwest::StatusCode;
-use serde_json::json;
-use std::time::{Duration, Instant};
+use support::kme::*;
 
 const NAMES: [&str; 4] = ["kme-a", "kme-r1", "kme-r2", "kme-b"];
 /// Links A1 and 2B: large pools. Link 12: 20 000 bits (10 000 per direction).
 const BIG: u64 = 200_000;
 const SMALL: u64 = 20_000;
 
-struct Net {
-    pki: Pki,
-    _dirs: Vec<tempfile::TempDir>,
-    kmes: Vec<KmeHandle>,
-}
-
-async fn net() -> Net {
+async fn net() -> KmeNet {
     let pki = Pki::new("relay-ca", &NAMES, &["sae-a", "sae-b"]);
     let ports: Vec<u16> = NAMES.iter().map(|_| free_port()).collect();
     let link = |i: usize, leader: bool, pool_max: u64| Link {
@@ -62,31 +53,11 @@ async fn net() -> Net {
             vec![("sae-a", &["kme-r2", "kme-r1", "kme-a"][..])],
         ),
     ];
-    let mut dirs = Vec::new();
-    let mut kmes = Vec::new();
-    for (i, (links, saes, remote)) in specs.iter().enumerate() {
-        let dir = private_tempdir();
-        let spec = Spec {
-            id: NAMES[i],
-            port: ports[i],
-            extra_kme: "",
-            saes,
-            remote,
-            links,
-        };
-        let text = config_text(&pki, &dir.path().join("db"), &spec);
-        kmes.push(start(&text, dir.path()).await);
-        dirs.push(dir);
-    }
-    Net {
-        pki,
-        _dirs: dirs,
-        kmes,
-    }
+    KmeNet::start(pki, &NAMES, &ports, &specs, config_text).await
 }
 
 /// (send, receive) pool bits of every link end: [a→r1, r1→a, r1→r2, r2→r1, r2→b, b→r2].
-async fn levels(n: &Net) -> Vec<(u64, u64)> {
+async fn levels(n: &KmeNet) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
     for (k, peer) in [
         (0, "kme-r1"),
@@ -104,60 +75,33 @@ async fn levels(n: &Net) -> Vec<(u64, u64)> {
 }
 
 /// Waits until every link is filled to its high-water mark and both ends agree.
-async fn settled(n: &Net) -> Vec<(u64, u64)> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let l = levels(n).await;
+async fn settled(n: &KmeNet) -> Vec<(u64, u64)> {
+    let filled = |l: &Vec<(u64, u64)>| {
         let agree = (0..3).all(|i| l[2 * i] == (l[2 * i + 1].1, l[2 * i + 1].0));
         let full = [BIG, SMALL, BIG]
             .iter()
             .enumerate()
             .all(|(i, max)| 8 * (l[2 * i].0 + l[2 * i].1) / 8 >= max - max / 8);
-        if agree && full {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            if levels(n).await == l {
-                return l;
-            }
-        }
-        assert!(Instant::now() < deadline, "links never filled: {l:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        agree && full
+    };
+    settled_levels(async || levels(n).await, filled).await
 }
 
-fn url(n: &Net, kme: usize, rest: &str) -> String {
+fn url(n: &KmeNet, kme: usize, rest: &str) -> String {
     format!("{}/{rest}", base(n.kmes[kme].local_addr()))
 }
 
 async fn relay_once(
-    n: &Net,
+    n: &KmeNet,
     from: (usize, &str),
     to: (usize, &str),
     number: u32,
     size: u32,
 ) -> KeyContainer {
     let (m, s) = (n.pki.client(Some(from.1)), n.pki.client(Some(to.1)));
-    let body = json!({"number": number, "size": size});
-    let r = m
-        .post(url(n, from.0, &format!("{}/enc_keys", to.1)))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let sent: KeyContainer = r.json().await.unwrap();
-    let ids: Vec<_> = sent
-        .keys
-        .iter()
-        .map(|k| json!({"key_ID": k.key_ID}))
-        .collect();
-    let r = s
-        .post(url(n, to.0, &format!("{}/dec_keys", from.1)))
-        .json(&json!({"key_IDs": ids}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let got: KeyContainer = r.json().await.unwrap();
+    let enc_url = url(n, from.0, &format!("{}/enc_keys", to.1));
+    let sent = keys(post_enc_keys(&m, &enc_url, number.into(), size.into()).await).await;
+    let got = dec_all(&s, &url(n, to.0, &format!("{}/dec_keys", from.1)), &sent).await;
     assert_eq!(got, sent, "the slave gets the master's keys");
     got
 }
@@ -202,12 +146,7 @@ async fn a_short_link_gives_503_and_no_key() {
     let before = settled(&n).await;
     let a = n.pki.client(Some("sae-a"));
     // 16 × 1024 bits: link 12 holds at most 10 000 bits per direction.
-    let r = a
-        .post(url(&n, 0, "sae-b/enc_keys"))
-        .json(&json!({"number": 16, "size": 1024}))
-        .send()
-        .await
-        .unwrap();
+    let r = post_enc_keys(&a, &url(&n, 0, "sae-b/enc_keys"), 16, 1024).await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: serde_json::Value = r.json().await.unwrap();
     assert!(

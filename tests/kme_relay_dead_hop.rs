@@ -14,9 +14,8 @@
 //! - Exactly-once after kme-m returns: every key the master received reaches the slave,
 //!   once, identical; a second fetch of any key ID is refused.
 
-mod kme_support;
+mod support;
 
-use kme_support::*;
 use qshield::qkd::etsi014::{KeyContainer, messages};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -24,6 +23,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::kme::*;
 
 const NAMES: [&str; 3] = ["kme-a", "kme-m", "kme-b"];
 const POOL_MAX_BITS: u64 = 400_000;

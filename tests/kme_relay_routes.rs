@@ -5,27 +5,17 @@
 //! configured, and routes whose ends are not the pair's KMEs: each is refused with an error
 //! naming the problem, and no link pool of kme-r or kme-b moves.
 
-mod kme_support;
+mod support;
 
 use base64::Engine;
-use kme_support::*;
-use qshield::kme::KmeHandle;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use support::kme::*;
 
 const NAMES: [&str; 3] = ["kme-a", "kme-r", "kme-b"];
 
-/// A KME's links, local SAEs and remote SAEs with their routes.
-type KmeSpec<'a> = (Vec<Link<'a>>, &'a [&'a str], Vec<(&'a str, &'a [&'a str])>);
-
-struct Net {
-    pki: Pki,
-    _dirs: Vec<tempfile::TempDir>,
-    kmes: Vec<KmeHandle>,
-}
-
-async fn net() -> Net {
+async fn net() -> KmeNet {
     let pki = Pki::new("routes-ca", &NAMES, &["sae-a", "sae-b", "sae-c"]);
     let ports: Vec<u16> = NAMES.iter().map(|_| free_port()).collect();
     let link = |i: usize, leader: bool| Link {
@@ -58,32 +48,14 @@ async fn net() -> Net {
             vec![("sae-a", &to_a[..])],
         ),
     ];
-    let mut dirs = Vec::new();
-    let mut kmes = Vec::new();
-    for (i, (links, saes, remote)) in specs.iter().enumerate() {
-        let dir = private_tempdir();
-        let spec = Spec {
-            id: NAMES[i],
-            port: ports[i],
-            extra_kme: "",
-            saes,
-            remote,
-            links,
-        };
-        let text = config_text_bare(&pki, &dir.path().join("db"), &spec)
-            + &pair_text("sae-a", "sae-b", true, "");
-        kmes.push(start(&text, dir.path()).await);
-        dirs.push(dir);
-    }
-    Net {
-        pki,
-        _dirs: dirs,
-        kmes,
-    }
+    let text = |pki: &Pki, data: &Path, spec: &Spec<'_>| {
+        config_text_bare(pki, data, spec) + &pair_text("sae-a", "sae-b", true, "")
+    };
+    KmeNet::start(pki, &NAMES, &ports, &specs, text).await
 }
 
 /// (peer, send, receive) pool bits of every link end at kme-r and kme-b.
-async fn levels(n: &Net) -> Vec<(String, u64, u64)> {
+async fn levels(n: &KmeNet) -> Vec<(String, u64, u64)> {
     let mut out = Vec::new();
     for k in &n.kmes[1..] {
         for l in k.status().await.links {
@@ -94,26 +66,16 @@ async fn levels(n: &Net) -> Vec<(String, u64, u64)> {
 }
 
 /// Waits until the links are filled and no level moves.
-async fn settled(n: &Net) -> Vec<(String, u64, u64)> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let l = levels(n).await;
-        if l.iter().all(|(_, s, r)| s + r >= 80_000) {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            if levels(n).await == l {
-                return l;
-            }
-        }
-        assert!(Instant::now() < deadline, "links never filled: {l:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+async fn settled(n: &KmeNet) -> Vec<(String, u64, u64)> {
+    let filled = |l: &Vec<(String, u64, u64)>| l.iter().all(|(_, s, r)| s + r >= 80_000);
+    settled_levels(async || levels(n).await, filled).await
 }
 
 /// A relay to kme-r from `from` (a neighbour's certificate) naming 32 bytes of pad that
 /// the sender's direction of the link really holds (kme-a leads its link: even block 0;
 /// kme-b follows kme-r: odd block 1).
 async fn relay(
-    n: &Net,
+    n: &KmeNet,
     from: &str,
     master: &str,
     slave: &str,
@@ -147,7 +109,7 @@ async fn relay(
 }
 
 async fn refused(
-    n: &Net,
+    n: &KmeNet,
     from: &str,
     master: &str,
     slave: &str,

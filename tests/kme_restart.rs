@@ -7,17 +7,16 @@
 //! the KME has answered keys since its start and a request is in flight, and the test
 //! requires that requests were cut off by the kills: the hard case happens every run.
 
-mod kme_support;
+mod support;
 
-use kme_support::*;
 use qshield::qkd::etsi014::KeyContainer;
 use reqwest::StatusCode;
-use serde_json::json;
 use std::collections::HashMap;
 use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use support::kme::*;
 
 const SAES: usize = 8;
 
@@ -73,10 +72,6 @@ impl Drop for InFlight<'_> {
     }
 }
 
-fn name(i: usize) -> String {
-    format!("sae-{i}")
-}
-
 async fn client(
     pki: Arc<Pki>,
     i: usize,
@@ -85,7 +80,7 @@ async fn client(
     flight: Arc<Flight>,
     stop: Arc<AtomicBool>,
 ) {
-    let c = pki.client(Some(&name(i)));
+    let c = pki.client(Some(&sae_name(i)));
     while !stop.load(Ordering::Relaxed) {
         if enc(&c, i, &base, &log, &flight).await.is_err()
             || dec(&c, i, &base, &log, &flight).await.is_err()
@@ -103,7 +98,7 @@ async fn enc(
     log: &Mutex<Log>,
     flight: &Flight,
 ) -> Result<(), ()> {
-    let url = format!("{base}/{}/enc_keys?number=2", name(i ^ 1));
+    let url = format!("{base}/{}/enc_keys?number=2", sae_name(i ^ 1));
     let request = InFlight::start(flight);
     let r = c.get(url).send().await.map_err(|_| request.failed())?;
     assert_eq!(r.status(), StatusCode::OK);
@@ -113,12 +108,8 @@ async fn enc(
         .keys_answered
         .fetch_add(k.keys.len(), Ordering::SeqCst);
     let mut log = log.lock().unwrap();
+    record_once(&mut log.master_got, &k, "a key ID handed to two masters");
     for key in &k.keys {
-        assert!(
-            log.master_got
-                .insert(key.key_ID.clone(), key.key.clone())
-                .is_none()
-        );
         log.queues
             .entry(i ^ 1)
             .or_default()
@@ -139,10 +130,10 @@ async fn dec(
     if ids.is_empty() {
         return Ok(());
     }
-    let body = json!({"key_IDs": ids.iter().map(|id| json!({"key_ID": id})).collect::<Vec<_>>()});
+    let body = key_ids_body(&ids);
     let request = InFlight::start(flight);
     let sent = c
-        .post(format!("{base}/{}/dec_keys", name(i ^ 1)))
+        .post(format!("{base}/{}/dec_keys", sae_name(i ^ 1)))
         .json(&body)
         .send()
         .await;
@@ -160,14 +151,7 @@ async fn dec(
         log.in_doubt.extend(ids.into_iter().map(|id| (id, i)));
         return Err(());
     };
-    for key in &k.keys {
-        assert!(
-            log.slave_got
-                .insert(key.key_ID.clone(), key.key.clone())
-                .is_none(),
-            "delivered twice"
-        );
-    }
+    record_once(&mut log.slave_got, &k, "delivered twice");
     Ok(())
 }
 
@@ -177,8 +161,8 @@ async fn settle_doubts(pki: &Pki, base: &str, log: &Mutex<Log>) -> usize {
     let doubts: Vec<(String, usize)> = log.lock().unwrap().in_doubt.clone().into_iter().collect();
     let mut lost_answers = 0;
     for (id, slave) in doubts {
-        let c = pki.client(Some(&name(slave)));
-        let url = format!("{base}/{}/dec_keys?key_ID={id}", name(slave ^ 1));
+        let c = pki.client(Some(&sae_name(slave)));
+        let url = format!("{base}/{}/dec_keys?key_ID={id}", sae_name(slave ^ 1));
         let r = c.get(url).send().await.unwrap();
         match r.status() {
             StatusCode::OK => {
@@ -226,20 +210,12 @@ async fn kill_under_load(child: &mut Child, flight: &Flight) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_mid_load_loses_and_repeats_nothing() {
-    let names: Vec<String> = (0..SAES).map(name).collect();
+    let names: Vec<String> = (0..SAES).map(sae_name).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let pki = Arc::new(Pki::new("restart-ca", &["kme-a"], &refs));
     let dir = private_tempdir();
-    let spec = Spec {
-        id: "kme-a",
-        port: free_port(),
-        extra_kme: "",
-        saes: &refs,
-        remote: &[],
-        links: &[],
-    };
-    let config = dir.path().join("kme.toml");
-    std::fs::write(&config, config_text(&pki, &dir.path().join("db"), &spec)).unwrap();
+    let spec = Spec::local("kme-a", free_port(), &refs);
+    let config = write_config(&pki, dir.path(), &spec);
     let stderr = dir.path().join("kme.log");
     let base = format!("https://127.0.0.1:{}/api/v1/keys", spec.port);
     let mut child = spawn_kme(&config, &stderr);
@@ -273,7 +249,7 @@ async fn kill_9_mid_load_loses_and_repeats_nothing() {
         t.await.unwrap();
     }
     for i in 0..SAES {
-        let c = pki.client(Some(&name(i)));
+        let c = pki.client(Some(&sae_name(i)));
         dec(&c, i, &base, &log, &flight).await.unwrap();
     }
     let lost_answers = settle_doubts(&pki, &base, &log).await;

@@ -5,24 +5,17 @@
 //! and a neighbour gets 401 calling for a link that is not its own. A config whose SAE ID is
 //! a KME ID is refused at load, naming FILE:LINE and the field.
 
-mod kme_support;
+mod support;
 
-use kme_support::*;
 use qshield::kme::config::parse;
 use reqwest::StatusCode;
 use std::path::Path;
-
-struct Env {
-    pki: Pki,
-    _data: tempfile::TempDir,
-    kme: qshield::kme::KmeHandle,
-    root: String,
-}
+use support::kme::*;
 
 /// kme-a with local SAEs sae-a, sae-b; remote sae-r at kme-c behind kme-b; links: follower
 /// of kme-b (random, its leader never runs) and leader of kme-d (whose follower never
 /// runs). kme-e is certified by the same CA but unknown to kme-a.
-async fn env() -> Env {
+async fn env() -> KmeEnv {
     let pki = Pki::new(
         "test-ca",
         &["kme-a", "kme-b", "kme-c", "kme-d", "kme-e"],
@@ -58,22 +51,15 @@ async fn env() -> Env {
             links: &links,
         },
     );
-    let kme = start(&text, data.path()).await;
-    let root = format!("https://127.0.0.1:{}", kme.local_addr().port());
-    Env {
-        pki,
-        _data: data,
-        kme,
-        root,
-    }
+    KmeEnv::start(pki, data, &text).await
 }
 
 /// POSTs `{}` to `path` with `who`'s certificate; the status and the body.
-async fn post(e: &Env, who: &str, path: &str) -> (StatusCode, String) {
+async fn post(e: &KmeEnv, who: &str, path: &str) -> (StatusCode, String) {
     let resp = e
         .pki
         .client(Some(who))
-        .post(format!("{}{path}", e.root))
+        .post(format!("{}{path}", e.root()))
         .json(&serde_json::json!({}))
         .send()
         .await
@@ -128,7 +114,7 @@ async fn a_kme_certificate_is_refused_on_the_etsi_api() {
         let resp = e
             .pki
             .client(Some(who))
-            .get(format!("{}/api/v1/keys/sae-b/status", e.root))
+            .get(format!("{}/api/v1/keys/sae-b/status", e.root()))
             .send()
             .await
             .unwrap();
@@ -175,7 +161,7 @@ async fn only_a_neighbour_may_call_and_only_for_its_own_link() {
     let resp = e
         .pki
         .client(Some("kme-b"))
-        .post(format!("{}/kme/v1/relay", e.root))
+        .post(format!("{}/kme/v1/relay", e.root()))
         .json(&relay)
         .send()
         .await
@@ -190,7 +176,7 @@ async fn only_a_neighbour_may_call_and_only_for_its_own_link() {
     let resp = e
         .pki
         .client(Some("kme-b"))
-        .post(format!("{}/kme/v1/link/keys", e.root))
+        .post(format!("{}/kme/v1/link/keys", e.root()))
         .json(&push)
         .send()
         .await

@@ -3,14 +3,14 @@
 //! offering TLS 1.2 does get one); a TLS 1.2 client without a client certificate gets no
 //! HTTP answer, while the same client with its certificate does.
 
-mod kme_support;
+mod support;
 
-use kme_support::*;
 use rustls_pki_types::pem::PemObject;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
+use support::kme::*;
 
 /// TLS record content types and the alert this test expects.
 const RECORD_HANDSHAKE: u8 = 22;
@@ -86,15 +86,8 @@ fn answer_to_hello(port: u16, version: u16) -> Vec<u8> {
 
 /// A KME serving sae-a and sae-b on a free port.
 async fn kme(pki: &Pki, data: &std::path::Path) -> qshield::kme::KmeHandle {
-    let spec = Spec {
-        id: "kme-a",
-        port: free_port(),
-        extra_kme: "",
-        saes: &["sae-a", "sae-b"],
-        remote: &[],
-        links: &[],
-    };
-    start(&config_text(pki, &data.join("db"), &spec), data).await
+    let spec = Spec::local("kme-a", free_port(), &["sae-a", "sae-b"]);
+    start_spec(pki, data, &spec).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,12 +1,12 @@
 //! The daemon's ETSI GS QKD 014 client (`qkd::client::Etsi014Client`, the one `qshield up`
 //! uses) against qshield's KME over real HTTPS with mutual TLS.
 
-mod kme_support;
+mod support;
 
-use kme_support::{Pki, Spec, config_text, free_port, private_tempdir, start};
 use qshield::config::KmeClientConfig;
 use qshield::qkd::client::Etsi014Client;
 use qshield::qkd::{KeySource, QkdError};
+use support::kme::{Pki, Spec, config_text, free_port, private_tempdir, start};
 
 fn client(pki: &Pki, port: u16, sae: &str, ca: &str) -> Etsi014Client {
     let cfg = KmeClientConfig {

@@ -11,14 +11,15 @@ pub mod identity_files;
 mod locate;
 mod peers;
 mod raw;
+pub(crate) mod spanned;
 pub mod types;
 pub mod units;
 mod validate;
 
 pub use error::{ConfigError, Location, Problem};
 pub use types::{
-    Config, InterfaceConfig, KmeClientConfig, OffloadMode, PeerConfig, QkdConfig, QkdPolicy,
-    RotationConfig,
+    Config, DEFAULT_CONTROL_DIR, DEFAULT_LISTEN_PORT, InterfaceConfig, KmeClientConfig,
+    OffloadMode, PeerConfig, QkdConfig, QkdPolicy, RotationConfig,
 };
 
 use crate::crypto::PublicIdentity;
@@ -36,12 +37,13 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// Validates config `text` that was read from `origin` (used in messages and to resolve
 /// relative paths: `identity_dir`, `control_socket`, `public_key_file`).
 pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
-    let raw: raw::RawConfig = toml::from_str(text).map_err(|e| toml_error(&e, text, origin))?;
-    validate::config(&raw, &validate::Source { text, origin })
+    let src = spanned::Source { text, origin };
+    let raw: raw::RawConfig = src.parse_toml()?;
+    validate::config(&raw, &src)
 }
 
 /// A TOML syntax or schema error, located and attributed to a field where possible.
-pub(crate) fn toml_error(e: &toml::de::Error, text: &str, origin: &Path) -> ConfigError {
+fn toml_error(e: &toml::de::Error, text: &str, origin: &Path) -> ConfigError {
     let offset = e.span().map(|s| s.start);
     let at = match offset {
         Some(o) => Location::at_offset(origin, text, o),

@@ -5,9 +5,10 @@
 use super::error::{ConfigError, Problem};
 use super::identity_files;
 use super::raw::{self, Quantity, RawPeer};
+use super::spanned::Source;
 use super::types::PeerConfig;
 use super::units;
-use super::validate::{Source, cidr_list, duration};
+use super::validate::duration;
 use crate::cidr::IpCidr;
 use crate::crypto::PublicIdentity;
 use std::collections::HashMap;
@@ -52,7 +53,7 @@ fn peer(
             .map(|e| endpoint(i, e, src))
             .transpose()?,
         public_key: public_key(i, raw, header, src)?,
-        allowed_ips: cidr_list(&raw.allowed_ips, &format!("peer[{i}].allowed_ips"), src)?,
+        allowed_ips: src.cidr_list(&raw.allowed_ips, &format!("peer[{i}].allowed_ips"))?,
         persistent_keepalive: keepalive(i, raw.persistent_keepalive.as_ref(), src)?,
         qkd_sae_id: raw
             .qkd_sae_id

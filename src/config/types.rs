@@ -7,6 +7,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Default UDP listen port.
+pub const DEFAULT_LISTEN_PORT: u16 = 51820;
+/// Default directory of control sockets (`<dir>/<interface>.sock`).
+pub const DEFAULT_CONTROL_DIR: &str = "/run/qshield";
+
 /// A whole daemon configuration (one TUN interface, its peers).
 #[derive(Debug, Clone)]
 pub struct Config {

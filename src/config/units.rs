@@ -1,5 +1,6 @@
-//! Human units in the config: byte sizes (`"8GiB"`, `"500MB"`, `1048576`) and durations
-//! (`"90s"`, `"1h30m"`, `"500ms"`, `120`). Parsing refuses anything ambiguous (fractions,
+//! Human units in the configs: byte sizes (`"8GiB"`, `"500MB"`, `1048576`) and durations
+//! (`"90s"`, `"1h30m"`, `"500ms"`, `120`; the KME's config takes the strict
+//! [`DurationSyntax::SingleUnit`] form). Parsing refuses anything ambiguous (fractions,
 //! negative values, unknown units, overflow) rather than guessing; formatting produces the
 //! shortest exact form, which parses back to the same value.
 
@@ -85,9 +86,72 @@ pub fn parse_bytes(text: &str) -> Result<u64, UnitError> {
     number.checked_mul(factor).ok_or(UnitError::Overflow)
 }
 
-/// Parses a duration: one or more `<number><unit>` parts from the largest unit to the
-/// smallest (`1h30m`, `90s`, `500ms`), or a bare whole number meaning seconds.
+/// The duration forms a config field accepts: the daemon's config is lenient, the KME's
+/// strict (its documented examples are all `<number><unit>`, and a bare `"10"` is refused
+/// there rather than read as seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurationSyntax {
+    /// One or more `<number><unit>` parts from the largest unit to the smallest (`1h30m`,
+    /// `90s`, `500ms`, units case-insensitive, spaces and `_` allowed), or a bare whole
+    /// number meaning seconds.
+    Compound,
+    /// Exactly one whole number (digits only) directly followed by one of `s`, `m`, `h`,
+    /// `d` (lowercase): `"90s"`, `"10m"`, `"2h"`, `"1d"`.
+    SingleUnit,
+}
+
+/// The units [`DurationSyntax::SingleUnit`] accepts, for messages.
+pub const SINGLE_DURATION_UNITS: &str = "s, m, h, d";
+
+/// Parses a duration in the daemon's [`DurationSyntax::Compound`] form.
 pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
+    parse_duration_as(text, DurationSyntax::Compound)
+}
+
+/// Parses a duration written in `syntax`.
+pub fn parse_duration_as(text: &str, syntax: DurationSyntax) -> Result<Duration, UnitError> {
+    match syntax {
+        DurationSyntax::Compound => parse_compound_duration(text),
+        DurationSyntax::SingleUnit => parse_single_unit_duration(text),
+    }
+}
+
+/// [`DurationSyntax::SingleUnit`]: `<digits><s|m|h|d>`, nothing else.
+fn parse_single_unit_duration(text: &str) -> Result<Duration, UnitError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(UnitError::Empty);
+    }
+    if text.starts_with('-') {
+        return Err(UnitError::Negative);
+    }
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    if number.is_empty() {
+        return Err(UnitError::NotANumber(text.to_string()));
+    }
+    if unit.is_empty() {
+        return Err(UnitError::MissingUnit);
+    }
+    let factor_ms = DURATION_TABLE
+        .iter()
+        .find(|(name, _)| *name == unit && *name != "ms")
+        .map(|(_, f)| *f)
+        .ok_or_else(|| UnitError::UnknownUnit {
+            unit: unit.to_string(),
+            expected: SINGLE_DURATION_UNITS,
+        })?;
+    let number = number.parse::<u64>().map_err(|_| UnitError::Overflow)?;
+    number
+        .checked_mul(factor_ms)
+        .map(Duration::from_millis)
+        .ok_or(UnitError::Overflow)
+}
+
+/// [`DurationSyntax::Compound`].
+fn parse_compound_duration(text: &str) -> Result<Duration, UnitError> {
     let mut rest = text.trim();
     let (first, after) = split_number(rest)?;
     if after.trim().is_empty() {
@@ -254,6 +318,28 @@ mod tests {
             parse_duration("18446744073709551615d"),
             Err(UnitError::Overflow)
         );
+    }
+
+    #[test]
+    fn single_unit_durations_are_strict() {
+        let single = |t| parse_duration_as(t, DurationSyntax::SingleUnit);
+        assert_eq!(single("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(single(" 10m "), Ok(Duration::from_secs(600)));
+        assert_eq!(single("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(single("1d"), Ok(Duration::from_secs(86_400)));
+        assert_eq!(single("0s"), Ok(Duration::ZERO));
+        assert_eq!(single(""), Err(UnitError::Empty));
+        assert_eq!(single("-5s"), Err(UnitError::Negative));
+        assert_eq!(single("10"), Err(UnitError::MissingUnit));
+        assert!(matches!(single("s"), Err(UnitError::NotANumber(_))));
+        for refused in ["500ms", "1h30m", "10 s", "10S", "1_000s", "1.5h"] {
+            assert!(
+                matches!(single(refused), Err(UnitError::UnknownUnit { .. })),
+                "{refused}"
+            );
+        }
+        assert_eq!(single("18446744073709551615s"), Err(UnitError::Overflow));
+        assert_eq!(single("99999999999999999999s"), Err(UnitError::Overflow));
     }
 
     #[test]

@@ -2,60 +2,21 @@
 //! cross-field rules of `[interface]`, `[rotation]` and `[qkd]` (peers: `peers`). Every
 //! refusal names the field path and the span of the offending value.
 
-use super::error::{ConfigError, Location, Problem};
-use super::raw::{self, Quantity, RawConfig, RawInterface, RawQkd, RawRotation, StringList};
+use super::error::{ConfigError, Problem};
+use super::raw::{Quantity, RawConfig, RawInterface, RawQkd, RawRotation};
+use super::spanned::{IdCharset, Source};
 use super::types::{
     Config, InterfaceConfig, KmeClientConfig, QkdConfig, QkdPolicy, RotationConfig,
 };
 use super::units;
-use crate::cidr::IpCidr;
 use crate::constants as k;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
 
 /// Longest Unix socket path (`sun_path` is 108 bytes including the final NUL).
 const MAX_SOCKET_PATH_BYTES: usize = 107;
-
-/// The text being validated and where it came from.
-pub(super) struct Source<'a> {
-    /// The whole config text (spans index into it).
-    pub text: &'a str,
-    /// The config file's path (for messages and relative paths).
-    pub origin: &'a Path,
-}
-
-impl Source<'_> {
-    /// A validation error at `span`.
-    pub fn invalid(
-        &self,
-        span: Range<usize>,
-        field: impl Into<String>,
-        problem: Problem,
-    ) -> ConfigError {
-        ConfigError::Invalid {
-            at: Location::at_span(self.origin, self.text, &span),
-            field: field.into(),
-            problem: Box::new(problem),
-        }
-    }
-
-    /// The 1-based line of a span's start.
-    pub fn line(&self, span: &Range<usize>) -> usize {
-        Location::at_span(self.origin, self.text, span).line
-    }
-
-    /// A path as written, relative ones taken from the config file's directory.
-    pub fn resolve(&self, written: &str) -> PathBuf {
-        let path = Path::new(written);
-        match self.origin.parent() {
-            Some(dir) if path.is_relative() => dir.join(path),
-            _ => path.to_path_buf(),
-        }
-    }
-}
 
 /// Validates a whole raw config.
 pub(super) fn config(raw: &RawConfig, src: &Source<'_>) -> Result<Config, ConfigError> {
@@ -98,7 +59,7 @@ fn peer_sae_ids(
 
 fn interface(raw: &RawInterface, src: &Source<'_>) -> Result<InterfaceConfig, ConfigError> {
     let name = interface_name(&raw.name, src)?;
-    let default_port = k::DEFAULT_LISTEN_PORT;
+    let default_port = super::DEFAULT_LISTEN_PORT;
     let port: u16 = ranged(
         raw.listen_port.as_ref(),
         default_port,
@@ -113,7 +74,7 @@ fn interface(raw: &RawInterface, src: &Source<'_>) -> Result<InterfaceConfig, Co
         k::MAX_TUNNEL_MTU_BYTES,
     );
     Ok(InterfaceConfig {
-        addresses: cidr_list(&raw.address, "interface.address", src)?,
+        addresses: src.cidr_list(&raw.address, "interface.address")?,
         mtu: ranged(raw.mtu.as_ref(), mtu.0, mtu.1, mtu.2, "interface.mtu", src)?,
         listen: SocketAddr::new(listen_ip(raw.listen_address.as_ref(), src)?, port),
         identity_dir: path_field(&raw.identity_dir, "interface.identity_dir", src)?,
@@ -163,28 +124,6 @@ where
             },
         )),
     }
-}
-
-/// A non-empty list of prefixes (`interface.address`, `peer[i].allowed_ips`).
-pub(super) fn cidr_list(
-    raw: &Spanned<StringList>,
-    field: &str,
-    src: &Source<'_>,
-) -> Result<Vec<IpCidr>, ConfigError> {
-    let entries = raw::entries(raw);
-    if entries.is_empty() {
-        return Err(src.invalid(raw.span(), field, Problem::EmptyList));
-    }
-    let parse = |(text, span, suffix): (&str, Range<usize>, String)| {
-        text.parse::<IpCidr>().map_err(|source| {
-            let problem = Problem::Cidr {
-                value: text.to_string(),
-                source,
-            };
-            src.invalid(span, format!("{field}{suffix}"), problem)
-        })
-    };
-    entries.into_iter().map(parse).collect()
 }
 
 fn listen_ip(raw: Option<&Spanned<String>>, src: &Source<'_>) -> Result<IpAddr, ConfigError> {
@@ -245,7 +184,7 @@ fn control_socket(
     let (path, span) = match raw {
         Some(raw) => (path_field(raw, field, src)?, raw.span()),
         None => (
-            Path::new(k::DEFAULT_CONTROL_DIR).join(format!("{name}.sock")),
+            Path::new(super::DEFAULT_CONTROL_DIR).join(format!("{name}.sock")),
             0..0,
         ),
     };
@@ -377,16 +316,21 @@ pub(super) fn duration(
     field: &str,
     src: &Source<'_>,
 ) -> Result<Duration, ConfigError> {
-    let result = match raw.get_ref() {
+    match raw.get_ref() {
         Quantity::Integer(v) => u64::try_from(*v)
             .map(Duration::from_secs)
-            .map_err(|_| Problem::Negative(*v)),
-        Quantity::Text(t) => units::parse_duration(t).map_err(|source| Problem::Unit {
-            value: t.clone(),
-            source,
-        }),
-    };
-    result.map_err(|p| src.invalid(raw.span(), field, p))
+            .map_err(|_| src.invalid(raw.span(), field, Problem::Negative(*v))),
+        Quantity::Text(t) => src.duration(
+            t,
+            raw.span(),
+            field,
+            units::DurationSyntax::Compound,
+            |source| Problem::Unit {
+                value: t.clone(),
+                source,
+            },
+        ),
+    }
 }
 
 fn qkd(raw: Option<&RawQkd>, src: &Source<'_>) -> Result<QkdConfig, ConfigError> {
@@ -464,15 +408,7 @@ pub(super) fn sae_id(
     field: &str,
     src: &Source<'_>,
 ) -> Result<String, ConfigError> {
-    let id = raw.get_ref();
-    if id.is_empty()
-        || id
-            .chars()
-            .any(|c| c == '/' || c.is_whitespace() || c.is_control())
-    {
-        return Err(src.invalid(raw.span(), field, Problem::SaeId));
-    }
-    Ok(id.clone())
+    src.id(raw, field, IdCharset::PathSegment, |_| Problem::SaeId)
 }
 
 fn qkd_key_size(raw: Option<&Spanned<i64>>, src: &Source<'_>) -> Result<u32, ConfigError> {

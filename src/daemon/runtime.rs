@@ -11,7 +11,7 @@
 use super::clock::Clock;
 use super::logging::log_event;
 use crate::batch::PacketBatch;
-use crate::constants::OFFLOAD_BATCH_PACKETS;
+use crate::net::OFFLOAD_BATCH_PACKETS;
 use crate::net::{TunIo, UdpIo};
 use crate::proto::endpoint::Endpoint;
 use crate::proto::events::{Event, Transmit};

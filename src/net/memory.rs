@@ -12,12 +12,15 @@
 
 use super::{Counters, IoStats, TunIo, UdpIo};
 use crate::batch::{PacketBatch, SlotMeta};
-use crate::constants::{DATA_HEADER_BYTES, MEMORY_QUEUE_PACKETS};
+use crate::constants::DATA_HEADER_BYTES;
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
+
+/// Packets each in-memory twin queue holds before it drops (like a kernel queue).
+pub const MEMORY_QUEUE_PACKETS: usize = 4096;
 
 /// One queued packet and, for UDP, its source address.
 type Packet = (Vec<u8>, Option<SocketAddr>);

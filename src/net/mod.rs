@@ -47,6 +47,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// Packets moved per batch when offloads are on: a few 64 KiB super-packets' segments.
+pub const OFFLOAD_BATCH_PACKETS: usize = 256;
+
 /// Which kernel offloads to ask for. [`OffloadWish::all`] for `offload = "auto"`,
 /// [`OffloadWish::none`] for `off`; single levers can be turned off for measurements with
 /// the environment variable `QSHIELD_OFFLOAD_DISABLE` (see [`OffloadWish::from_env`]).

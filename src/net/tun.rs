@@ -17,11 +17,15 @@ use super::tun_vnet::{VnetReader, VnetWriter};
 use super::{Counters, IoStats, TunIo, sys};
 use crate::batch::{PacketBatch, SlotMeta};
 use crate::cidr::IpCidr;
-use crate::constants::{DATA_HEADER_BYTES, TUN_ADDRESS_READY_TIMEOUT};
+use crate::constants::DATA_HEADER_BYTES;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+/// Longest wait, after adding its addresses to a new TUN, for the kernel to treat them as
+/// local (IPv6 addresses are finished on a kernel work queue, usually within a millisecond).
+pub const TUN_ADDRESS_READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the daemon asks of its TUN interface.
 #[derive(Clone, Debug, PartialEq, Eq)]

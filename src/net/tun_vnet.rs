@@ -11,9 +11,13 @@ use super::offload::gro::MAX_GROUP_SEGMENTS;
 use super::offload::{GROUP_HEADER_MAX, GroTable, Plan, VNET_HDR_LEN, VirtioNetHdr};
 use super::{Counters, sys};
 use crate::batch::{PacketBatch, SlotMeta};
-use crate::constants::{DATA_HEADER_BYTES, TUN_READ_BUFFER_BYTES};
+use crate::constants::DATA_HEADER_BYTES;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
+
+/// Bytes of one TUN read with offloads on: the virtio header and a super-packet of up to
+/// 64 KiB (one more byte tells a truncated read apart).
+pub(crate) const TUN_READ_BUFFER_BYTES: usize = 10 + 65_536 + 1;
 
 /// Read side: the buffer one read fills, and the segments of it still to hand out.
 pub(crate) struct VnetReader {

@@ -21,7 +21,6 @@ use super::sys::{self, RawAddr};
 use super::udp_gso::{self, GroRx};
 use super::{Counters, IoStats, UdpIo};
 use crate::batch::{PacketBatch, SlotMeta};
-use crate::constants::{BATCH_PACKETS, UDP_SOCKET_BUFFER_BYTES};
 use std::io;
 use std::mem;
 use std::net::SocketAddr;
@@ -30,6 +29,12 @@ use std::ptr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+/// Packets moved per batch between TUN, core and UDP.
+pub const BATCH_PACKETS: usize = 64;
+/// Kernel send and receive buffer asked for each UDP socket, in bytes (wireguard-go's
+/// 7 MiB: room for a few thousand full datagrams while a batch is being processed).
+pub const UDP_SOCKET_BUFFER_BYTES: usize = 7 << 20;
 
 /// `SO_SNDBUFFORCE` / `SO_RCVBUFFORCE` (asm-generic/socket.h): like `SO_SNDBUF` /
 /// `SO_RCVBUF` but not capped by `net.core.[rw]mem_max`; needs `CAP_NET_ADMIN`.

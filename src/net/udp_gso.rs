@@ -8,12 +8,16 @@
 use super::Counters;
 use super::sys::{self, RawAddr};
 use crate::batch::{PacketBatch, SlotMeta};
-use crate::constants::{UDP_GRO_BUFFER_BYTES, UDP_GRO_BUFFERS};
 use std::io;
 use std::mem;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::ptr;
+
+/// Buffers of one `recvmmsg` with `UDP_GRO` on, each taking one coalesced run of datagrams.
+pub(crate) const UDP_GRO_BUFFERS: usize = 8;
+/// Bytes of each of those buffers (the largest coalesced run is 64 KiB).
+pub(crate) const UDP_GRO_BUFFER_BYTES: usize = 65_536;
 
 /// `SOL_UDP`.
 pub(crate) const SOL_UDP: libc::c_int = 17;

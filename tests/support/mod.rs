@@ -1,2 +1,3 @@
+pub mod kme;
 pub mod mesh;
 pub mod sim;

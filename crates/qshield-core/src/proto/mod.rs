@@ -14,14 +14,14 @@
 //! every datagram one endpoint wants sent to the other, as the network would.
 //!
 //! ```
-//! use qshield::cidr::IpCidr;
-//! use qshield::crypto::random::SeededRng;
-//! use qshield::crypto::{CipherSuite, PublicIdentity, StaticIdentity};
-//! use qshield::proto::PeerId;
-//! use qshield::proto::endpoint::{Endpoint, EndpointSettings, PeerSettings};
-//! use qshield::proto::events::{Event, Role};
-//! use qshield::proto::session::RotationBudget;
-//! use qshield::proto::time::Instant;
+//! use qshield_core::cidr::IpCidr;
+//! use qshield_core::crypto::random::SeededRng;
+//! use qshield_core::crypto::{CipherSuite, PublicIdentity, StaticIdentity};
+//! use qshield_core::proto::PeerId;
+//! use qshield_core::proto::endpoint::{Endpoint, EndpointSettings, PeerSettings};
+//! use qshield_core::proto::events::{Event, Role};
+//! use qshield_core::proto::session::RotationBudget;
+//! use qshield_core::proto::time::Instant;
 //! use std::net::SocketAddr;
 //! use std::time::Duration;
 //!

@@ -1,460 +1,31 @@
-//! The KME's TOML configuration (docs/kme.md): the raw schema (`deny_unknown_fields`, spans
-//! kept for messages) validated into [`KmeConfig`]. Every refusal names `FILE:LINE:COL`
-//! and the field path, as the daemon's config does.
+//! Turns the KME config's raw schema into the typed [`KmeConfig`]: defaults, ranges, IDs,
+//! routes, pairs and their quotas, links and their CV-QKD devices, and the rules across
+//! them (an SAE ID is never a KME ID, routes do not loop, followed links do not share a
+//! quantum port). Every refusal names the field path and the span of the offending value.
 
-use crate::config::{ConfigError, Location};
-use serde::Deserialize;
+use super::raw::{Raw, RawCvqkd, RawKme, RawLink, RawPair, RawRemoteSae, RawSae};
+use super::{
+    ConnectionLimits, CvqkdLinkConfig, DEFAULT_PENDING_KEY_EXPIRY, KeyLimits, KmeConfig,
+    KmeConfigError, LinkConfig, LinkRole, MAX_CONNECTION_TIMEOUT, MAX_KEY_PER_REQUEST_LIMIT,
+    MAX_KEY_SIZE_LIMIT_BITS, MAX_PENDING_KEY_EXPIRY, Modulation, PerPeriod, Quota, RemoteSae,
+    SaePair, SourceKind, kme_id_use,
+};
+use crate::config::spanned::{IdCharset, Source};
+use crate::config::units::DurationSyntax;
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
 
-/// Largest key size accepted in the config, in bits.
-pub const MAX_KEY_SIZE_LIMIT_BITS: u32 = 65536;
-/// Most keys per request accepted in the config.
-pub const MAX_KEY_PER_REQUEST_LIMIT: u32 = 10_000;
-/// How long a key waits for its slave's `dec_keys` when `pending_key_expiry` is not set.
-pub const DEFAULT_PENDING_KEY_EXPIRY: Duration = Duration::from_secs(600);
-/// Longest `pending_key_expiry` accepted.
-pub const MAX_PENDING_KEY_EXPIRY: Duration = Duration::from_secs(30 * 24 * 3600);
-/// Open connections to the API when `max_connections` is not set (lowered at start to
-/// what the descriptor limit allows).
-pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
-/// Open connections from one IP address when `max_connections_per_source` is not set:
-/// every SAE of a site may sit behind one address.
-pub const DEFAULT_MAX_CONNECTIONS_PER_SOURCE: usize = 256;
-/// How long a TLS handshake may take when `tls_handshake_timeout` is not set.
-pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long an HTTP/1 request's headers may take when `header_read_timeout` is not set.
-pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a connection may sit with no request when `idle_timeout` is not set.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Longest connection timeout accepted.
-pub const MAX_CONNECTION_TIMEOUT: Duration = Duration::from_secs(3600);
-
-/// Why a KME config was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum KmeConfigError {
-    /// Unreadable file, TOML syntax, unknown or missing key, wrong type.
-    #[error(transparent)]
-    Toml(#[from] ConfigError),
-    /// A well-formed value that validation refused.
-    #[error("{at}: {field}: {problem}")]
-    Invalid {
-        /// Where.
-        at: Location,
-        /// The field path (`link[0].rate_bits_per_second`).
-        field: String,
-        /// What is wrong.
-        problem: String,
-    },
-}
-
-/// A validated KME configuration.
-#[derive(Debug, Clone)]
-pub struct KmeConfig {
-    /// This KME's ID (the CN of its certificate).
-    pub id: String,
-    /// Address the HTTPS API listens on.
-    pub listen: SocketAddr,
-    /// Directory of the durable store.
-    pub data_dir: PathBuf,
-    /// CA certificate (PEM) every peer's certificate must chain to.
-    pub ca_file: PathBuf,
-    /// This KME's certificate (PEM).
-    pub cert_file: PathBuf,
-    /// This KME's private key (PEM).
-    pub key_file: PathBuf,
-    /// Key size limits and defaults.
-    pub limits: KeyLimits,
-    /// Seconds between status log lines (0: never).
-    pub status_log_seconds: u64,
-    /// SAEs attached to this KME.
-    pub saes: Vec<String>,
-    /// The quotas of each local SAE as a master (`[[sae]] rate`, `volume`), in `saes` order.
-    pub sae_quotas: Vec<Quota>,
-    /// SAEs attached elsewhere, with their routes.
-    pub remote_saes: Vec<RemoteSae>,
-    /// Which SAE may get keys for which (`[[sae_pair]]`); none configured: every key
-    /// request and every relay is refused.
-    pub pairs: Vec<SaePair>,
-    /// How long a key waits for its slave's `dec_keys` before it is erased.
-    pub pending_key_expiry: Duration,
-    /// QKD links to neighbour KMEs.
-    pub links: Vec<LinkConfig>,
-    /// Caps and timeouts of the API's connections.
-    pub connections: ConnectionLimits,
-}
-
-/// Caps and timeouts of the API's connections (`[kme]` `max_connections`,
-/// `max_connections_per_source`, `tls_handshake_timeout`, `header_read_timeout`,
-/// `idle_timeout`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnectionLimits {
-    /// Most open connections (at start, lowered to what the descriptor limit allows).
-    pub max_connections: usize,
-    /// Most open connections from one IP address.
-    pub max_connections_per_source: usize,
-    /// How long a TLS handshake may take.
-    pub tls_handshake_timeout: Duration,
-    /// How long the headers of an HTTP/1 request may take.
-    pub header_read_timeout: Duration,
-    /// How long a connection may sit with no request being handled.
-    pub idle_timeout: Duration,
-}
-
-impl Default for ConnectionLimits {
-    fn default() -> Self {
-        Self {
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-            max_connections_per_source: DEFAULT_MAX_CONNECTIONS_PER_SOURCE,
-            tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
-            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
-            idle_timeout: DEFAULT_IDLE_TIMEOUT,
-        }
-    }
-}
-
-impl KmeConfig {
-    /// The configured pair that lets `master` get keys for `slave` (and `slave` fetch
-    /// them), with its index in `pairs`.
-    pub fn pair(&self, master: &str, slave: &str) -> Option<(usize, &SaePair)> {
-        self.pairs
-            .iter()
-            .enumerate()
-            .find(|(_, p)| p.allows(master, slave))
-    }
-
-    /// The role `id` has in this config: an SAE (`[[sae]]`, `[[remote_sae]]`), a KME (this
-    /// KME, a link peer, a KME on a route), or none. The two never overlap ([`parse`]
-    /// refuses an SAE ID equal to a KME ID), so a certificate's Common Name names one role.
-    pub fn role_of(&self, id: &str) -> Option<Role> {
-        if self.sae_route(id).is_some() {
-            Some(Role::Sae)
-        } else if kme_id_use(id, &self.id, &self.links, &self.remote_saes).is_some() {
-            Some(Role::Kme)
-        } else {
-            None
-        }
-    }
-
-    /// Whether `id` is the peer of one of this KME's links.
-    pub fn is_neighbour(&self, id: &str) -> bool {
-        self.links.iter().any(|l| l.peer == id)
-    }
-
-    /// Where `sae` is: `None` if this KME does not know it, `Some(None)` if it is attached
-    /// here, `Some(Some(route))` for a remote SAE.
-    pub fn sae_route(&self, sae: &str) -> Option<Option<&[String]>> {
-        if self.saes.iter().any(|s| s == sae) {
-            return Some(None);
-        }
-        let r = self.remote_saes.iter().find(|r| r.id == sae)?;
-        Some(Some(&r.route))
-    }
-}
-
-/// The role of an ID (a certificate's Common Name) in a KME's config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// A secure application entity: calls the ETSI GS QKD 014 API.
-    Sae,
-    /// A key management entity: calls the KME-to-KME endpoints (if it is a link neighbour).
-    Kme,
-}
-
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Sae => "SAE",
-            Self::Kme => "KME",
-        })
-    }
-}
-
-/// Where `id` is configured as a KME ID (this KME, the peer of a link, a hop of a remote
-/// SAE's route), in words for a message; `None` if it is not a KME ID.
-fn kme_id_use(id: &str, me: &str, links: &[LinkConfig], remote: &[RemoteSae]) -> Option<String> {
-    if id == me {
-        return Some("kme.id".into());
-    }
-    if let Some(i) = links.iter().position(|l| l.peer == id) {
-        return Some(format!("link[{i}].peer"));
-    }
-    let i = remote
-        .iter()
-        .position(|r| r.route.iter().any(|h| h == id))?;
-    Some(format!("remote_sae[{i}].route"))
-}
-
-/// A limit of so many units (keys or bits) per period, enforced as a token bucket that
-/// holds at most `amount` and refills `amount` per `period`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PerPeriod {
-    /// Units per period.
-    pub amount: u64,
-    /// The period.
-    pub period: Duration,
-    /// As written in the config (`"10/s"`, `"1Mbit/h"`), for messages.
-    pub written: String,
-}
-
-/// Rate and volume limits of an SAE or a pair.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Quota {
-    /// Keys per period (`rate = "10/s"`).
-    pub rate_keys: Option<PerPeriod>,
-    /// Key bits per period (`volume = "1Mbit/h"`).
-    pub volume_bits: Option<PerPeriod>,
-}
-
-/// A configured SAE pair: `master` may get keys for `slave` with `enc_keys`, and `slave`
-/// may fetch them with `dec_keys`; with `both_ways`, the reverse too.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SaePair {
-    /// The master SAE.
-    pub master: String,
-    /// The slave SAE.
-    pub slave: String,
-    /// The slave may be master too.
-    pub both_ways: bool,
-    /// The pair's limits (shared by both directions).
-    pub quota: Quota,
-}
-
-impl SaePair {
-    /// Whether this pair lets `master` get keys for `slave`.
-    pub fn allows(&self, master: &str, slave: &str) -> bool {
-        (self.master == master && self.slave == slave)
-            || (self.both_ways && self.master == slave && self.slave == master)
-    }
-}
-
-/// The limits the ETSI 014 status reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeyLimits {
-    /// Default key size, bits.
-    pub default_key_size: u32,
-    /// Smallest key size, bits.
-    pub min_key_size: u32,
-    /// Largest key size, bits.
-    pub max_key_size: u32,
-    /// Most keys per request.
-    pub max_key_per_request: u32,
-    /// Most keys (of the default size) a pool holds.
-    pub max_key_count: u64,
-}
-
-/// An SAE at another KME and the static route of KMEs to it (the last hosts it).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteSae {
-    /// The SAE ID.
-    pub id: String,
-    /// KME IDs from the neighbour to the SAE's KME.
-    pub route: Vec<String>,
-}
-
-/// Which end of a link generates its keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LinkRole {
-    /// Runs the key source and pushes blocks to the follower.
-    Leader,
-    /// Receives blocks from the leader.
-    Follower,
-}
-
-/// Where a link's keys come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SourceKind {
-    /// A CSPRNG at a configured rate: NOT QKD (tests and demos).
-    Random,
-    /// The GG02 CV-QKD link simulator: Alice in the leader, Bob and the fiber in the
-    /// follower, the pulses and the classical messages as real traffic between them. A
-    /// simulation: its keys have no quantum security.
-    Cvqkd,
-}
-
-/// Modulation variance: fixed, or chosen from the nominal channel to land on the best code.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Modulation {
-    /// Chosen at start from the configured fiber and detector.
-    Auto,
-    /// V_A in SNU.
-    Fixed(f64),
-}
-
-/// The simulated CV-QKD device pair of a `source = "cvqkd"` link (`[link.cvqkd]`); both
-/// ends must configure the same values.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CvqkdLinkConfig {
-    /// Fiber length, km.
-    pub distance_km: f64,
-    /// Fiber attenuation, dB/km.
-    pub loss_db_per_km: f64,
-    /// Excess noise at the channel input, SNU.
-    pub xi: f64,
-    /// Bob's detector efficiency η.
-    pub eta: f64,
-    /// Bob's electronic noise, SNU.
-    pub v_el: f64,
-    /// Alice's modulation variance.
-    pub va: Modulation,
-    /// Homodyne or heterodyne.
-    pub detection: crate::cvqkd::Detection,
-    /// Pulses per block N.
-    pub block_size: u64,
-    /// Pulses disclosed for parameter estimation m.
-    pub pe_samples: u64,
-    /// Every ε of the finite-size bound.
-    pub epsilon: f64,
-    /// Optical symbol rate, pulses per second (blocks never start faster than this allows).
-    pub symbol_rate_hz: f64,
-    /// LDPC frame length, bits.
-    pub frame_bits: usize,
-    /// TCP port the follower receives the pulses on (the fiber's far end).
-    pub quantum_port: u16,
-    /// Leader only: where the pulses are sent, if not `peer IP:quantum_port` (a splice in
-    /// the fiber, e.g. an eavesdropper in a test).
-    pub quantum_url: Option<SocketAddr>,
-}
-
-/// A QKD link to a neighbour KME.
-#[derive(Debug, Clone)]
-pub struct LinkConfig {
-    /// The neighbour's KME ID (the CN it presents).
-    pub peer: String,
-    /// The neighbour's API address.
-    pub addr: SocketAddr,
-    /// This end's role.
-    pub role: LinkRole,
-    /// Key source (used by the leader).
-    pub source: SourceKind,
-    /// Key bits per second the source produces.
-    pub rate_bits_per_second: u64,
-    /// The link's pool size, bits: each direction may hold half of it, and the leader
-    /// stops generating while both directions hold at least 7/8 of their half.
-    pub pool_max_bits: u64,
-    /// The simulated device pair, for `source = "cvqkd"`.
-    pub cvqkd: Option<CvqkdLinkConfig>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Raw {
-    kme: Spanned<RawKme>,
-    #[serde(default)]
-    sae: Vec<Spanned<RawSae>>,
-    #[serde(default)]
-    remote_sae: Vec<Spanned<RawRemoteSae>>,
-    #[serde(default)]
-    sae_pair: Vec<Spanned<RawPair>>,
-    #[serde(default)]
-    link: Vec<Spanned<RawLink>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawPair {
-    master: Spanned<String>,
-    slave: Spanned<String>,
-    #[serde(default)]
-    both_ways: bool,
-    rate: Option<Spanned<String>>,
-    volume: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawKme {
-    id: Spanned<String>,
-    listen: Spanned<String>,
-    data_dir: String,
-    ca_file: String,
-    cert_file: String,
-    key_file: String,
-    default_key_size: Option<Spanned<u32>>,
-    min_key_size: Option<Spanned<u32>>,
-    max_key_size: Option<Spanned<u32>>,
-    max_key_per_request: Option<Spanned<u32>>,
-    max_key_count: Option<Spanned<u64>>,
-    status_log_seconds: Option<u64>,
-    pending_key_expiry: Option<Spanned<String>>,
-    max_connections: Option<Spanned<u64>>,
-    max_connections_per_source: Option<Spanned<u64>>,
-    tls_handshake_timeout: Option<Spanned<String>>,
-    header_read_timeout: Option<Spanned<String>>,
-    idle_timeout: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSae {
-    id: Spanned<String>,
-    rate: Option<Spanned<String>>,
-    volume: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRemoteSae {
-    id: Spanned<String>,
-    route: Spanned<Vec<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLink {
-    peer: Spanned<String>,
-    url: Spanned<String>,
-    role: LinkRole,
-    source: Option<SourceKind>,
-    rate_bits_per_second: Option<Spanned<u64>>,
-    pool_max_bits: Option<Spanned<u64>>,
-    cvqkd: Option<Spanned<RawCvqkd>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCvqkd {
-    distance_km: f64,
-    loss_db_per_km: Option<f64>,
-    xi: Option<f64>,
-    eta: Option<f64>,
-    v_el: Option<f64>,
-    va: Option<Spanned<toml::Value>>,
-    detection: Option<crate::cvqkd::Detection>,
-    block_size: Option<u64>,
-    pe_samples: Option<u64>,
-    epsilon: Option<f64>,
-    symbol_rate_hz: Option<f64>,
-    frame_bits: Option<usize>,
-    quantum_port: Option<u16>,
-    quantum_url: Option<Spanned<String>>,
-}
-
-/// Reads and validates the KME config at `path`.
-pub fn load(path: &Path) -> Result<KmeConfig, KmeConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        file: path.to_path_buf(),
-        source,
-    })?;
-    parse(&text, path)
-}
-
-/// Validates KME config `text` read from `origin` (relative paths are taken from its
-/// directory).
-pub fn parse(text: &str, origin: &Path) -> Result<KmeConfig, KmeConfigError> {
-    let raw: Raw = toml::from_str(text).map_err(|e| crate::config::toml_error(&e, text, origin))?;
-    let v = Validator { text, origin };
+/// Validates a whole raw KME config.
+pub(super) fn config(raw: &Raw, src: &Source<'_>) -> Result<KmeConfig, KmeConfigError> {
+    let v = Validator { src };
     let kme = raw.kme.get_ref();
     let (saes, sae_quotas) = v.saes(&raw.sae)?;
     let links = v.links(&raw.link)?;
     let id = v.id(&kme.id, "kme.id")?;
     let remote_saes = v.remote_saes(&raw.remote_sae, &saes, &links, &id)?;
-    v.sae_ids_are_not_kme_ids(&raw, &id, &links, &remote_saes)?;
+    v.sae_ids_are_not_kme_ids(raw, &id, &links, &remote_saes)?;
     let pairs = v.pairs(&raw.sae_pair, &saes, &remote_saes)?;
     let pending_key_expiry = match &kme.pending_key_expiry {
         None => DEFAULT_PENDING_KEY_EXPIRY,
@@ -463,10 +34,10 @@ pub fn parse(text: &str, origin: &Path) -> Result<KmeConfig, KmeConfigError> {
     let cfg = KmeConfig {
         id,
         listen: v.socket_addr(&kme.listen, "kme.listen")?,
-        data_dir: v.resolve(&kme.data_dir),
-        ca_file: v.resolve(&kme.ca_file),
-        cert_file: v.resolve(&kme.cert_file),
-        key_file: v.resolve(&kme.key_file),
+        data_dir: v.src.resolve(&kme.data_dir),
+        ca_file: v.src.resolve(&kme.ca_file),
+        cert_file: v.src.resolve(&kme.cert_file),
+        key_file: v.src.resolve(&kme.key_file),
         limits: v.limits(kme, raw.kme.span())?,
         status_log_seconds: kme.status_log_seconds.unwrap_or(10),
         remote_saes,
@@ -504,66 +75,52 @@ fn parse_per_period(s: &str, units: &[(&str, u64)]) -> Option<PerPeriod> {
     })
 }
 
-/// `"90s"`, `"10m"`, `"2h"`, `"1d"`.
-fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(digits);
-    let n: u64 = n.parse().ok()?;
-    let secs = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        _ => return None,
-    };
-    Some(Duration::from_secs(n.checked_mul(secs)?))
-}
-
 /// The port a followed CV-QKD link receives its pulses on.
 fn follower_quantum_port(l: &LinkConfig) -> Option<u16> {
     (l.role == LinkRole::Follower).then_some(l.cvqkd.as_ref()?.quantum_port)
 }
-
+/// The validation of one config text.
 struct Validator<'a> {
-    text: &'a str,
-    origin: &'a Path,
+    src: &'a Source<'a>,
 }
 
 impl Validator<'_> {
     fn err(&self, span: Range<usize>, field: impl Into<String>, problem: String) -> KmeConfigError {
-        KmeConfigError::Invalid {
-            at: Location::at_span(self.origin, self.text, &span),
-            field: field.into(),
-            problem,
-        }
-    }
-
-    fn resolve(&self, written: &str) -> PathBuf {
-        let path = Path::new(written);
-        match self.origin.parent() {
-            Some(dir) if path.is_relative() => dir.join(path),
-            _ => path.to_path_buf(),
-        }
+        self.src.invalid(span, field, problem)
     }
 
     fn id(&self, id: &Spanned<String>, field: &str) -> Result<String, KmeConfigError> {
-        let s = id.get_ref();
-        let ok = !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-._:".contains(c));
-        if !ok {
-            let p = format!("'{s}' is not a valid ID (ASCII letters, digits, '-', '.', '_', ':')");
-            return Err(self.err(id.span(), field, p));
-        }
-        Ok(s.clone())
+        self.src.id(id, field, IdCharset::AsciiName, |s| {
+            format!("'{s}' is not a valid ID (ASCII letters, digits, '-', '.', '_', ':')")
+        })
     }
 
     fn socket_addr(&self, s: &Spanned<String>, field: &str) -> Result<SocketAddr, KmeConfigError> {
-        s.get_ref().parse().map_err(|_| {
-            let p = format!("'{}' is not IP:PORT or [IPv6]:PORT", s.get_ref());
-            self.err(s.span(), field, p)
+        self.src.socket_addr(s, field, |written| {
+            format!("'{written}' is not IP:PORT or [IPv6]:PORT")
         })
+    }
+
+    /// A duration in `1s..=max`, written as `<number><s|m|h|d>`; a refusal says `expected`.
+    fn bounded_duration(
+        &self,
+        s: &Spanned<String>,
+        field: &str,
+        max: Duration,
+        expected: &str,
+    ) -> Result<Duration, KmeConfigError> {
+        let problem = || format!("'{}' is not a duration in {expected}", s.get_ref());
+        let d = self.src.duration::<KmeConfigError>(
+            s.get_ref(),
+            s.span(),
+            field,
+            DurationSyntax::SingleUnit,
+            |_| problem(),
+        )?;
+        if d.is_zero() || d > max {
+            return Err(self.err(s.span(), field, problem()));
+        }
+        Ok(d)
     }
 
     fn limits(&self, kme: &RawKme, span: Range<usize>) -> Result<KeyLimits, KmeConfigError> {
@@ -683,16 +240,13 @@ impl Validator<'_> {
     }
 
     fn expiry(&self, s: &Spanned<String>) -> Result<Duration, KmeConfigError> {
-        match parse_duration(s.get_ref()) {
-            Some(d) if !d.is_zero() && d <= MAX_PENDING_KEY_EXPIRY => Ok(d),
-            _ => {
-                let p = format!(
-                    "'{}' is not a duration in 1s..=30d (e.g. \"90s\", \"10m\", \"2h\", \"1d\")",
-                    s.get_ref()
-                );
-                Err(self.err(s.span(), "kme.pending_key_expiry", p))
-            }
-        }
+        let expected = "1s..=30d (e.g. \"90s\", \"10m\", \"2h\", \"1d\")";
+        self.bounded_duration(
+            s,
+            "kme.pending_key_expiry",
+            MAX_PENDING_KEY_EXPIRY,
+            expected,
+        )
     }
 
     fn connections(&self, kme: &RawKme) -> Result<ConnectionLimits, KmeConfigError> {
@@ -707,16 +261,10 @@ impl Validator<'_> {
         };
         let timeout = |v: &Option<Spanned<String>>, field: &str, default: Duration| match v {
             None => Ok(default),
-            Some(s) => match parse_duration(s.get_ref()) {
-                Some(t) if !t.is_zero() && t <= MAX_CONNECTION_TIMEOUT => Ok(t),
-                _ => {
-                    let p = format!(
-                        "'{}' is not a duration in 1s..=1h (e.g. \"5s\", \"2m\")",
-                        s.get_ref()
-                    );
-                    Err(self.err(s.span(), format!("kme.{field}"), p))
-                }
-            },
+            Some(s) => {
+                let expected = "1s..=1h (e.g. \"5s\", \"2m\")";
+                self.bounded_duration(s, &format!("kme.{field}"), MAX_CONNECTION_TIMEOUT, expected)
+            }
         };
         Ok(ConnectionLimits {
             max_connections: count(&kme.max_connections, "max_connections", d.max_connections)?,
@@ -930,7 +478,9 @@ impl Validator<'_> {
         raw: &Spanned<RawCvqkd>,
     ) -> Result<CvqkdLinkConfig, KmeConfigError> {
         let r = raw.get_ref();
-        let block_size = r.block_size.unwrap_or(super::cvqkd::DEFAULT_BLOCK_SIZE);
+        let block_size = r
+            .block_size
+            .unwrap_or(crate::kme::cvqkd::DEFAULT_BLOCK_SIZE);
         let cfg = CvqkdLinkConfig {
             distance_km: r.distance_km,
             loss_db_per_km: r.loss_db_per_km.unwrap_or(0.2),
@@ -944,17 +494,19 @@ impl Validator<'_> {
             epsilon: r.epsilon.unwrap_or(1e-10),
             symbol_rate_hz: r
                 .symbol_rate_hz
-                .unwrap_or(super::cvqkd::DEFAULT_SYMBOL_RATE_HZ),
+                .unwrap_or(crate::kme::cvqkd::DEFAULT_SYMBOL_RATE_HZ),
             frame_bits: r
                 .frame_bits
                 .unwrap_or(crate::cvqkd::sim::codes::DEFAULT_FRAME_BITS),
-            quantum_port: r.quantum_port.unwrap_or(super::cvqkd::DEFAULT_QUANTUM_PORT),
+            quantum_port: r
+                .quantum_port
+                .unwrap_or(crate::kme::cvqkd::DEFAULT_QUANTUM_PORT),
             quantum_url: match &r.quantum_url {
                 Some(u) => Some(self.socket_addr(u, &format!("{field}.quantum_url"))?),
                 None => None,
             },
         };
-        super::cvqkd::validate(&cfg)
+        crate::kme::cvqkd::validate(&cfg)
             .map_err(|problem| self.err(raw.span(), field.to_string(), problem))?;
         Ok(cfg)
     }
@@ -990,47 +542,9 @@ impl Validator<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
-    const GOOD: &str = r#"
-[kme]
-id = "kme-a"
-listen = "127.0.0.1:8443"
-data_dir = "data"
-ca_file = "pki/ca.pem"
-cert_file = "pki/kme-a.pem"
-key_file = "pki/kme-a.key"
-
-[[sae]]
-id = "sae-a"
-
-[[remote_sae]]
-id = "sae-b"
-route = ["kme-b"]
-
-[[link]]
-peer = "kme-b"
-url = "https://127.0.0.1:8444"
-role = "leader"
-source = "random"
-rate_bits_per_second = 1000
-
-[[sae_pair]]
-master = "sae-a"
-slave = "sae-b"
-both_ways = true
-rate = "10/s"
-volume = "2Mbit/h"
-"#;
-
-    #[test]
-    fn parses_and_resolves_paths() {
-        let cfg = parse(GOOD, Path::new("/etc/q/kme.toml")).unwrap();
-        assert_eq!(cfg.data_dir, Path::new("/etc/q/data"));
-        assert_eq!(cfg.limits.default_key_size, 256);
-        assert_eq!(cfg.links[0].role, LinkRole::Leader);
-        assert_eq!(cfg.remote_saes[0].route, vec!["kme-b".to_string()]);
-    }
+    use super::super::tests::GOOD;
+    use super::super::*;
+    use std::path::Path;
 
     #[test]
     fn cvqkd_links_are_checked_and_name_the_key() {
@@ -1218,45 +732,6 @@ volume = "2Mbit/h"
                 e.contains("remote_sae[0].route") && e.contains("appears twice"),
                 "{e}"
             );
-        }
-    }
-
-    #[test]
-    fn the_madrid_configs_load() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/madrid");
-        for node in ["hospital-a", "ring-1", "ring-2", "hospital-b"] {
-            let cfg = load(&dir.join(format!("kme-{node}.toml"))).unwrap();
-            for (m, s) in [
-                ("sae-hospital-a", "sae-hospital-b"),
-                ("sae-hospital-b", "sae-hospital-a"),
-            ] {
-                assert!(cfg.pair(m, s).is_some(), "kme-{node}: {m} > {s}");
-            }
-        }
-    }
-
-    /// The relay check at each hop (src/kme/relay.rs) accepts the Madrid paths: every KME on
-    /// a hospital's route has the rest of it as its route to the slave and the previous KME as
-    /// its first hop towards the master.
-    #[test]
-    fn the_madrid_routes_agree_hop_by_hop() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/madrid");
-        let load_kme = |id: &str| load(&dir.join(format!("{id}.toml"))).unwrap();
-        for (from, master, slave) in [
-            ("kme-hospital-a", "sae-hospital-a", "sae-hospital-b"),
-            ("kme-hospital-b", "sae-hospital-b", "sae-hospital-a"),
-        ] {
-            let path = load_kme(from).sae_route(slave).unwrap().unwrap().to_vec();
-            let mut prev = from.to_string();
-            for (i, hop) in path.iter().enumerate() {
-                let cfg = load_kme(hop);
-                let rest = cfg.sae_route(slave).unwrap().unwrap_or(&[]);
-                assert_eq!(rest, &path[i + 1..], "{hop}: route to {slave}");
-                let back = cfg.sae_route(master).unwrap().unwrap();
-                assert_eq!(back[0], prev, "{hop}: first hop towards {master}");
-                assert!(cfg.pair(master, slave).is_some(), "{hop}: pair");
-                prev = hop.clone();
-            }
         }
     }
 

@@ -16,6 +16,12 @@ impl Endpoint {
     /// as its timers, so a call at any time is harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         for p in self.peers.ids() {
+            // QkdRetry: only a "not before" for the next key request; once passed it gates
+            // nothing, and left armed it would keep `poll_timeout` in the past
+            let timers = &mut self.peers[p].timers;
+            if timers.is_expired(PeerTimer::QkdRetry, now) {
+                timers.stop(PeerTimer::QkdRetry);
+            }
             // SessionExpiry
             self.expire_sessions(now, p);
             // InitiationKeyTimeout, StartYield, ResponseKeyTimeout

@@ -1,5 +1,8 @@
-//! Every protocol and runtime constant, in one place, each with its unit in its name or doc.
-//! Timer values follow WireGuard's (research/qkd-kms.md §4) unless a comment says why not.
+//! The protocol's constants, each with its unit in its name or doc: wire sizes, handshake
+//! timers, QKD key flow, DoS protection, the data plane and the key budgets (and, for now,
+//! the KME's CV-QKD link defaults). Constants of one component's implementation live next to
+//! it instead: config defaults in `qshield::config`, socket, TUN and batch sizes in
+//! `qshield::net`. Timer values follow WireGuard's unless a comment says why not.
 
 use std::time::Duration;
 
@@ -165,32 +168,3 @@ pub const CHACHA_MAX_FORGERIES_PER_KEY: u64 = 1 << 36;
 pub const PACKET_CAP_SOFT_NUMERATOR: u64 = 7;
 /// See [`PACKET_CAP_SOFT_NUMERATOR`].
 pub const PACKET_CAP_SOFT_DENOMINATOR: u64 = 8;
-
-// ---------------------------------------------------------------- runtime
-
-/// Default UDP listen port.
-pub const DEFAULT_LISTEN_PORT: u16 = 51820;
-/// Packets moved per batch between TUN, core and UDP.
-pub const BATCH_PACKETS: usize = 64;
-/// Default directory of control sockets (`<dir>/<interface>.sock`).
-pub const DEFAULT_CONTROL_DIR: &str = "/run/qshield";
-
-// ---------------------------------------------------------------- net
-
-/// Kernel send and receive buffer asked for each UDP socket, in bytes (wireguard-go's
-/// 7 MiB: room for a few thousand full datagrams while a batch is being processed).
-pub const UDP_SOCKET_BUFFER_BYTES: usize = 7 << 20;
-/// Longest wait, after adding its addresses to a new TUN, for the kernel to treat them as
-/// local (IPv6 addresses are finished on a kernel work queue, usually within a millisecond).
-pub const TUN_ADDRESS_READY_TIMEOUT: Duration = Duration::from_secs(2);
-/// Bytes of one TUN read with offloads on: the virtio header and a super-packet of up to
-/// 64 KiB (one more byte tells a truncated read apart).
-pub const TUN_READ_BUFFER_BYTES: usize = 10 + 65_536 + 1;
-/// Packets moved per batch when offloads are on: a few 64 KiB super-packets' segments.
-pub const OFFLOAD_BATCH_PACKETS: usize = 256;
-/// Buffers of one `recvmmsg` with `UDP_GRO` on, each taking one coalesced run of datagrams.
-pub const UDP_GRO_BUFFERS: usize = 8;
-/// Bytes of each of those buffers (the largest coalesced run is 64 KiB).
-pub const UDP_GRO_BUFFER_BYTES: usize = 65_536;
-/// Packets each in-memory twin queue holds before it drops (like a kernel queue).
-pub const MEMORY_QUEUE_PACKETS: usize = 4096;
