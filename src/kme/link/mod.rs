@@ -33,8 +33,8 @@ pub struct LinkContext {
     pub board: Arc<Board>,
 }
 
-/// Why a link task's step failed. Every kind but a lost simulator end is retried at the
-/// next step ([`LinkError::is_retryable`]).
+/// Why a link task's step failed. The task counts it and tries the next step after a pause
+/// (a lost simulator end fails every later step too, as it always has: the counters show it).
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
     /// The store failed.
@@ -91,13 +91,6 @@ pub enum LinkError {
     /// The simulated device was lost by an earlier panic.
     #[error("Alice is lost (earlier task panic)")]
     DeviceLost,
-}
-
-impl LinkError {
-    /// Whether the next step may succeed: false once the simulated device is lost.
-    pub fn is_retryable(&self) -> bool {
-        !matches!(self, Self::DeviceTask(_) | Self::DeviceLost)
-    }
 }
 
 /// Room left in each direction of a link's pool, bytes: each direction (the leader's

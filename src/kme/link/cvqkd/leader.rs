@@ -74,11 +74,6 @@ pub async fn run(ctx: LinkContext, mut me: LeaderLink) {
                 }
                 failing = false;
             }
-            Err(e) if !e.is_retryable() => {
-                ctx.metrics.add(LinkCounter::CvqkdBlockErrors, 1);
-                tracing::error!(peer = %me.link.peer, "cvqkd link stopped: {e}");
-                return;
-            }
             Err(e) => {
                 if !failing {
                     tracing::warn!(peer = %me.link.peer, "cvqkd block failed (will retry): {e}");
