@@ -164,3 +164,11 @@ fn pads_are_spent_once_and_match_on_both_ends() {
         .unwrap();
     assert_eq!(&pad.bytes[..], &block[32..]);
 }
+
+/// Compiles only if `T` zeroizes itself when dropped.
+fn assert_zeroize_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+
+#[test]
+fn the_stores_key_bytes_zeroize_on_drop() {
+    assert_zeroize_on_drop::<Secret>();
+}
