@@ -15,8 +15,8 @@ mod support;
 
 use qshield::cvqkd::sim::Attack;
 use qshield::kme::KmeHandle;
-use qshield::kme::cvqkd::board::CvqkdFigures;
-use qshield::kme::cvqkd::eve::{self, EveConfig, EveCounters};
+use qshield::kme::link::cvqkd::board::CvqkdFigures;
+use qshield::kme::link::cvqkd::eve::{self, EveConfig, EveCounters};
 use reqwest::StatusCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

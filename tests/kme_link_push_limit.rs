@@ -8,7 +8,7 @@ mod support;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use qshield::kme::links::{LinkPush, MAX_BLOCK_BYTES, MAX_BLOCKS_PER_PUSH, WireBlock};
+use qshield::kme::link::random::{LinkPush, MAX_BLOCK_BYTES, MAX_BLOCKS_PER_PUSH, WireBlock};
 use reqwest::StatusCode;
 use support::kme::*;
 

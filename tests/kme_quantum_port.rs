@@ -9,8 +9,8 @@ mod support;
 
 use qshield::cvqkd::sim::{ClassicalMessage, QuantumBlock};
 use qshield::kme::KmeHandle;
-use qshield::kme::cvqkd::quantum_channel;
-use qshield::kme::cvqkd::wire::{self, LinkReply, LinkRequest, ProtocolParams};
+use qshield::kme::link::cvqkd::quantum_channel;
+use qshield::kme::link::cvqkd::wire::{self, LinkReply, LinkRequest, ProtocolParams};
 use reqwest::StatusCode;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -41,7 +41,7 @@ async fn follower() -> Follower {
     );
     let text = kme_table(&pki, &dir.path().join("db"), "kme-b", pb) + &rest;
     let cfg = load_config(&text, dir.path());
-    let proto = qshield::kme::cvqkd::protocol(cfg.links[0].cvqkd.as_ref().unwrap()).unwrap();
+    let proto = qshield::kme::link::cvqkd::protocol(cfg.links[0].cvqkd.as_ref().unwrap()).unwrap();
     let params = ProtocolParams::of(&proto);
     let kme = qshield::kme::start(cfg).await.unwrap();
     Follower {

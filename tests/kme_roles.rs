@@ -77,7 +77,7 @@ fn message(body: &str) -> String {
 const KME_PATHS: [&str; 3] = [
     "/kme/v1/relay",
     "/kme/v1/link/keys",
-    qshield::kme::cvqkd::wire::PATH,
+    qshield::kme::link::cvqkd::wire::PATH,
 ];
 
 #[tokio::test(flavor = "multi_thread")]
@@ -152,7 +152,7 @@ async fn only_a_neighbour_may_call_and_only_for_its_own_link() {
     let (status, body) = post(&e, "kme-d", "/kme/v1/link/keys").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "kme-d push: {body}");
     // kme-b leads a random link: it has no CV-QKD link to speak for.
-    let (status, body) = post(&e, "kme-b", qshield::kme::cvqkd::wire::PATH).await;
+    let (status, body) = post(&e, "kme-b", qshield::kme::link::cvqkd::wire::PATH).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "kme-b cvqkd: {body}");
     // A relay from kme-b naming a route that does not start here is refused.
     let relay = serde_json::json!({

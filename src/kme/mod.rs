@@ -2,7 +2,7 @@
 //! delivery API over HTTPS with mutual TLS ([`http`], [`tls`]), durable key pools in an
 //! embedded redb store ([`store`], behind the async [`pools`] facade), QKD links between
 //! KMEs fed by a [`link::random::KeySupply`] (today a CSPRNG labelled NOT QKD) or the CV-QKD
-//! simulator ([`cvqkd`]), hop-by-hop one-time-pad relay through trusted nodes ([`relay`]),
+//! simulator ([`link::cvqkd`]), hop-by-hop one-time-pad relay through trusted nodes ([`relay`]),
 //! certificate roles ([`roles`]), typed counters ([`metrics`]) and the status document
 //! ([`status`]). It owns everything a KME does; the SAE side lives in `crate::qkd`.
 //!
@@ -30,10 +30,6 @@ pub mod store;
 pub mod tls;
 
 pub use config::{KmeConfig, KmeConfigError};
-/// The CV-QKD links, at their old path (`kme::cvqkd`).
-pub use link::cvqkd;
-/// The random link source, at its old path (`kme::links`).
-pub use link::random as links;
 
 use config::{LinkConfig, LinkRole, SourceKind};
 use link::cvqkd::board::Board;
@@ -218,7 +214,13 @@ impl CvqkdSetup {
     async fn follower(
         listen: SocketAddr,
         link: &LinkConfig,
-    ) -> Result<((FollowerLink, cvqkd::board::CvqkdFigures), TcpListener), String> {
+    ) -> Result<
+        (
+            (FollowerLink, link::cvqkd::board::CvqkdFigures),
+            TcpListener,
+        ),
+        String,
+    > {
         let addr = FollowerLink::quantum_listen(listen, link).ok_or("not a cvqkd link")?;
         let listener = TcpListener::bind(addr)
             .await
@@ -332,7 +334,7 @@ fn start_background(shared: &Arc<Shared>, tasks: &mut JoinSet<()>, bg: Backgroun
             va = f.modulation_variance_snu,
             symbol_rate_hz = f.symbol_rate_hz,
             block_size = f.block_size,
-            "link key source: {}", cvqkd::LABEL
+            "link key source: {}", link::cvqkd::LABEL
         );
     }
     tasks.spawn(periodic(shared.clone()));

@@ -480,7 +480,7 @@ impl Validator<'_> {
         let r = raw.get_ref();
         let block_size = r
             .block_size
-            .unwrap_or(crate::kme::cvqkd::DEFAULT_BLOCK_SIZE);
+            .unwrap_or(crate::kme::link::cvqkd::DEFAULT_BLOCK_SIZE);
         let cfg = CvqkdLinkConfig {
             distance_km: r.distance_km,
             loss_db_per_km: r.loss_db_per_km.unwrap_or(0.2),
@@ -494,19 +494,19 @@ impl Validator<'_> {
             epsilon: r.epsilon.unwrap_or(1e-10),
             symbol_rate_hz: r
                 .symbol_rate_hz
-                .unwrap_or(crate::kme::cvqkd::DEFAULT_SYMBOL_RATE_HZ),
+                .unwrap_or(crate::kme::link::cvqkd::DEFAULT_SYMBOL_RATE_HZ),
             frame_bits: r
                 .frame_bits
                 .unwrap_or(crate::cvqkd::sim::codes::DEFAULT_FRAME_BITS),
             quantum_port: r
                 .quantum_port
-                .unwrap_or(crate::kme::cvqkd::DEFAULT_QUANTUM_PORT),
+                .unwrap_or(crate::kme::link::cvqkd::DEFAULT_QUANTUM_PORT),
             quantum_url: match &r.quantum_url {
                 Some(u) => Some(self.socket_addr(u, &format!("{field}.quantum_url"))?),
                 None => None,
             },
         };
-        crate::kme::cvqkd::validate(&cfg)
+        crate::kme::link::cvqkd::validate(&cfg)
             .map_err(|problem| self.err(raw.span(), field.to_string(), problem))?;
         Ok(cfg)
     }

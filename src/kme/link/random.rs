@@ -23,7 +23,7 @@ pub const MAX_BLOCKS_PER_PUSH: usize = 64;
 
 /// A source of key bits whose leader instance produces both ends' copies, pushed to the
 /// follower (a real device's key stream could implement it). The CV-QKD simulator does
-/// not: each end distills its own copy (`kme::cvqkd`), so no key crosses the network.
+/// not: each end distills its own copy (`kme::link::cvqkd`), so no key crosses the network.
 pub trait KeySupply: Send {
     /// What the source is, for status and logs (e.g. "random (NOT QKD)").
     fn label(&self) -> &'static str;
@@ -108,7 +108,7 @@ pub fn decode_push(push: &LinkPush) -> Option<Vec<(u64, Zeroizing<Vec<u8>>)>> {
 /// below its high-water mark, each direction getting what it lacks,
 /// store, push unconfirmed blocks, confirm. Runs until the task is aborted.
 pub async fn run_leader(ctx: LinkContext) {
-    // CV-QKD links run their own two-sided pipeline (`kme::cvqkd`), not a push source.
+    // CV-QKD links run their own two-sided pipeline (`kme::link::cvqkd`), not a push source.
     let mut source: Box<dyn KeySupply> = Box::new(RandomSource::new(ctx.link.rate_bits_per_second));
     let mut warned = false;
     let mut tick = tokio::time::interval(LINK_TICK);
