@@ -2,7 +2,7 @@
 
 mod support;
 
-use qshield::constants::{REKEY_TIMEOUT_INITIAL, REPLAY_WINDOW_PACKETS};
+use qshield::constants::{REASSEMBLY_TIMEOUT, REKEY_TIMEOUT_INITIAL, REPLAY_WINDOW_PACKETS};
 use qshield::proto::events::{Event, InitiationReason};
 use qshield::proto::wire::{
     FRAGMENT_PAYLOAD_MAX_BYTES, INITIATION_FIXED_BYTES, INITIATION_PAYLOAD_MIN_BYTES,
@@ -85,7 +85,10 @@ fn dropping_each_handshake_fragment_in_turn_is_recovered_by_a_retry() {
                 }
                 Fate::Deliver
             }));
-            sim.start_a_and_run();
+            // less than the first retransmission timeout: only the first attempt was sent
+            sim.a.endpoint.start(sim.now);
+            sim.collect(Side::A);
+            sim.run_for(REKEY_TIMEOUT_INITIAL / 2);
             assert!(
                 !sim.has_current(Side::A),
                 "type {msg_type} index {index} was lost"
@@ -406,7 +409,7 @@ fn data_loss_during_rotations_loses_only_what_the_wire_dropped() {
 
 #[test]
 fn replayed_initiation_is_answered_from_cache_then_ignored_once_superseded() {
-    let mut sim = Sim::new(budget(64 * MIB, 10));
+    let mut sim = Sim::new(budget(64 * MIB, 20));
     let seen = tap(&mut sim);
     sim.establish();
     let first = of_type(&seen, Side::A, TYPE_INITIATION);
@@ -425,10 +428,13 @@ fn replayed_initiation_is_answered_from_cache_then_ignored_once_superseded() {
         1,
         "the re-sent response is dropped by A"
     );
-    // after a rotation by time, the old initiation's timestamp is stale: ignored
+    // after a rotation by time, the old initiation's timestamp is stale: ignored (B no
+    // longer keeps it as a completed message: that ends REASSEMBLY_TIMEOUT after its last
+    // fragment, before the rotation)
+    assert!(REASSEMBLY_TIMEOUT < Duration::from_secs(20));
     let p = sim.packet(Side::A, 10, 1);
     sim.send(Side::A, &[p]);
-    sim.run_for(Duration::from_secs(11));
+    sim.run_for(Duration::from_secs(21));
     assert_eq!(sim.status(Side::B).handshakes, 2, "rotated");
     for f in &first {
         sim.inject(Side::B, from, f);

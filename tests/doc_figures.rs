@@ -88,7 +88,7 @@ fn protocol_md_dos_figures_match_the_constants() {
         "docs/protocol.md §2.1",
         reassembly,
         &[format!(
-            "at most {REASSEMBLY_SLOTS_MAX} messages in progress, {REASSEMBLY_SLOTS_PER_SOURCE_MAX} per source address, each discarded after {} s",
+            "at most {REASSEMBLY_SLOTS_MAX} messages in progress, {REASSEMBLY_SLOTS_PER_SOURCE_MAX} per source address, each discarded after {} s without a new fragment",
             secs(REASSEMBLY_TIMEOUT)
         )],
     );
@@ -104,10 +104,16 @@ fn protocol_md_timer_figures_match_the_constants() {
         timers,
         &[
             format!(
-                "| handshake retransmission | {} s, doubling to {} s, plus 0–{} ms jitter",
-                secs(REKEY_TIMEOUT_INITIAL),
+                "| handshake retransmission | {} ms, doubling to {} s for the first {} s of a handshake (a lossy path), then to {} s (a peer that is down), plus jitter of up to a third of the interval, at most {} ms",
+                REKEY_TIMEOUT_INITIAL.as_millis(),
+                secs(REKEY_TIMEOUT_FAST_MAX),
+                secs(REKEY_FAST_PHASE),
                 secs(REKEY_TIMEOUT_MAX),
                 REKEY_TIMEOUT_JITTER_MAX.as_millis()
+            ),
+            format!(
+                "| stalled handshake | reported once (a warning in the log) when still unanswered {} s after the first initiation",
+                secs(HANDSHAKE_STALLED_AFTER)
             ),
             format!(
                 "| give up a handshake | after {} s",

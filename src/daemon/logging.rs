@@ -32,6 +32,13 @@ pub fn log_event(interface: &str, event: &Event, peer_name: Option<&str>) {
             interface, %from,
             "dropped handshake datagrams with an invalid mac1: the sender does not have this site's public key (check the peer's config)"
         ),
+        Event::HandshakeStalled {
+            attempts, waited, ..
+        } => tracing::warn!(
+            interface, peer = %peer, attempts, waited_s = waited.as_secs_f64(),
+            gives_up_after_s = crate::constants::REKEY_ATTEMPT_TIME.as_secs(),
+            "handshake not answered yet: no complete response from the peer (datagrams lost on the path, the peer down or unreachable, or it lacks this site's public key); still retrying"
+        ),
         Event::HandshakeTimedOut { attempts, .. } => tracing::warn!(
             interface, peer = %peer, attempts,
             "no handshake response from the peer: check that it is running, that its endpoint is reachable, and that it has this site's public key"

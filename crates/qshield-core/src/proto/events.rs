@@ -92,6 +92,18 @@ pub enum Event {
         /// Underlay source.
         from: SocketAddr,
     },
+    /// Our handshake is still unanswered [`HANDSHAKE_STALLED_AFTER`] after its first
+    /// initiation (reported once per handshake; retransmissions go on).
+    ///
+    /// [`HANDSHAKE_STALLED_AFTER`]: crate::constants::HANDSHAKE_STALLED_AFTER
+    HandshakeStalled {
+        /// The peer.
+        peer: PeerId,
+        /// Initiations sent so far.
+        attempts: u32,
+        /// Time since the first one.
+        waited: Duration,
+    },
     /// We gave up a handshake after retrying for the attempt time.
     HandshakeTimedOut {
         /// The peer.
@@ -145,6 +157,7 @@ impl Event {
             | Self::SessionEstablished { peer, .. }
             | Self::SessionConfirmed { peer, .. }
             | Self::InitiationIgnored { peer, .. }
+            | Self::HandshakeStalled { peer, .. }
             | Self::HandshakeTimedOut { peer, .. }
             | Self::SessionExpired { peer, .. }
             | Self::EndpointChanged { peer, .. }

@@ -6,13 +6,15 @@ use super::Endpoint;
 use super::peer::{CachedResponse, PendingHandshake};
 use super::timer::PeerTimer;
 use crate::constants::{
-    COOKIE_VALID_FOR, INITIATION_TIMESTAMP_AHEAD_MAX, MIN_INITIATION_INTERVAL, REKEY_ATTEMPT_TIME,
+    COOKIE_VALID_FOR, HANDSHAKE_STALLED_AFTER, INITIATION_TIMESTAMP_AHEAD_MAX,
+    MIN_INITIATION_INTERVAL, REKEY_ATTEMPT_TIME, REKEY_FAST_PHASE, REKEY_TIMEOUT_FAST_MAX,
     REKEY_TIMEOUT_INITIAL, REKEY_TIMEOUT_JITTER_MAX, REKEY_TIMEOUT_MAX,
 };
 use crate::crypto::kdf;
 use crate::proto::PeerId;
 use crate::proto::cookie::{append_macs, mac1_valid, open_cookie_reply};
 use crate::proto::events::{Event, InitiationReason, Role};
+use crate::proto::fragment::Reassembled;
 use crate::proto::handshake::{
     FreshEphemerals, HandshakeError, InitiationParams, QkdKey, ReceivedInitiation,
     consume_initiation, consume_response, create_initiation, create_response,
@@ -79,7 +81,7 @@ impl Endpoint {
                 );
             }
         };
-        let retry_at = now + self.retry_timeout(1);
+        let retry_at = now + self.retry_timeout(1, Duration::ZERO);
         let pending = PendingHandshake {
             state,
             message,
@@ -87,6 +89,7 @@ impl Endpoint {
             last_sent: now,
             attempts: 1,
             mac1s: Vec::new(),
+            stall_reported: false,
         };
         self.peers[p].start_handshake(pending, retry_at);
         self.send_pending(now, p);
@@ -94,15 +97,22 @@ impl Endpoint {
             .push_back(Event::HandshakeStarted { peer: p, reason });
     }
 
-    /// Retransmission timeout for attempt `n` (1-based): doubling from the initial value up
-    /// to the cap, plus random jitter.
-    fn retry_timeout(&mut self, attempt: u32) -> Duration {
+    /// Retransmission timeout after attempt `n` (1-based) of a handshake started `elapsed`
+    /// ago: doubling from the initial value, capped at [`REKEY_TIMEOUT_FAST_MAX`] during the
+    /// first [`REKEY_FAST_PHASE`] (a lossy path: each retransmission brings fragments the
+    /// earlier ones lacked) and at [`REKEY_TIMEOUT_MAX`] after it (a peer that is down),
+    /// plus random jitter of up to a third of that, at most [`REKEY_TIMEOUT_JITTER_MAX`].
+    fn retry_timeout(&mut self, attempt: u32, elapsed: Duration) -> Duration {
+        let cap = if elapsed < REKEY_FAST_PHASE {
+            REKEY_TIMEOUT_FAST_MAX
+        } else {
+            REKEY_TIMEOUT_MAX
+        };
         let base = REKEY_TIMEOUT_INITIAL
             .saturating_mul(1 << attempt.saturating_sub(1).min(8))
-            .min(REKEY_TIMEOUT_MAX);
-        let jitter_ms =
-            u64::from(self.rng.next_u32()) % (REKEY_TIMEOUT_JITTER_MAX.as_millis() as u64 + 1);
-        base + Duration::from_millis(jitter_ms)
+            .min(cap);
+        let jitter_max = (base / 3).min(REKEY_TIMEOUT_JITTER_MAX).as_millis() as u64;
+        base + Duration::from_millis(u64::from(self.rng.next_u32()) % (jitter_max + 1))
     }
 
     /// (Re)sends our pending initiation's fragments, with mac2 when we hold a fresh cookie.
@@ -138,15 +148,25 @@ impl Endpoint {
         if !peer.timers.is_expired(PeerTimer::HandshakeRetry, now) {
             return;
         }
-        if now - pending.first_sent >= REKEY_ATTEMPT_TIME {
+        let waited = now - pending.first_sent;
+        if waited >= REKEY_ATTEMPT_TIME {
             return self.give_up(p);
         }
         let attempts = pending.attempts + 1;
-        let retry_at = now + self.retry_timeout(attempts);
+        let retry_at = now + self.retry_timeout(attempts, waited);
         let peer = &mut self.peers[p];
-        if let Some(pending) = peer.pending.as_mut() {
-            pending.attempts = attempts;
-            peer.timers.set(PeerTimer::HandshakeRetry, retry_at);
+        let Some(pending) = peer.pending.as_mut() else {
+            return;
+        };
+        pending.attempts = attempts;
+        peer.timers.set(PeerTimer::HandshakeRetry, retry_at);
+        if waited >= HANDSHAKE_STALLED_AFTER && !pending.stall_reported {
+            pending.stall_reported = true;
+            self.events.push_back(Event::HandshakeStalled {
+                peer: p,
+                attempts: attempts - 1,
+                waited,
+            });
         }
         self.send_pending(now, p);
     }
@@ -217,11 +237,16 @@ impl Endpoint {
             }
         }
         let msg_type = frag.header.msg_type;
-        if let Some(message) = self.reassembler.insert(now, from, &frag) {
-            match msg_type {
-                TYPE_RESPONSE => self.on_response(now, from, &message),
-                _ => self.on_initiation(now, from, &message),
+        match self.reassembler.insert(now, from, &frag) {
+            Some(Reassembled::Complete(message)) if msg_type == TYPE_RESPONSE => {
+                self.on_response(now, from, &message)
             }
+            Some(Reassembled::Complete(message)) => self.on_initiation(now, from, &message),
+            // the initiator lacks our answer: resend it if we gave one (no crypto here)
+            Some(Reassembled::Repeat(digest)) => {
+                self.resend_cached_response(now, from, &digest);
+            }
+            None => {}
         }
     }
 

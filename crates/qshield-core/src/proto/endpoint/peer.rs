@@ -40,6 +40,9 @@ pub(super) struct PendingHandshake {
     pub(super) last_sent: Instant,
     pub(super) attempts: u32,
     pub(super) mac1s: Vec<[u8; 16]>,
+    /// [`Event::HandshakeStalled`](crate::proto::events::Event::HandshakeStalled) was
+    /// emitted for this handshake.
+    pub(super) stall_reported: bool,
 }
 
 /// The last response we sent, kept so a retransmitted initiation gets the same answer
@@ -103,9 +106,9 @@ pub(super) struct QkdCounters {
     pub(super) backoff: Option<Duration>,
     /// `dec_keys` calls this peer may still cause before it proves both static keys.
     pub(super) unconfirmed_dec_keys: super::qkd::UnconfirmedBudget,
-    /// The last `dec_keys` request we stopped waiting for (request ID, key_ID): its answer
-    /// may still come, and the KME hands a key out only once.
-    pub(super) abandoned_dec_keys: Option<(u64, String)>,
+    /// The last `dec_keys` request we stopped waiting for (request ID, key_ID, when): its
+    /// answer may still come, and the KME hands a key out only once.
+    pub(super) abandoned_dec_keys: Option<(u64, String, Instant)>,
     /// A key that came after we stopped waiting for it, kept (with its arrival) for the
     /// initiation's retransmission.
     pub(super) late_key: Option<(crate::proto::handshake::QkdKey, Instant)>,

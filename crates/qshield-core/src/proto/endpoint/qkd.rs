@@ -144,11 +144,11 @@ impl Endpoint {
             peer.qkd
                 .abandoned_dec_keys
                 .as_ref()
-                .is_some_and(|(i, _)| *i == id)
+                .is_some_and(|(i, ..)| *i == id)
         }) else {
             return; // an enc_keys answered after its timeout: no handshake will use it
         };
-        let (_, key_id) = self.peers[p].qkd.abandoned_dec_keys.take().expect("found");
+        let (_, key_id, _) = self.peers[p].qkd.abandoned_dec_keys.take().expect("found");
         let Ok(key) = result else {
             return;
         };
@@ -292,7 +292,7 @@ impl Endpoint {
                     };
                     return self.qkd_key_arrived(now, p, wait, key);
                 }
-                if let Some(why) = self.dec_keys_refusal(now, p) {
+                if let Some(why) = self.dec_keys_refusal(now, p, &key_id) {
                     self.events
                         .push_back(Event::InitiationIgnored { peer: p, why });
                     return;
@@ -310,10 +310,21 @@ impl Endpoint {
     /// Why an initiation from `p` naming a key_ID may not make us call `dec_keys` now, if it
     /// may not: one lookup per peer at a time, and a bounded number before the peer is
     /// confirmed (message 1 alone proves only its X25519 key). The initiator retransmits.
-    fn dec_keys_refusal(&mut self, now: Instant, p: PeerId) -> Option<&'static str> {
+    fn dec_keys_refusal(&mut self, now: Instant, p: PeerId, key_id: &str) -> Option<&'static str> {
         let peer = &mut self.peers[p];
         if peer.qkd_answering.is_some() {
             return Some("the KME is still looking up the key of an earlier initiation");
+        }
+        // a lookup of this key_ID we stopped waiting for may still be answered (the KME hands
+        // a key out once, so a second lookup would fail or take it from the first); its
+        // answer, kept as the late key, serves a later retransmission
+        if peer
+            .qkd
+            .abandoned_dec_keys
+            .as_ref()
+            .is_some_and(|(_, id, at)| id == key_id && now - *at < QKD_REQUEST_TIMEOUT)
+        {
+            return Some("the KME may still answer an earlier lookup of this key_ID");
         }
         if !peer.qkd.unconfirmed_dec_keys.take(now) {
             return Some(
@@ -426,7 +437,7 @@ impl Endpoint {
         if let Some(pending) = self.peers[p].qkd_answering.take_if(|q| expired(q)) {
             if let QkdWait::Response { received, .. } = &pending.wait {
                 let key_id = String::from_utf8_lossy(&received.payload.qkd_key_id).into_owned();
-                self.peers[p].qkd.abandoned_dec_keys = Some((pending.id, key_id));
+                self.peers[p].qkd.abandoned_dec_keys = Some((pending.id, key_id, now));
             }
             self.qkd_key_missing(
                 now,
