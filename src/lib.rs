@@ -21,7 +21,7 @@
 
 #![deny(unsafe_code)]
 
-pub use qshield_core::{batch, cidr, constants, crypto, proto};
+pub use qshield_core::{batch, cidr, constants, crypto, icmp, proto};
 
 pub mod cli;
 pub mod config;

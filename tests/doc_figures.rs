@@ -83,6 +83,16 @@ fn protocol_md_dos_figures_match_the_constants() {
             ),
         ],
     );
+    let data = section(&doc, "### 2.5 Data");
+    assert_states(
+        "docs/protocol.md §2.5",
+        data,
+        &[format!(
+            "at most {} go out per {} ms",
+            qshield::net::TOO_BIG_ANSWERS_PER_WINDOW,
+            qshield::net::TOO_BIG_ANSWER_WINDOW.as_millis()
+        )],
+    );
     let reassembly = section(&doc, "### 2.1 Handshake fragment");
     assert_states(
         "docs/protocol.md §2.1",

@@ -84,6 +84,7 @@ scenarios!(
     keepalive,
     roaming,
     three_sites,
+    tun_mtu_too_big,
 );
 
 #[test]

@@ -46,7 +46,14 @@ impl DaemonInfo {
 }
 
 fn io_json(s: IoStats) -> Value {
-    json!({ "received": s.received, "sent": s.sent, "dropped_truncated": s.dropped_truncated, "send_errors": s.send_errors })
+    json!({
+        "received": s.received,
+        "sent": s.sent,
+        "dropped_truncated": s.dropped_truncated,
+        "dropped_too_big": s.dropped_too_big,
+        "too_big_answered": s.too_big_answered,
+        "send_errors": s.send_errors,
+    })
 }
 
 /// The status document.

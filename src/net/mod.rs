@@ -32,7 +32,10 @@ pub mod netlink;
 pub mod offload;
 mod sys;
 pub mod tun;
+mod tun_too_big;
 mod tun_vnet;
+
+pub use tun_too_big::{TOO_BIG_ANSWER_WINDOW, TOO_BIG_ANSWERS_PER_WINDOW};
 pub mod udp;
 mod udp_gso;
 
@@ -109,6 +112,11 @@ pub struct IoStats {
     pub sent: u64,
     /// Received packets dropped because they did not fit in a batch slot.
     pub dropped_truncated: u64,
+    /// Inner packets read from the TUN larger than the tunnel MTU: dropped (0 for UDP).
+    pub dropped_too_big: u64,
+    /// Of those, answered with ICMP fragmentation needed / packet too big (the rest were
+    /// ICMP errors themselves, fragments or multicast, or over the answer rate).
+    pub too_big_answered: u64,
     /// Packets whose send failed (each error counted once, the batch went on).
     pub send_errors: u64,
 }
@@ -176,6 +184,8 @@ pub(crate) struct Counters {
     received: std::sync::atomic::AtomicU64,
     sent: std::sync::atomic::AtomicU64,
     dropped_truncated: std::sync::atomic::AtomicU64,
+    dropped_too_big: std::sync::atomic::AtomicU64,
+    too_big_answered: std::sync::atomic::AtomicU64,
     send_errors: std::sync::atomic::AtomicU64,
 }
 
@@ -201,6 +211,16 @@ impl Counters {
         Self::add(&self.dropped_truncated, n);
     }
 
+    /// Counts `n` inner packets dropped as larger than the tunnel MTU.
+    pub(crate) fn too_big(&self, n: usize) {
+        Self::add(&self.dropped_too_big, n);
+    }
+
+    /// Counts `n` ICMP too-big errors written back.
+    pub(crate) fn too_big_answered(&self, n: usize) {
+        Self::add(&self.too_big_answered, n);
+    }
+
     /// Counts `n` failed sends.
     pub(crate) fn send_errors(&self, n: usize) {
         Self::add(&self.send_errors, n);
@@ -213,6 +233,8 @@ impl Counters {
             received: self.received.load(Relaxed),
             sent: self.sent.load(Relaxed),
             dropped_truncated: self.dropped_truncated.load(Relaxed),
+            dropped_too_big: self.dropped_too_big.load(Relaxed),
+            too_big_answered: self.too_big_answered.load(Relaxed),
             send_errors: self.send_errors.load(Relaxed),
         }
     }

@@ -13,6 +13,7 @@
 
 use super::error::NetError;
 use super::netlink::Netlink;
+use super::tun_too_big::TooBigResponder;
 use super::tun_vnet::{VnetReader, VnetWriter};
 use super::{Counters, IoStats, TunIo, sys};
 use crate::batch::{PacketBatch, SlotMeta};
@@ -93,8 +94,8 @@ pub struct TunDevice {
     index: u32,
     counters: Counters,
     offload: TunOffload,
-    /// Largest inner packet (the MTU asked for).
-    mtu: usize,
+    /// Answers inner packets larger than the MTU asked for.
+    too_big: TooBigResponder,
     reader: Mutex<VnetReader>,
     writer: Mutex<VnetWriter>,
 }
@@ -123,11 +124,11 @@ impl TunDevice {
         })?;
         let device = Self {
             fd,
-            name,
+            name: name.clone(),
             index,
             counters: Counters::default(),
             offload,
-            mtu: usize::from(settings.mtu),
+            too_big: TooBigResponder::new(&name, settings.mtu, offload.vnet_hdr),
             reader: Mutex::new(VnetReader::new_if(offload.vnet_hdr)),
             writer: Mutex::new(VnetWriter::new(offload.gro)),
         };
@@ -216,7 +217,10 @@ impl TunDevice {
             let room = &mut slot[DATA_HEADER_BYTES..];
             match read_packet(&self.fd, room) {
                 Ok(0) => break,
-                Ok(n) if n >= room.len() => self.counters.truncated(1),
+                // a read that filled the slot may have been cut short: too big either way
+                Ok(n) if n > self.too_big.mtu() => {
+                    self.too_big.answer(&self.fd, &room[..n], n, &self.counters)
+                }
                 Ok(n) => {
                     *meta = SlotMeta {
                         start: DATA_HEADER_BYTES,
@@ -249,7 +253,7 @@ impl TunDevice {
                     return Ok(0);
                 }
             }
-            let n = reader.fill(&self.fd, batch, self.mtu, &self.counters)?;
+            let n = reader.fill(&self.fd, batch, &self.too_big, &self.counters)?;
             if n > 0 || Instant::now() >= deadline {
                 batch.set_len(n);
                 self.counters.received(n);
@@ -424,7 +428,7 @@ pub(crate) fn read_packet(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// One `write(2)` of a whole packet, retried on `EINTR`.
-fn write_packet(fd: &OwnedFd, packet: &[u8]) -> io::Result<usize> {
+pub(super) fn write_packet(fd: &OwnedFd, packet: &[u8]) -> io::Result<usize> {
     loop {
         // SAFETY: the pointer and length describe `packet`, a live slice.
         let ret = unsafe { libc::write(fd.as_raw_fd(), packet.as_ptr().cast(), packet.len()) };

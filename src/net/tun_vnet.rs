@@ -9,6 +9,7 @@
 
 use super::offload::gro::MAX_GROUP_SEGMENTS;
 use super::offload::{GROUP_HEADER_MAX, GroTable, Plan, VNET_HDR_LEN, VirtioNetHdr};
+use super::tun_too_big::TooBigResponder;
 use super::{Counters, sys};
 use crate::batch::{PacketBatch, SlotMeta};
 use crate::constants::DATA_HEADER_BYTES;
@@ -43,14 +44,15 @@ impl VnetReader {
 
     /// Fills the batch from slot 0 with waiting segments and new reads, until the batch is
     /// full or the TUN has nothing queued; returns the slots filled. Each inner packet may
-    /// be at most `room` bytes (the tunnel MTU); longer ones are dropped and counted.
+    /// be at most the tunnel MTU; longer ones go to `too_big` (dropped, counted, answered).
     pub(crate) fn fill(
         &mut self,
         fd: &OwnedFd,
         batch: &mut PacketBatch,
-        room: usize,
+        too_big: &TooBigResponder,
         counters: &Counters,
     ) -> io::Result<usize> {
+        let room = too_big.mtu();
         let mut filled = 0;
         loop {
             if let Some((plan, len, k)) = self.pending {
@@ -58,7 +60,8 @@ impl VnetReader {
                 let mut k = k;
                 while k < plan.count() && filled < batch.capacity() {
                     if plan.segment_len(k) > room {
-                        counters.truncated(1);
+                        // the super-packet's headers stand for the segment's in the answer
+                        too_big.answer(fd, packet, plan.segment_len(k), counters);
                     } else {
                         let (slot, meta) = batch.slot_and_meta_mut(filled);
                         let n = plan.write(packet, k, &mut slot[DATA_HEADER_BYTES..]);

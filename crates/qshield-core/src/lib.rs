@@ -8,6 +8,8 @@
 //! - [`constants`]: the protocol's constants (wire sizes, timers, budgets), each with its unit.
 //! - [`batch`], [`cidr`]: the packet batch and the allowed-IPs types the protocol and the I/O
 //!   layer share.
+//! - [`icmp`]: the ICMP "fragmentation needed" / "packet too big" errors the tunnel answers
+//!   oversize inner packets with.
 //!
 //! This crate depends on no I/O library (no tokio, no sockets, no filesystem), so the rule
 //! "the protocol core does no I/O" is held by the compiler. The `qshield` crate re-exports
@@ -19,4 +21,5 @@ pub mod batch;
 pub mod cidr;
 pub mod constants;
 pub mod crypto;
+pub mod icmp;
 pub mod proto;
