@@ -7,8 +7,8 @@
 mod support;
 
 use qshield::constants::{
-    HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST, RATE_LIMITER_SOURCES_MAX,
-    UNDER_LOAD_HANDSHAKE_DATAGRAMS_PER_SECOND,
+    COOKIE_REPLIES_PER_SOURCE_BURST, HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST,
+    RATE_LIMITER_SOURCES_MAX, UNDER_LOAD_HANDSHAKE_DATAGRAMS_PER_SECOND,
 };
 use qshield::proto::cookie::{append_macs, mac1_key, open_cookie_reply};
 use qshield::proto::events::Event;
@@ -292,4 +292,50 @@ fn a_sustained_flood_keeps_the_responder_under_load_from_one_second_to_the_next(
         required, sent_then,
         "in the third second of the flood every fragment needed mac2 (none reached the reassembler)"
     );
+}
+
+/// A spoofed flood from one source under load gets a bounded number of cookie replies: each
+/// reply costs the responder a seal and a send (a third of its time per flood datagram in
+/// tests/netns/flood.sh), and a genuine sender needs one per message it retransmits.
+#[test]
+fn under_load_one_source_gets_a_bounded_number_of_cookie_replies() {
+    let mut sim = Sim::new(budget(64 * MIB, 120));
+    establish_from(&mut sim, Side::A);
+    background_load(&mut sim, UNDER_LOAD_HANDSHAKE_DATAGRAMS_PER_SECOND + 1, 7);
+    let src: SocketAddr = "198.18.7.7:4000".parse().unwrap();
+    let key = mac1_key(&sim.b.endpoint.public().dh);
+    let required_before = sim.drops(Side::B).cookie_required;
+    let flood = |sim: &mut Sim, salt: u32| {
+        for k in 0..1000u32 {
+            let mut f = split_message(TYPE_INITIATION, salt + k, &[7u8; 16]).remove(0);
+            append_macs(&mut f, &key, None);
+            sim.inject(Side::B, src, &f);
+        }
+        let replies = sim
+            .b
+            .stray
+            .iter()
+            .filter(|t| t.to == src && t.payload[0] == TYPE_COOKIE_REPLY)
+            .count();
+        sim.b.stray.clear();
+        replies
+    };
+    let replies = flood(&mut sim, 0);
+    assert_eq!(
+        replies, COOKIE_REPLIES_PER_SOURCE_BURST as usize,
+        "cookie replies to 1000 fragments from one source"
+    );
+    assert_eq!(
+        sim.drops(Side::B).cookie_reply_limited,
+        1000 - replies as u64
+    );
+    assert_eq!(
+        sim.drops(Side::B).cookie_required - required_before,
+        1000,
+        "every fragment without mac2 is counted"
+    );
+    // the source's allowance refills: a genuine sender gets its cookie a moment later
+    sim.now = sim.now + Duration::from_secs(1);
+    background_load(&mut sim, UNDER_LOAD_HANDSHAKE_DATAGRAMS_PER_SECOND + 1, 9);
+    assert!(flood(&mut sim, 5000) >= 1);
 }

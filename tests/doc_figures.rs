@@ -138,6 +138,9 @@ fn protocol_md_timer_figures_match_the_constants() {
                 secs(KEEPALIVE_TIMEOUT + REKEY_TIMEOUT_MAX)
             ),
             format!(
+                "| cookie replies | under load, to a source that is not a peer's known endpoint: at most {COOKIE_REPLIES_PER_SOURCE_PER_SECOND} per second per source address (burst {COOKIE_REPLIES_PER_SOURCE_BURST}) and {COOKIE_REPLIES_PER_SECOND_MAX} per second in all"
+            ),
+            format!(
                 "at most one per {} ms ({per_second}/s",
                 MIN_INITIATION_INTERVAL.as_millis()
             ),

@@ -31,6 +31,7 @@ fn run_scenario(name: &str) {
     let out = Command::new("bash")
         .arg(&script)
         .env("QSHIELD_BIN", env!("CARGO_BIN_EXE_qshield"))
+        .env("QSHIELD_FLOOD_BIN", env!("CARGO_BIN_EXE_qshield-flood"))
         .env("TAG", &tag)
         .output()
         .unwrap_or_else(|e| panic!("cannot run bash {}: {e}", script.display()));
@@ -85,6 +86,7 @@ scenarios!(
     roaming,
     three_sites,
     tun_mtu_too_big,
+    flood,
 );
 
 #[test]

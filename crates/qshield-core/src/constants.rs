@@ -125,6 +125,16 @@ pub const UNDER_LOAD_HOLD: Duration = Duration::from_secs(1);
 /// each), which small byte budgets at multi-gigabit rates need; at ~0.15 ms of public-key
 /// work per initiation that bounds one source to under a tenth of a core.
 pub const HANDSHAKE_DATAGRAMS_PER_SOURCE_PER_SECOND: u32 = 1500;
+/// Cookie replies per second to one source address under load (after a burst of
+/// [`COOKIE_REPLIES_PER_SOURCE_BURST`]): a genuine sender needs one per message it
+/// retransmits (its cookie then serves for [`COOKIE_VALID_FOR`]).
+pub const COOKIE_REPLIES_PER_SOURCE_PER_SECOND: u32 = 4;
+/// Burst of [`COOKIE_REPLIES_PER_SOURCE_PER_SECOND`]: one per fragment of a whole initiation
+/// and a response, with room for a retransmission.
+pub const COOKIE_REPLIES_PER_SOURCE_BURST: u32 = 8;
+/// Cookie replies per second in all (also the burst): a flood from more sources than the
+/// per-source table holds gets no more than this.
+pub const COOKIE_REPLIES_PER_SECOND_MAX: u32 = 20_000;
 /// Token bucket per source address: burst size (a few full exchanges plus retries).
 pub const HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST: u32 = 60;
 /// Sources tracked by the rate limiter. When a new source finds the table full, the buckets

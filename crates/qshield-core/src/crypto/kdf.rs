@@ -30,6 +30,28 @@ pub fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; HASH_BYTES] {
     out
 }
 
+/// An HMAC-SHA-256 key prepared once (its padded key blocks hashed), for a key that MACs
+/// many messages: the mac1 key of every fragment addressed to us.
+pub struct HmacKey(hmac::Key);
+
+impl HmacKey {
+    /// Prepares `key`.
+    pub fn new(key: &[u8]) -> Self {
+        Self(hmac::Key::new(hmac::HMAC_SHA256, key))
+    }
+
+    /// HMAC-SHA-256 of the concatenated parts under this key.
+    pub fn mac(&self, parts: &[&[u8]]) -> [u8; HASH_BYTES] {
+        let mut ctx = hmac::Context::with_key(&self.0);
+        for p in parts {
+            ctx.update(p);
+        }
+        let mut out = [0u8; HASH_BYTES];
+        out.copy_from_slice(ctx.sign().as_ref());
+        out
+    }
+}
+
 /// HKDF-Extract(salt, ikm) = HMAC(salt, ikm).
 pub fn extract(salt: &[u8], ikm: &[u8]) -> Secret<HASH_BYTES> {
     Secret::new(hmac(salt, &[ikm]))

@@ -1,15 +1,17 @@
 //! Denial-of-service defences for handshakes, after WireGuard's: a mac1 on every fragment
 //! keyed by the receiver's public key (checked before any other work), a mac2 keyed by a
 //! cookie that the responder hands out under load (binding the source address), a cookie
-//! reply sealed to the sender of the fragment that lacked mac2 (initiator or responder), and
-//! per-source token buckets.
+//! reply sealed to the sender of the fragment that lacked mac2 (initiator or responder), at a
+//! bounded rate per source and in all, and per-source token buckets.
 
 use super::time::Instant;
 use super::wire::{CookieReply, Fragment};
 use crate::constants::{
-    COOKIE_SECRET_MAX_AGE, HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST,
-    HANDSHAKE_DATAGRAMS_PER_SOURCE_PER_SECOND, RATE_LIMITER_EVICT_BATCH, RATE_LIMITER_SOURCES_MAX,
-    UNDER_LOAD_HANDSHAKE_DATAGRAMS_PER_SECOND, UNDER_LOAD_HOLD,
+    COOKIE_REPLIES_PER_SECOND_MAX, COOKIE_REPLIES_PER_SOURCE_BURST,
+    COOKIE_REPLIES_PER_SOURCE_PER_SECOND, COOKIE_SECRET_MAX_AGE,
+    HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST, HANDSHAKE_DATAGRAMS_PER_SOURCE_PER_SECOND,
+    RATE_LIMITER_EVICT_BATCH, RATE_LIMITER_SOURCES_MAX, UNDER_LOAD_HANDSHAKE_DATAGRAMS_PER_SECOND,
+    UNDER_LOAD_HOLD,
 };
 use crate::crypto::dh::DhPublic;
 use crate::crypto::random::Rng;
@@ -68,9 +70,15 @@ pub fn open_cookie_reply(
     })
 }
 
-/// The responder's side: rotating cookie secret, load meter, cookie replies.
+/// The responder's side: rotating cookie secret, load meter, cookie replies and their limits.
 pub struct CookieChecker {
     our_mac1_key: [u8; 32],
+    /// The same key, prepared for the mac1 check of every fragment.
+    our_mac1_hmac: kdf::HmacKey,
+    /// Cookie replies per source address…
+    replies_per_source: RateLimiter,
+    /// …and in all: [`COOKIE_REPLIES_PER_SECOND_MAX`].
+    replies: TokenBucket,
     seal_key: PacketKey,
     secret: Secret<32>,
     secret_born: Option<Instant>,
@@ -82,8 +90,18 @@ pub struct CookieChecker {
 impl CookieChecker {
     /// A checker for the holder of `our_public`.
     pub fn new(our_public: &DhPublic) -> Self {
+        let our_mac1_key = mac1_key(our_public);
         Self {
-            our_mac1_key: mac1_key(our_public),
+            our_mac1_key,
+            our_mac1_hmac: kdf::HmacKey::new(&our_mac1_key),
+            replies_per_source: RateLimiter::new(
+                COOKIE_REPLIES_PER_SOURCE_PER_SECOND,
+                COOKIE_REPLIES_PER_SOURCE_BURST,
+            ),
+            replies: TokenBucket::full(
+                COOKIE_REPLIES_PER_SECOND_MAX,
+                COOKIE_REPLIES_PER_SECOND_MAX,
+            ),
             seal_key: PacketKey::new(CipherSuite::ChaCha20Poly1305, &cookie_seal_key(our_public)),
             secret: Secret::zero(),
             secret_born: None,
@@ -96,6 +114,22 @@ impl CookieChecker {
     /// Our mac1 key (fragments addressed to us).
     pub fn mac1_key(&self) -> &[u8; 32] {
         &self.our_mac1_key
+    }
+
+    /// True when the fragment's mac1 is right for our key (constant time); the same as
+    /// [`mac1_valid`] with [`Self::mac1_key`], with the key prepared once.
+    pub fn mac1_valid(&self, frag: &Fragment<'_>) -> bool {
+        let expect = self.our_mac1_hmac.mac(&[frag.mac1_input]);
+        aws_lc_rs::constant_time::verify_slices_are_equal(&expect[..16], frag.mac1).is_ok()
+    }
+
+    /// Whether a cookie reply may go to `source` (not a peer's known endpoint) now: at most
+    /// [`COOKIE_REPLIES_PER_SOURCE_PER_SECOND`] per source address (burst
+    /// [`COOKIE_REPLIES_PER_SOURCE_BURST`]) and [`COOKIE_REPLIES_PER_SECOND_MAX`] in all. A
+    /// genuine sender needs one per message it retransmits; a spoofing flood gets no more
+    /// of the responder's time for replies than that.
+    pub fn may_reply(&mut self, now: Instant, source: IpAddr) -> bool {
+        self.replies_per_source.allow(now, source) && self.replies.take(now)
     }
 
     /// Counts one handshake datagram; true when the responder is under load: more than
@@ -176,22 +210,43 @@ fn address_bytes(a: SocketAddr) -> Vec<u8> {
     v
 }
 
-/// Token buckets per source IP for handshake datagrams, with bounded memory
-/// ([`RATE_LIMITER_SOURCES_MAX`] sources; the fullest buckets are evicted beyond that).
-#[derive(Default)]
+/// Token buckets per source IP, with bounded memory ([`RATE_LIMITER_SOURCES_MAX`] sources;
+/// the fullest buckets are evicted beyond that). The default is the handshake datagram
+/// limit ([`HANDSHAKE_DATAGRAMS_PER_SOURCE_PER_SECOND`], burst
+/// [`HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST`]).
 pub struct RateLimiter {
     buckets: HashMap<IpAddr, (f64, Instant)>,
+    per_second: f64,
+    burst: f64,
+}
+
+impl Default for RateLimiter {
+    fn default() -> Self {
+        Self::new(
+            HANDSHAKE_DATAGRAMS_PER_SOURCE_PER_SECOND,
+            HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST,
+        )
+    }
 }
 
 impl RateLimiter {
+    /// Buckets of `burst` tokens refilled at `per_second`.
+    pub fn new(per_second: u32, burst: u32) -> Self {
+        Self {
+            buckets: HashMap::new(),
+            per_second: f64::from(per_second),
+            burst: f64::from(burst),
+        }
+    }
+
     /// Takes one token for `ip`; false when the source is over its rate.
     pub fn allow(&mut self, now: Instant, ip: IpAddr) -> bool {
         if self.buckets.len() >= RATE_LIMITER_SOURCES_MAX && !self.buckets.contains_key(&ip) {
             self.make_room(now);
         }
-        let burst = f64::from(HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST);
+        let (burst, rate) = (self.burst, self.per_second);
         let (tokens, last) = self.buckets.entry(ip).or_insert((burst, now));
-        *tokens = refilled(*tokens, *last, now);
+        *tokens = refilled(*tokens, *last, now, rate, burst);
         *last = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;
@@ -206,16 +261,16 @@ impl RateLimiter {
     /// first among equals). A drained bucket, a source held at its rate, is the last to go,
     /// so new sources cannot buy a flooder a fresh burst.
     fn make_room(&mut self, now: Instant) {
-        let burst = f64::from(HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST);
+        let (burst, rate) = (self.burst, self.per_second);
         self.buckets
-            .retain(|_, (tokens, last)| refilled(*tokens, *last, now) < burst);
+            .retain(|_, (tokens, last)| refilled(*tokens, *last, now, rate, burst) < burst);
         if self.buckets.len() < RATE_LIMITER_SOURCES_MAX {
             return;
         }
         let mut fill: Vec<(f64, Instant, IpAddr)> = self
             .buckets
             .iter()
-            .map(|(ip, (tokens, last))| (refilled(*tokens, *last, now), *last, *ip))
+            .map(|(ip, (tokens, last))| (refilled(*tokens, *last, now, rate, burst), *last, *ip))
             .collect();
         let n = RATE_LIMITER_EVICT_BATCH.clamp(1, fill.len());
         fill.select_nth_unstable_by(n - 1, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
@@ -226,10 +281,38 @@ impl RateLimiter {
 }
 
 /// A bucket's tokens at `now`, `tokens` having been left at `last`.
-fn refilled(tokens: f64, last: Instant, now: Instant) -> f64 {
-    let burst = f64::from(HANDSHAKE_DATAGRAMS_PER_SOURCE_BURST);
-    let rate = f64::from(HANDSHAKE_DATAGRAMS_PER_SOURCE_PER_SECOND);
-    (tokens + now.saturating_since(last).as_secs_f64() * rate).min(burst)
+fn refilled(tokens: f64, last: Instant, now: Instant, per_second: f64, burst: f64) -> f64 {
+    (tokens + now.saturating_since(last).as_secs_f64() * per_second).min(burst)
+}
+
+/// One token bucket.
+struct TokenBucket {
+    tokens: f64,
+    last: Instant,
+    per_second: f64,
+    burst: f64,
+}
+
+impl TokenBucket {
+    fn full(per_second: u32, burst: u32) -> Self {
+        Self {
+            tokens: f64::from(burst),
+            last: Instant::ZERO,
+            per_second: f64::from(per_second),
+            burst: f64::from(burst),
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        self.tokens = refilled(self.tokens, self.last, now, self.per_second, self.burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 #[cfg(test)]

@@ -33,6 +33,9 @@ pub struct InterfaceDrops {
     /// Handshake datagrams without a valid mac2 while under load: answered with a cookie
     /// reply, not processed (they never reach the per-source limiter or the reassembler).
     pub cookie_required: u64,
+    /// Of those, left unanswered: their source, or all sources together, were over the
+    /// cookie reply rate.
+    pub cookie_reply_limited: u64,
     /// Handshake datagrams over the per-source rate (enforced only under load).
     pub rate_limited: u64,
     /// Handshake messages refused (see the log for each reason).

@@ -12,7 +12,7 @@ use crate::constants::{
 };
 use crate::crypto::kdf;
 use crate::proto::PeerId;
-use crate::proto::cookie::{append_macs, mac1_valid, open_cookie_reply};
+use crate::proto::cookie::{append_macs, open_cookie_reply};
 use crate::proto::events::{Event, InitiationReason, Role};
 use crate::proto::fragment::Reassembled;
 use crate::proto::handshake::{
@@ -217,7 +217,7 @@ impl Endpoint {
             self.drops.malformed += 1;
             return;
         };
-        if !mac1_valid(self.cookies.mac1_key(), &frag) {
+        if !self.cookies.mac1_valid(&frag) {
             return self.bad_mac1(now, from);
         }
         // As WireGuard: only under load is a source made to prove its address (cookie) and
@@ -251,9 +251,21 @@ impl Endpoint {
     }
 
     /// Under load, a fragment without a valid mac2 is not processed: counted, and answered
-    /// with a cookie reply for its source (which the sender uses on its next attempt).
+    /// with a cookie reply for its source (which the sender uses on its next attempt). A
+    /// source that is a peer's known endpoint always gets its reply (a spoofer of exactly
+    /// that address only makes us answer the peer, and must not spend the peer's share);
+    /// other sources as far as the reply limits allow (`cookie_reply_limited` counts the
+    /// rest), so a flood from spoofed sources costs few replies.
     fn require_cookie(&mut self, now: Instant, from: SocketAddr, frag: &Fragment<'_>) {
         self.drops.cookie_required += 1;
+        let known = self
+            .peers
+            .position(|peer| peer.endpoint == Some(from))
+            .is_some();
+        if !known && !self.cookies.may_reply(now, from.ip()) {
+            self.drops.cookie_reply_limited += 1;
+            return;
+        }
         let reply = self.cookies.reply(now, from, frag, &mut *self.rng);
         self.transmits.push_back(crate::proto::events::Transmit {
             to: from,
