@@ -26,6 +26,7 @@ fn every_script_installs_before_it_builds() {
         "scripts/test.sh",
         "scripts/demo.sh",
         "scripts/bench.sh",
+        "scripts/soak.sh",
     ] {
         let text = script(path);
         let install = first_line(&text, "scripts/install-deps.sh")
