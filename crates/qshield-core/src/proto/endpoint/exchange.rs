@@ -424,10 +424,14 @@ impl Endpoint {
         {
             return Some("initiation flood (more than 500 per second)");
         }
-        let ours_in_flight = peer.pending.is_some() || self.fetching_initiation_key(p);
+        // Ours proceeds only on its first attempt: once its first retransmission timeout
+        // passed unanswered, ours (or its answer) was lost, and the peer's is answered, so
+        // loss on one direction cannot keep both handshakes from completing.
+        let ours_in_flight = peer.pending.as_ref().is_some_and(|h| h.attempts == 1)
+            || self.fetching_initiation_key(p);
         if ours_in_flight && self.public.dh.0 < peer.settings.public.dh.0 {
             return Some(
-                "simultaneous initiation: ours proceeds (this site has the lower static key)",
+                "simultaneous initiation: ours proceeds (this site has the lower static key and has not retransmitted yet)",
             );
         }
         None
