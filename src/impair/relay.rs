@@ -141,11 +141,9 @@ impl Relay {
             std::thread::sleep(Duration::from_millis(20));
             if last_write.elapsed() >= STATS_INTERVAL {
                 last_write = std::time::Instant::now();
-                if let Some(path) = stats_file {
-                    if let Err(e) = write_stats(path, &self.stats()) {
-                        outcome = Err(e);
-                        break;
-                    }
+                if let Some(Err(e)) = stats_file.map(|path| write_stats(path, &self.stats())) {
+                    outcome = Err(e);
+                    break;
                 }
             }
         }
