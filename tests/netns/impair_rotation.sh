@@ -5,7 +5,8 @@
 # way and holds 2 % back behind the next 3. iperf3 runs SECS seconds. The stream never
 # stalls (every one-second interval carries data), no key mismatch (no packet fails
 # authentication, no handshake fails, both ends name the same QKD key_ID), "require"
-# never falls back, and the key rotates about once a second.
+# never falls back, and the key rotates at least every 2 s on average (16 to 18 times in
+# 20 s were seen).
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/../../scripts/lib/madrid.sh"
 require_root
@@ -48,7 +49,10 @@ for _ in $(seq 20); do
     sleep 0.05
 done
 [[ -n $agreed ]] || fail "the two ends never named the same QKD key_ID (a $key_a, b $key_b)"
-((rotations >= SECS - 5)) || { show_logs 40; fail "only $rotations rotations in $SECS s (rekey every 1 s)"; }
+# A rotation's handshake is 5 datagrams: at 5 % loss it gets through at the first attempt
+# 77 % of the time, and a retry waits a 1 s timeout; 16 to 18 rotations in 20 s were seen.
+# At least one every 2 s on average.
+((rotations >= SECS / 2)) || { show_logs 40; fail "only $rotations rotations in $SECS s (rekey every 1 s)"; }
 [[ $(relay_field "d['a_to_b']['dropped_random'] > 0 and d['b_to_a']['reordered'] > 0") == True ]] \
     || fail "the relay did not impair the path"
 log "PASS"
