@@ -204,6 +204,21 @@ madrid_up_daemons() {
     start_daemon b
 }
 
+# madrid_agreed_key_id TRIES PAUSE: reads both hospitals' current QKD key_ID until they
+# agree, at most TRIES times PAUSE seconds apart (a read can straddle a rotation: A reads
+# key n, B already n+1). Sets AGREED_KEY_ID (empty if they never agreed) and KEY_ID_A,
+# KEY_ID_B (the last reads); returns 1 if they never agreed.
+madrid_agreed_key_id() {
+    AGREED_KEY_ID=""
+    for _ in $(seq "$1"); do
+        KEY_ID_A=$(peer_field a "p['current_key']['qkd_key_id']")
+        KEY_ID_B=$(peer_field b "p['current_key']['qkd_key_id']")
+        [[ $KEY_ID_A =~ ^[0-9a-f-]{36}$ && $KEY_ID_A == "$KEY_ID_B" ]] && { AGREED_KEY_ID=$KEY_ID_A; return 0; }
+        sleep "$2"
+    done
+    return 1
+}
+
 # madrid_pools: one line per link with the pad bits each end holds, read from every KME's
 # GET /kme/v1/status over mutual TLS (asked with a neighbour KME's certificate).
 madrid_pools() {
