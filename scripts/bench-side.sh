@@ -20,7 +20,7 @@ ${BENCH_ROTATION:-}
 
 [[peer]]
 name = "site-$BENCH_PEER_SIDE"
-endpoint = "$BENCH_PEER_UNDERLAY:$BENCH_PEER_PORT"
+endpoint = "${BENCH_PEER_ENDPOINT:-$BENCH_PEER_UNDERLAY:$BENCH_PEER_PORT}"
 public_key_file = "$BENCH_KEYS/$BENCH_PEER_SIDE/public.key"
 allowed_ips = ["$BENCH_PEER_OVERLAY/32"]
 CFG

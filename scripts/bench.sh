@@ -15,12 +15,25 @@
 # wireguard-tools, boringtun-cli from crates.io). Builds qshield in release mode.
 # Environment: ROUNDS [3] RUNS [1] DURATION [10] MODES [fwd] PARALLEL [1] (iperf3 -P)
 #              BENCH_CIPHER [aes-256-gcm] BENCH_ROTATION [unset: defaults] e.g. 'rekey_after_seconds = "1s"'
-# Root is required (namespaces, TUN). Usage: sudo scripts/bench.sh
+# Impairment mode: --impair "RELAY FLAGS" runs qshield-impair (release) in qb for the whole
+# run with those flags (e.g. "--loss 1% --reorder 2%,3"; see qshield-impair --help), and
+# both tunnels cross it (peer-bench.sh's MIDDLE_UP and PEER_ENDPOINT_A/B). Contenders are
+# then "boringtun project" (plain veth does not cross the relay), and the summary is the
+# qshield/boringtun single-stream goodput ratio under the same impairment, with the
+# relay's counters.
+# Root is required (namespaces, TUN). Usage: sudo scripts/bench.sh [--impair "RELAY FLAGS"]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 [[ $(id -u) -eq 0 ]] || { log "must run as root (namespaces, TUN)"; exit 1; }
+IMPAIR_FLAGS=""
+case "${1:-}" in
+    --impair) [[ -n ${2:-} ]] || { log "--impair needs the relay's flags, e.g. --impair \"--loss 1% --reorder 2%,3\""; exit 2; }
+              IMPAIR_FLAGS=$2 ;;
+    "") ;;
+    *) log "unknown argument '$1' (usage: scripts/bench.sh [--impair \"RELAY FLAGS\"])"; exit 2 ;;
+esac
 
 PEER_BENCH=${PEER_BENCH:-$ROOT/scripts/peer-bench.sh}
 [[ -f $PEER_BENCH ]] || { log "peer-bench.sh not found at $PEER_BENCH (set PEER_BENCH=path)"; exit 1; }
@@ -39,6 +52,14 @@ trap 'rm -rf "$KEYS"' EXIT
 
 export QSHIELD BORINGTUN OUT_DIR BENCH_KEYS=$KEYS
 export BENCH_CIPHER=${BENCH_CIPHER:-aes-256-gcm} BENCH_ROTATION=${BENCH_ROTATION:-}
+if [[ -n $IMPAIR_FLAGS ]]; then
+    # The relay in qb: qa's tunnel sends to :51830, qb's to :51831, each side's datagrams
+    # leave the relay towards the other's tunnel port.
+    export MIDDLE_UP="exec $ROOT/target/release/qshield-impair --a-listen 198.18.0.2:51830 --b-listen 198.18.0.2:51831 --a-peer 198.18.0.1:51820 --b-peer 198.18.0.2:51820 --stats $OUT_DIR/relay.json $IMPAIR_FLAGS"
+    export PEER_ENDPOINT_A=198.18.0.2:51830 PEER_ENDPOINT_B=198.18.0.2:51831
+    export CONTENDERS=${CONTENDERS:-"boringtun project"} RATIO_TO=${RATIO_TO:-"boringtun"}
+    log "impairment mode: qshield-impair $IMPAIR_FLAGS between the tunnels"
+fi
 export CONTENDERS=${CONTENDERS:-"veth boringtun project"} RATIO_TO=${RATIO_TO:-"veth boringtun"}
 export ROUNDS=${ROUNDS:-3} RUNS=${RUNS:-1} DURATION=${DURATION:-10} MODES=${MODES:-fwd} PARALLEL=${PARALLEL:-1}
 export PROJECT_MTU=${PROJECT_MTU:-1420}
@@ -109,13 +130,24 @@ if (( ${ABLATION_ROUNDS:-0} > 0 )); then
 fi
 OUT_DIR=$MAIN_OUT
 
-python3 - "$OUT_DIR/results.tsv" <<'PY'
+python3 - "$OUT_DIR/results.tsv" "$IMPAIR_FLAGS" <<'PY'
 import csv, statistics, sys
 rows = [r for r in csv.DictReader(open(sys.argv[1]), delimiter="\t") if r["mode"] == "fwd" and r["mbps"] != "fail"]
 med = lambda c: statistics.median([float(r["mbps"]) for r in rows if r["contender"] == c] or [float("nan")])
 q, b, v = med("project"), med("boringtun"), med("veth")
 cpu = lambda c: statistics.median([float(r["tunnel_cpu_s"]) / (float(r["bytes"]) / 1e9) for r in rows if r["contender"] == c] or [float("nan")])
 print("tunnel CPU s/GB: qshield %.2f, boringtun %.2f, ratio %.3f" % (cpu("project"), cpu("boringtun"), cpu("project") / cpu("boringtun")))
-print("qshield/veth throughput ratio: %.3f" % (q / v))
-print("qshield/boringtun throughput ratio: %.2f" % (q / b))
+if sys.argv[2]:
+    print("under impairment (qshield-impair %s): single-stream TCP goodput qshield %.0f Mbit/s, boringtun %.0f Mbit/s, qshield/boringtun ratio %.2f" % (sys.argv[2], q, b, q / b))
+else:
+    print("qshield/veth throughput ratio: %.3f" % (q / v))
+    print("qshield/boringtun throughput ratio: %.2f" % (q / b))
 PY
+if [[ -n $IMPAIR_FLAGS && -f $OUT_DIR/relay.json ]]; then
+    python3 - "$OUT_DIR/relay.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+for k in ("a_to_b", "b_to_a"):
+    print("relay %s over the whole run: %s" % (k, ", ".join("%s %d" % kv for kv in d[k].items())))
+PY
+fi

@@ -18,6 +18,8 @@
 //! - [`kme`]: the key management entity (ETSI GS QKD 014 server, key pools, QKD links,
 //!   trusted-node relay).
 //! - [`pki`] and [`cli`]: certificates for demos and tests; the command line.
+//! - [`impair`]: the impairment relay of the `qshield-impair` test tool (a UDP relay that
+//!   loses, duplicates, reorders and delays datagrams; uses [`net`] and the daemon's clock).
 
 #![deny(unsafe_code)]
 
@@ -27,6 +29,7 @@ pub mod cli;
 pub mod config;
 pub mod cvqkd;
 pub mod daemon;
+pub mod impair;
 pub mod kme;
 #[allow(unsafe_code)] // the system calls; every block has a `// SAFETY:` comment
 pub mod net;

@@ -1,5 +1,6 @@
 //! The namespace suite: each `#[test]` runs one scenario script of `tests/netns/` against the
-//! real `qshield` binary, with real TUN devices, UDP sockets, ping and iperf3 inside network
+//! real `qshield` binary (and `qshield-impair` between the sites of the impair_* scenarios),
+//! with real TUN devices, UDP sockets, ping and iperf3 inside network
 //! namespaces the script makes (and removes) itself.
 //!
 //! The scripts need root. Without it they fail (never skip) and say why. A static mutex runs
@@ -32,6 +33,7 @@ fn run_scenario(name: &str) {
         .arg(&script)
         .env("QSHIELD_BIN", env!("CARGO_BIN_EXE_qshield"))
         .env("QSHIELD_FLOOD_BIN", env!("CARGO_BIN_EXE_qshield-flood"))
+        .env("QSHIELD_IMPAIR_BIN", env!("CARGO_BIN_EXE_qshield-impair"))
         .env("TAG", &tag)
         .output()
         .unwrap_or_else(|e| panic!("cannot run bash {}: {e}", script.display()));
@@ -87,6 +89,11 @@ scenarios!(
     three_sites,
     tun_mtu_too_big,
     flood,
+    impair_handshake_loss,
+    impair_tcp_reorder,
+    impair_duplicates,
+    impair_rotation,
+    impair_transfer_sha,
 );
 
 #[test]

@@ -142,12 +142,17 @@ madrid_stop_kme() {
     forget_pid "$pid" 2>/dev/null || true
 }
 
-# madrid_daemon_config SIDE POLICY ROTATION: the hospital daemon's config (a = hospital A).
+# madrid_daemon_config SIDE POLICY ROTATION: the hospital daemon's config (a = hospital A);
+# its peer's endpoint is the other hospital's address unless MADRID_PEER_ENDPOINT_A (in a's
+# config) or MADRID_PEER_ENDPOINT_B (in b's) says otherwise.
 madrid_daemon_config() {
     local side=$1 policy=$2 rotation=${3:-}
     local n peer node peer_node
     if [[ $side == a ]]; then n=1 peer=b node=ha peer_node=hb; else n=2 peer=a node=hb peer_node=ha; fi
     local sae="sae-${MADRID_NAME[$node]}"
+    # MADRID_PEER_ENDPOINT_A/_B: where this side reaches the other (an impairment relay, say)
+    local override_var=MADRID_PEER_ENDPOINT_${side^^}
+    local endpoint=${!override_var:-${MADRID_KME_ADDR[$peer_node]}:51820}
     cat >"$WORK/$side.toml" <<CFG
 [interface]
 name = "qs$side"
@@ -169,7 +174,7 @@ key_file = "$WORK/pki/$sae.key"
 
 [[peer]]
 name = "${MADRID_NAME[$peer_node]}"
-endpoint = "${MADRID_KME_ADDR[$peer_node]}:51820"
+endpoint = "$endpoint"
 public_key_file = "$WORK/$peer/public.key"
 allowed_ips = ["198.19.0.$((3 - n))/32"]
 CFG
@@ -177,8 +182,14 @@ CFG
 
 # The whole topology up: network, PKI, four KMEs, both hospital daemons (POLICY, ROTATION).
 madrid_up() {
-    local policy=${1:-require} rotation=${2:-}
     madrid_make_network
+    madrid_up_daemons "$@"
+}
+
+# Everything but the network (for a scenario that adds to the network first): PKI, four
+# KMEs, both hospital daemons (POLICY, ROTATION).
+madrid_up_daemons() {
+    local policy=${1:-require} rotation=${2:-}
     madrid_pki
     local n
     # Followers first, so each leader's first pulses find the quantum port open.
@@ -191,6 +202,21 @@ madrid_up() {
     NS_A=$(madrid_ns ha) NS_B=$(madrid_ns hb)
     start_daemon a
     start_daemon b
+}
+
+# madrid_agreed_key_id TRIES PAUSE: reads both hospitals' current QKD key_ID until they
+# agree, at most TRIES times PAUSE seconds apart (a read can straddle a rotation: A reads
+# key n, B already n+1). Sets AGREED_KEY_ID (empty if they never agreed) and KEY_ID_A,
+# KEY_ID_B (the last reads); returns 1 if they never agreed.
+madrid_agreed_key_id() {
+    AGREED_KEY_ID=""
+    for _ in $(seq "$1"); do
+        KEY_ID_A=$(peer_field a "p['current_key']['qkd_key_id']")
+        KEY_ID_B=$(peer_field b "p['current_key']['qkd_key_id']")
+        [[ $KEY_ID_A =~ ^[0-9a-f-]{36}$ && $KEY_ID_A == "$KEY_ID_B" ]] && { AGREED_KEY_ID=$KEY_ID_A; return 0; }
+        sleep "$2"
+    done
+    return 1
 }
 
 # madrid_pools: one line per link with the pad bits each end holds, read from every KME's

@@ -13,6 +13,9 @@ NS_A=qs-${TAG}-a
 NS_B=qs-${TAG}-b
 NS_C=qs-${TAG}-c     # only made by make_three_sites
 NS_SW=qs-${TAG}-sw   # only made by make_three_sites (its switch)
+NS_R=qs-${TAG}-r     # only made by make_relay_sites (the impairment relay's namespace)
+IMPAIR=${QSHIELD_IMPAIR_BIN:-$(dirname "$QSHIELD")/qshield-impair}
+declare -A RELAYED_ENDPOINT=()   # side -> the endpoint its peer names for it (make_relay_sites)
 WORK=$(mktemp -d "/tmp/qshield-${TAG}.XXXXXX")
 PIDS=()
 EXTRA_NAMESPACES=()   # further namespaces a scenario made (removed at exit)
@@ -89,6 +92,8 @@ CFG
 
 endpoint_of() {
     local n; n=$([[ $1 == a ]] && echo 1 || echo 2)
+    # make_relay_sites sets where each side reaches the other: the relay's address on its side
+    if [[ -n ${RELAYED_ENDPOINT[$1]:-} ]]; then echo "${RELAYED_ENDPOINT[$1]}"; return; fi
     if [[ ${UNDERLAY:-4} == 6 ]]; then echo "[fd00:5158::$n]:51820"; else echo "198.18.0.$n:51820"; fi
 }
 
@@ -354,4 +359,91 @@ bring_up_three_sites() {
 # peer_named SIDE PEER_NAME PYTHON_EXPR: over `p`, the side's peer of that name
 peer_named() {
     status_field "$1" "(lambda p: $3)(next(q for q in d['peers'] if q['name'] == '$2'))"
+}
+
+# ---------------------------------------------------------------- through the impairment relay
+# Sites a and b with a relay namespace NS_R between them, no route across: a's veth0
+# 198.18.1.1/24 faces R's to-a 198.18.1.2, b's veth0 198.18.2.2/24 faces R's to-b
+# 198.18.2.1. R does not forward IP; the daemons reach each other only through
+# qshield-impair (start_relay), which listens on 198.18.1.2:51820 for a and on
+# 198.18.2.1:51820 for b. Each daemon names the relay's address on its side as its
+# peer's endpoint (write_config reads RELAYED_ENDPOINT).
+RELAY_A_LISTEN=198.18.1.2:51820
+RELAY_B_LISTEN=198.18.2.1:51820
+
+make_relay_sites() {
+    local ns
+    EXTRA_NAMESPACES+=("$NS_R")
+    for ns in "$NS_A" "$NS_B" "$NS_R"; do
+        ip netns add "$ns"
+        ip -n "$ns" link set lo up
+    done
+    ip link add veth0 netns "$NS_A" type veth peer name to-a netns "$NS_R"
+    ip link add veth0 netns "$NS_B" type veth peer name to-b netns "$NS_R"
+    ip -n "$NS_A" addr add 198.18.1.1/24 dev veth0
+    ip -n "$NS_R" addr add 198.18.1.2/24 dev to-a
+    ip -n "$NS_R" addr add 198.18.2.1/24 dev to-b
+    ip -n "$NS_B" addr add 198.18.2.2/24 dev veth0
+    ip -n "$NS_A" link set veth0 up
+    ip -n "$NS_B" link set veth0 up
+    ip -n "$NS_R" link set to-a up
+    ip -n "$NS_R" link set to-b up
+    ip netns exec "$NS_R" sysctl -qw net.ipv4.ip_forward=0
+    RELAYED_ENDPOINT=([a]=$RELAY_B_LISTEN [b]=$RELAY_A_LISTEN)
+}
+
+# start_relay [qshield-impair flags...]: runs the relay in NS_R between the two sites
+# (override RELAY_NS, RELAY_A_LISTEN, RELAY_B_LISTEN, RELAY_A_PEER, RELAY_B_PEER for other
+# topologies); its counters land in $WORK/relay.json every second, its log in
+# $WORK/relay.log. Waits until both sockets are bound.
+start_relay() {
+    [[ -x $IMPAIR ]] || fail "qshield-impair not found at $IMPAIR (cargo build first)"
+    local ns=${RELAY_NS:-$NS_R}
+    rm -f "$WORK/relay.json"
+    ip netns exec "$ns" "$IMPAIR" --a-listen "$RELAY_A_LISTEN" --b-listen "$RELAY_B_LISTEN" \
+        --a-peer "${RELAY_A_PEER:-198.18.1.1:51820}" --b-peer "${RELAY_B_PEER:-198.18.2.2:51820}" \
+        --seed "${RELAY_SEED:-1}" --stats "$WORK/relay.json" "$@" >>"$WORK/relay.log" 2>&1 &
+    RELAY_PID=$!
+    PIDS+=("$RELAY_PID")
+    for _ in $(seq 50); do
+        [[ $(ip netns exec "$ns" ss -Hlun "( sport = :${RELAY_A_LISTEN##*:} or sport = :${RELAY_B_LISTEN##*:} )" | wc -l) -ge 2 ]] && return 0
+        kill -0 "$RELAY_PID" 2>/dev/null || { cat "$WORK/relay.log" >&2; fail "qshield-impair exited at start"; }
+        sleep 0.1
+    done
+    cat "$WORK/relay.log" >&2
+    fail "qshield-impair did not bind its sockets"
+}
+
+# stop_relay: SIGTERM the relay; it writes its final counters to $WORK/relay.json.
+stop_relay() {
+    kill -TERM "$RELAY_PID"
+    wait_exit "$RELAY_PID" 5 || fail "qshield-impair still runs 5 s after SIGTERM"
+    wait "$RELAY_PID" || { cat "$WORK/relay.log" >&2; fail "qshield-impair failed"; }
+    forget_pid "$RELAY_PID"
+}
+
+# relay_field PYTHON_EXPR: over `d`, the relay's last stats document ($WORK/relay.json;
+# d['a_to_b'] and d['b_to_a'] hold each direction's counters)
+relay_field() {
+    python3 -c "import json; d=json.load(open('$WORK/relay.json')); print($1)"
+}
+
+# relay_summary: one line per direction with everything the relay did
+relay_summary() {
+    relay_field "'\n'.join('relay %s: %s' % (k, ', '.join('%s %d' % kv for kv in d[k].items())) for k in ('a_to_b', 'b_to_a'))"
+}
+
+# bring_up_relayed ROTATION [qshield-impair flags...]: the two-site tunnel through the relay:
+# namespaces, keys, configs (with the ROTATION lines), the relay with those flags, daemons.
+bring_up_relayed() {
+    local rotation=$1
+    shift
+    make_relay_sites
+    keygen a
+    keygen b
+    write_config a b "$rotation"
+    write_config b a "$rotation"
+    start_relay "$@"
+    start_daemon b
+    start_daemon a
 }

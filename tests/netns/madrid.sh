@@ -25,15 +25,8 @@ log "iperf3 10 s: $gbps Gbit/s; $sessions sessions at A, $ids distinct QKD key_I
 # Both ends name the same QKD key_ID for the current key. A read can straddle a rotation
 # (A reads key n, B already n+1), so read until they agree, within 2 s (rotations are 3 s
 # apart): two ends that never agree fail.
-agreed=""
-for _ in $(seq 20); do
-    key_a=$(status_field a "d['peers'][0]['current_key']['qkd_key_id']")
-    key_b=$(status_field b "d['peers'][0]['current_key']['qkd_key_id']")
-    [[ $key_a =~ ^[0-9a-f-]{36}$ && $key_a == "$key_b" ]] && { agreed=$key_a; break; }
-    sleep 0.1
-done
-[[ -n $agreed ]] || fail "the two ends never named the same QKD key_ID for their current key (a $key_a, b $key_b)"
-log "both ends' current key mixes QKD key $agreed"
+madrid_agreed_key_id 20 0.1 || fail "the two ends never named the same QKD key_ID for their current key (a $KEY_ID_A, b $KEY_ID_B)"
+log "both ends' current key mixes QKD key $AGREED_KEY_ID"
 [[ $(status_field a "d['peers'][0]['qkd']['fallbacks']") == 0 ]] || fail "fallbacks under require"
 
 log "stopping the KME at ring-1: relay breaks, no new QKD keys"
