@@ -1,0 +1,8 @@
+//! `endpoint_session`: (being written).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = data;
+});
