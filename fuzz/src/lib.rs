@@ -7,5 +7,7 @@
 pub mod config_errors;
 pub mod frames;
 pub mod kme;
+pub mod links;
 pub mod pair;
+pub mod requests;
 pub mod sites;
