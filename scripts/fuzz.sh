@@ -82,11 +82,14 @@ for target in "${TARGETS[@]}"; do
     rc=$?
     set -e
     elapsed=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
-    execs=$(grep -oE '^#[0-9]+' "$logfile" | tail -1 | tr -d '#')
-    cov=$(grep -oE 'cov: [0-9]+' "$logfile" | tail -1 | awk '{print $2}')
-    ft=$(grep -oE 'ft: [0-9]+' "$logfile" | tail -1 | awk '{print $2}')
+    # (grep finds nothing in a log cut short: `|| true` keeps set -e from ending the run)
+    last() { grep -oE "$1" "$logfile" | tail -1 || true; }
+    execs=$(last 'number_of_executed_units: [0-9]+' | awk '{print $2}')
+    [[ -n $execs ]] || execs=$(last '^#[0-9]+' | tr -d '#')
+    cov=$(last 'cov: [0-9]+' | awk '{print $2}')
+    ft=$(last 'ft: [0-9]+' | awk '{print $2}')
     size=$(find "$corpus" -maxdepth 1 -type f | wc -l)
-    artifact=$(grep -oE 'Test unit written to [^ ]+' "$logfile" | tail -1 | awk '{print $5}')
+    artifact=$(last 'Test unit written to [^ ]+' | awk '{print $5}')
     crashes=0 timeouts=0 ooms=0
     case "$(basename "${artifact:-none}")" in
         crash-*|leak-*) crashes=1 ;;
@@ -97,7 +100,7 @@ for target in "${TARGETS[@]}"; do
         crashes=1
         artifact="(none written; see $logfile)"
     fi
-    rate=$(awk -v n="${execs:-0}" -v t="$elapsed" 'BEGIN { printf "%d", t > 0 ? n / t : 0 }')
+    rate=$(awk -v n="${execs:-0}" -v t="$elapsed" 'BEGIN { printf "%d", (t > 0 ? n / t : 0) }')
     rows+=("$(printf '| %-18s | %7.0f | %11s | %7s | %6s | %7s | %6s | %7s | %8s | %4s |' \
         "$target" "$elapsed" "${execs:-0}" "$rate" "${cov:--}" "${ft:--}" "$size" \
         "$crashes" "$timeouts" "$ooms")")

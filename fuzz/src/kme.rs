@@ -157,7 +157,7 @@ struct ModelKey {
 pub struct KeyModel {
     keys: HashMap<String, ModelKey>,
     /// Blocks of the `kme-a` link as stored: the first push of a sequence number wins,
-    /// numbers below the next expected are ignored.
+    /// numbers below the next expected, and `u64::MAX`, are ignored.
     blocks: BTreeMap<u64, Vec<u8>>,
     next_seq: u64,
     /// (seq, byte) of the `kme-a` pool spent by relays.
@@ -285,11 +285,11 @@ impl Kme {
         }
         assert_eq!(caller, "kme-a", "a link push accepted from {caller}");
         for (seq, bytes) in blocks {
-            if *seq < self.model.next_seq {
+            if *seq < self.model.next_seq || *seq == u64::MAX {
                 continue;
             }
             self.model.blocks.insert(*seq, bytes.clone());
-            self.model.next_seq = seq.saturating_add(1);
+            self.model.next_seq = seq + 1;
         }
     }
 
