@@ -76,15 +76,25 @@ fn every_fuzz_target_is_documented_and_smoke_tested() {
         if line.starts_with('[') {
             in_bin = line == "[[bin]]";
         } else if in_bin && line.starts_with("name = ") {
-            targets.push(line.trim_start_matches("name = ").trim_matches('"').to_string());
+            targets.push(
+                line.trim_start_matches("name = ")
+                    .trim_matches('"')
+                    .to_string(),
+            );
         }
     }
     assert!(targets.len() >= 10, "fuzz targets found: {targets:?}");
-    assert!(manifest.contains("[workspace]"), "fuzz/ must be its own workspace");
+    assert!(
+        manifest.contains("[workspace]"),
+        "fuzz/ must be its own workspace"
+    );
     let docs = script("docs/testing.md");
     for t in &targets {
         script(&format!("fuzz/fuzz_targets/{t}.rs"));
-        assert!(docs.contains(&format!("| `{t}` |")), "docs/testing.md does not describe {t}");
+        assert!(
+            docs.contains(&format!("| `{t}` |")),
+            "docs/testing.md does not describe {t}"
+        );
     }
     let test = script("scripts/test.sh");
     assert!(

@@ -24,7 +24,9 @@ use qshield_fuzz::sites::{Side, endpoint};
 use std::path::{Path, PathBuf};
 
 fn seeds_dir(target: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("seeds")
+        .join(target);
     std::fs::create_dir_all(&dir).expect("seeds directory");
     dir
 }
@@ -72,7 +74,11 @@ fn handshake_seeds() {
         let mut reversed = initiation.clone();
         reversed.reverse();
         reversed.push(initiation[0].clone());
-        write(target, "initiation-reversed-duplicate", &raw_list(&reversed));
+        write(
+            target,
+            "initiation-reversed-duplicate",
+            &raw_list(&reversed),
+        );
         write(target, "response", &raw_list(&response));
         write(target, "data", &raw_list(&data));
         write(target, "cookie-reply", &raw_list(&[cookie.clone()]));
@@ -89,7 +95,11 @@ fn config_seeds() {
                 continue;
             }
             let text = std::fs::read(&path).expect("config");
-            let target = if name.starts_with("kme-") { "kme_config" } else { "site_config" };
+            let target = if name.starts_with("kme-") {
+                "kme_config"
+            } else {
+                "site_config"
+            };
             write(target, &name, &text);
         }
     }
@@ -102,9 +112,24 @@ fn kme_seeds() {
     let id = "6f1d2c5a-0000-4000-8000-000000000001";
     let etsi = vec![
         r("GET", "/api/v1/keys/sae-b2/status", "sae-b", b""),
-        r("GET", "/api/v1/keys/sae-b2/enc_keys?number=2&size=512", "sae-b", b""),
-        r("POST", "/api/v1/keys/sae-b2/enc_keys", "sae-b", br#"{"number":1,"size":256}"#),
-        r("GET", &format!("/api/v1/keys/sae-b/dec_keys?key_ID={id}"), "sae-b2", b""),
+        r(
+            "GET",
+            "/api/v1/keys/sae-b2/enc_keys?number=2&size=512",
+            "sae-b",
+            b"",
+        ),
+        r(
+            "POST",
+            "/api/v1/keys/sae-b2/enc_keys",
+            "sae-b",
+            br#"{"number":1,"size":256}"#,
+        ),
+        r(
+            "GET",
+            &format!("/api/v1/keys/sae-b/dec_keys?key_ID={id}"),
+            "sae-b2",
+            b"",
+        ),
         r(
             "POST",
             "/api/v1/keys/sae-b/dec_keys",
@@ -118,16 +143,30 @@ fn kme_seeds() {
     ];
     write("etsi014", "requests", &raw_list(&etsi));
     for (i, req) in etsi.iter().enumerate() {
-        write("etsi014", &format!("request-{i}"), &raw_list(std::slice::from_ref(req)));
+        write(
+            "etsi014",
+            &format!("request-{i}"),
+            &raw_list(std::slice::from_ref(req)),
+        );
     }
 
     let block: Vec<u8> = (0..64u8).collect();
     let push = push_json(&[(0, block.clone()), (1, vec![7; 32]), (2, vec![9; 16])]);
     let pushes = vec![
         r("POST", "/kme/v1/link/keys", "kme-a", &push),
-        r("POST", "/kme/v1/link/keys", "kme-a", &push_json(&[(u64::MAX - 1, vec![1; 8])])),
+        r(
+            "POST",
+            "/kme/v1/link/keys",
+            "kme-a",
+            &push_json(&[(u64::MAX - 1, vec![1; 8])]),
+        ),
         r("POST", "/kme/v1/link/keys", "sae-b", &push),
-        r("POST", "/kme/v1/link/keys", "kme-a", br#"{"blocks":[{"seq":0,"key":"!!"}]}"#),
+        r(
+            "POST",
+            "/kme/v1/link/keys",
+            "kme-a",
+            br#"{"blocks":[{"seq":0,"key":"!!"}]}"#,
+        ),
         r("GET", "/kme/v1/status", "kme-a", b""),
     ];
     write("kme_link_push", "pushes", &raw_list(&pushes));
@@ -194,7 +233,11 @@ fn cvqkd_seeds() {
         },
     ];
     for (i, req) in requests.iter().enumerate() {
-        write("cvqkd_wire", &format!("request-{i}"), &with(0, wire::encode(req)));
+        write(
+            "cvqkd_wire",
+            &format!("request-{i}"),
+            &with(0, wire::encode(req)),
+        );
     }
     let replies = [
         LinkReply::Started {
@@ -220,7 +263,11 @@ fn cvqkd_seeds() {
         LinkReply::NoPulses { block_id: 8 },
     ];
     for (i, reply) in replies.iter().enumerate() {
-        write("cvqkd_wire", &format!("reply-{i}"), &with(1, wire::encode(reply)));
+        write(
+            "cvqkd_wire",
+            &format!("reply-{i}"),
+            &with(1, wire::encode(reply)),
+        );
     }
     let block = QuantumBlock {
         block_id: 7,
@@ -250,7 +297,9 @@ fn super_packet(v6: bool, udp: bool, payload: usize) -> Vec<u8> {
         h.extend_from_slice(&[0xfd, 0, 0x51, 0x59, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
         h
     } else {
-        vec![0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0, 64, proto, 0, 0, 198, 19, 0, 1, 198, 19, 0, 2]
+        vec![
+            0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0, 64, proto, 0, 0, 198, 19, 0, 1, 198, 19, 0, 2,
+        ]
     };
     if udp {
         p.extend_from_slice(&[0x13, 0x88, 0x13, 0x89, 0, 0, 0, 0]);
@@ -309,7 +358,11 @@ fn identity_seeds() {
         cert,
         key,
     ];
-    write("identity_files", "site-a-and-kme-a", &frames::join(files.iter().map(Vec::as_slice)));
+    write(
+        "identity_files",
+        "site-a-and-kme-a",
+        &frames::join(files.iter().map(Vec::as_slice)),
+    );
 }
 
 fn main() {

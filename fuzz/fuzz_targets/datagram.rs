@@ -84,7 +84,10 @@ impl Harness {
     fn fragment(&mut self, from: SocketAddr, d: &[u8], frag: &Fragment<'_>) {
         let h = frag.header;
         assert_eq!(frag.payload.len(), h.expected_payload_len());
-        assert_eq!(d.len(), FRAGMENT_HEADER_BYTES + frag.payload.len() + FRAGMENT_MACS_BYTES);
+        assert_eq!(
+            d.len(),
+            FRAGMENT_HEADER_BYTES + frag.payload.len() + FRAGMENT_MACS_BYTES
+        );
         assert_eq!(
             header(h.msg_type, h.index, h.count, h.sender_index, h.message_len),
             d[..FRAGMENT_HEADER_BYTES]
@@ -150,7 +153,11 @@ fn run_items(h: &mut Harness, u: &mut Unstructured<'_>) -> arbitrary::Result<()>
                 let max = FRAGMENTS_MAX * FRAGMENT_PAYLOAD_MAX_BYTES;
                 let len = (usize::from(message_len) % max + 1) as u16;
                 let count = fragment_count(usize::from(len)) as u8;
-                let msg_type = if response { TYPE_RESPONSE } else { TYPE_INITIATION };
+                let msg_type = if response {
+                    TYPE_RESPONSE
+                } else {
+                    TYPE_INITIATION
+                };
                 let index = index % count;
                 let mut d = header(msg_type, index, count, u32::from(sender_index), len);
                 let before = usize::from(index) * FRAGMENT_PAYLOAD_MAX_BYTES;
@@ -173,7 +180,11 @@ fn run_items(h: &mut Harness, u: &mut Unstructured<'_>) -> arbitrary::Result<()>
                 if body.is_empty() || body.len() > FRAGMENTS_MAX * FRAGMENT_PAYLOAD_MAX_BYTES {
                     continue;
                 }
-                let msg_type = if response { TYPE_RESPONSE } else { TYPE_INITIATION };
+                let msg_type = if response {
+                    TYPE_RESPONSE
+                } else {
+                    TYPE_INITIATION
+                };
                 let mut frags = split_message(msg_type, u32::from(sender_index), &body);
                 let k = frags.len();
                 frags.rotate_left(usize::from(order) % k);

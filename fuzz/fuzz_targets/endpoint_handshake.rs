@@ -22,8 +22,8 @@ use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use qshield::proto::cookie::append_macs;
 use qshield::proto::wire::{
-    CookieReply, DataHeader, FRAGMENT_HEADER_BYTES, FRAGMENT_MACS_BYTES, FRAGMENTS_MAX,
-    FRAGMENT_PAYLOAD_MAX_BYTES, TYPE_INITIATION, TYPE_RESPONSE, split_message,
+    CookieReply, DataHeader, FRAGMENT_HEADER_BYTES, FRAGMENT_MACS_BYTES,
+    FRAGMENT_PAYLOAD_MAX_BYTES, FRAGMENTS_MAX, TYPE_INITIATION, TYPE_RESPONSE, split_message,
 };
 use qshield_fuzz::pair::Pair;
 use qshield_fuzz::sites::Side;
@@ -163,7 +163,11 @@ impl Run {
                 bad_mac1,
                 mac2,
             } => {
-                let t = if response { TYPE_RESPONSE } else { TYPE_INITIATION };
+                let t = if response {
+                    TYPE_RESPONSE
+                } else {
+                    TYPE_INITIATION
+                };
                 let mut f = vec![t, index, count, 0];
                 f.extend_from_slice(&sender_index.to_le_bytes());
                 f.extend_from_slice(&message_len.to_le_bytes());
@@ -186,7 +190,11 @@ impl Run {
                 if body.is_empty() || body.len() > FRAGMENTS_MAX * FRAGMENT_PAYLOAD_MAX_BYTES {
                     return;
                 }
-                let t = if response { TYPE_RESPONSE } else { TYPE_INITIATION };
+                let t = if response {
+                    TYPE_RESPONSE
+                } else {
+                    TYPE_INITIATION
+                };
                 let mut frags = split_message(t, sender_index, &body);
                 let k = frags.len();
                 frags.rotate_left(usize::from(order) % k);
@@ -207,12 +215,18 @@ impl Run {
                 if p.a_sent.is_empty() {
                     return;
                 }
-                let mut d = p.a_sent[usize::from(which) % p.a_sent.len()].payload.clone();
+                let mut d = p.a_sent[usize::from(which) % p.a_sent.len()]
+                    .payload
+                    .clone();
                 edit(&mut d, &edits);
                 if remac && d.len() > FRAGMENT_HEADER_BYTES + FRAGMENT_MACS_BYTES {
                     p.remac_for_b(&mut d);
                 }
-                let from = if from_elsewhere { source(1) } else { Side::A.addr() };
+                let from = if from_elsewhere {
+                    source(1)
+                } else {
+                    Side::A.addr()
+                };
                 p.to_b(from, &d);
             }
             Action::EditAMessage {
@@ -223,7 +237,9 @@ impl Run {
                 if p.a_sent.is_empty() {
                     return;
                 }
-                let head = p.a_sent[usize::from(which) % p.a_sent.len()].payload.clone();
+                let head = p.a_sent[usize::from(which) % p.a_sent.len()]
+                    .payload
+                    .clone();
                 if head.len() < FRAGMENT_HEADER_BYTES + FRAGMENT_MACS_BYTES || head[0] > 2 {
                     return;
                 }
@@ -244,7 +260,10 @@ impl Run {
                     .collect();
                 edit(&mut body, &edits);
                 if let Some(n) = resize {
-                    body.resize(usize::from(n) % (FRAGMENTS_MAX * FRAGMENT_PAYLOAD_MAX_BYTES), 0);
+                    body.resize(
+                        usize::from(n) % (FRAGMENTS_MAX * FRAGMENT_PAYLOAD_MAX_BYTES),
+                        0,
+                    );
                 }
                 let sender = u32::from_le_bytes(sender.try_into().expect("4 bytes"));
                 self.deliver_message(Side::A.addr(), t, sender, &body);

@@ -51,11 +51,20 @@ enum Action {
     /// A's datagrams not yet delivered, in order.
     DeliverNew,
     /// A's datagram `which` again (a replay or a reordering), with a byte XORed.
-    Replay { which: u8, flip: Option<(u16, u8)> },
-    Forge { index: Index, counter: u64, body: Vec<u8> },
+    Replay {
+        which: u8,
+        flip: Option<(u16, u8)>,
+    },
+    Forge {
+        index: Index,
+        counter: u64,
+        body: Vec<u8>,
+    },
     /// B's datagrams not yet delivered go to A.
     BackToA,
-    Advance { millis: u16 },
+    Advance {
+        millis: u16,
+    },
 }
 
 struct Run {

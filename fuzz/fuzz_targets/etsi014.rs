@@ -139,7 +139,11 @@ fn step(kme: &mut Kme, action: Action) {
             if let Some((k, v)) = &extra {
                 q.push((k.as_str(), v.clone()));
             }
-            let uri = format!("/api/v1/keys/{}/enc_keys{}", encode_component(&slave), query(&q));
+            let uri = format!(
+                "/api/v1/keys/{}/enc_keys{}",
+                encode_component(&slave),
+                query(&q)
+            );
             if let Some(reply) = kme.call(caller(c), Method::GET, &uri, vec![]) {
                 kme.note_enc(caller(c), &slave, size_asked(size.as_ref()), &reply);
             }
@@ -189,7 +193,11 @@ fn step(kme: &mut Kme, action: Action) {
             if let Some((k, v)) = &extra {
                 q.push((k.as_str(), v.clone()));
             }
-            let uri = format!("/api/v1/keys/{}/dec_keys{}", encode_component(&master), query(&q));
+            let uri = format!(
+                "/api/v1/keys/{}/dec_keys{}",
+                encode_component(&master),
+                query(&q)
+            );
             if let Some(reply) = kme.call(caller(c), Method::GET, &uri, vec![]) {
                 kme.note_dec(caller(c), &master, &[id], &reply);
             }
@@ -204,7 +212,10 @@ fn step(kme: &mut Kme, action: Action) {
             let master = master.resolve();
             let ids: Vec<String> = ids.iter().map(|i| key_id(kme, i)).collect();
             let body = raw.unwrap_or_else(|| {
-                let entries: Vec<_> = ids.iter().map(|i| serde_json::json!({"key_ID": i})).collect();
+                let entries: Vec<_> = ids
+                    .iter()
+                    .map(|i| serde_json::json!({"key_ID": i}))
+                    .collect();
                 let mut v = serde_json::json!({ "key_IDs": entries });
                 if let Some(e) = &extension {
                     v["key_IDs_extension"] = e.value();
@@ -224,7 +235,11 @@ fn step(kme: &mut Kme, action: Action) {
         } => {
             let methods = [Method::GET, Method::POST, Method::PUT, Method::DELETE];
             let m = methods[usize::from(method) % methods.len()].clone();
-            let uri = if path.starts_with('/') { path } else { format!("/{path}") };
+            let uri = if path.starts_with('/') {
+                path
+            } else {
+                format!("/{path}")
+            };
             kme.call(caller(c), m, &uri, body);
         }
         Action::KmeStatus { caller: c } => {

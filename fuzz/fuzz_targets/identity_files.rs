@@ -14,9 +14,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use qshield::config::identity_files::{
-    self, MLKEM768_KEY_FILE, PUBLIC_KEY_FILE, X25519_KEY_FILE,
-};
+use qshield::config::identity_files::{self, MLKEM768_KEY_FILE, PUBLIC_KEY_FILE, X25519_KEY_FILE};
 use qshield::crypto::PublicIdentity;
 use qshield::kme::tls;
 use std::io::Write;
@@ -71,7 +69,11 @@ fuzz_target!(|data: &[u8]| {
     match identity_files::read_identity(dir) {
         Ok(id) => {
             if let Ok(p) = &public_file {
-                assert_eq!(&id.public(), p, "read_identity accepted a mismatched public.key");
+                assert_eq!(
+                    &id.public(),
+                    p,
+                    "read_identity accepted a mismatched public.key"
+                );
             }
             let public = identity_files::read_public(dir).expect("the same files load again");
             assert_eq!(public, id.public());

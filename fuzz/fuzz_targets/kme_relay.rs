@@ -30,7 +30,10 @@ enum Route {
 #[derive(Arbitrary, Debug)]
 enum Pads {
     /// One range on pushed block `block % n` at `offset`, as long as the masked keys.
-    Fit { block: u8, offset: u16 },
+    Fit {
+        block: u8,
+        offset: u16,
+    },
     Explicit(Vec<(u64, u32, u32)>),
 }
 
@@ -148,7 +151,10 @@ fn step(kme: &mut Kme, action: Action) {
                 .take(4)
                 .map(|&i| kme.model.ids[usize::from(i) % kme.model.ids.len()].clone())
                 .collect();
-            let entries: Vec<_> = ids.iter().map(|i| serde_json::json!({"key_ID": i})).collect();
+            let entries: Vec<_> = ids
+                .iter()
+                .map(|i| serde_json::json!({"key_ID": i}))
+                .collect();
             let body = serde_json::to_vec(&serde_json::json!({ "key_IDs": entries })).unwrap();
             if let Some(reply) = kme.call(who, Method::POST, "/api/v1/keys/sae-a/dec_keys", body) {
                 kme.note_dec(who, "sae-a", &ids, &reply);

@@ -11,8 +11,12 @@ use libfuzzer_sys::fuzz_target;
 use std::path::PathBuf;
 use std::sync::LazyLock;
 
-static ORIGIN: LazyLock<PathBuf> =
-    LazyLock::new(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/site-a.toml")));
+static ORIGIN: LazyLock<PathBuf> = LazyLock::new(|| {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../configs/site-a.toml"
+    ))
+});
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -221,7 +221,11 @@ fn reference(hdr: &VirtioNetHdr, p: &[u8]) -> Option<Vec<Vec<u8>>> {
                 ip + 6
             };
             s[csum_at..csum_at + 2].fill(0);
-            let (src, dst) = if v6 { (8..24, 24..40) } else { (12..16, 16..20) };
+            let (src, dst) = if v6 {
+                (8..24, 24..40)
+            } else {
+                (12..16, 16..20)
+            };
             let pseudo = sum(&s[src], sum(&s[dst], 0)) + u64::from(proto) + (n - ip) as u64;
             let c = field(sum(&s[ip..], pseudo));
             s[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
@@ -270,8 +274,13 @@ fn coalesce_and_resegment(segments: &[Vec<u8>]) -> usize {
         back.extend(members);
     }
     back.sort_unstable();
-    let nonempty: Vec<usize> = (0..segments.len()).filter(|&i| !segments[i].is_empty()).collect();
-    assert_eq!(back, nonempty, "GRO wrote each non-empty packet once (it skips empty ones)");
+    let nonempty: Vec<usize> = (0..segments.len())
+        .filter(|&i| !segments[i].is_empty())
+        .collect();
+    assert_eq!(
+        back, nonempty,
+        "GRO wrote each non-empty packet once (it skips empty ones)"
+    );
     gro.groups().len()
 }
 
@@ -301,8 +310,16 @@ fn check(hdr_bytes: &[u8], p: &[u8]) {
         ours.is_some(),
         expected.is_some(),
         "segmenter {} a packet the reference {}",
-        if ours.is_some() { "accepted" } else { "refused" },
-        if expected.is_some() { "accepts" } else { "refuses" }
+        if ours.is_some() {
+            "accepted"
+        } else {
+            "refused"
+        },
+        if expected.is_some() {
+            "accepts"
+        } else {
+            "refuses"
+        }
     );
     let (Some(ours), Some(expected)) = (ours, expected) else {
         return;
@@ -313,7 +330,12 @@ fn check(hdr_bytes: &[u8], p: &[u8]) {
     }
     let groups = coalesce_and_resegment(&ours);
     if hdr.gso_type != GSO_NONE && must_merge_all(&ours) {
-        assert_eq!(groups, 1, "{} mergeable segments in {groups} groups", ours.len());
+        assert_eq!(
+            groups,
+            1,
+            "{} mergeable segments in {groups} groups",
+            ours.len()
+        );
     }
 }
 

@@ -43,6 +43,9 @@ pub fn check_config_error(text: &str, origin: &Path, e: &ConfigError) {
         }
     }
     if let ConfigError::Invalid { field, .. } = e {
-        assert!(!field.is_empty(), "an invalid value names no field: {message}");
+        assert!(
+            !field.is_empty(),
+            "an invalid value names no field: {message}"
+        );
     }
 }

@@ -203,7 +203,13 @@ impl Kme {
 
     /// Sends one request as `caller` and checks the answer's status and error body.
     /// `None` when `uri` is not a URI at all (no client could send it).
-    pub fn call(&mut self, caller: &str, method: Method, uri: &str, body: Vec<u8>) -> Option<Reply> {
+    pub fn call(
+        &mut self,
+        caller: &str,
+        method: Method,
+        uri: &str,
+        body: Vec<u8>,
+    ) -> Option<Reply> {
         let mut req = Request::builder()
             .method(method)
             .uri(uri)
@@ -268,7 +274,11 @@ impl Kme {
                 .keys
                 .get_mut(&id)
                 .unwrap_or_else(|| panic!("dec_keys returned {id}, which this KME never made"));
-            assert_eq!((k.master.as_str(), k.slave.as_str()), (master, slave), "{id}");
+            assert_eq!(
+                (k.master.as_str(), k.slave.as_str()),
+                (master, slave),
+                "{id}"
+            );
             assert!(!k.delivered, "key {id} delivered twice");
             k.delivered = true;
             if let Some(expected) = &k.bytes {
@@ -367,7 +377,11 @@ impl Kme {
                 .sum()
         };
         let spent = self.model.spent.len() as u64;
-        assert_eq!(link["receive_pool_bits"], 8 * (bytes(false) - spent), "{doc}");
+        assert_eq!(
+            link["receive_pool_bits"],
+            8 * (bytes(false) - spent),
+            "{doc}"
+        );
         assert_eq!(link["send_pool_bits"], 8 * bytes(true), "{doc}");
     }
 }
@@ -458,7 +472,9 @@ fn container_keys(reply: &Reply) -> Vec<(String, Vec<u8>)> {
     keys.iter()
         .map(|k| {
             let id = k["key_ID"].as_str().expect("key_ID").to_string();
-            let bytes = B64.decode(k["key"].as_str().expect("key")).expect("base64 key");
+            let bytes = B64
+                .decode(k["key"].as_str().expect("key"))
+                .expect("base64 key");
             (id, bytes)
         })
         .collect()
@@ -477,9 +493,15 @@ fn check_status(caller: &str, uri: &str, reply: &Reply) {
         200 => assert!(reply.json().is_some(), "a 200 that is not JSON: {}", what()),
         401 if reply.body.is_empty() => {}
         400 | 401 | 503 => {
-            let v = reply.json().unwrap_or_else(|| panic!("an error body that is not JSON: {}", what()));
+            let v = reply
+                .json()
+                .unwrap_or_else(|| panic!("an error body that is not JSON: {}", what()));
             let message = v["message"].as_str().unwrap_or_default();
-            assert!(!message.is_empty(), "an error body without a message: {}", what());
+            assert!(
+                !message.is_empty(),
+                "an error body without a message: {}",
+                what()
+            );
         }
         _ => panic!("status outside 200/400/401/503: {}", what()),
     }

@@ -13,8 +13,8 @@ use qshield::proto::events::Transmit;
 use qshield::proto::status::InterfaceDrops;
 use qshield::proto::time::Instant;
 use qshield::proto::wire::{
-    DataHeader, FRAGMENT_MACS_BYTES, TYPE_COOKIE_REPLY, TYPE_DATA, TYPE_INITIATION,
-    TYPE_RESPONSE, parse_fragment,
+    DataHeader, FRAGMENT_MACS_BYTES, TYPE_COOKIE_REPLY, TYPE_DATA, TYPE_INITIATION, TYPE_RESPONSE,
+    parse_fragment,
 };
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -95,7 +95,10 @@ impl Pair {
 
     /// A's datagrams from index `from` on.
     pub fn a_sent_since(&self, from: usize) -> Vec<Vec<u8>> {
-        self.a_sent[from..].iter().map(|t| t.payload.clone()).collect()
+        self.a_sent[from..]
+            .iter()
+            .map(|t| t.payload.clone())
+            .collect()
     }
 
     /// Hands `datagram` from `from` to B and checks B's reaction; returns the inner packet
@@ -107,12 +110,19 @@ impl Pair {
         let opened = self.b.receive(self.now, from, &mut buf);
         let after = self.b.status(self.now).drops;
         let inner = opened.map(|n| {
-            assert_eq!(datagram[0], TYPE_DATA, "B delivered a packet from a handshake datagram");
+            assert_eq!(
+                datagram[0], TYPE_DATA,
+                "B delivered a packet from a handshake datagram"
+            );
             buf[qshield::constants::DATA_HEADER_BYTES..][..n].to_vec()
         });
         match refusal {
             Some(Refusal::Malformed) => {
-                assert_eq!(after.malformed, before.malformed + 1, "malformed not counted");
+                assert_eq!(
+                    after.malformed,
+                    before.malformed + 1,
+                    "malformed not counted"
+                );
                 assert_eq!(inner, None);
             }
             Some(Refusal::BadMac1) => {

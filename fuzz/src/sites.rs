@@ -70,8 +70,12 @@ impl Side {
                 include_str!("../fixtures/site-b/mlkem768.key"),
             ),
         };
-        let dh = B64.decode(x25519.trim()).expect("fixture x25519 key is base64");
-        let kem = B64.decode(mlkem.trim()).expect("fixture ML-KEM key is base64");
+        let dh = B64
+            .decode(x25519.trim())
+            .expect("fixture x25519 key is base64");
+        let kem = B64
+            .decode(mlkem.trim())
+            .expect("fixture ML-KEM key is base64");
         StaticIdentity {
             dh: DhSecret::from_bytes(&Secret::from_slice(&dh).expect("32 bytes"))
                 .expect("fixture x25519 key"),

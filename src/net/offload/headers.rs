@@ -43,7 +43,10 @@ impl L4Headers {
             _ => return None,
         };
         let (l4_len, min) = match proto {
-            PROTO_TCP => (usize::from(*p.get(ip_len + 12)? >> 4) * 4, TCP_HEADER_MIN_BYTES),
+            PROTO_TCP => (
+                usize::from(*p.get(ip_len + 12)? >> 4) * 4,
+                TCP_HEADER_MIN_BYTES,
+            ),
             PROTO_UDP => (UDP_HEADER_BYTES, UDP_HEADER_BYTES),
             _ => return None,
         };

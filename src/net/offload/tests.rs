@@ -396,7 +396,9 @@ fn non_tcp_and_odd_packets_are_written_alone() {
 /// bytes: shorter than the 20-byte TCP header, which the flags (byte 13 of the header) and
 /// the checksum (bytes 16-17) are part of.
 fn tcp_with_short_data_offset(len: usize) -> Vec<u8> {
-    let mut p = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 6, 0, 0, 198, 19, 0, 1, 198, 19, 0, 2];
+    let mut p = vec![
+        0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 6, 0, 0, 198, 19, 0, 1, 198, 19, 0, 2,
+    ];
     p.resize(len, 0x11);
     p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
     if len > 32 {
@@ -421,7 +423,11 @@ fn segmentation_refuses_a_tcp_header_shorter_than_20_bytes() {
             csum_start: 20,
             csum_offset: 16,
         };
-        assert_eq!(Plan::new(&hdr, &p), Err(SegmentError::Malformed), "{len} bytes");
+        assert_eq!(
+            Plan::new(&hdr, &p),
+            Err(SegmentError::Malformed),
+            "{len} bytes"
+        );
     }
 }
 
