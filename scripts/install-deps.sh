@@ -5,6 +5,9 @@
 #
 #   scripts/install-deps.sh            build + test + demo packages (Debian's apt)
 #   scripts/install-deps.sh --bench    ... and the benchmark peers (wireguard-tools, boringtun-cli)
+#   scripts/install-deps.sh --fuzz     ... and cargo-fuzz for the fuzz targets (fuzz/, scripts/fuzz.sh);
+#                                      needs a nightly toolchain, which it cannot install: it
+#                                      fails saying so when there is none
 #
 # What it installs and why:
 #   pkg-config libssl-dev libsodium-dev  build dependencies of the dev-dependency etsi014-client
@@ -17,10 +20,12 @@
 set -euo pipefail
 log() { printf '[install %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 BENCH=0
+FUZZ=0
 for arg in "$@"; do
     case "$arg" in
         --bench) BENCH=1 ;;
-        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --fuzz) FUZZ=1 ;;
+        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) log "unknown argument '$arg' (see --help)"; exit 2 ;;
     esac
 done
@@ -42,5 +47,15 @@ if ((BENCH)); then
     if [[ ! -x $BORINGTUN ]]; then
         log "installing boringtun-cli from crates.io (a few minutes)"
         cargo install boringtun-cli --locked --quiet
+    fi
+fi
+if ((FUZZ)); then
+    if ! cargo +nightly --version >/dev/null 2>&1; then
+        log "the fuzz targets need a nightly toolchain and there is none: run 'rustup toolchain install nightly --profile minimal'"
+        exit 1
+    fi
+    if ! cargo fuzz --version >/dev/null 2>&1; then
+        log "installing cargo-fuzz from crates.io (a few minutes)"
+        cargo install cargo-fuzz --locked --quiet
     fi
 fi

@@ -63,3 +63,43 @@ fn the_install_step_covers_the_dev_dependencies_native_builds() {
         );
     }
 }
+
+/// Every fuzz target of `fuzz/Cargo.toml` has its source, is described in docs/testing.md,
+/// and runs in the smoke step of scripts/test.sh (which runs them all through fuzz.sh);
+/// fuzz/ stays out of the root workspace.
+#[test]
+fn every_fuzz_target_is_documented_and_smoke_tested() {
+    let manifest = script("fuzz/Cargo.toml");
+    let mut targets = Vec::new();
+    let mut in_bin = false;
+    for line in manifest.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_bin = line == "[[bin]]";
+        } else if in_bin && line.starts_with("name = ") {
+            targets.push(
+                line.trim_start_matches("name = ")
+                    .trim_matches('"')
+                    .to_string(),
+            );
+        }
+    }
+    assert!(targets.len() >= 10, "fuzz targets found: {targets:?}");
+    assert!(
+        manifest.contains("[workspace]"),
+        "fuzz/ must be its own workspace"
+    );
+    let docs = script("docs/testing.md");
+    for t in &targets {
+        script(&format!("fuzz/fuzz_targets/{t}.rs"));
+        assert!(
+            docs.contains(&format!("| `{t}` |")),
+            "docs/testing.md does not describe {t}"
+        );
+    }
+    let test = script("scripts/test.sh");
+    assert!(
+        first_line(&test, "scripts/fuzz.sh").is_some(),
+        "scripts/test.sh has no fuzz smoke"
+    );
+}

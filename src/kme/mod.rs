@@ -132,11 +132,7 @@ pub async fn start_on(cfg: KmeConfig, listener: TcpListener) -> Result<KmeHandle
         &cfg.cert_file,
         &cfg.key_file,
     )?);
-    let peer_addrs: Vec<_> = cfg.links.iter().map(|l| (l.peer.clone(), l.addr)).collect();
-    let client = tls::client(&cfg.ca_file, &cfg.cert_file, &cfg.key_file, &peer_addrs)?;
-    let neighbours = Neighbours::new(client, &cfg.links);
-    let (pools, saved) = Pools::open(cfg.data_dir.clone()).await?;
-    let metrics = Arc::new(Metrics::from_saved(saved));
+    let (neighbours, pools, metrics) = open_state(&cfg).await?;
     let links = CvqkdSetup::build(&cfg).await?;
     let shared = Arc::new(Shared {
         cfg,
@@ -170,6 +166,40 @@ pub async fn start_on(cfg: KmeConfig, listener: TcpListener) -> Result<KmeHandle
         task,
         shared,
     })
+}
+
+/// The neighbour client, the opened store and the counters saved in it: the state
+/// [`start_on`] builds before anything serves.
+async fn open_state(cfg: &KmeConfig) -> Result<(Neighbours, Pools, Arc<Metrics>), KmeError> {
+    let peer_addrs: Vec<_> = cfg.links.iter().map(|l| (l.peer.clone(), l.addr)).collect();
+    let client = tls::client(&cfg.ca_file, &cfg.cert_file, &cfg.key_file, &peer_addrs)?;
+    let neighbours = Neighbours::new(client, &cfg.links);
+    let (pools, saved) = Pools::open(cfg.data_dir.clone()).await?;
+    Ok((neighbours, pools, Arc::new(Metrics::from_saved(saved))))
+}
+
+/// The handlers' shared state as [`start_on`] builds it, but with no listener, no TLS
+/// acceptor and no link task: for driving [`http::router`] in-process (the fuzz targets,
+/// which put the caller's [`tls::Caller`] into each request as the accept loop does).
+/// A config with a CV-QKD link is refused (setting one up binds its quantum port).
+#[doc(hidden)]
+pub async fn shared_state_without_server(cfg: KmeConfig) -> Result<Arc<Shared>, KmeError> {
+    if let Some(link) = cfg.links.iter().find(|l| l.source == SourceKind::Cvqkd) {
+        return Err(KmeError::Cvqkd {
+            peer: link.peer.clone(),
+            problem: "CV-QKD links are not set up without a server".into(),
+        });
+    }
+    let (neighbours, pools, metrics) = open_state(&cfg).await?;
+    Ok(Arc::new(Shared {
+        cfg,
+        pools,
+        metrics,
+        neighbours,
+        cvqkd: Arc::new(Board::default()),
+        followers: Default::default(),
+        quotas: Default::default(),
+    }))
 }
 
 /// The CV-QKD ends of this KME's links, built (codes, V_A) and bound before serving.

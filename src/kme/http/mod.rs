@@ -27,8 +27,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-/// Every route, each group behind the role layer of its certificates.
-fn router(shared: Arc<Shared>) -> Router {
+/// Every route, each group behind the role layer of its certificates. Public (hidden) so
+/// the fuzz targets drive it in-process, with [`crate::kme::shared_state_without_server`].
+#[doc(hidden)]
+pub fn router(shared: Arc<Shared>) -> Router {
     // Each group of endpoints admits one role of certificate (`kme::roles`).
     let etsi = Router::new()
         .route(routes::ETSI_STATUS, get(etsi014::status))

@@ -171,12 +171,17 @@ impl Store {
         Ok(())
     }
 
-    /// Follower: stores blocks pushed by the leader; blocks it already had are ignored.
+    /// Follower: stores blocks pushed by the leader; blocks it already had, and a block
+    /// numbered `u64::MAX` (no next number could follow it), are ignored.
     pub fn follower_store(&self, peer: &str, blocks: &[SeqBlock]) -> Result<u64, StoreError> {
         let txn = self.db.begin_write()?;
         let mut next = meta_get(&txn, peer, "next_seq")?;
         let mut stored = 0;
         for (seq, bytes) in blocks {
+            // a number with no successor is refused: `next` could not move past it
+            let Some(after) = seq.checked_add(1) else {
+                continue;
+            };
             if *seq < next {
                 continue;
             }
@@ -187,7 +192,7 @@ impl Store {
                 Direction::of_seq(*seq).available_counter(),
                 bytes.len() as u64,
             )?;
-            next = seq + 1;
+            next = after;
             stored += bytes.len() as u64;
         }
         meta_set(&txn, peer, "next_seq", next)?;

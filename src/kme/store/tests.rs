@@ -172,3 +172,23 @@ fn assert_zeroize_on_drop<T: zeroize::ZeroizeOnDrop>() {}
 fn the_stores_key_bytes_zeroize_on_drop() {
     assert_zeroize_on_drop::<Secret>();
 }
+
+/// Found by the `kme_link_push` fuzz target: a pushed block numbered `u64::MAX` made the
+/// next expected number overflow (a panic with overflow checks on; without them it wrapped
+/// to 0, and every number was taken again, so a spent block could be stored anew and its
+/// pad used twice). A number with no successor is refused; the numbering holds.
+#[test]
+fn a_pushed_block_numbered_u64_max_is_refused_and_the_numbering_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let follower = Store::open(&dir.path().join("f")).unwrap();
+    let block = |seq: u64| (seq, Zeroizing::new(vec![7u8; 8]));
+    assert_eq!(follower.follower_store("l", &[block(4)]).unwrap(), 8);
+    assert_eq!(follower.follower_store("l", &[block(u64::MAX)]).unwrap(), 0);
+    assert_eq!(follower.link_levels("l").unwrap().next_seq, 5);
+    assert_eq!(
+        follower.follower_store("l", &[block(0), block(4)]).unwrap(),
+        0,
+        "numbers already used stay refused"
+    );
+    assert_eq!(follower.link_levels("l").unwrap().leader_sends_bytes, 8);
+}

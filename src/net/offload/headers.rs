@@ -6,6 +6,11 @@ use super::checksum;
 pub const PROTO_TCP: u8 = 6;
 /// IP protocol number of UDP.
 pub const PROTO_UDP: u8 = 17;
+/// Shortest TCP header (data offset 5): its flags and checksum lie within it, so a
+/// shorter data offset is refused.
+pub const TCP_HEADER_MIN_BYTES: usize = 20;
+/// Bytes of a UDP header.
+pub const UDP_HEADER_BYTES: usize = 8;
 /// Offset of the checksum field in a TCP header.
 pub const TCP_CSUM_OFFSET: usize = 16;
 /// Offset of the checksum field in a UDP header.
@@ -26,7 +31,7 @@ pub struct L4Headers {
 
 impl L4Headers {
     /// Parses an IP packet whose transport is TCP or UDP directly after the IP header;
-    /// `None` for anything else or when the headers do not fit.
+    /// `None` for anything else, a TCP data offset below 5, or headers that do not fit.
     pub fn parse(p: &[u8]) -> Option<Self> {
         let (v6, ip_len, proto) = match p.first()? >> 4 {
             4 => {
@@ -37,12 +42,15 @@ impl L4Headers {
             6 if p.len() >= 40 => (true, 40, p[6]),
             _ => return None,
         };
-        let l4_len = match proto {
-            PROTO_TCP => usize::from(*p.get(ip_len + 12)? >> 4) * 4,
-            PROTO_UDP => 8,
+        let (l4_len, min) = match proto {
+            PROTO_TCP => (
+                usize::from(*p.get(ip_len + 12)? >> 4) * 4,
+                TCP_HEADER_MIN_BYTES,
+            ),
+            PROTO_UDP => (UDP_HEADER_BYTES, UDP_HEADER_BYTES),
             _ => return None,
         };
-        (l4_len >= 8 && p.len() >= ip_len + l4_len).then_some(Self {
+        (l4_len >= min && p.len() >= ip_len + l4_len).then_some(Self {
             v6,
             ip_len,
             proto,

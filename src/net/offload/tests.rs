@@ -391,3 +391,56 @@ fn non_tcp_and_odd_packets_are_written_alone() {
     assert_eq!(g.write_header(&pkts[4], &mut hdr), VNET_HDR_LEN);
     assert_eq!(g.hdr_len, 0);
 }
+
+/// An IPv4 TCP packet of `len` bytes whose data offset (byte 32, when there is one) says 8
+/// bytes: shorter than the 20-byte TCP header, which the flags (byte 13 of the header) and
+/// the checksum (bytes 16-17) are part of.
+fn tcp_with_short_data_offset(len: usize) -> Vec<u8> {
+    let mut p = vec![
+        0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 6, 0, 0, 198, 19, 0, 1, 198, 19, 0, 2,
+    ];
+    p.resize(len, 0x11);
+    p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+    if len > 32 {
+        p[32] = 0x20;
+    }
+    let c = !ref_sum(&[&p[..20]]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+/// Found by the `vnet_offload` fuzz target: a TSO packet whose TCP data offset is below 5
+/// was accepted and its segments written past their end (index out of bounds).
+#[test]
+fn segmentation_refuses_a_tcp_header_shorter_than_20_bytes() {
+    for len in [33, 34, 40, 80] {
+        let p = tcp_with_short_data_offset(len);
+        let hdr = VirtioNetHdr {
+            flags: F_NEEDS_CSUM,
+            gso_type: GSO_TCPV4,
+            hdr_len: 28,
+            gso_size: 16,
+            csum_start: 20,
+            csum_offset: 16,
+        };
+        assert_eq!(
+            Plan::new(&hdr, &p),
+            Err(SegmentError::Malformed),
+            "{len} bytes"
+        );
+    }
+}
+
+/// The same header from the tunnel (an authenticated peer's inner packet): coalescing read
+/// the flags of a 33-byte packet past its end (index out of bounds) instead of writing it
+/// alone.
+#[test]
+fn coalescing_writes_a_short_tcp_header_alone() {
+    for len in [33, 34, 60] {
+        let p = tcp_with_short_data_offset(len);
+        let mut t = GroTable::new();
+        t.build(1, |_| &p[..]);
+        let g = t.groups()[0];
+        assert_eq!((g.count, g.hdr_len, g.total), (1, 0, len));
+    }
+}
