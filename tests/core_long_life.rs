@@ -349,7 +349,7 @@ impl Life {
             self.figures.slow_kme_periods += 1;
         }
         // A new loss rate every hour, 0 to 3 % each way.
-        if minute % 60 == 0 {
+        if minute.is_multiple_of(60) {
             self.loss.set(self.rng.range(0, 30));
         }
     }

@@ -19,6 +19,7 @@ pub mod http;
 pub mod link;
 pub mod metrics;
 pub mod neighbours;
+pub mod passed_pads;
 pub mod pools;
 pub mod quota;
 pub mod relay;
@@ -150,6 +151,7 @@ pub async fn start_on(cfg: KmeConfig, listener: TcpListener) -> Result<KmeHandle
             .map(|(f, _)| (f.peer().to_string(), f.clone()))
             .collect(),
         quotas: Default::default(),
+        passed_pads: Default::default(),
     });
     let (stop, stop_rx) = watch::channel(false);
     let background = Background {
@@ -339,6 +341,14 @@ fn start_background(shared: &Arc<Shared>, tasks: &mut JoinSet<()>, bg: Backgroun
     }
     tasks.spawn(periodic(shared.clone()));
     tasks.spawn(expire_pending(shared.clone()));
+    let roles: Vec<(String, LinkRole)> = shared
+        .cfg
+        .links
+        .iter()
+        .map(|l| (l.peer.clone(), l.role))
+        .collect();
+    let s = shared.clone();
+    tasks.spawn(async move { passed_pads::sweep(&s.passed_pads, &s.pools, &roles).await });
 }
 
 async fn periodic(shared: Arc<Shared>) {

@@ -4,8 +4,8 @@
 //! task is given. Owns no state of its own; imports only the store and the config's role.
 
 use super::store::{
-    ExpiredCounts, HopAction, LinkLevels, Masked, NewKey, Pad, PadRange, Secret, SeqBlock, Store,
-    StoreError,
+    ExpiredCounts, HopAction, LinkLevels, Masked, NewKey, Pad, PadPosition, PadRange, Secret,
+    SeqBlock, Store, StoreError,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -152,6 +152,19 @@ impl LinkPool {
     pub async fn take_pad(&self, dir: Direction, len: usize) -> Result<Pad, StoreError> {
         let p = self.peer.clone();
         self.pools.run(move |st| st.take_pad(&p, dir, len)).await
+    }
+
+    /// Discards the unspent pad of `dir` before `upto`, which the neighbour spent in relays
+    /// that never arrived (see [`Store::discard_passed`]); the bytes discarded.
+    pub async fn discard_passed(
+        &self,
+        dir: Direction,
+        upto: PadPosition,
+    ) -> Result<u64, StoreError> {
+        let p = self.peer.clone();
+        self.pools
+            .run(move |st| st.discard_passed(&p, dir, upto))
+            .await
     }
 
     /// Leader: stores a new block pair, `leader_len` bytes for the leader's direction

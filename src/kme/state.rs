@@ -9,6 +9,7 @@ use super::link::cvqkd::board::Board;
 use super::link::cvqkd::follower::FollowerLink;
 use super::metrics::{LinkCounter, Metrics};
 use super::neighbours::Neighbours;
+use super::passed_pads::PassedPads;
 use super::pools::{Pools, unix_ms};
 use super::quota::Quotas;
 use std::collections::BTreeMap;
@@ -30,6 +31,8 @@ pub struct Shared {
     pub followers: BTreeMap<String, Arc<FollowerLink>>,
     /// The rate and volume buckets of `[[sae]]` and `[[sae_pair]]` limits.
     pub quotas: Quotas,
+    /// Pad the neighbours showed spent, to discard when their relays never arrive.
+    pub passed_pads: PassedPads,
 }
 
 impl Shared {

@@ -178,6 +178,26 @@ pub struct PadRange {
     pub len: u32,
 }
 
+/// A place in one direction of a link pool: byte `offset` of block `seq`. A direction is
+/// spent in this order (block by block, each from its first unspent byte).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PadPosition {
+    /// Block sequence number.
+    pub seq: u64,
+    /// Byte in the block.
+    pub offset: u32,
+}
+
+impl PadRange {
+    /// The position just after the range.
+    pub fn end(&self) -> PadPosition {
+        PadPosition {
+            seq: self.seq,
+            offset: self.offset.saturating_add(self.len),
+        }
+    }
+}
+
 /// A key generated or relayed to this KME for one of its slaves.
 pub struct NewKey {
     /// The key ID (UUID string).

@@ -172,3 +172,65 @@ fn assert_zeroize_on_drop<T: zeroize::ZeroizeOnDrop>() {}
 fn the_stores_key_bytes_zeroize_on_drop() {
     assert_zeroize_on_drop::<Secret>();
 }
+
+#[test]
+fn pad_the_sender_passed_is_discarded_and_the_rest_stays_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let leader = Store::open(&dir.path().join("l")).unwrap();
+    let follower = Store::open(&dir.path().join("f")).unwrap();
+    for fill in [1u8, 2, 3] {
+        leader.leader_add_split("f", &[fill; 20], 10).unwrap();
+    }
+    follower
+        .follower_store("l", &leader.unconfirmed("f", 10).unwrap())
+        .unwrap();
+    leader.confirm("f", 6).unwrap();
+    // the follower spends 14 bytes of its direction (blocks 1, 3) in a relay that never
+    // reaches the leader; the next relay it sends shows the leader where it got to
+    let lost = follower
+        .take_pad("l", Direction::FollowerSends, 14)
+        .unwrap();
+    assert_eq!(
+        lost.ranges.last().unwrap().end(),
+        PadPosition { seq: 3, offset: 4 }
+    );
+    let at = |seq, offset| PadPosition { seq, offset };
+    assert_eq!(
+        leader
+            .discard_passed("f", Direction::FollowerSends, at(3, 4))
+            .unwrap(),
+        14
+    );
+    let (l, f) = (
+        leader.link_levels("f").unwrap(),
+        follower.link_levels("l").unwrap(),
+    );
+    assert_eq!(
+        l.follower_sends_bytes, f.follower_sends_bytes,
+        "both ends agree"
+    );
+    assert_eq!(l.follower_sends_bytes, 16);
+    assert_eq!(
+        leader
+            .discard_passed("f", Direction::FollowerSends, at(3, 4))
+            .unwrap(),
+        0,
+        "nothing twice"
+    );
+    // what follows the position is still the same pad at both ends
+    let next = follower.take_pad("l", Direction::FollowerSends, 8).unwrap();
+    let masked = xor_split(&[Zeroizing::new(vec![0x5a; 8])], &next.bytes);
+    let action = HopAction::Deliver {
+        master: "m".into(),
+        slave: "s".into(),
+        ids: vec!["k".into()],
+        max_pending: 10,
+        deadline_ms: u64::MAX,
+    };
+    leader
+        .relay_hop("f", Direction::FollowerSends, &next.ranges, &masked, action)
+        .unwrap();
+    let got = leader.dec_keys("s", "m", &["k".into()], 0).unwrap();
+    assert_eq!(*got[0].bytes, vec![0x5a; 8], "unmasked with the same pad");
+    assert_eq!(leader.link_levels("f").unwrap().follower_sends_bytes, 8);
+}
