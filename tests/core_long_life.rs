@@ -1,5 +1,5 @@
 //! The core over a long life, in simulated time: two sites under QKD policy `require`
-//! rotate every 30 s (one handshake each) for [`CI_HANDSHAKES`] handshakes (about a week),
+//! rotate every 30 s (one handshake each) for [`CI_HANDSHAKES`] handshakes (about 17 days),
 //! or for `QSHIELD_LONG_LIFE_HANDSHAKES` of them (1 000 000 is a year), while pings flow
 //! both ways every 10 s, an hourly burst drives a key's byte counter across its soft budget
 //! towards its hard one (some after its packet counter was moved near the cipher's cap),
@@ -31,7 +31,7 @@ use std::time::Duration;
 use support::sim::{Fate, Side, Sim, SimOptions, budget};
 
 /// Handshakes of the life `cargo test` runs (each side initiates about half of them).
-const CI_HANDSHAKES: u64 = 20_000;
+const CI_HANDSHAKES: u64 = 50_000;
 /// Environment variable that sets the number of handshakes instead (1 000 000: a year).
 const HANDSHAKES_ENV: &str = "QSHIELD_LONG_LIFE_HANDSHAKES";
 
