@@ -97,6 +97,14 @@ struct Ledger {
     slave_got: u64,
 }
 
+impl Ledger {
+    /// The next IDs for the slave to ask for, at most [`SLAVE_BATCH`].
+    fn next_batch(&mut self) -> Vec<String> {
+        let n = self.queue.len().min(SLAVE_BATCH);
+        self.queue.drain(..n).collect()
+    }
+}
+
 /// Counters the SAE tasks share with the test.
 #[derive(Default)]
 struct Flight {
@@ -195,13 +203,7 @@ impl Net {
     fn start() -> Self {
         let pki = Arc::new(Pki::new("life-ca", &NAMES, &["sae-a", "sae-b"]));
         let ports: Vec<u16> = NAMES.iter().map(|_| free_port()).collect();
-        let link = |i: usize, leader: bool| Link {
-            peer: NAMES[i],
-            port: ports[i],
-            leader,
-            rate: 4_000_000,
-            pool_max: POOL_MAX_BITS,
-        };
+        let link = |i: usize, leader: bool| link_to(&NAMES, &ports, i, leader, POOL_MAX_BITS);
         let a_links = [link(R, true)];
         let r_links = [link(A, false), link(B, false)];
         let b_links = [link(R, true)];
@@ -382,11 +384,7 @@ async fn master(pki: Arc<Pki>, url: String, ledger: Arc<Mutex<Ledger>>, flight: 
 async fn slave(pki: Arc<Pki>, url: String, ledger: Arc<Mutex<Ledger>>, flight: Arc<Flight>) {
     let c = pki.client(Some("sae-b"));
     loop {
-        let ids: Vec<String> = {
-            let mut l = ledger.lock().unwrap();
-            let n = l.queue.len().min(SLAVE_BATCH);
-            l.queue.drain(..n).collect()
-        };
+        let ids = ledger.lock().unwrap().next_batch();
         if ids.is_empty() {
             if flight.stop.load(Ordering::SeqCst) {
                 return;
@@ -612,11 +610,7 @@ async fn a_million_keys_through_small_pools_and_crashes_each_delivered_once() {
     // the keys the masters got after the slave's last fetch
     let c = net.pki.client(Some("sae-b"));
     loop {
-        let ids: Vec<String> = {
-            let mut l = ledger.lock().unwrap();
-            let n = l.queue.len().min(SLAVE_BATCH);
-            l.queue.drain(..n).collect()
-        };
+        let ids = ledger.lock().unwrap().next_batch();
         if ids.is_empty() {
             break;
         }
@@ -697,13 +691,7 @@ const ORPHAN_PAD_KEPT_MAX: Duration = Duration::from_secs(25);
 async fn regression_net() -> (KmeNet, Vec<String>, Vec<u16>) {
     let pki = Pki::new("orphan-ca", &NAMES, &["sae-a", "sae-b"]);
     let ports: Vec<u16> = NAMES.iter().map(|_| free_port()).collect();
-    let link = |i: usize, leader: bool, pool_max: u64| Link {
-        peer: NAMES[i],
-        port: ports[i],
-        leader,
-        rate: 4_000_000,
-        pool_max,
-    };
+    let link = |i: usize, leader: bool, pool_max: u64| link_to(&NAMES, &ports, i, leader, pool_max);
     let specs = [
         (
             vec![link(R, true, REGRESSION_BIG_BITS)],
