@@ -828,3 +828,43 @@ async fn a_pad_lost_to_a_hop_that_was_down_does_not_starve_the_followers_directi
         k.shutdown().await;
     }
 }
+
+/// The `pending_key_expiry` of [`delivered_records_are_forgotten_once_no_request_can_name_them`].
+const SHORT_EXPIRY: Duration = Duration::from_secs(1);
+/// How long a `delivered` record may outlive the key: [`SHORT_EXPIRY`], the longest a relay
+/// may be on its way (10 s), the 1 s sweep, and a margin.
+const DELIVERED_KEPT_MAX: Duration = Duration::from_secs(1 + 10 + 1 + 2);
+
+/// Every key handed out (or expired) leaves its ID in the `delivered` table; kept for good,
+/// that table grows by a record per key for the KME's whole life (160 bytes of store a key
+/// in `a_million_keys_…`). Once its key can no longer be pending nor relayed, no request can
+/// name the ID to any effect: the record goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivered_records_are_forgotten_once_no_request_can_name_them() {
+    let pki = Pki::new("delivered-ca", &["kme-a"], &["sae-a", "sae-b"]);
+    let dir = private_tempdir();
+    let extra = format!("pending_key_expiry = \"{}s\"\n", SHORT_EXPIRY.as_secs());
+    let spec = Spec {
+        extra_kme: &extra,
+        ..Spec::local("kme-a", free_port(), &["sae-a", "sae-b"])
+    };
+    let kme = start_spec(&pki, dir.path(), &spec).await;
+    let url = base(kme.local_addr());
+    let (a, b) = (pki.client(Some("sae-a")), pki.client(Some("sae-b")));
+    for round in 0..10 {
+        let sent =
+            keys(post_enc_keys(&a, &format!("{url}/sae-b/enc_keys"), 16, KEY_BITS).await).await;
+        // all but the last round's keys are fetched; those expire
+        if round < 9 {
+            dec_all(&b, &format!("{url}/sae-a/dec_keys"), &sent).await;
+        }
+    }
+    tokio::time::sleep(DELIVERED_KEPT_MAX).await;
+    kme.shutdown().await;
+    let store = StoreCount::read(&dir.path().join("db"));
+    assert_eq!(
+        (store.get("delivered"), store.get("pending_dec")),
+        (0, 0),
+        "160 keys handed out or expired, {DELIVERED_KEPT_MAX:?} ago: {store:?}"
+    );
+}
