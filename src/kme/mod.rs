@@ -383,7 +383,8 @@ async fn expire_pending(shared: Arc<Shared>) {
     loop {
         tick.tick().await;
         let (now, adopt) = (unix_ms(), shared.expiry_deadline_ms());
-        match shared.pools.expire_pending(now, adopt).await {
+        let kept = shared.delivered_kept_ms();
+        match shared.pools.expire_pending(now, adopt, kept).await {
             Ok(expired) => {
                 for ((master, slave), n) in expired {
                     tracing::warn!(%master, %slave, keys = n, "undelivered keys expired and erased (pending_key_expiry)");

@@ -12,6 +12,7 @@ use super::neighbours::Neighbours;
 use super::passed_pads::PassedPads;
 use super::pools::{Pools, unix_ms};
 use super::quota::Quotas;
+use super::tls::NEIGHBOUR_CALL_TIMEOUT;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -52,6 +53,13 @@ impl Shared {
     /// When a key stored now for a slave expires (`pending_key_expiry`), Unix ms.
     pub fn expiry_deadline_ms(&self) -> u64 {
         unix_ms().saturating_add(self.cfg.pending_key_expiry.as_millis() as u64)
+    }
+
+    /// How long a delivery record is kept, ms: while its key may still wait for its slave
+    /// (`pending_key_expiry`) and a relay naming its ID may still be on its way
+    /// ([`NEIGHBOUR_CALL_TIMEOUT`]). After that no request can name the ID to any effect.
+    pub fn delivered_kept_ms(&self) -> u64 {
+        (self.cfg.pending_key_expiry + NEIGHBOUR_CALL_TIMEOUT).as_millis() as u64
     }
 
     /// What a task of `link` is given: its pool, counters, neighbour and board.

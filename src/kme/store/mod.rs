@@ -23,7 +23,8 @@ use super::config::LinkRole;
 use crate::config::identity_files;
 use redb::{Database, ReadableTable};
 use schema::{
-    COUNTERS, DELIVERED, LINK_POOL, META, PENDING_BY_DEADLINE, PENDING_DEADLINE, PENDING_DEC,
+    COUNTERS, DELIVERED, DELIVERED_BY_TIME, LINK_POOL, META, PENDING_BY_DEADLINE, PENDING_DEADLINE,
+    PENDING_DEC,
 };
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -281,6 +282,7 @@ impl Store {
         txn.open_table(META)?;
         txn.open_table(PENDING_DEC)?;
         txn.open_table(DELIVERED)?;
+        txn.open_table(DELIVERED_BY_TIME)?;
         txn.open_table(PENDING_DEADLINE)?;
         txn.open_table(PENDING_BY_DEADLINE)?;
         txn.open_table(COUNTERS)?;
