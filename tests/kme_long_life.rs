@@ -12,10 +12,11 @@
 //! direction agree on what is left (a pad spent at one end and not the other is key lost
 //! and, at the leader, room the follower's direction never gets back); the killed store
 //! holds no more than its pools' blocks, the keys its slave has yet to fetch (or a crash cut
-//! off from their master) and one `delivered` record per key ever handed out, which is the
-//! one table that grows with the keys (reported).
+//! off from their master) and the `delivered` records of the last `pending_key_expiry` (10
+//! minutes here) and 10 s, which are forgotten after that (reported).
 //!
-//! Two in-process regressions at the end pin the pad lost to a failed relay down quickly.
+//! Three in-process regressions at the end pin down quickly the pad lost to a failed relay
+//! and the delivery records kept for good.
 
 mod support;
 

@@ -70,8 +70,9 @@ impl Store {
         delivered_kept_ms: u64,
     ) -> Result<ExpiredCounts, StoreError> {
         let txn = self.db.begin_write()?;
-        adopt_untimed(&txn, adopt_deadline_ms)?;
-        let forgotten = forget_delivered(&txn, now_ms, delivered_kept_ms)?;
+        // what the sweep changes besides expiring keys: committed even when none is due
+        let adopted = adopt_untimed(&txn, adopt_deadline_ms)?;
+        let changed = forget_delivered(&txn, now_ms, delivered_kept_ms)? || adopted;
         let due: Vec<(u64, String)> = {
             let index = txn.open_table(PENDING_BY_DEADLINE)?;
             let mut due = Vec::new();
@@ -87,7 +88,7 @@ impl Store {
         };
         let mut counts = ExpiredCounts::new();
         if due.is_empty() {
-            if forgotten == 0 {
+            if !changed {
                 txn.abort()?;
             } else {
                 txn.commit()?;
@@ -154,10 +155,11 @@ pub(super) fn mark_delivered(
 }
 
 /// Forgets the delivery records written `kept_ms` or longer before `now_ms`; a record without
-/// a time (an older version wrote it) is given `now_ms`. Returns the records forgotten.
-fn forget_delivered(txn: &WriteTransaction, now_ms: u64, kept_ms: u64) -> Result<u64, StoreError> {
+/// a time (an older version wrote it) is given `now_ms`. Returns true if it changed anything.
+fn forget_delivered(txn: &WriteTransaction, now_ms: u64, kept_ms: u64) -> Result<bool, StoreError> {
     let mut delivered = txn.open_table(DELIVERED)?;
     let mut by_time = txn.open_table(DELIVERED_BY_TIME)?;
+    let mut adopted = false;
     if delivered.len()? != by_time.len()? {
         let timed: std::collections::HashSet<String> = by_time
             .range::<(u64, &str)>((0, "")..)?
@@ -171,6 +173,7 @@ fn forget_delivered(txn: &WriteTransaction, now_ms: u64, kept_ms: u64) -> Result
         for id in &untimed {
             by_time.insert((now_ms, id.as_str()), ())?;
         }
+        adopted = !untimed.is_empty();
     }
     let cutoff = now_ms.saturating_sub(kept_ms);
     let due: Vec<(u64, String)> = by_time
@@ -181,7 +184,7 @@ fn forget_delivered(txn: &WriteTransaction, now_ms: u64, kept_ms: u64) -> Result
         by_time.remove((*at, id.as_str()))?;
         delivered.remove(id.as_str())?;
     }
-    Ok(due.len() as u64)
+    Ok(adopted || !due.is_empty())
 }
 
 pub(super) fn store_pending(
@@ -222,11 +225,12 @@ pub(super) fn store_pending(
 }
 
 /// Gives every pending key without a deadline (stored by an older version) `deadline_ms`.
-fn adopt_untimed(txn: &WriteTransaction, deadline_ms: u64) -> Result<(), StoreError> {
+/// Returns true if there was any.
+fn adopt_untimed(txn: &WriteTransaction, deadline_ms: u64) -> Result<bool, StoreError> {
     let pending = txn.open_table(PENDING_DEC)?;
     let mut deadlines = txn.open_table(PENDING_DEADLINE)?;
     if pending.len()? == deadlines.len()? {
-        return Ok(());
+        return Ok(false);
     }
     let mut index = txn.open_table(PENDING_BY_DEADLINE)?;
     for row in pending.range::<&str>(..)? {
@@ -237,7 +241,7 @@ fn adopt_untimed(txn: &WriteTransaction, deadline_ms: u64) -> Result<(), StoreEr
             index.insert((deadline_ms, id), ())?;
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 fn take_pending(
