@@ -316,6 +316,20 @@ impl Net {
         count
     }
 
+    /// The last lines of each KME's log.
+    fn log_tails(&self) -> String {
+        let mut out = String::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            let log = std::fs::read_to_string(&n.log).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            out += &format!("{}:\n", NAMES[i]);
+            for l in &lines[lines.len().saturating_sub(15)..] {
+                out += &format!("  {l}\n");
+            }
+        }
+        out
+    }
+
     fn kill_all(&mut self) {
         for n in &mut self.nodes {
             let _ = n.child.kill();
@@ -536,9 +550,10 @@ async fn a_million_keys_through_small_pools_and_crashes_each_delivered_once() {
         while flight.keys_to_masters.load(Ordering::SeqCst) < target {
             assert!(
                 Instant::now() < deadline,
-                "no progress: {} keys, directions {:?}",
+                "no progress: {} keys, directions {:?}; the KMEs' logs end:\n{}",
                 flight.keys_to_masters.load(Ordering::SeqCst),
-                net.directions().await
+                net.directions().await,
+                net.log_tails()
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
