@@ -19,6 +19,7 @@ pub mod http;
 pub mod link;
 pub mod metrics;
 pub mod neighbours;
+pub mod passed_pads;
 pub mod pools;
 pub mod quota;
 pub mod relay;
@@ -146,6 +147,7 @@ pub async fn start_on(cfg: KmeConfig, listener: TcpListener) -> Result<KmeHandle
             .map(|(f, _)| (f.peer().to_string(), f.clone()))
             .collect(),
         quotas: Default::default(),
+        passed_pads: Default::default(),
     });
     let (stop, stop_rx) = watch::channel(false);
     let background = Background {
@@ -199,6 +201,7 @@ pub async fn shared_state_without_server(cfg: KmeConfig) -> Result<Arc<Shared>, 
         cvqkd: Arc::new(Board::default()),
         followers: Default::default(),
         quotas: Default::default(),
+        passed_pads: Default::default(),
     }))
 }
 
@@ -369,6 +372,14 @@ fn start_background(shared: &Arc<Shared>, tasks: &mut JoinSet<()>, bg: Backgroun
     }
     tasks.spawn(periodic(shared.clone()));
     tasks.spawn(expire_pending(shared.clone()));
+    let roles: Vec<(String, LinkRole)> = shared
+        .cfg
+        .links
+        .iter()
+        .map(|l| (l.peer.clone(), l.role))
+        .collect();
+    let s = shared.clone();
+    tasks.spawn(async move { passed_pads::sweep(&s.passed_pads, &s.pools, &roles).await });
 }
 
 async fn periodic(shared: Arc<Shared>) {
@@ -403,7 +414,8 @@ async fn expire_pending(shared: Arc<Shared>) {
     loop {
         tick.tick().await;
         let (now, adopt) = (unix_ms(), shared.expiry_deadline_ms());
-        match shared.pools.expire_pending(now, adopt).await {
+        let kept = shared.delivered_kept_ms();
+        match shared.pools.expire_pending(now, adopt, kept).await {
             Ok(expired) => {
                 for ((master, slave), n) in expired {
                     tracing::warn!(%master, %slave, keys = n, "undelivered keys expired and erased (pending_key_expiry)");

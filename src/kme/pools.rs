@@ -4,8 +4,8 @@
 //! task is given. Owns no state of its own; imports only the store and the config's role.
 
 use super::store::{
-    ExpiredCounts, HopAction, LinkLevels, Masked, NewKey, Pad, PadRange, Secret, SeqBlock, Store,
-    StoreError,
+    ExpiredCounts, HopAction, LinkLevels, Masked, NewKey, Pad, PadPosition, PadRange, Secret,
+    SeqBlock, Store, StoreError,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -76,7 +76,7 @@ impl Pools {
     ) -> Result<Vec<NewKey>, StoreError> {
         let (m, s) = (master.to_string(), slave.to_string());
         self.run(move |st| {
-            st.enc_local(&m, &s, &keys, max_pending, deadline_ms)
+            st.enc_local(&m, &s, &keys, max_pending, deadline_ms, unix_ms())
                 .map(|()| keys)
         })
         .await
@@ -94,19 +94,22 @@ impl Pools {
         self.run(move |st| st.dec_keys(&c, &m, &ids, now_ms)).await
     }
 
-    /// Erases the pending keys due at `now_ms` (see [`Store::expire_pending`]).
+    /// Erases the pending keys due at `now_ms` and forgets old delivery records (see
+    /// [`Store::expire_pending`]).
     pub async fn expire_pending(
         &self,
         now_ms: u64,
         adopt_deadline_ms: u64,
+        delivered_kept_ms: u64,
     ) -> Result<ExpiredCounts, StoreError> {
-        self.run(move |st| st.expire_pending(now_ms, adopt_deadline_ms))
+        self.run(move |st| st.expire_pending(now_ms, adopt_deadline_ms, delivered_kept_ms))
             .await
     }
 
     /// Records relayed keys as delivered to their master.
     pub async fn mark_master_delivered(&self, ids: Vec<String>) -> Result<(), StoreError> {
-        self.run(move |st| st.mark_master_delivered(&ids)).await
+        self.run(move |st| st.mark_master_delivered(&ids, unix_ms()))
+            .await
     }
 
     /// One relay hop at this KME (see [`Store::relay_hop`]).
@@ -152,6 +155,19 @@ impl LinkPool {
     pub async fn take_pad(&self, dir: Direction, len: usize) -> Result<Pad, StoreError> {
         let p = self.peer.clone();
         self.pools.run(move |st| st.take_pad(&p, dir, len)).await
+    }
+
+    /// Discards the unspent pad of `dir` before `upto`, which the neighbour spent in relays
+    /// that never arrived (see [`Store::discard_passed`]); the bytes discarded.
+    pub async fn discard_passed(
+        &self,
+        dir: Direction,
+        upto: PadPosition,
+    ) -> Result<u64, StoreError> {
+        let p = self.peer.clone();
+        self.pools
+            .run(move |st| st.discard_passed(&p, dir, upto))
+            .await
     }
 
     /// Leader: stores a new block pair, `leader_len` bytes for the leader's direction

@@ -9,8 +9,10 @@ use super::link::cvqkd::board::Board;
 use super::link::cvqkd::follower::FollowerLink;
 use super::metrics::{LinkCounter, Metrics};
 use super::neighbours::Neighbours;
+use super::passed_pads::PassedPads;
 use super::pools::{Pools, unix_ms};
 use super::quota::Quotas;
+use super::tls::NEIGHBOUR_CALL_TIMEOUT;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -30,6 +32,8 @@ pub struct Shared {
     pub followers: BTreeMap<String, Arc<FollowerLink>>,
     /// The rate and volume buckets of `[[sae]]` and `[[sae_pair]]` limits.
     pub quotas: Quotas,
+    /// Pad the neighbours showed spent, to discard when their relays never arrive.
+    pub passed_pads: PassedPads,
 }
 
 impl Shared {
@@ -49,6 +53,13 @@ impl Shared {
     /// When a key stored now for a slave expires (`pending_key_expiry`), Unix ms.
     pub fn expiry_deadline_ms(&self) -> u64 {
         unix_ms().saturating_add(self.cfg.pending_key_expiry.as_millis() as u64)
+    }
+
+    /// How long a delivery record is kept, ms: while its key may still wait for its slave
+    /// (`pending_key_expiry`) and a relay naming its ID may still be on its way
+    /// ([`NEIGHBOUR_CALL_TIMEOUT`]). After that no request can name the ID to any effect.
+    pub fn delivered_kept_ms(&self) -> u64 {
+        (self.cfg.pending_key_expiry + NEIGHBOUR_CALL_TIMEOUT).as_millis() as u64
     }
 
     /// What a task of `link` is given: its pool, counters, neighbour and board.

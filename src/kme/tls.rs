@@ -122,6 +122,10 @@ pub fn server_config(
     Ok(Arc::new(cfg))
 }
 
+/// How long a call to a neighbour KME (a relay hop, a link push) may take, connection
+/// included, before it is given up.
+pub const NEIGHBOUR_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// An HTTPS client presenting `cert_file`/`key_file`, trusting only `ca_file`. Each
 /// `(name, addr)` in `peers` resolves the host `name` to `addr`, so a URL
 /// `https://{kme_id}:{port}/` connects there and verifies the certificate names `kme_id`.
@@ -142,7 +146,7 @@ pub fn client(
         .tls_backend_rustls()
         .tls_certs_only([ca])
         .identity(identity)
-        .timeout(std::time::Duration::from_secs(10));
+        .timeout(NEIGHBOUR_CALL_TIMEOUT);
     for (name, addr) in peers {
         b = b.resolve(name, *addr);
     }

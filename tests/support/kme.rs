@@ -67,6 +67,24 @@ pub struct Link<'a> {
     pub pool_max: u64,
 }
 
+/// A link to KME `names[i]` on `ports[i]`: a random source at 4 Mbit/s, a pool of
+/// `pool_max` bits.
+pub fn link_to<'a>(
+    names: &[&'a str],
+    ports: &[u16],
+    i: usize,
+    leader: bool,
+    pool_max: u64,
+) -> Link<'a> {
+    Link {
+        peer: names[i],
+        port: ports[i],
+        leader,
+        rate: 4_000_000,
+        pool_max,
+    }
+}
+
 /// A KME to configure: `id` on `port` with local `saes`, remote SAEs (id, route) and links.
 pub struct Spec<'a> {
     pub id: &'a str,

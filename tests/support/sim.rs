@@ -83,6 +83,27 @@ pub struct Site {
     pub log: Vec<(Instant, Event)>,
     /// Datagrams addressed to anyone but the other site (cookie replies to flooders...).
     pub stray: Vec<Transmit>,
+    /// Every session this site established, in order (trim it as the test goes).
+    pub sessions_seen: Vec<SessionSeen>,
+    /// The longest each of the endpoint's output queues was when [`Sim::collect`] found it.
+    pub queue_high_water: QueueHighWater,
+}
+
+/// A session a site established: when, its epoch, role and QKD key_ID.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionSeen {
+    pub at: Instant,
+    pub epoch: u64,
+    pub is_initiator: bool,
+    pub qkd_key_id: Option<String>,
+}
+
+/// The longest each output queue of an endpoint was found (reset it to measure a period).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueHighWater {
+    pub transmits: usize,
+    pub events: usize,
+    pub qkd_requests: usize,
 }
 
 impl Site {
@@ -95,6 +116,8 @@ impl Site {
             events: vec![],
             log: vec![],
             stray: vec![],
+            sessions_seen: vec![],
+            queue_high_water: QueueHighWater::default(),
         }
     }
 }
@@ -159,6 +182,8 @@ pub struct SimKme {
     pub corrupt_dec: bool,
     /// Every key_ID handed to an initiator, in order.
     pub enc_log: Vec<String>,
+    /// Every key_ID handed to a responder (`dec_keys` answered with a key), in order.
+    pub dec_log: Vec<String>,
     /// `enc_keys` calls made (each is one key fetched when the KME is up).
     pub enc_calls: u64,
     /// `dec_keys` calls made (answered or not).
@@ -207,6 +232,7 @@ impl SimKme {
                 if self.corrupt_dec {
                     key[0] ^= 1;
                 }
+                self.dec_log.push(id.clone());
                 Ok(QkdKey {
                     key_id: id.into_bytes(),
                     material: zeroize::Zeroizing::new(key),
@@ -475,6 +501,11 @@ impl Sim {
 
     /// Moves a side's pending transmits onto the wire and its events into its log.
     pub fn collect(&mut self, s: Side) {
+        let sizes = self.site(s).endpoint.state_sizes();
+        let high = &mut self.site(s).queue_high_water;
+        high.transmits = high.transmits.max(sizes.transmits_queued);
+        high.events = high.events.max(sizes.events_queued);
+        high.qkd_requests = high.qkd_requests.max(sizes.qkd_requests_queued);
         let peer_addr = self.site(s.other()).addr;
         while let Some(t) = self.site(s).endpoint.poll_transmit() {
             if t.to == peer_addr {
@@ -500,6 +531,16 @@ impl Sim {
         }
         while let Some(e) = self.site(s).endpoint.poll_event() {
             let site = self.site(s);
+            if let Event::SessionEstablished { peer, epoch, .. } = e {
+                let probe = site.endpoint.session_probes(peer);
+                let session = probe.iter().find(|p| p.epoch == epoch);
+                site.sessions_seen.push(SessionSeen {
+                    at: now,
+                    epoch,
+                    is_initiator: session.is_some_and(|p| p.is_initiator),
+                    qkd_key_id: session.and_then(|p| p.qkd_key_id.clone()),
+                });
+            }
             site.log.push((now, e.clone()));
             site.events.push(e);
         }

@@ -86,6 +86,10 @@ pub async fn relay_in(
     let from_dir = my_dir.opposite();
     let req: RelayRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_detail("Bad request format", "body", e.to_string()))?;
+    // whatever becomes of this relay, its sender has spent its pad up to the ranges' end
+    shared
+        .passed_pads
+        .note(&caller, from_dir, &req.pads, std::time::Instant::now());
     let (masked, ids) = decode_keys(&req)?;
     if req.route.first() != Some(&shared.cfg.id) {
         return Err(ApiError::bad("relay route does not start at this KME"));

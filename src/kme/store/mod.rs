@@ -23,7 +23,8 @@ use super::config::LinkRole;
 use crate::config::identity_files;
 use redb::{Database, ReadableTable};
 use schema::{
-    COUNTERS, DELIVERED, LINK_POOL, META, PENDING_BY_DEADLINE, PENDING_DEADLINE, PENDING_DEC,
+    COUNTERS, DELIVERED, DELIVERED_BY_TIME, LINK_POOL, META, PENDING_BY_DEADLINE, PENDING_DEADLINE,
+    PENDING_DEC,
 };
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -178,6 +179,26 @@ pub struct PadRange {
     pub len: u32,
 }
 
+/// A place in one direction of a link pool: byte `offset` of block `seq`. A direction is
+/// spent in this order (block by block, each from its first unspent byte).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PadPosition {
+    /// Block sequence number.
+    pub seq: u64,
+    /// Byte in the block.
+    pub offset: u32,
+}
+
+impl PadRange {
+    /// The position just after the range.
+    pub fn end(&self) -> PadPosition {
+        PadPosition {
+            seq: self.seq,
+            offset: self.offset.saturating_add(self.len),
+        }
+    }
+}
+
 /// A key generated or relayed to this KME for one of its slaves.
 pub struct NewKey {
     /// The key ID (UUID string).
@@ -261,6 +282,7 @@ impl Store {
         txn.open_table(META)?;
         txn.open_table(PENDING_DEC)?;
         txn.open_table(DELIVERED)?;
+        txn.open_table(DELIVERED_BY_TIME)?;
         txn.open_table(PENDING_DEADLINE)?;
         txn.open_table(PENDING_BY_DEADLINE)?;
         txn.open_table(COUNTERS)?;

@@ -6,7 +6,8 @@
 use super::pending::store_pending;
 use super::schema::{LINK_POOL, meta_add, meta_get, meta_set, meta_sub};
 use super::{
-    Direction, HopAction, LinkLevels, Masked, NewKey, Pad, PadRange, SeqBlock, Store, StoreError,
+    Direction, HopAction, LinkLevels, Masked, NewKey, Pad, PadPosition, PadRange, SeqBlock, Store,
+    StoreError,
 };
 use redb::{ReadableTable, WriteTransaction};
 use zeroize::Zeroizing;
@@ -62,6 +63,52 @@ impl Store {
         };
         txn.commit()?;
         Ok(out)
+    }
+
+    /// Discards the unspent bytes of `dir` on the link to `peer` that lie before `upto`: the
+    /// neighbour that spends `dir` spends its pool in order and has spent them all (a relay
+    /// of its reached past them), so the relays that spent them will never arrive: they
+    /// failed on the way (a hop refused or down, a crash). Returns the bytes discarded.
+    pub fn discard_passed(
+        &self,
+        peer: &str,
+        dir: Direction,
+        upto: PadPosition,
+    ) -> Result<u64, StoreError> {
+        let txn = self.db.begin_write()?;
+        let mut discarded = 0u64;
+        {
+            let mut table = txn.open_table(LINK_POOL)?;
+            let column = dir.table_key();
+            let passed: Vec<u64> = table
+                .range((peer, column, 0)..(peer, column, upto.seq))?
+                .map(|row| row.map(|(k, _)| k.value().2))
+                .collect::<Result<_, _>>()?;
+            for seq in passed {
+                if let Some(v) = table.remove((peer, column, seq))? {
+                    discarded += Block::decode(v.value())?.unspent() as u64;
+                }
+            }
+        }
+        let partly = {
+            let table = txn.open_table(LINK_POOL)?;
+            let v = table.get((peer, dir.table_key(), upto.seq))?;
+            v.map(|v| Block::decode(v.value())).transpose()?
+        };
+        if let Some(mut block) = partly {
+            let end = (upto.offset as usize).min(block.bytes.len());
+            let mut spent = Zeroizing::new(Vec::new());
+            for i in 0..end {
+                if !block.is_spent(i) {
+                    block.spend(i, 1, &mut spent);
+                }
+            }
+            discarded += spent.len() as u64;
+            put_block(&txn, peer, upto.seq, &block)?;
+        }
+        meta_sub(&txn, peer, dir.available_counter(), discarded)?;
+        txn.commit()?;
+        Ok(discarded)
     }
 
     /// Leader: stores a new block pair (`bytes` split in halves: even block for the leader's

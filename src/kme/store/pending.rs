@@ -1,19 +1,20 @@
 //! Keys waiting for their slave SAE: storing them (for a local slave or at the last hop of a
 //! relay), handing them to the slave once (`dec_keys`), expiring those never fetched, and
-//! the delivery flags that keep every key ID from being served or stored twice.
+//! the delivery flags that keep every key ID from being served or stored twice while a
+//! request may still name it, forgotten after that.
 
 use super::schema::{
-    DELIVERED, PENDING_BY_DEADLINE, PENDING_DEADLINE, PENDING_DEC, meta_add, meta_get, meta_sub,
-    pair_name,
+    DELIVERED, DELIVERED_BY_TIME, PENDING_BY_DEADLINE, PENDING_DEADLINE, PENDING_DEC, meta_add,
+    meta_get, meta_sub, pair_name,
 };
 use super::{DELIVERED_MASTER, DELIVERED_SLAVE, EXPIRED, ExpiredCounts, NewKey, Store, StoreError};
 use redb::{ReadableTable, ReadableTableMetadata, WriteTransaction};
 use zeroize::Zeroizing;
 
 impl Store {
-    /// Stores `keys` for a slave attached here and records them delivered to the master, in
-    /// one commit; refuses when the pair would exceed `max_pending` waiting keys. The keys
-    /// expire at `deadline_ms` (Unix ms) if the slave has not fetched them.
+    /// Stores `keys` for a slave attached here and records them delivered to the master at
+    /// `now_ms`, in one commit; refuses when the pair would exceed `max_pending` waiting
+    /// keys. The keys expire at `deadline_ms` (Unix ms) if the slave has not fetched them.
     pub fn enc_local(
         &self,
         master: &str,
@@ -21,19 +22,21 @@ impl Store {
         keys: &[NewKey],
         max_pending: u64,
         deadline_ms: u64,
+        now_ms: u64,
     ) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
         let ids: Vec<String> = keys.iter().map(|k| k.id.clone()).collect();
         store_pending(&txn, master, slave, keys, max_pending, deadline_ms)?;
-        mark_delivered(&txn, &ids, DELIVERED_MASTER)?;
+        mark_delivered(&txn, &ids, DELIVERED_MASTER, now_ms)?;
         txn.commit()?;
         Ok(())
     }
 
-    /// Records relayed keys as delivered to their master (the relay already succeeded).
-    pub fn mark_master_delivered(&self, ids: &[String]) -> Result<(), StoreError> {
+    /// Records relayed keys as delivered to their master at `now_ms` (the relay already
+    /// succeeded).
+    pub fn mark_master_delivered(&self, ids: &[String], now_ms: u64) -> Result<(), StoreError> {
         let txn = self.db.begin_write()?;
-        mark_delivered(&txn, ids, DELIVERED_MASTER)?;
+        mark_delivered(&txn, ids, DELIVERED_MASTER, now_ms)?;
         txn.commit()?;
         Ok(())
     }
@@ -50,21 +53,26 @@ impl Store {
     ) -> Result<Vec<NewKey>, StoreError> {
         let txn = self.db.begin_write()?;
         let keys = take_pending(&txn, caller, master, ids, now_ms)?;
-        mark_delivered(&txn, ids, DELIVERED_SLAVE)?;
+        mark_delivered(&txn, ids, DELIVERED_SLAVE, now_ms)?;
         txn.commit()?;
         Ok(keys)
     }
 
     /// Erases every pending key whose deadline is at or before `now_ms` and marks its ID
-    /// [`EXPIRED`] (never stored or served again); returns the counts per pair. Keys stored
-    /// without a deadline (by an older version) get `adopt_deadline_ms`.
+    /// [`EXPIRED`] (not stored or served again); returns the counts per pair. Keys stored
+    /// without a deadline (by an older version) get `adopt_deadline_ms`. Forgets the
+    /// delivery records written `delivered_kept_ms` or longer before `now_ms` (records
+    /// written by an older version count from now).
     pub fn expire_pending(
         &self,
         now_ms: u64,
         adopt_deadline_ms: u64,
+        delivered_kept_ms: u64,
     ) -> Result<ExpiredCounts, StoreError> {
         let txn = self.db.begin_write()?;
-        adopt_untimed(&txn, adopt_deadline_ms)?;
+        // what the sweep changes besides expiring keys: committed even when none is due
+        let adopted = adopt_untimed(&txn, adopt_deadline_ms)?;
+        let changed = forget_delivered(&txn, now_ms, delivered_kept_ms)? || adopted;
         let due: Vec<(u64, String)> = {
             let index = txn.open_table(PENDING_BY_DEADLINE)?;
             let mut due = Vec::new();
@@ -80,7 +88,11 @@ impl Store {
         };
         let mut counts = ExpiredCounts::new();
         if due.is_empty() {
-            txn.abort()?;
+            if !changed {
+                txn.abort()?;
+            } else {
+                txn.commit()?;
+            }
             return Ok(counts);
         }
         {
@@ -88,6 +100,7 @@ impl Store {
             let mut deadlines = txn.open_table(PENDING_DEADLINE)?;
             let mut index = txn.open_table(PENDING_BY_DEADLINE)?;
             let mut delivered = txn.open_table(DELIVERED)?;
+            let mut by_time = txn.open_table(DELIVERED_BY_TIME)?;
             for (deadline, id) in &due {
                 index.remove((*deadline, id.as_str()))?;
                 deadlines.remove(id.as_str())?;
@@ -99,6 +112,9 @@ impl Store {
                 *counts.entry((m.to_string(), s.to_string())).or_default() += 1;
                 let old = delivered.get(id.as_str())?.map_or(0, |v| v.value());
                 delivered.insert(id.as_str(), old | EXPIRED)?;
+                if old == 0 {
+                    by_time.insert((now_ms, id.as_str()), ())?;
+                }
             }
         }
         for ((m, s), n) in &counts {
@@ -121,16 +137,54 @@ pub(super) fn mark_delivered(
     txn: &WriteTransaction,
     ids: &[String],
     flag: u8,
+    now_ms: u64,
 ) -> Result<(), StoreError> {
     let mut table = txn.open_table(DELIVERED)?;
+    let mut by_time = txn.open_table(DELIVERED_BY_TIME)?;
     for id in ids {
         let old = table.get(id.as_str())?.map_or(0, |v| v.value());
         if old & flag != 0 {
             return Err(StoreError::NotFound);
         }
         table.insert(id.as_str(), old | flag)?;
+        if old == 0 {
+            by_time.insert((now_ms, id.as_str()), ())?;
+        }
     }
     Ok(())
+}
+
+/// Forgets the delivery records written `kept_ms` or longer before `now_ms`; a record without
+/// a time (an older version wrote it) is given `now_ms`. Returns true if it changed anything.
+fn forget_delivered(txn: &WriteTransaction, now_ms: u64, kept_ms: u64) -> Result<bool, StoreError> {
+    let mut delivered = txn.open_table(DELIVERED)?;
+    let mut by_time = txn.open_table(DELIVERED_BY_TIME)?;
+    let mut adopted = false;
+    if delivered.len()? != by_time.len()? {
+        let timed: std::collections::HashSet<String> = by_time
+            .range::<(u64, &str)>((0, "")..)?
+            .map(|row| row.map(|(k, _)| k.value().1.to_string()))
+            .collect::<Result<_, _>>()?;
+        let untimed: Vec<String> = delivered
+            .range::<&str>(..)?
+            .map(|row| row.map(|(k, _)| k.value().to_string()))
+            .filter(|id| id.as_ref().map_or(true, |id| !timed.contains(id)))
+            .collect::<Result<_, _>>()?;
+        for id in &untimed {
+            by_time.insert((now_ms, id.as_str()), ())?;
+        }
+        adopted = !untimed.is_empty();
+    }
+    let cutoff = now_ms.saturating_sub(kept_ms);
+    let due: Vec<(u64, String)> = by_time
+        .range::<(u64, &str)>((0, "")..(cutoff.saturating_add(1), ""))?
+        .map(|row| row.map(|(k, _)| (k.value().0, k.value().1.to_string())))
+        .collect::<Result<_, _>>()?;
+    for (at, id) in &due {
+        by_time.remove((*at, id.as_str()))?;
+        delivered.remove(id.as_str())?;
+    }
+    Ok(adopted || !due.is_empty())
 }
 
 pub(super) fn store_pending(
@@ -171,11 +225,12 @@ pub(super) fn store_pending(
 }
 
 /// Gives every pending key without a deadline (stored by an older version) `deadline_ms`.
-fn adopt_untimed(txn: &WriteTransaction, deadline_ms: u64) -> Result<(), StoreError> {
+/// Returns true if there was any.
+fn adopt_untimed(txn: &WriteTransaction, deadline_ms: u64) -> Result<bool, StoreError> {
     let pending = txn.open_table(PENDING_DEC)?;
     let mut deadlines = txn.open_table(PENDING_DEADLINE)?;
     if pending.len()? == deadlines.len()? {
-        return Ok(());
+        return Ok(false);
     }
     let mut index = txn.open_table(PENDING_BY_DEADLINE)?;
     for row in pending.range::<&str>(..)? {
@@ -186,7 +241,7 @@ fn adopt_untimed(txn: &WriteTransaction, deadline_ms: u64) -> Result<(), StoreEr
             index.insert((deadline_ms, id), ())?;
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 fn take_pending(

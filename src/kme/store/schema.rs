@@ -14,6 +14,10 @@ pub(super) const META: TableDefinition<(&str, &str), u64> = TableDefinition::new
 pub(super) const PENDING_DEC: TableDefinition<&str, &[u8]> = TableDefinition::new("pending_dec");
 /// key ID → delivery flags (1 = to the master, 2 = to the slave).
 pub(super) const DELIVERED: TableDefinition<&str, u8> = TableDefinition::new("delivered");
+/// (Unix ms the record was written, key ID) → (): `delivered` records in the order they are
+/// forgotten.
+pub(super) const DELIVERED_BY_TIME: TableDefinition<(u64, &str), ()> =
+    TableDefinition::new("delivered_by_time");
 /// key ID → Unix ms after which the pending key is expired.
 pub(super) const PENDING_DEADLINE: TableDefinition<&str, u64> =
     TableDefinition::new("pending_deadline");

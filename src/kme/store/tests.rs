@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// How long delivery records are kept in the tests that do not forget them, ms.
+const KEPT: u64 = 1_000_000;
+
 #[test]
 fn unconfirmed_blocks_are_discarded_and_their_numbers_reused() {
     let dir = tempfile::tempdir().unwrap();
@@ -66,20 +69,20 @@ fn expired_keys_are_erased_and_their_ids_never_served() {
         id: id.to_string(),
         bytes: Zeroizing::new(vec![7u8; 32]),
     };
-    st.enc_local("m", "s", &[key("k1"), key("k2")], 10, 1_000)
+    st.enc_local("m", "s", &[key("k1"), key("k2")], 10, 1_000, 0)
         .unwrap();
-    st.enc_local("m", "s", &[key("k3")], 10, 5_000).unwrap();
+    st.enc_local("m", "s", &[key("k3")], 10, 5_000, 0).unwrap();
     // At its deadline a key is not found, as an unknown one, even before the sweep.
     let ids = ["k1".to_string()];
     assert!(matches!(
         st.dec_keys("s", "m", &ids, 1_000),
         Err(StoreError::NotFound)
     ));
-    assert!(st.expire_pending(999, 9_999).unwrap().is_empty());
-    let expired = st.expire_pending(1_000, 9_999).unwrap();
+    assert!(st.expire_pending(999, 9_999, KEPT).unwrap().is_empty());
+    let expired = st.expire_pending(1_000, 9_999, KEPT).unwrap();
     assert_eq!(expired.get(&("m".into(), "s".into())), Some(&2));
     assert_eq!(st.pending_count("m", "s").unwrap(), 1);
-    assert!(st.expire_pending(1_000, 9_999).unwrap().is_empty());
+    assert!(st.expire_pending(1_000, 9_999, KEPT).unwrap().is_empty());
     assert!(matches!(
         st.dec_keys("s", "m", &ids, 0),
         Err(StoreError::NotFound)
@@ -92,7 +95,7 @@ fn expired_keys_are_erased_and_their_ids_never_served() {
     for id in ["k1", "k3"] {
         assert!(
             matches!(
-                st.enc_local("m", "s", &[key(id)], 10, 9_000),
+                st.enc_local("m", "s", &[key(id)], 10, 9_000, 0),
                 Err(StoreError::Reused(_))
             ),
             "{id}"
@@ -191,4 +194,136 @@ fn a_pushed_block_numbered_u64_max_is_refused_and_the_numbering_holds() {
         "numbers already used stay refused"
     );
     assert_eq!(follower.link_levels("l").unwrap().leader_sends_bytes, 8);
+}
+
+#[test]
+fn pad_the_sender_passed_is_discarded_and_the_rest_stays_usable() {
+    let dir = tempfile::tempdir().unwrap();
+    let leader = Store::open(&dir.path().join("l")).unwrap();
+    let follower = Store::open(&dir.path().join("f")).unwrap();
+    for fill in [1u8, 2, 3] {
+        leader.leader_add_split("f", &[fill; 20], 10).unwrap();
+    }
+    follower
+        .follower_store("l", &leader.unconfirmed("f", 10).unwrap())
+        .unwrap();
+    leader.confirm("f", 6).unwrap();
+    // the follower spends 14 bytes of its direction (blocks 1, 3) in a relay that never
+    // reaches the leader; the next relay it sends shows the leader where it got to
+    let lost = follower
+        .take_pad("l", Direction::FollowerSends, 14)
+        .unwrap();
+    assert_eq!(
+        lost.ranges.last().unwrap().end(),
+        PadPosition { seq: 3, offset: 4 }
+    );
+    let at = |seq, offset| PadPosition { seq, offset };
+    assert_eq!(
+        leader
+            .discard_passed("f", Direction::FollowerSends, at(3, 4))
+            .unwrap(),
+        14
+    );
+    let (l, f) = (
+        leader.link_levels("f").unwrap(),
+        follower.link_levels("l").unwrap(),
+    );
+    assert_eq!(
+        l.follower_sends_bytes, f.follower_sends_bytes,
+        "both ends agree"
+    );
+    assert_eq!(l.follower_sends_bytes, 16);
+    assert_eq!(
+        leader
+            .discard_passed("f", Direction::FollowerSends, at(3, 4))
+            .unwrap(),
+        0,
+        "nothing twice"
+    );
+    // what follows the position is still the same pad at both ends
+    let next = follower.take_pad("l", Direction::FollowerSends, 8).unwrap();
+    let masked = xor_split(&[Zeroizing::new(vec![0x5a; 8])], &next.bytes);
+    let action = HopAction::Deliver {
+        master: "m".into(),
+        slave: "s".into(),
+        ids: vec!["k".into()],
+        max_pending: 10,
+        deadline_ms: u64::MAX,
+    };
+    leader
+        .relay_hop("f", Direction::FollowerSends, &next.ranges, &masked, action)
+        .unwrap();
+    let got = leader.dec_keys("s", "m", &["k".into()], 0).unwrap();
+    assert_eq!(*got[0].bytes, vec![0x5a; 8], "unmasked with the same pad");
+    assert_eq!(leader.link_levels("f").unwrap().follower_sends_bytes, 8);
+}
+
+#[test]
+fn delivery_records_are_forgotten_once_kept_long_enough() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = Store::open(&dir.path().join("db")).unwrap();
+    let key = |id: &str| NewKey {
+        id: id.to_string(),
+        bytes: Zeroizing::new(vec![7u8; 32]),
+    };
+    // written at 100 (to the master), then to the slave at 200: one record, timed 100
+    st.enc_local("m", "s", &[key("k1")], 10, 5_000, 100)
+        .unwrap();
+    st.dec_keys("s", "m", &["k1".into()], 200).unwrap();
+    // an older version's record, without a time
+    {
+        let txn = st.db.begin_write().unwrap();
+        txn.open_table(schema::DELIVERED)
+            .unwrap()
+            .insert("old", DELIVERED_SLAVE)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let reused = |st: &Store, id: &str| {
+        matches!(
+            st.enc_local("m", "s", &[key(id)], 10, 9_000, 0),
+            Err(StoreError::Reused(_))
+        )
+    };
+    st.expire_pending(1_099, 0, 1_000).unwrap();
+    assert!(reused(&st, "k1") && reused(&st, "old"), "kept for 1 000 ms");
+    st.expire_pending(1_100, 0, 1_000).unwrap();
+    assert!(
+        !reused(&st, "k1"),
+        "forgotten: the ID could be stored again"
+    );
+    assert!(
+        reused(&st, "old"),
+        "the untimed record counts from the first sweep, 1 099"
+    );
+    st.expire_pending(2_099, 0, 1_000).unwrap();
+    assert!(!reused(&st, "old"));
+}
+
+#[test]
+fn a_key_stored_without_a_deadline_expires_from_the_first_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = Store::open(&dir.path().join("db")).unwrap();
+    let key = NewKey {
+        id: "k".into(),
+        bytes: Zeroizing::new(vec![7u8; 32]),
+    };
+    st.enc_local("m", "s", &[key], 10, 5_000, 5).unwrap();
+    // as an older version stored it: no deadline
+    {
+        let txn = st.db.begin_write().unwrap();
+        txn.open_table(schema::PENDING_DEADLINE)
+            .unwrap()
+            .remove("k")
+            .unwrap();
+        txn.open_table(schema::PENDING_BY_DEADLINE)
+            .unwrap()
+            .remove((5_000, "k"))
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    // the first sweep (nothing due) gives it the deadline 100; later sweeps keep it
+    assert!(st.expire_pending(10, 100, KEPT).unwrap().is_empty());
+    let expired = st.expire_pending(100, 1_000, KEPT).unwrap();
+    assert_eq!(expired.get(&("m".into(), "s".into())), Some(&1));
 }

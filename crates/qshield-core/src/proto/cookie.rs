@@ -256,6 +256,11 @@ impl RateLimiter {
         }
     }
 
+    /// Sources tracked now (at most [`RATE_LIMITER_SOURCES_MAX`]).
+    pub fn sources(&self) -> usize {
+        self.buckets.len()
+    }
+
     /// Forgets the buckets that have refilled (a new bucket would be the same); if the table
     /// is still full, evicts the [`RATE_LIMITER_EVICT_BATCH`] fullest (the longest idle
     /// first among equals). A drained bucket, a source held at its rate, is the last to go,

@@ -9,12 +9,13 @@
 //! This module owns the [`Endpoint`] struct (its fields are private to it and its
 //! children) and its construction and queues. Its children are `impl Endpoint` blocks on
 //! those fields: `data` (the send and receive paths), `exchange` (the handshake), `qkd` (QKD
-//! keys for the handshake), `timers` (what runs when); `peer` holds one peer's state and
-//! `timer` its timer table.
+//! keys for the handshake), `timers` (what runs when), `probes` (hidden size probes for
+//! long-run tests); `peer` holds one peer's state and `timer` its timer table.
 
 mod data;
 mod exchange;
 mod peer;
+mod probes;
 mod qkd;
 #[cfg(test)]
 mod tests;
@@ -22,6 +23,8 @@ mod timer;
 mod timers;
 
 pub use peer::PeerSettings;
+#[doc(hidden)]
+pub use probes::{PeerSizes, SessionProbe, StateSizes};
 
 use super::cookie::{CookieChecker, RateLimiter};
 use super::events::{Event, InitiationReason, Transmit};
