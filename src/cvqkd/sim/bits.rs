@@ -103,3 +103,32 @@ impl BitVec {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `cvqkd_wire` fuzz target: a bit string decoded from a peer's message
+    /// could claim more bits than its words hold (`get` then indexed past them: a panic in
+    /// the link task reading a follower's bases or syndromes) or carry set bits past its
+    /// length. Decoding refuses both; a consistent string round-trips.
+    #[test]
+    fn decoding_refuses_an_inconsistent_bit_string() {
+        let lying = BitVec {
+            words: vec![],
+            len: 8,
+        };
+        let bytes = postcard::to_stdvec(&lying).unwrap();
+        assert!(postcard::from_bytes::<BitVec>(&bytes).is_err(), "8 bits in 0 words");
+        let dirty = BitVec {
+            words: vec![u64::MAX],
+            len: 3,
+        };
+        let bytes = postcard::to_stdvec(&dirty).unwrap();
+        assert!(postcard::from_bytes::<BitVec>(&bytes).is_err(), "bits past the end");
+        let good = BitVec::from_words(vec![0b101, 7], 70);
+        let back: BitVec = postcard::from_bytes(&postcard::to_stdvec(&good).unwrap()).unwrap();
+        assert_eq!(back, good);
+        assert!(back.get(69));
+    }
+}
