@@ -175,11 +175,12 @@ impl StoreCount {
             .map_or(0, |(_, c)| *c)
     }
 
-    /// Records other than those of the `delivered` table and of keys waiting for a slave.
+    /// Records other than those of the `delivered` table (and its time index) and of keys
+    /// waiting for a slave.
     fn bounded_records(&self) -> u64 {
         self.tables
             .iter()
-            .filter(|(n, _)| n != "delivered" && !PENDING_TABLES.contains(&n.as_str()))
+            .filter(|(n, _)| !n.starts_with("delivered") && !PENDING_TABLES.contains(&n.as_str()))
             .map(|(_, c)| c)
             .sum()
     }
