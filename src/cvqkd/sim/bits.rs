@@ -4,10 +4,41 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
 /// A bit string of a given length, packed into 64-bit words (unused high bits are zero).
+/// Decoding checks both (a peer's message cannot make `get` index past the words).
 #[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize, Zeroize)]
+#[serde(try_from = "RawBitVec")]
 pub struct BitVec {
     words: Vec<u64>,
     len: usize,
+}
+
+/// A bit string as decoded, before its words and length are checked against each other.
+#[derive(Deserialize)]
+struct RawBitVec {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl TryFrom<RawBitVec> for BitVec {
+    type Error = String;
+
+    fn try_from(raw: RawBitVec) -> Result<Self, String> {
+        if raw.words.len() != raw.len.div_ceil(64) {
+            return Err(format!(
+                "a bit string of {} bits in {} words",
+                raw.len,
+                raw.words.len()
+            ));
+        }
+        let v = BitVec::from_words(raw.words.clone(), raw.len);
+        if v.words != raw.words {
+            return Err(format!(
+                "a bit string of {} bits with bits past its end",
+                raw.len
+            ));
+        }
+        Ok(v)
+    }
 }
 
 impl std::fmt::Debug for BitVec {
@@ -101,5 +132,40 @@ impl BitVec {
         {
             *last &= (1u64 << r) - 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the `cvqkd_wire` fuzz target: a bit string decoded from a peer's message
+    /// could claim more bits than its words hold (`get` then indexed past them: a panic in
+    /// the link task reading a follower's bases or syndromes) or carry set bits past its
+    /// length. Decoding refuses both; a consistent string round-trips.
+    #[test]
+    fn decoding_refuses_an_inconsistent_bit_string() {
+        let lying = BitVec {
+            words: vec![],
+            len: 8,
+        };
+        let bytes = postcard::to_stdvec(&lying).unwrap();
+        assert!(
+            postcard::from_bytes::<BitVec>(&bytes).is_err(),
+            "8 bits in 0 words"
+        );
+        let dirty = BitVec {
+            words: vec![u64::MAX],
+            len: 3,
+        };
+        let bytes = postcard::to_stdvec(&dirty).unwrap();
+        assert!(
+            postcard::from_bytes::<BitVec>(&bytes).is_err(),
+            "bits past the end"
+        );
+        let good = BitVec::from_words(vec![0b101, 7], 70);
+        let back: BitVec = postcard::from_bytes(&postcard::to_stdvec(&good).unwrap()).unwrap();
+        assert_eq!(back, good);
+        assert!(back.get(66) && !back.get(69));
     }
 }
