@@ -214,13 +214,36 @@ pub async fn connect_from(from: std::net::IpAddr, to: SocketAddr) -> tokio::net:
     s.connect(to).await.unwrap()
 }
 
-/// A free TCP port on 127.0.0.1 (bound, then released).
+/// A free port on 127.0.0.1 for both TCP and UDP (bound, then released), chosen at random
+/// below the kernel's ephemeral range. A port the kernel picks for `bind(0)` comes from that
+/// range, where any test running in parallel may be handed it for an outgoing connection
+/// before the KME under test binds it ("Address already in use", seen in
+/// `kme_quantum_port`); below the range only another explicit bind can take it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::hash::{BuildHasher, Hasher};
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    const LOW: u16 = 10_000;
+    for attempt in 0u64.. {
+        let port = if ephemeral_low > LOW + 1000 && attempt < 1000 {
+            // RandomState is seeded at random per process and per call
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(attempt);
+            LOW + (h.finish() % u64::from(ephemeral_low - LOW)) as u16
+        } else {
+            0
+        };
+        let Ok(tcp) = std::net::TcpListener::bind(("127.0.0.1", port)) else {
+            continue;
+        };
+        let port = tcp.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    unreachable!("the loop returns a port")
 }
 
 /// Writes config `text` to `dir/kme.toml` and loads it.
