@@ -694,6 +694,15 @@ fn a_long_life_of_rotations_stays_bounded_on_time_and_never_reuses_a_key() {
         }
         if (minute + 1) % MINUTES_PER_DAY == 0 {
             days.push(std::mem::take(&mut life.day));
+            // a progress line every simulated month (seen with --nocapture at full scale)
+            if days.len() % 30 == 0 {
+                eprintln!(
+                    "[core_long_life {:.0} s] day {} of {}",
+                    wall.elapsed().as_secs_f64(),
+                    days.len(),
+                    minutes / MINUTES_PER_DAY
+                );
+            }
         }
     }
     days.push(life.day);

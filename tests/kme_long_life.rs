@@ -629,6 +629,15 @@ async fn a_million_keys_through_small_pools_and_crashes_each_delivered_once() {
         }
         refill_waits.push(pause.elapsed());
         flight.pause.store(false, Ordering::SeqCst);
+        // a progress line per crash (seen with --nocapture on a full-scale run)
+        eprintln!(
+            "[kme_long_life {:.0} s] {} of {wanted} keys, crash {} ({} killed) refilled in {:.1?}",
+            started.elapsed().as_secs_f64(),
+            flight.keys_to_masters.load(Ordering::SeqCst),
+            phases.len(),
+            NAMES[victim],
+            pause.elapsed()
+        );
     }
     flight.stop.store(true, Ordering::SeqCst);
     for t in tasks {
