@@ -11,11 +11,11 @@
 //! format: real requests of every kind); odd: `arbitrary` actions.
 #![no_main]
 
-use arbitrary::{Arbitrary, Unstructured};
+use arbitrary::Arbitrary;
 use axum::http::Method;
 use libfuzzer_sys::fuzz_target;
 use qshield_fuzz::kme::{Kme, encode_component};
-use qshield_fuzz::requests::{Json, Name, caller, run_raw};
+use qshield_fuzz::requests::{Json, Name, caller, run_input};
 
 #[derive(Arbitrary, Debug)]
 enum KeyId {
@@ -249,19 +249,5 @@ fn step(kme: &mut Kme, action: Action) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else {
-        return;
-    };
-    let mut kme = Kme::new();
-    if mode % 2 == 0 {
-        run_raw(&mut kme, rest);
-        return;
-    }
-    let mut u = Unstructured::new(rest);
-    for _ in 0..32 {
-        match Action::arbitrary(&mut u) {
-            Ok(a) => step(&mut kme, a),
-            Err(_) => break,
-        }
-    }
+    run_input(data, 32, step);
 });

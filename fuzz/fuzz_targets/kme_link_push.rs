@@ -10,29 +10,14 @@
 //! odd: `arbitrary` pushes.
 #![no_main]
 
-use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
 use qshield_fuzz::kme::Kme;
 use qshield_fuzz::links::Push;
-use qshield_fuzz::requests::run_raw;
+use qshield_fuzz::requests::run_input;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else {
-        return;
-    };
-    let mut kme = Kme::new();
-    if mode % 2 == 0 {
-        run_raw(&mut kme, rest);
-        return;
-    }
-    let mut u = Unstructured::new(rest);
-    for _ in 0..16 {
-        match Push::arbitrary(&mut u) {
-            Ok(p) => {
-                p.send(&mut kme);
-                kme.check_levels();
-            }
-            Err(_) => break,
-        }
-    }
+    run_input(data, 16, |kme: &mut Kme, p: Push| {
+        p.send(kme);
+        kme.check_levels();
+    });
 });

@@ -11,12 +11,12 @@
 //! odd: `arbitrary` actions.
 #![no_main]
 
-use arbitrary::{Arbitrary, Unstructured};
+use arbitrary::Arbitrary;
 use axum::http::Method;
 use libfuzzer_sys::fuzz_target;
 use qshield_fuzz::kme::{Kme, PadRange, RelayBody};
 use qshield_fuzz::links::Push;
-use qshield_fuzz::requests::{Name, caller, run_raw};
+use qshield_fuzz::requests::{Name, caller, run_input};
 
 #[derive(Arbitrary, Debug)]
 enum Route {
@@ -165,20 +165,7 @@ fn step(kme: &mut Kme, action: Action) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else {
-        return;
-    };
-    let mut kme = Kme::new();
-    if mode % 2 == 0 {
-        run_raw(&mut kme, rest);
-        return;
+    if let Some(mut kme) = run_input(data, 24, step) {
+        kme.check_levels();
     }
-    let mut u = Unstructured::new(rest);
-    for _ in 0..24 {
-        match Action::arbitrary(&mut u) {
-            Ok(a) => step(&mut kme, a),
-            Err(_) => break,
-        }
-    }
-    kme.check_levels();
 });

@@ -120,6 +120,30 @@ pub fn format_raw(method: &str, uri: &str, caller: &str, body: &[u8]) -> Vec<u8>
     v
 }
 
+/// The input of the KME targets: a first byte even means raw requests in the seed format
+/// ([`run_raw`]); odd means up to `max_actions` structured actions decoded from the rest,
+/// each given to `step`. Returns the KME after structured actions, `None` after raw ones.
+pub fn run_input<A: for<'a> Arbitrary<'a>>(
+    data: &[u8],
+    max_actions: usize,
+    mut step: impl FnMut(&mut Kme, A),
+) -> Option<Kme> {
+    let (&mode, rest) = data.split_first()?;
+    let mut kme = Kme::new();
+    if mode % 2 == 0 {
+        run_raw(&mut kme, rest);
+        return None;
+    }
+    let mut u = arbitrary::Unstructured::new(rest);
+    for _ in 0..max_actions {
+        match A::arbitrary(&mut u) {
+            Ok(a) => step(&mut kme, a),
+            Err(_) => break,
+        }
+    }
+    Some(kme)
+}
+
 /// Sends every request of a seed-format datagram list, checking each answer.
 pub fn run_raw(kme: &mut Kme, data: &[u8]) {
     for frame in crate::frames::split(data) {
