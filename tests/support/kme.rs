@@ -218,9 +218,12 @@ pub async fn connect_from(from: std::net::IpAddr, to: SocketAddr) -> tokio::net:
 /// below the kernel's ephemeral range. A port the kernel picks for `bind(0)` comes from that
 /// range, where any test running in parallel may be handed it for an outgoing connection
 /// before the KME under test binds it ("Address already in use", seen in
-/// `kme_quantum_port`); below the range only another explicit bind can take it.
+/// `kme_quantum_port`); below the range only another explicit bind can take it. A port is
+/// handed out once per test process (cargo runs test binaries one at a time).
 pub fn free_port() -> u16 {
     use std::hash::{BuildHasher, Hasher};
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
     let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
         .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
@@ -239,7 +242,8 @@ pub fn free_port() -> u16 {
             continue;
         };
         let port = tcp.local_addr().unwrap().port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        if !handed_out.contains(&port) && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.push(port);
             return port;
         }
     }
