@@ -30,6 +30,7 @@ const MIB: u64 = 1 << 20;
 enum Counter {
     Malformed,
     UnknownIndex,
+    StaleReply,
     BadMac1,
     BadTag,
     Replay,
@@ -55,6 +56,8 @@ fn inject_expect_drop(sim: &mut Sim, to: Side, from: SocketAddr, bytes: &[u8]) -
         Counter::Malformed
     } else if i1.unknown_index > i0.unknown_index {
         Counter::UnknownIndex
+    } else if i1.stale_reply > i0.stale_reply {
+        Counter::StaleReply
     } else if i1.bad_mac1 > i0.bad_mac1 {
         Counter::BadMac1
     } else if p1.bad_tag > p0.bad_tag {
@@ -296,7 +299,7 @@ fn under_load_initiations_get_cookies_and_the_legit_peer_completes_with_mac2() {
             &flip(&replies[0], at, (at % 8) as u32),
         );
         let expect = match at {
-            4..8 => Counter::UnknownIndex,
+            4..8 => Counter::StaleReply,
             _ => Counter::Malformed, // type, reserved, or a seal that does not open
         };
         assert_eq!(got, expect, "cookie reply byte {at}");
@@ -324,9 +327,9 @@ fn under_load_initiations_get_cookies_and_the_legit_peer_completes_with_mac2() {
     );
     assert!(sim.b.endpoint.reassembly_in_progress() <= REASSEMBLY_SLOTS_MAX);
     // a replayed cookie reply now matches no pending handshake
-    let before = sim.drops(Side::A).unknown_index;
+    let before = sim.drops(Side::A).stale_reply;
     sim.inject(Side::A, b_addr, &replies[1]);
-    assert_eq!(sim.drops(Side::A).unknown_index, before + 1);
+    assert_eq!(sim.drops(Side::A).stale_reply, before + 1);
     let p = sim.packet(Side::A, 10, 1);
     sim.send(Side::A, std::slice::from_ref(&p));
     sim.run_for(Duration::from_millis(5));

@@ -240,7 +240,7 @@ fn a_replayed_cookie_reply_does_not_make_the_initiator_resend() {
         "15 cookie replies (3 genuine, 12 replayed) made A send nothing at once"
     );
     assert_eq!(
-        sim.drops(Side::A).unknown_index,
+        sim.drops(Side::A).stale_reply,
         14,
         "one reply accepted; the others found no message awaiting a cookie"
     );

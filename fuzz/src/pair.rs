@@ -165,6 +165,7 @@ impl Pair {
 fn total(d: &InterfaceDrops) -> u64 {
     d.malformed
         + d.unknown_index
+        + d.stale_reply
         + d.bad_mac1
         + d.cookie_required
         + d.rate_limited

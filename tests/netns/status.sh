@@ -25,7 +25,7 @@ def need(obj, keys, where):
     missing = [k for k in keys if k not in obj]
     assert not missing, f"{where} lacks {missing}: {sorted(obj)}"
 need(d, ["interface", "listen", "mtu", "public_key", "pid", "uptime_seconds", "io", "drops", "peers"], "status")
-need(d["drops"], ["malformed", "unknown_index", "bad_mac1", "rate_limited", "handshake_rejected", "no_route"], "drops")
+need(d["drops"], ["malformed", "unknown_index", "stale_reply", "bad_mac1", "rate_limited", "handshake_rejected", "no_route"], "drops")
 p = d["peers"][0]
 need(p, ["name", "endpoint", "last_handshake_seconds_ago", "cipher", "current_key", "rotations", "handshakes",
          "handshake_in_progress", "total_bytes_sent", "total_bytes_received", "drops"], "peer")

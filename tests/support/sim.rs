@@ -615,6 +615,7 @@ impl Sim {
         let p = self.status(s).drops;
         i.malformed
             + i.unknown_index
+            + i.stale_reply
             + i.bad_mac1
             + i.cookie_required
             + i.rate_limited

@@ -26,8 +26,13 @@ pub struct PeerDrops {
 pub struct InterfaceDrops {
     /// Datagrams that do not parse.
     pub malformed: u64,
-    /// Data for a session index we do not have.
+    /// Data packets for a session index we do not have (a session already dropped, or one
+    /// the peer holds and we lost in a restart).
     pub unknown_index: u64,
+    /// Handshake responses and cookie replies that answer no handshake of ours in
+    /// progress: a late or repeated copy (our retransmission crossed the answer, which the
+    /// peer then sent again), a replay, or a forgery with a valid mac1. Harmless; no data.
+    pub stale_reply: u64,
     /// Handshake datagrams with a wrong mac1.
     pub bad_mac1: u64,
     /// Handshake datagrams without a valid mac2 while under load: answered with a cookie

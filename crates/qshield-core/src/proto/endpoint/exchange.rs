@@ -466,7 +466,7 @@ impl Endpoint {
             return;
         };
         let Some(&p) = self.indices.get(&index) else {
-            self.drops.unknown_index += 1;
+            self.drops.stale_reply += 1;
             return;
         };
         let Some(pending) = self.peers[p]
@@ -474,7 +474,7 @@ impl Endpoint {
             .as_ref()
             .filter(|h| h.state.sender_index == index)
         else {
-            self.drops.unknown_index += 1;
+            self.drops.stale_reply += 1;
             return;
         };
         let offered_qkd = pending.state.qkd.is_some();
@@ -534,7 +534,7 @@ impl Endpoint {
             return;
         };
         let Some(&p) = self.indices.get(&reply.receiver_index) else {
-            self.drops.unknown_index += 1;
+            self.drops.stale_reply += 1;
             return;
         };
         let peer = &mut self.peers[p];
@@ -543,13 +543,13 @@ impl Endpoint {
             (Some(pending), _) if pending.state.sender_index == index => &mut pending.mac1s,
             (_, Some((sent, mac1s))) if *sent == index => mac1s,
             _ => {
-                self.drops.unknown_index += 1;
+                self.drops.stale_reply += 1;
                 return;
             }
         };
         if mac1s.is_empty() {
             // a reply to this message was accepted already: a duplicate or a replay
-            self.drops.unknown_index += 1;
+            self.drops.stale_reply += 1;
             return;
         }
         match open_cookie_reply(&peer.settings.public.dh, &reply, mac1s) {
