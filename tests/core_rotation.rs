@@ -6,6 +6,7 @@ mod support;
 use qshield::proto::events::{Event, InitiationReason, Role};
 use qshield::proto::session::{ExpiryReason, RekeyReason, RotationBudget};
 use qshield::proto::time::Instant;
+use qshield::proto::wire::TYPE_DATA;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
@@ -451,4 +452,57 @@ fn fast_rotation_at_the_accepted_initiation_rate_loses_nothing() {
     assert_eq!(expired, 0, "every key was replaced before its hard limit");
     assert_eq!(sim.total_drops(Side::A) + sim.total_drops(Side::B), 0);
     assert_eq!(sim.drops(Side::B).rate_limited, 0);
+}
+
+/// Rotation every second with handshakes that take up to half a second each way (a loaded
+/// machine: handshake datagrams queue behind data), data both ways every millisecond. The
+/// responder's own rekey timer then fires while the initiator's new session awaits its
+/// confirmation, so the initiator answers an initiation its peer abandons a moment later
+/// (the peer's answered session was confirmed). That answered session must not displace
+/// the current one the peer still sends on when the initiator next rotates: no data may
+/// arrive under a session already dropped.
+#[test]
+fn rotation_with_slow_handshakes_drops_no_session_the_peer_still_uses() {
+    let b = RotationBudget {
+        rekey_after_bytes: 1 << 40,
+        rekey_after: Duration::from_secs(1),
+        reject_after_bytes: 1 << 41,
+        reject_after: Duration::from_secs(3),
+    };
+    for seed in 18..26u64 {
+        let mut sim = Sim::new(b);
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        sim.filter = Some(Box::new(move |d| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let max_ms = if d.bytes[0] == TYPE_DATA { 30 } else { 500 };
+            Fate::Delay(Duration::from_millis(x % max_ms))
+        }));
+        sim.establish();
+        let mut tag = 0;
+        for _ in 0..15_000 {
+            for s in [Side::A, Side::B] {
+                let p = sim.packet(s, 100, tag);
+                tag += 1;
+                sim.send(s, &[p]);
+            }
+            sim.run_for(Duration::from_millis(1));
+        }
+        let rotations = sim.status(Side::A).rotations;
+        assert!(rotations >= 8, "seed {seed}: {rotations} rotations");
+        for s in [Side::A, Side::B] {
+            assert_eq!(
+                sim.drops(s).unknown_index,
+                0,
+                "seed {seed}: data reached {s:?} under a session it had dropped ({rotations} rotations)"
+            );
+            assert_eq!(
+                sim.status(s).drops,
+                Default::default(),
+                "seed {seed}, {s:?}"
+            );
+        }
+        assert_eq!(sim.sessions_disagree(), None, "seed {seed}");
+    }
 }

@@ -187,21 +187,21 @@ impl Peer {
         None
     }
 
-    /// Installs a session we initiated: it becomes current at once. Returns the local
-    /// indices of the sessions this displaced, to be forgotten.
+    /// Installs a session we initiated: it becomes current at once, the old current
+    /// becomes previous. Returns the local index of the session this displaced (the old
+    /// previous), to be forgotten.
+    ///
+    /// A session we answered and that waits in `next` stays there. Until our first data
+    /// packet under the new session reaches the peer, the peer sends under its own current
+    /// key: our old current, or that `next` if the peer completed the handshake it started;
+    /// so neither may go. (WireGuard instead moves `next` to previous and frees current,
+    /// and so loses the peer's packets in flight when the peer abandoned its handshake,
+    /// as a peer does once its own answered session is confirmed.)
     pub(super) fn install_initiated(&mut self, session: Session) -> Vec<u32> {
-        let mut freed = Vec::new();
         self.count_rotation();
-        let old_previous = match self.next.take() {
-            Some(next) => {
-                freed.extend(self.current.take().map(|s| s.local_index));
-                self.previous.replace(next)
-            }
-            None => std::mem::replace(&mut self.previous, self.current.take()),
-        };
-        freed.extend(old_previous.map(|s| s.local_index));
+        let old_previous = std::mem::replace(&mut self.previous, self.current.take());
         self.current = Some(session);
-        freed
+        old_previous.map(|s| s.local_index).into_iter().collect()
     }
 
     /// Installs a session we responded to: it waits in `next` until the peer uses it.
