@@ -210,4 +210,18 @@ mod tests {
         let e = receive(&mut &frame[..20], 1000).await.unwrap_err();
         assert!(matches!(e, QuantumChannelError::Io(_)), "truncated: {e}");
     }
+
+    /// Found by fuzz target cvqkd_wire: the length bound leaves slack for postcard's
+    /// lengths, room for a few pulses more than `max_pulses`, and `receive_at_most` (Eve's
+    /// relay) handed such a block on.
+    #[tokio::test]
+    async fn at_most_refuses_a_block_larger_than_its_bound_within_the_slack() {
+        let frame = encode(&block(18));
+        assert!((frame.len() as u64 - 8) <= max_payload(16), "within the byte bound");
+        let e = receive_at_most(&mut &frame[..], 16).await.unwrap_err();
+        assert!(matches!(e, QuantumChannelError::WrongSize { .. }), "{e}");
+        let frame = encode(&block(12));
+        let got = receive_at_most(&mut &frame[..], 16).await.unwrap();
+        assert_eq!(got.map(|b| b.len()), Some(12), "smaller blocks pass");
+    }
 }
