@@ -29,6 +29,7 @@ pub mod state;
 pub mod status;
 pub mod store;
 pub mod tls;
+pub mod topology;
 
 pub use config::{KmeConfig, KmeConfigError};
 
