@@ -833,6 +833,37 @@ async fn a_pad_spent_by_a_relay_refused_further_on_leaves_neither_end_holding_it
     }
 }
 
+/// How soon the ends of a direction agree again after a relay the receiver refused: its
+/// sender spent the pad the relay names, so the receiver spends it as it refuses, not when
+/// the orphan sweep comes ([`ORPHAN_PAD_GRACE`] later); within the next refill.
+const REFUSED_PAD_KEPT_MAX: Duration = Duration::from_secs(3);
+
+/// Found by the full-scale life (a million keys): every relay kme-r refused for want of r→b
+/// pad left its copy of the a→r pad in kme-r's store until the orphan sweep, 15 s later;
+/// under steady refusals kme-r's pool held 103 partly spent blocks when it was killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_refused_here_spends_its_pad_here_at_once() {
+    let (net, _, _) = regression_net().await;
+    let small_full = high_water_bits(REGRESSION_SMALL_BITS);
+    let big_full = high_water_bits(REGRESSION_BIG_BITS);
+    agrees_within(&net, A, R, big_full, REFILL_DEADLINE)
+        .await
+        .expect("a→r fills");
+    agrees_within(&net, R, B, small_full, REFILL_DEADLINE)
+        .await
+        .expect("r→b fills");
+    // more than r→b holds: kme-r refuses the hop
+    assert_eq!(enc(&net, 64).await, StatusCode::SERVICE_UNAVAILABLE);
+    let d = agrees_within(&net, A, R, big_full, REFUSED_PAD_KEPT_MAX).await;
+    assert!(
+        d.is_ok(),
+        "a→r (kme-a's bits, kme-r's copy) {REFUSED_PAD_KEPT_MAX:?} after the refusal: {d:?}"
+    );
+    for k in net.kmes {
+        k.shutdown().await;
+    }
+}
+
 /// A relay hop to a KME that is down: kme-r spent its r→b pad (the follower's direction of
 /// a link kme-b leads) and kme-b never did. kme-b, which decides when the link generates,
 /// counts that pad as still held by kme-r, so r→b is never refilled above what kme-r lost:
