@@ -170,6 +170,19 @@ impl LinkPool {
             .await
     }
 
+    /// Discards the unspent pad of `dir` in `ranges`, named by a relay this KME refused
+    /// (see [`Store::discard_ranges`]); the bytes discarded.
+    pub async fn discard_ranges(
+        &self,
+        dir: Direction,
+        ranges: Vec<PadRange>,
+    ) -> Result<u64, StoreError> {
+        let p = self.peer.clone();
+        self.pools
+            .run(move |st| st.discard_ranges(&p, dir, &ranges))
+            .await
+    }
+
     /// Leader: stores a new block pair, `leader_len` bytes for the leader's direction
     /// (see [`Store::leader_add_split`]); the even block's sequence.
     pub async fn leader_add_split(

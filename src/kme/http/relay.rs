@@ -5,6 +5,7 @@
 use crate::kme::error::ApiError;
 use crate::kme::metrics::{LinkCounter, PairCounter};
 use crate::kme::neighbours::error_message;
+use crate::kme::pools::Direction;
 use crate::kme::relay::{RelayRequest, check_route, decode_keys, hop, request, send_dir, short};
 use crate::kme::routes;
 use crate::kme::state::Shared;
@@ -98,19 +99,47 @@ pub async fn relay_in(
         tracing::warn!(peer = %caller, master = %req.master, slave = %req.slave, route = ?req.route, "relay refused: {e:?}");
         return Err(e);
     }
+    // A relay of a configured route refused from here on (an alarm, a short pool further
+    // on): no relay can use the pad it names (its sender spent it), so this copy goes now
+    // rather than with the orphan sweep. (A hop that failed after spending it here leaves
+    // nothing to discard; a relay refused above spends nothing, as a forged one must not.)
+    let served = serve(&shared, &caller, from_dir, &req, masked, &ids).await;
+    if served.is_err() {
+        let link = shared.pools.link(&caller);
+        match link.discard_ranges(from_dir, req.pads.clone()).await {
+            Ok(0) => {}
+            Ok(bytes) => {
+                tracing::debug!(peer = %caller, bits = 8 * bytes, "discarded the pad of a refused relay")
+            }
+            Err(e) => tracing::warn!(peer = %caller, "discarding the pad of a refused relay: {e}"),
+        }
+    }
+    served
+}
+
+/// One relay hop from `caller` whose route was checked; its request names pad of
+/// `from_dir`, and `masked` carries its keys (IDs `ids`).
+async fn serve(
+    shared: &Arc<Shared>,
+    caller: &str,
+    from_dir: Direction,
+    req: &RelayRequest,
+    masked: Vec<Zeroizing<Vec<u8>>>,
+    ids: &[String],
+) -> Result<Json<serde_json::Value>, ApiError> {
     shared
         .metrics
-        .link_add(&caller, LinkCounter::RelaysReceived, 1);
-    shared.refuse_if_alarm(&caller)?;
+        .link_add(caller, LinkCounter::RelaysReceived, 1);
+    shared.refuse_if_alarm(caller)?;
     if let Some(next) = req.route.get(1) {
         shared.refuse_if_alarm(next)?;
     }
     let bytes: usize = masked.iter().map(|m| m.len()).sum();
     let next = req.route.get(1).cloned();
-    let forwarded = hop(&shared, &caller, from_dir, &req, masked, &ids).await?;
+    let forwarded = hop(shared, caller, from_dir, req, masked, ids).await?;
     shared
         .metrics
-        .link_add(&caller, LinkCounter::ConsumedBits, 8 * bytes as u64);
+        .link_add(caller, LinkCounter::ConsumedBits, 8 * bytes as u64);
     if let (Some(next), Some((pads, masked))) = (next, forwarded) {
         shared
             .metrics
@@ -130,7 +159,7 @@ pub async fn relay_in(
             &keys,
             &masked,
         );
-        send_hop(&shared, &next, &out).await?;
+        send_hop(shared, &next, &out).await?;
     } else {
         shared.metrics.pair_add(
             &req.master,

@@ -111,6 +111,39 @@ impl Store {
         Ok(discarded)
     }
 
+    /// Discards the unspent bytes of `ranges` of `dir` on the link to `peer`: pad a
+    /// neighbour named in a relay this KME refused (the neighbour spent it before sending,
+    /// so no relay can use it any more). Bytes already spent, and blocks already gone, are
+    /// skipped. Returns the bytes discarded.
+    pub fn discard_ranges(
+        &self,
+        peer: &str,
+        dir: Direction,
+        ranges: &[PadRange],
+    ) -> Result<u64, StoreError> {
+        let txn = self.db.begin_write()?;
+        let mut discarded = Zeroizing::new(Vec::new());
+        for r in ranges.iter().filter(|r| Direction::of_seq(r.seq) == dir) {
+            let block = {
+                let table = txn.open_table(LINK_POOL)?;
+                let v = table.get((peer, dir.table_key(), r.seq))?;
+                v.map(|v| Block::decode(v.value())).transpose()?
+            };
+            let Some(mut block) = block else { continue };
+            let start = (r.offset as usize).min(block.bytes.len());
+            let end = start.saturating_add(r.len as usize).min(block.bytes.len());
+            for i in start..end {
+                if !block.is_spent(i) {
+                    block.spend(i, 1, &mut discarded);
+                }
+            }
+            put_block(&txn, peer, r.seq, &block)?;
+        }
+        meta_sub(&txn, peer, dir.available_counter(), discarded.len() as u64)?;
+        txn.commit()?;
+        Ok(discarded.len() as u64)
+    }
+
     /// Leader: stores a new block pair (`bytes` split in halves: even block for the leader's
     /// direction, odd for the follower's), unconfirmed; returns the even block's sequence.
     pub fn leader_add(&self, peer: &str, bytes: &[u8]) -> Result<u64, StoreError> {
