@@ -327,3 +327,62 @@ fn a_key_stored_without_a_deadline_expires_from_the_first_sweep() {
     let expired = st.expire_pending(100, 1_000, KEPT).unwrap();
     assert_eq!(expired.get(&("m".into(), "s".into())), Some(&1));
 }
+
+#[test]
+fn discarding_a_refused_relays_ranges_skips_spent_bytes_and_other_directions() {
+    let dir = tempfile::tempdir().unwrap();
+    let leader = Store::open(&dir.path().join("l")).unwrap();
+    let follower = Store::open(&dir.path().join("f")).unwrap();
+    leader.leader_add_split("f", &[7u8; 32], 16).unwrap();
+    follower
+        .follower_store("l", &leader.unconfirmed("f", 10).unwrap())
+        .unwrap();
+    leader.confirm("f", 2).unwrap();
+    // the leader relays 8 bytes of its direction; the follower refuses that relay
+    let pad = leader.take_pad("f", Direction::LeaderSends, 8).unwrap();
+    let other = PadRange {
+        seq: 1,
+        offset: 0,
+        len: 4,
+    };
+    let mut ranges = pad.ranges.clone();
+    ranges.push(other);
+    assert_eq!(
+        follower
+            .discard_ranges("l", Direction::LeaderSends, &ranges)
+            .unwrap(),
+        8,
+        "the leader's direction only"
+    );
+    assert_eq!(
+        follower
+            .discard_ranges("l", Direction::LeaderSends, &ranges)
+            .unwrap(),
+        0,
+        "spent already"
+    );
+    let f = follower.link_levels("l").unwrap();
+    let l = leader.link_levels("f").unwrap();
+    assert_eq!(
+        f.leader_sends_bytes, l.leader_sends_bytes,
+        "both ends agree"
+    );
+    assert_eq!(f.follower_sends_bytes, 16, "the other direction untouched");
+    // a range past a block's end or of a block gone is skipped
+    let gone = PadRange {
+        seq: 40,
+        offset: 0,
+        len: 4,
+    };
+    let past = PadRange {
+        seq: pad.ranges[0].seq,
+        offset: 12,
+        len: 100,
+    };
+    assert_eq!(
+        follower
+            .discard_ranges("l", Direction::LeaderSends, &[gone, past])
+            .unwrap(),
+        4
+    );
+}
