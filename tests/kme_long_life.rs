@@ -20,7 +20,7 @@
 
 mod support;
 
-use qshield::kme::passed_pads::ORPHAN_PAD_GRACE;
+use qshield::kme::passed_pads::{ORPHAN_PAD_GRACE, SPENT_REPORT_INTERVAL};
 use qshield::qkd::etsi014::KeyContainer;
 use reqwest::StatusCode;
 use std::collections::{HashMap, HashSet};
@@ -892,6 +892,55 @@ async fn a_pad_lost_to_a_hop_that_was_down_does_not_starve_the_followers_directi
         "r→b (kme-r's bits, kme-b's copy) never refills: {:?}",
         d
     );
+    for k in net.kmes {
+        k.shutdown().await;
+    }
+}
+
+/// Found by the full-scale life (crash 23 of a million keys, kme-b down): every relay
+/// kme-r sent while kme-b was down spent r→b pad there and never reached kme-b. Once kme-r
+/// had spent the whole direction, no relay could go any more to show kme-b that pad spent,
+/// and kme-b, which leads r–b and counted the direction full, never refilled it: no key
+/// went from sae-a to sae-b again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_direction_spent_whole_while_its_receiver_was_down_is_refilled() {
+    let (mut net, texts, ports) = regression_net().await;
+    let small_full = high_water_bits(REGRESSION_SMALL_BITS);
+    agrees_within(&net, R, B, small_full, REFILL_DEADLINE)
+        .await
+        .expect("r→b fills");
+    let b = net.kmes.pop().unwrap();
+    b.shutdown().await;
+    // 8 relays of 8 keys: more than r→b holds (12 288 bits, 2048 a relay)
+    for _ in 0..8 {
+        assert_eq!(enc(&net, 8).await, StatusCode::SERVICE_UNAVAILABLE);
+    }
+    let r = net.kmes[R].status().await;
+    let r_sends = r
+        .links
+        .iter()
+        .find(|l| l.peer == "kme-b")
+        .unwrap()
+        .send_pool_bits;
+    assert!(
+        r_sends < 2048,
+        "r→b spent whole at kme-r ({r_sends} bits left)"
+    );
+    net.kmes
+        .push(start_on(&texts[B], net.dirs[B].path(), ports[B]).await);
+    let d = agrees_within(
+        &net,
+        R,
+        B,
+        small_full,
+        ORPHAN_PAD_KEPT_MAX + SPENT_REPORT_INTERVAL,
+    )
+    .await;
+    assert!(
+        d.is_ok(),
+        "r→b (kme-r's bits, kme-b's copy) never refills: {d:?}"
+    );
+    assert_eq!(enc(&net, 8).await, StatusCode::OK, "keys flow again");
     for k in net.kmes {
         k.shutdown().await;
     }

@@ -380,7 +380,10 @@ fn start_background(shared: &Arc<Shared>, tasks: &mut JoinSet<()>, bg: Backgroun
         .map(|l| (l.peer.clone(), l.role))
         .collect();
     let s = shared.clone();
-    tasks.spawn(async move { passed_pads::sweep(&s.passed_pads, &s.pools, &roles).await });
+    let sweep_roles = roles.clone();
+    tasks.spawn(async move { passed_pads::sweep(&s.passed_pads, &s.pools, &sweep_roles).await });
+    let s = shared.clone();
+    tasks.spawn(async move { passed_pads::report_spent(&s.pools, &s.neighbours, &roles).await });
 }
 
 async fn periodic(shared: Arc<Shared>) {

@@ -14,7 +14,9 @@
 //! Imports the config's link role, the store's positions and the pools.
 
 use super::config::LinkRole;
+use super::neighbours::Neighbours;
 use super::pools::{Direction, Pools};
+use super::routes;
 use super::store::{PadPosition, PadRange};
 use super::tls::NEIGHBOUR_CALL_TIMEOUT;
 use std::collections::{HashMap, VecDeque};
@@ -27,6 +29,8 @@ pub const ORPHAN_PAD_GRACE: Duration =
 /// Positions noted within this of each other are kept as one (the later), so a link keeps at
 /// most [`ORPHAN_PAD_GRACE`] / this many.
 const NOTE_COALESCE: Duration = Duration::from_secs(1);
+/// How often [`report_spent`] tells each neighbour how far this KME has spent.
+pub const SPENT_REPORT_INTERVAL: Duration = Duration::from_secs(5);
 /// How often [`sweep`] runs.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -48,6 +52,12 @@ impl PassedPads {
         else {
             return;
         };
+        self.note_position(peer, end, now);
+    }
+
+    /// `peer` showed every byte of the direction it sends before `upto` spent (a relay's
+    /// end, or its own report of how far it has spent, [`report_spent`]).
+    pub fn note_position(&self, peer: &str, end: PadPosition, now: Instant) {
         let mut by_peer = self.by_peer.lock().expect("passed pads lock");
         let noted = by_peer.entry(peer.to_string()).or_default();
         match noted.back_mut() {
@@ -97,6 +107,42 @@ pub async fn sweep(passed: &PassedPads, pools: &Pools, roles: &[(String, LinkRol
                     "discarded pad the neighbour spent in relays that never arrived"
                 ),
                 Err(e) => tracing::warn!(%peer, "discarding pad spent by the neighbour: {e}"),
+            }
+        }
+    }
+}
+
+/// Background task: every [`SPENT_REPORT_INTERVAL`], tells each link neighbour how far
+/// this KME has spent the direction it sends (`POST /kme/v1/link/spent`), when that moved
+/// or was not yet told. Relays show it too, but only while relays go: a direction this KME
+/// spent whole in relays that never arrived (its neighbour down meanwhile) leaves no relay
+/// to show it, and the neighbour, when it leads the link, would count the direction full
+/// and never refill it.
+pub async fn report_spent(pools: &Pools, neighbours: &Neighbours, roles: &[(String, LinkRole)]) {
+    let mut told: HashMap<String, PadPosition> = HashMap::new();
+    let mut tick = tokio::time::interval(SPENT_REPORT_INTERVAL);
+    loop {
+        tick.tick().await;
+        for (peer, role) in roles {
+            let dir = Direction::sent_by(*role);
+            let Ok(upto) = pools.link(peer).spent_upto(dir).await else {
+                continue;
+            };
+            if told.get(peer) == Some(&upto) {
+                continue;
+            }
+            let sent = neighbours
+                .to(peer)
+                .post(routes::LINK_SPENT)
+                .json(&upto)
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status().is_success() => {
+                    told.insert(peer.clone(), upto);
+                }
+                Ok(r) => tracing::debug!(%peer, status = %r.status(), "spent position refused"),
+                Err(e) => tracing::debug!(%peer, "spent position not delivered: {e}"),
             }
         }
     }

@@ -170,6 +170,12 @@ impl LinkPool {
             .await
     }
 
+    /// How far this KME has spent `dir` (see [`Store::spent_upto`]).
+    pub async fn spent_upto(&self, dir: Direction) -> Result<PadPosition, StoreError> {
+        let p = self.peer.clone();
+        self.pools.run(move |st| st.spent_upto(&p, dir)).await
+    }
+
     /// Discards the unspent pad of `dir` in `ranges`, named by a relay this KME refused
     /// (see [`Store::discard_ranges`]); the bytes discarded.
     pub async fn discard_ranges(

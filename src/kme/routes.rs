@@ -12,6 +12,8 @@ pub const ETSI_DEC_KEYS: &str = "/api/v1/keys/{master}/dec_keys";
 pub const RELAY: &str = "/kme/v1/relay";
 /// A link leader's push of key blocks to its follower.
 pub const LINK_KEYS: &str = "/kme/v1/link/keys";
+/// A link neighbour's report of how far it has spent the direction it sends.
+pub const LINK_SPENT: &str = "/kme/v1/link/spent";
 /// The classical messages of a CV-QKD link, leader to follower.
 pub const CVQKD_LINK: &str = "/kme/v1/link/cvqkd";
 /// The status document, for neighbour KMEs and this KME's SAEs.

@@ -1,11 +1,13 @@
 //! `POST /kme/v1/link/keys`: the leader of a random-source link pushes key blocks to this
-//! follower, which stores them in the link's pool. Owns the route's body limit.
+//! follower, which stores them in the link's pool. Owns the route's body limit. And
+//! `POST /kme/v1/link/spent`: a neighbour's report of how far it has spent its direction.
 
 use crate::kme::config::{LinkRole, SourceKind};
 use crate::kme::error::ApiError;
 use crate::kme::link::random::{self as links, LinkPush};
 use crate::kme::metrics::LinkCounter;
 use crate::kme::state::Shared;
+use crate::kme::store::PadPosition;
 use crate::kme::tls::Caller;
 use axum::Json;
 use axum::body::Bytes;
@@ -50,6 +52,25 @@ pub async fn link_keys(
     shared
         .metrics
         .link_add(&caller, LinkCounter::ReceivedBits, 8 * stored);
+    Ok(Json(serde_json::json!({})))
+}
+
+/// `POST /kme/v1/link/spent`: a link neighbour says how far it has spent the direction it
+/// sends (a [`PadPosition`]); this KME's copy before it is discarded once no relay that
+/// spent it can still arrive (see [`crate::kme::passed_pads`]).
+pub async fn link_spent(
+    State(shared): State<Arc<Shared>>,
+    Extension(Caller(caller)): Extension<Caller>,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if !shared.cfg.links.iter().any(|l| l.peer == caller) {
+        return Err(ApiError::Unauthorized);
+    }
+    let upto: PadPosition = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_detail("Bad request format", "body", e.to_string()))?;
+    shared
+        .passed_pads
+        .note_position(&caller, upto, std::time::Instant::now());
     Ok(Json(serde_json::json!({})))
 }
 

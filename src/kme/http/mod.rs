@@ -53,6 +53,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
             post(link_push::link_keys)
                 .layer(DefaultBodyLimit::max(link_push::LINK_PUSH_BODY_LIMIT_BYTES)),
         )
+        .route(routes::LINK_SPENT, post(link_push::link_spent))
         .route(
             routes::CVQKD_LINK,
             post(cvqkd::handle).layer(DefaultBodyLimit::max(wire::body_limit(&shared.cfg.links))),

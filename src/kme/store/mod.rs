@@ -181,7 +181,7 @@ pub struct PadRange {
 
 /// A place in one direction of a link pool: byte `offset` of block `seq`. A direction is
 /// spent in this order (block by block, each from its first unspent byte).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PadPosition {
     /// Block sequence number.
     pub seq: u64,

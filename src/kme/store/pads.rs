@@ -311,6 +311,42 @@ impl Store {
     }
 
     /// The levels of the link to `peer`.
+    /// How far this KME has spent `dir` on the link to `peer`: the first unspent byte of
+    /// its lowest block of that direction; holding none, the start of the next block number
+    /// (every block before it is spent, or was never this KME's). A direction is spent in
+    /// order, so every byte before the position is spent here.
+    pub fn spent_upto(&self, peer: &str, dir: Direction) -> Result<PadPosition, StoreError> {
+        let lowest = {
+            let txn = self.db.begin_write()?;
+            let lowest = {
+                let table = txn.open_table(LINK_POOL)?;
+                let column = dir.table_key();
+                let mut rows = table.range((peer, column, 0)..(peer, column, u64::MAX))?;
+                match rows.next() {
+                    Some(row) => {
+                        let (k, v) = row?;
+                        Some((k.value().2, Block::decode(v.value())?))
+                    }
+                    None => None,
+                }
+            };
+            txn.abort()?;
+            lowest
+        };
+        Ok(match lowest {
+            Some((seq, block)) => PadPosition {
+                seq,
+                offset: (0..block.bytes.len())
+                    .find(|&i| !block.is_spent(i))
+                    .unwrap_or(block.bytes.len()) as u32,
+            },
+            None => PadPosition {
+                seq: self.link_levels(peer)?.next_seq,
+                offset: 0,
+            },
+        })
+    }
+
     pub fn link_levels(&self, peer: &str) -> Result<LinkLevels, StoreError> {
         let txn = self.db.begin_write()?;
         let levels = LinkLevels {
