@@ -11,7 +11,10 @@
 //! [`ORPHAN_PAD_GRACE`] has passed since it was noted, time enough for a relay still on its
 //! way to arrive (its sender gives it up after [`NEIGHBOUR_CALL_TIMEOUT`]). A relay that
 //! arrives later still finds its pad gone and is refused: its sender has given up on it.
-//! Imports the config's link role, the store's positions and the pools.
+//! Relays show a sender's position only while relays go, so each KME also reports how far
+//! it has spent the direction it sends ([`report_spent`]), noted the same way.
+//! Imports the config's link role, the store's positions, the pools, and the neighbour
+//! client and route table (for the report).
 
 use super::config::LinkRole;
 use super::neighbours::Neighbours;

@@ -310,7 +310,6 @@ impl Store {
         Ok(stored)
     }
 
-    /// The levels of the link to `peer`.
     /// How far this KME has spent `dir` on the link to `peer`: the first unspent byte of
     /// its lowest block of that direction; holding none, the start of the next block number
     /// (every block before it is spent, or was never this KME's). A direction is spent in
@@ -347,6 +346,7 @@ impl Store {
         })
     }
 
+    /// The levels of the link to `peer`.
     pub fn link_levels(&self, peer: &str) -> Result<LinkLevels, StoreError> {
         let txn = self.db.begin_write()?;
         let levels = LinkLevels {
