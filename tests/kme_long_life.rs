@@ -339,6 +339,13 @@ impl Net {
     }
 }
 
+/// A failing life (a panic) still ends the KMEs it started: a dropped `Child` is not killed.
+impl Drop for Net {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}
+
 async fn master(pki: Arc<Pki>, url: String, ledger: Arc<Mutex<Ledger>>, flight: Arc<Flight>) {
     let c = pki.client(Some("sae-a"));
     while !flight.stop.load(Ordering::SeqCst) {
