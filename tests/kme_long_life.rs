@@ -812,11 +812,10 @@ async fn enc(net: &KmeNet, number: u64) -> StatusCode {
     post_enc_keys(&c, &url, number, KEY_BITS).await.status()
 }
 
-/// A relay refused at the second hop (its pool too short) spent kme-a's pad for the first
-/// hop, and kme-r, which refused, kept its copy: the two ends of a→r disagree for good, and
-/// kme-r's copy grows with every such refusal (a leak in its store).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pad_spent_by_a_relay_refused_further_on_leaves_neither_end_holding_it() {
+/// [`regression_net`] with both directions of use filled, then a relay of 64 keys, more
+/// than r→b holds (12 288 bits) and less than a→r: kme-r refuses the hop. Returns the net and
+/// a→r's full level.
+async fn a_relay_refused_at_r() -> (KmeNet, u64) {
     let (net, _, _) = regression_net().await;
     let small_full = high_water_bits(REGRESSION_SMALL_BITS);
     let big_full = high_water_bits(REGRESSION_BIG_BITS);
@@ -826,8 +825,16 @@ async fn a_pad_spent_by_a_relay_refused_further_on_leaves_neither_end_holding_it
     agrees_within(&net, R, B, small_full, REFILL_DEADLINE)
         .await
         .expect("r→b fills");
-    // more than r→b holds (12 288 bits), less than a→r
     assert_eq!(enc(&net, 64).await, StatusCode::SERVICE_UNAVAILABLE);
+    (net, big_full)
+}
+
+/// A relay refused at the second hop (its pool too short) spent kme-a's pad for the first
+/// hop, and kme-r, which refused, kept its copy: the two ends of a→r disagree for good, and
+/// kme-r's copy grows with every such refusal (a leak in its store).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pad_spent_by_a_relay_refused_further_on_leaves_neither_end_holding_it() {
+    let (net, big_full) = a_relay_refused_at_r().await;
     let d = agrees_within(&net, A, R, big_full, ORPHAN_PAD_KEPT_MAX).await;
     assert!(
         d.is_ok(),
@@ -850,17 +857,7 @@ const REFUSED_PAD_KEPT_MAX: Duration = Duration::from_secs(3);
 /// under steady refusals kme-r's pool held 103 partly spent blocks when it was killed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_refused_here_spends_its_pad_here_at_once() {
-    let (net, _, _) = regression_net().await;
-    let small_full = high_water_bits(REGRESSION_SMALL_BITS);
-    let big_full = high_water_bits(REGRESSION_BIG_BITS);
-    agrees_within(&net, A, R, big_full, REFILL_DEADLINE)
-        .await
-        .expect("a→r fills");
-    agrees_within(&net, R, B, small_full, REFILL_DEADLINE)
-        .await
-        .expect("r→b fills");
-    // more than r→b holds: kme-r refuses the hop
-    assert_eq!(enc(&net, 64).await, StatusCode::SERVICE_UNAVAILABLE);
+    let (net, big_full) = a_relay_refused_at_r().await;
     let d = agrees_within(&net, A, R, big_full, REFUSED_PAD_KEPT_MAX).await;
     assert!(
         d.is_ok(),
