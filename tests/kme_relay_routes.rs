@@ -85,6 +85,7 @@ async fn relay(
     let body = json!({
         "master": master,
         "slave": slave,
+        "passed": [from],
         "route": route,
         "pads": [{"seq": seq, "offset": 0, "len": 32}],
         "keys": [{
@@ -205,7 +206,7 @@ async fn a_relay_whose_ends_are_not_the_pairs_kmes_is_refused() {
         "sae-b",
         &route[..1],
         StatusCode::BAD_REQUEST,
-        "not the configured route",
+        "the route ends at 'kme-r', but slave 'sae-b' is at 'kme-b'",
     )
     .await;
     // Keys "from sae-a" entering from kme-b's side: kme-a hosts sae-a, not kme-b.

@@ -25,8 +25,10 @@ pub mod quota;
 pub mod relay;
 pub mod roles;
 pub mod routes;
+pub mod routing;
 pub mod state;
 pub mod status;
+pub mod shares_in;
 pub mod store;
 pub mod tls;
 pub mod topology;
@@ -103,6 +105,12 @@ impl KmeHandle {
         status::document(&self.shared).await
     }
 
+    /// Takes this KME's link to `peer` out of service (`false`: reported under alarm,
+    /// nothing relayed over it) or back into it (`true`).
+    pub fn set_link_in_service(&self, peer: &str, in_service: bool) {
+        self.shared.routing.set_in_service(peer, in_service);
+    }
+
     /// Stops accepting, lets open connections finish (up to 5 s), saves the counters.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
@@ -136,6 +144,7 @@ pub async fn start_on(cfg: KmeConfig, listener: TcpListener) -> Result<KmeHandle
     )?);
     let (neighbours, pools, metrics) = open_state(&cfg).await?;
     let links = CvqkdSetup::build(&cfg).await?;
+    let link_state = routing::Routing::new(&cfg.id);
     let shared = Arc::new(Shared {
         cfg,
         pools,
@@ -149,6 +158,8 @@ pub async fn start_on(cfg: KmeConfig, listener: TcpListener) -> Result<KmeHandle
             .collect(),
         quotas: Default::default(),
         passed_pads: Default::default(),
+        routing: link_state,
+        shares_in: Default::default(),
     });
     let (stop, stop_rx) = watch::channel(false);
     let background = Background {
@@ -194,6 +205,7 @@ pub async fn shared_state_without_server(cfg: KmeConfig) -> Result<Arc<Shared>, 
         });
     }
     let (neighbours, pools, metrics) = open_state(&cfg).await?;
+    let link_state = routing::Routing::new(&cfg.id);
     Ok(Arc::new(Shared {
         cfg,
         pools,
@@ -203,6 +215,8 @@ pub async fn shared_state_without_server(cfg: KmeConfig) -> Result<Arc<Shared>, 
         followers: Default::default(),
         quotas: Default::default(),
         passed_pads: Default::default(),
+        routing: link_state,
+        shares_in: Default::default(),
     }))
 }
 
@@ -372,6 +386,7 @@ fn start_background(shared: &Arc<Shared>, tasks: &mut JoinSet<()>, bg: Backgroun
         );
     }
     tasks.spawn(periodic(shared.clone()));
+    tasks.spawn(routing::run(shared.clone()));
     tasks.spawn(expire_pending(shared.clone()));
     let roles: Vec<(String, LinkRole)> = shared
         .cfg

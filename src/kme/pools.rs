@@ -4,7 +4,7 @@
 //! task is given. Owns no state of its own; imports only the store and the config's role.
 
 use super::store::{
-    ExpiredCounts, HopAction, LinkLevels, Masked, NewKey, Pad, PadPosition, PadRange, Secret,
+    ExpiredCounts, HopAction, HopOutcome, LinkLevels, NewKey, Pad, PadPosition, PadRange, Secret,
     SeqBlock, Store, StoreError,
 };
 use std::path::PathBuf;
@@ -106,6 +106,20 @@ impl Pools {
             .await
     }
 
+    /// Stores keys joined from their shares for a local slave (see [`Store::store_relayed`]).
+    pub async fn store_relayed(
+        &self,
+        master: &str,
+        slave: &str,
+        keys: Vec<NewKey>,
+        max_pending: u64,
+        deadline_ms: u64,
+    ) -> Result<(), StoreError> {
+        let (m, s) = (master.to_string(), slave.to_string());
+        self.run(move |st| st.store_relayed(&m, &s, &keys, max_pending, deadline_ms))
+            .await
+    }
+
     /// Records relayed keys as delivered to their master.
     pub async fn mark_master_delivered(&self, ids: Vec<String>) -> Result<(), StoreError> {
         self.run(move |st| st.mark_master_delivered(&ids, unix_ms()))
@@ -120,7 +134,7 @@ impl Pools {
         pads: Vec<PadRange>,
         masked: Vec<Secret>,
         action: HopAction,
-    ) -> Result<Option<Masked>, StoreError> {
+    ) -> Result<HopOutcome, StoreError> {
         let from = from.to_string();
         self.run(move |st| st.relay_hop(&from, from_dir, &pads, &masked, action))
             .await

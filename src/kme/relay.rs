@@ -6,15 +6,19 @@
 //! whole path answered 200. A short pool anywhere is a 503 and no key is delivered; pad
 //! already spent on earlier hops stays spent (a one-time pad is never reused).
 //!
+//! A key relayed in shares (`relay = "multipath"`) is one such relay per share, each over
+//! its own path and tagged with a [`ShareTag`]; the slave's KME stores the key only when
+//! every share has arrived ([`super::shares_in`]).
+//!
 //! This module owns the hop planning and masking: the body of a hop, the route check, the
 //! pad directions, the store's hop. No HTTP in it.
 
-use super::config::KmeConfig;
+use super::config::{KmeConfig, MULTIPATH_PATHS_MAX, SaeHome};
 use super::error::ApiError;
 use super::metrics::LinkCounter;
 use super::pools::Direction;
 use super::state::Shared;
-use super::store::{HopAction, Masked, NewKey, PadRange, Secret, StoreError};
+use super::store::{HopAction, HopOutcome, PadRange, Secret, StoreError};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
@@ -31,6 +35,17 @@ pub struct RelayKey {
     pub masked: String,
 }
 
+/// Which share of its keys a relay carries (`relay = "multipath"`): the keys are the XOR of
+/// `count` shares, this relay's are share `index`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShareTag {
+    /// This share, from 0.
+    pub index: u8,
+    /// Shares in all (2 to [`MULTIPATH_PATHS_MAX`]).
+    pub count: u8,
+}
+
 /// `POST /kme/v1/relay` body.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,8 +54,13 @@ pub struct RelayRequest {
     pub master: String,
     /// Slave SAE.
     pub slave: String,
+    /// The KMEs the relay has passed: the master's KME first, the sender last.
+    pub passed: Vec<String>,
     /// The remaining path: the receiving KME first, the slave's KME last.
     pub route: Vec<String>,
+    /// Set when the keys travel in shares: which one this is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<ShareTag>,
     /// Where the pad bytes sit in the sender's link pool, in order.
     pub pads: Vec<PadRange>,
     /// The masked keys.
@@ -71,79 +91,107 @@ pub fn short(shared: &Shared, peer: &str, master: &str, slave: &str, e: StoreErr
     e.into()
 }
 
+/// Where a relay goes: its pair, the KMEs passed (this one last) and the rest of its path.
+pub struct RelayPath<'a> {
+    /// Master SAE.
+    pub master: &'a str,
+    /// Slave SAE.
+    pub slave: &'a str,
+    /// KMEs passed, this KME last.
+    pub passed: Vec<String>,
+    /// The rest of the path, the next KME first.
+    pub route: &'a [String],
+    /// The share carried, if any.
+    pub share: Option<ShareTag>,
+}
+
 pub fn request(
-    master: &str,
-    slave: &str,
-    route: &[String],
+    path: &RelayPath<'_>,
     pads: Vec<PadRange>,
-    keys: &[NewKey],
+    ids: &[String],
     masked: &[Zeroizing<Vec<u8>>],
 ) -> RelayRequest {
     RelayRequest {
-        master: master.to_string(),
-        slave: slave.to_string(),
-        route: route.to_vec(),
+        master: path.master.to_string(),
+        slave: path.slave.to_string(),
+        passed: path.passed.clone(),
+        route: path.route.to_vec(),
+        share: path.share,
         pads,
-        keys: keys
+        keys: ids
             .iter()
             .zip(masked)
-            .map(|(k, m)| RelayKey {
-                key_ID: k.id.clone(),
+            .map(|(id, m)| RelayKey {
+                key_ID: id.clone(),
                 masked: B64.encode(m),
             })
             .collect(),
     }
 }
 
-/// A relay from neighbour `caller` must be for a configured pair and follow this KME's
-/// configuration at both ends: no KME twice (the sender included), the sender is this KME's
-/// first hop towards the master's KME, and the rest of the route is this KME's configured
-/// route to the slave (empty if the slave is attached here). Checked before any pad is
-/// spent.
+/// A relay from neighbour `caller` must be for a configured pair and go from the master's
+/// KME to the slave's without a loop: the KMEs it passed start at the KME that hosts the
+/// master (by this KME's config) and end at `caller`; no KME appears twice on the whole
+/// path; its route ends at the slave's KME (here, if the slave is attached here). Whether
+/// the next hop is a link of this KME is the hop's check. Checked before any pad is spent.
 pub fn check_route(cfg: &KmeConfig, caller: &str, req: &RelayRequest) -> Result<(), ApiError> {
     let refuse = |why: String| ApiError::bad(format!("relay route refused: {why}"));
-    let mut seen: Vec<&str> = vec![caller];
-    for hop in &req.route {
+    if req.passed.last().map(String::as_str) != Some(caller) {
+        return Err(refuse(format!(
+            "the KMEs it passed ({:?}) do not end at its sender '{caller}'",
+            req.passed
+        )));
+    }
+    let mut seen: Vec<&str> = Vec::new();
+    for hop in req.passed.iter().chain(&req.route) {
         if seen.contains(&hop.as_str()) {
             return Err(refuse(format!("it visits '{hop}' twice")));
         }
         seen.push(hop);
     }
+    if let Some(ShareTag { index, count }) = req.share
+        && (!(2..=MULTIPATH_PATHS_MAX).contains(&usize::from(count)) || index >= count)
+    {
+        return Err(refuse(format!(
+            "share {index} of {count}: a key is split into 2 to {MULTIPATH_PATHS_MAX} shares"
+        )));
+    }
     if cfg.pair(&req.master, &req.slave).is_none() {
         return Err(ApiError::pair_not_allowed(&req.master, &req.slave));
     }
-    let (master, slave) = (&req.master, &req.slave);
-    match cfg.sae_route(master) {
-        Some(Some(back)) if back.first().map(String::as_str) == Some(caller) => {}
-        Some(Some(back)) => {
-            let first = back.first().map_or("", String::as_str);
+    let (master, slave, origin) = (&req.master, &req.slave, &req.passed[0]);
+    match cfg.sae_home(master) {
+        Some(SaeHome::Remote(r)) if r.kme == *origin => {}
+        Some(SaeHome::Remote(r)) => {
             return Err(refuse(format!(
-                "keys of master '{master}' come from '{caller}', but this KME's route to '{master}' starts at '{first}'"
+                "keys of master '{master}' come from '{origin}', but '{master}' is at '{}'",
+                r.kme
             )));
         }
-        Some(None) => {
+        Some(SaeHome::Local) => {
             return Err(refuse(format!(
                 "master '{master}' is attached to this KME, keys for it come from no neighbour"
             )));
         }
         None => return Err(refuse(format!("master '{master}' is unknown here"))),
     }
-    let rest = &req.route[1..];
-    match cfg.sae_route(slave) {
-        Some(None) if rest.is_empty() => Ok(()),
-        Some(Some(route)) if route == rest => Ok(()),
-        Some(expected) => {
-            let expected = expected.map_or_else(Vec::new, <[String]>::to_vec);
-            Err(refuse(format!(
-                "{rest:?} after this KME is not the configured route to slave '{slave}' ({expected:?})"
-            )))
-        }
+    let last = req.route.last().map_or("", String::as_str);
+    match cfg.sae_home(slave) {
+        Some(SaeHome::Local) if req.route.len() == 1 => Ok(()),
+        Some(SaeHome::Remote(r)) if req.route.len() > 1 && last == r.kme => Ok(()),
+        Some(SaeHome::Local) => Err(refuse(format!(
+            "slave '{slave}' is attached to this KME, but the route goes on to '{last}'"
+        ))),
+        Some(SaeHome::Remote(r)) => Err(refuse(format!(
+            "the route ends at '{last}', but slave '{slave}' is at '{}'",
+            r.kme
+        ))),
         None => Err(refuse(format!("slave '{slave}' is unknown here"))),
     }
 }
 
-pub type Forwarded = Option<Masked>;
-
+/// One hop at this KME: spends the incoming pad and forwards the keys re-masked, stores
+/// them for the local slave, or (a share at its last KME) gives them back unmasked.
 pub async fn hop(
     shared: &Arc<Shared>,
     caller: &str,
@@ -151,11 +199,16 @@ pub async fn hop(
     req: &RelayRequest,
     masked: Vec<Zeroizing<Vec<u8>>>,
     ids: &[String],
-) -> Result<Forwarded, ApiError> {
+) -> Result<HopOutcome, ApiError> {
     let next = match req.route.get(1) {
         Some(n) => Some((
             n.clone(),
-            send_dir(shared, n).ok_or_else(|| ApiError::bad("no link to the next hop"))?,
+            send_dir(shared, n).ok_or_else(|| {
+                ApiError::bad(format!(
+                    "relay route refused: the next hop '{n}' is not a link of '{}'",
+                    shared.cfg.id
+                ))
+            })?,
         )),
         None if shared.cfg.saes.contains(&req.slave) => None,
         None => return Err(ApiError::bad("the slave SAE is not attached to this KME")),
@@ -165,6 +218,7 @@ pub async fn hop(
     let deadline_ms = shared.expiry_deadline_ms();
     let action = match next {
         Some((peer, dir)) => HopAction::Forward { peer, dir },
+        None if req.share.is_some() => HopAction::Unmask,
         None => HopAction::Deliver {
             master: req.master.clone(),
             slave: req.slave.clone(),

@@ -14,6 +14,8 @@ pub const RELAY: &str = "/kme/v1/relay";
 pub const LINK_KEYS: &str = "/kme/v1/link/keys";
 /// A link neighbour's report of how far it has spent the direction it sends.
 pub const LINK_SPENT: &str = "/kme/v1/link/spent";
+/// A link neighbour's link-state adverts (its own and those it holds).
+pub const TOPOLOGY: &str = "/kme/v1/topology";
 /// The classical messages of a CV-QKD link, leader to follower.
 pub const CVQKD_LINK: &str = "/kme/v1/link/cvqkd";
 /// The status document, for neighbour KMEs and this KME's SAEs.

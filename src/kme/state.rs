@@ -1,5 +1,5 @@
 //! The state every HTTP handler shares ([`Shared`]): the config, the pools, the counters,
-//! the neighbour client, the CV-QKD board and Bob's ends, the quotas. It builds a link
+//! the neighbour client, the CV-QKD board and Bob's ends, the quotas, the link state. It builds a link
 //! task's [`LinkContext`] (only what one link uses). Imports no handler and no wiring.
 
 use super::config::{KmeConfig, LinkConfig};
@@ -12,6 +12,8 @@ use super::neighbours::Neighbours;
 use super::passed_pads::PassedPads;
 use super::pools::{Pools, unix_ms};
 use super::quota::Quotas;
+use super::routing::Routing;
+use super::shares_in::SharesIn;
 use super::tls::NEIGHBOUR_CALL_TIMEOUT;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -34,12 +36,22 @@ pub struct Shared {
     pub quotas: Quotas,
     /// Pad the neighbours showed spent, to discard when their relays never arrive.
     pub passed_pads: PassedPads,
+    /// The key network's link state, as adverts tell it, and the recent relays.
+    pub routing: Routing,
+    /// Shares of keys relayed in parts, waiting for the rest (at the slave's KME).
+    pub shares_in: SharesIn,
 }
 
 impl Shared {
-    /// The alarm of the link to `peer`, as a 503 to refuse a relay over it.
+    /// The alarm of the link to `peer` (or its being out of service), as a 503 to refuse a
+    /// relay over it.
     pub fn refuse_if_alarm(&self, peer: &str) -> Result<(), ApiError> {
-        match self.cvqkd.alarm(peer) {
+        let alarm = self.cvqkd.alarm(peer).or_else(|| {
+            self.routing
+                .out_of_service(peer)
+                .then(|| "taken out of service".to_string())
+        });
+        match alarm {
             None => Ok(()),
             Some(why) => {
                 self.metrics.link_add(peer, LinkCounter::Errors503, 1);

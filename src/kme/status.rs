@@ -20,6 +20,11 @@ pub struct KmeStatus {
     pub links: Vec<LinkStatus>,
     /// One entry per SAE pair with traffic.
     pub pairs: Vec<PairStatus>,
+    /// The key network as this KME knows it (the adverts held), and its recent relays with
+    /// the path each took.
+    pub routing: super::routing::RoutingStatus,
+    /// Keys relayed in shares waiting here for the rest of their shares.
+    pub keys_waiting_for_shares: usize,
 }
 
 /// One link's status.
@@ -101,6 +106,8 @@ pub async fn document(shared: &Shared) -> KmeStatus {
         kme_id: shared.cfg.id.clone(),
         links,
         pairs: pairs(&shared.metrics),
+        routing: shared.routing.status(),
+        keys_waiting_for_shares: shared.shares_in.waiting(),
     }
 }
 

@@ -141,7 +141,7 @@ impl KmeConfig {
     /// KME, a link peer, a KME on a route), or none. The two never overlap ([`parse`]
     /// refuses an SAE ID equal to a KME ID), so a certificate's Common Name names one role.
     pub fn role_of(&self, id: &str) -> Option<Role> {
-        if self.sae_route(id).is_some() {
+        if self.sae_home(id).is_some() {
             Some(Role::Sae)
         } else if kme_id_use(id, &self.id, &self.links, &self.remote_saes).is_some() {
             Some(Role::Kme)
@@ -155,14 +155,15 @@ impl KmeConfig {
         self.links.iter().any(|l| l.peer == id)
     }
 
-    /// Where `sae` is: `None` if this KME does not know it, `Some(None)` if it is attached
-    /// here, `Some(Some(route))` for a remote SAE.
-    pub fn sae_route(&self, sae: &str) -> Option<Option<&[String]>> {
+    /// Where `sae` is; `None` if this KME does not know it.
+    pub fn sae_home(&self, sae: &str) -> Option<SaeHome<'_>> {
         if self.saes.iter().any(|s| s == sae) {
-            return Some(None);
+            return Some(SaeHome::Local);
         }
-        let r = self.remote_saes.iter().find(|r| r.id == sae)?;
-        Some(Some(&r.route))
+        self.remote_saes
+            .iter()
+            .find(|r| r.id == sae)
+            .map(SaeHome::Remote)
     }
 }
 
@@ -184,8 +185,8 @@ impl std::fmt::Display for Role {
     }
 }
 
-/// Where `id` is configured as a KME ID (this KME, the peer of a link, a hop of a remote
-/// SAE's route), in words for a message; `None` if it is not a KME ID.
+/// Where `id` is configured as a KME ID (this KME, the peer of a link, a remote SAE's KME or
+/// a hop of its route), in words for a message; `None` if it is not a KME ID.
 fn kme_id_use(id: &str, me: &str, links: &[LinkConfig], remote: &[RemoteSae]) -> Option<String> {
     if id == me {
         return Some("kme.id".into());
@@ -193,9 +194,12 @@ fn kme_id_use(id: &str, me: &str, links: &[LinkConfig], remote: &[RemoteSae]) ->
     if let Some(i) = links.iter().position(|l| l.peer == id) {
         return Some(format!("link[{i}].peer"));
     }
+    if let Some(i) = remote.iter().position(|r| r.kme == id) {
+        return Some(format!("remote_sae[{i}].kme"));
+    }
     let i = remote
         .iter()
-        .position(|r| r.route.iter().any(|h| h == id))?;
+        .position(|r| r.route.iter().flatten().any(|h| h == id))?;
     Some(format!("remote_sae[{i}].route"))
 }
 
@@ -257,13 +261,43 @@ pub struct KeyLimits {
     pub max_key_count: u64,
 }
 
-/// An SAE at another KME and the static route of KMEs to it (the last hosts it).
+/// An SAE at another KME: which KME hosts it, and how keys for it travel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteSae {
     /// The SAE ID.
     pub id: String,
-    /// KME IDs from the neighbour to the SAE's KME.
-    pub route: Vec<String>,
+    /// The KME that hosts it (`kme`, or the last KME of `route`).
+    pub kme: String,
+    /// A configured route that overrides the computed one (`route`): KME IDs from the
+    /// neighbour to [`RemoteSae::kme`]. `None`: routes are computed from the link state.
+    pub route: Option<Vec<String>>,
+    /// Whole keys over one path, or XOR shares over node-disjoint paths (`relay`, `paths`).
+    pub relay: RelayMode,
+}
+
+/// How keys for a remote SAE are relayed (`[[remote_sae]] relay`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayMode {
+    /// `"single"` (the default): each key whole over one path; every KME on it sees the key.
+    Single,
+    /// `"multipath"`: each key split into `paths` XOR shares, each over its own path, the
+    /// paths sharing no KME but the two ends; no single trusted node sees the key.
+    Multipath {
+        /// Node-disjoint paths, one share each (`paths`, 2 by default).
+        paths: usize,
+    },
+}
+
+/// Most node-disjoint paths a multipath relay may ask for (`[[remote_sae]] paths`).
+pub const MULTIPATH_PATHS_MAX: usize = 4;
+
+/// Where an SAE is, as this KME's config knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaeHome<'a> {
+    /// Attached to this KME (`[[sae]]`).
+    Local,
+    /// Attached to another KME (`[[remote_sae]]`).
+    Remote(&'a RemoteSae),
 }
 
 /// Which end of a link generates its keys.
@@ -412,7 +446,8 @@ volume = "2Mbit/h"
         assert_eq!(cfg.data_dir, Path::new("/etc/q/data"));
         assert_eq!(cfg.limits.default_key_size, 256);
         assert_eq!(cfg.links[0].role, LinkRole::Leader);
-        assert_eq!(cfg.remote_saes[0].route, vec!["kme-b".to_string()]);
+        assert_eq!(cfg.remote_saes[0].route, Some(vec!["kme-b".to_string()]));
+        assert_eq!(cfg.remote_saes[0].kme, "kme-b");
     }
 
     #[test]
@@ -429,28 +464,73 @@ volume = "2Mbit/h"
         }
     }
 
-    /// The relay check at each hop (src/kme/relay.rs) accepts the Madrid paths: every KME on
-    /// a hospital's route has the rest of it as its route to the slave and the previous KME as
-    /// its first hop towards the master.
+    /// The Madrid configs describe one network: every link is configured at both ends with
+    /// opposite roles and the same fiber, every KME knows where both hospitals' SAEs are and
+    /// relays their pair, and the two hospitals are joined by two node-disjoint paths (the
+    /// ring and the second path through ring-3), so keys can be rerouted or sent in shares.
     #[test]
-    fn the_madrid_routes_agree_hop_by_hop() {
+    fn the_madrid_kmes_agree_on_one_network_with_two_paths() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/madrid");
-        let load_kme = |id: &str| load(&dir.join(format!("{id}.toml"))).unwrap();
-        for (from, master, slave) in [
-            ("kme-hospital-a", "sae-hospital-a", "sae-hospital-b"),
-            ("kme-hospital-b", "sae-hospital-b", "sae-hospital-a"),
-        ] {
-            let path = load_kme(from).sae_route(slave).unwrap().unwrap().to_vec();
-            let mut prev = from.to_string();
-            for (i, hop) in path.iter().enumerate() {
-                let cfg = load_kme(hop);
-                let rest = cfg.sae_route(slave).unwrap().unwrap_or(&[]);
-                assert_eq!(rest, &path[i + 1..], "{hop}: route to {slave}");
-                let back = cfg.sae_route(master).unwrap().unwrap();
-                assert_eq!(back[0], prev, "{hop}: first hop towards {master}");
-                assert!(cfg.pair(master, slave).is_some(), "{hop}: pair");
-                prev = hop.clone();
+        let ids = [
+            "kme-hospital-a",
+            "kme-ring-1",
+            "kme-ring-2",
+            "kme-ring-3",
+            "kme-hospital-b",
+        ];
+        let cfgs: Vec<KmeConfig> = ids
+            .iter()
+            .map(|id| load(&dir.join(format!("{id}.toml"))).unwrap())
+            .collect();
+        let hosts = [
+            ("sae-hospital-a", "kme-hospital-a"),
+            ("sae-hospital-b", "kme-hospital-b"),
+        ];
+        let mut adverts = crate::kme::topology::database::LinkStateDb::new(
+            std::time::Duration::from_secs(60),
+        );
+        for cfg in &cfgs {
+            for l in &cfg.links {
+                let other = cfgs.iter().find(|c| c.id == l.peer).expect("peer config");
+                let back = other.links.iter().find(|b| b.peer == cfg.id);
+                let back = back.unwrap_or_else(|| panic!("{} -> {}: no link back", cfg.id, l.peer));
+                assert_ne!(back.role, l.role, "{} -> {}: roles", cfg.id, l.peer);
+                assert_eq!(back.cvqkd, l.cvqkd, "{} -> {}: fiber", cfg.id, l.peer);
             }
+            for (sae, kme) in hosts {
+                match cfg.sae_home(sae) {
+                    Some(SaeHome::Local) => assert_eq!(cfg.id, kme),
+                    Some(SaeHome::Remote(r)) => assert_eq!(r.kme, kme, "{}: {sae}", cfg.id),
+                    None => panic!("{} does not know {sae}", cfg.id),
+                }
+            }
+            assert!(cfg.pair("sae-hospital-a", "sae-hospital-b").is_some());
+            let links = cfg
+                .links
+                .iter()
+                .map(|l| crate::kme::topology::LinkReport {
+                    peer: l.peer.as_str().into(),
+                    send_bits: l.pool_max_bits,
+                    receive_bits: l.pool_max_bits,
+                    key_rate_bps: 0.0,
+                    alarm: false,
+                    excess_noise: None,
+                })
+                .collect();
+            let advert = crate::kme::topology::LinkStateAdvert {
+                origin: cfg.id.as_str().into(),
+                seq: 1,
+                links,
+            };
+            adverts.offer(advert, std::time::Instant::now()).unwrap();
         }
+        use crate::kme::topology::paths::{Graph, best_path, disjoint_paths};
+        let g = Graph::from_db(&adverts);
+        let (a, b) = ("kme-hospital-a".into(), "kme-hospital-b".into());
+        let two = disjoint_paths(&g, &a, &b, 2, 256).unwrap();
+        assert_eq!(two.len(), 2);
+        // with every pool full, the ring (the larger pools) is the preferred path
+        let best = best_path(&g, &a, &b, 256).unwrap();
+        assert_eq!(best.route(), ["kme-ring-1", "kme-ring-2", "kme-hospital-b"]);
     }
 }

@@ -71,7 +71,10 @@ pub(super) struct RawSae {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRemoteSae {
     pub id: Spanned<String>,
-    pub route: Spanned<Vec<String>>,
+    pub kme: Option<Spanned<String>>,
+    pub route: Option<Spanned<Vec<String>>>,
+    pub relay: Option<Spanned<String>>,
+    pub paths: Option<Spanned<u64>>,
 }
 
 /// `[[link]]`.

@@ -7,7 +7,7 @@ use super::raw::{Raw, RawCvqkd, RawKme, RawLink, RawPair, RawRemoteSae, RawSae};
 use super::{
     ConnectionLimits, CvqkdLinkConfig, DEFAULT_PENDING_KEY_EXPIRY, KeyLimits, KmeConfig,
     KmeConfigError, LinkConfig, LinkRole, MAX_CONNECTION_TIMEOUT, MAX_KEY_PER_REQUEST_LIMIT,
-    MAX_KEY_SIZE_LIMIT_BITS, MAX_PENDING_KEY_EXPIRY, Modulation, PerPeriod, Quota, RemoteSae,
+    MAX_KEY_SIZE_LIMIT_BITS, MAX_PENDING_KEY_EXPIRY, MULTIPATH_PATHS_MAX, Modulation, PerPeriod, Quota, RelayMode, RemoteSae,
     SaePair, SourceKind, kme_id_use,
 };
 use crate::config::spanned::{IdCharset, Source};
@@ -381,33 +381,124 @@ impl Validator<'_> {
         me: &str,
     ) -> Result<Vec<RemoteSae>, KmeConfigError> {
         let mut out: Vec<RemoteSae> = Vec::new();
-        for (i, r) in raw.iter().enumerate() {
-            let r = r.get_ref();
+        for (i, spanned) in raw.iter().enumerate() {
+            let r = spanned.get_ref();
             let field = format!("remote_sae[{i}].id");
             let id = self.id(&r.id, &field)?;
             if saes.contains(&id) || out.iter().any(|o| o.id == id) {
                 let p = format!("SAE '{id}' is listed twice");
                 return Err(self.err(r.id.span(), field, p));
             }
-            let route = r.route.get_ref().clone();
-            let rfield = format!("remote_sae[{i}].route");
-            match route.first() {
-                None => return Err(self.err(r.route.span(), rfield, "must not be empty".into())),
-                Some(first) if !links.iter().any(|l| &l.peer == first) => {
-                    let p = format!("the first hop '{first}' is not the peer of any [[link]]");
-                    return Err(self.err(r.route.span(), rfield, p));
+            let route = match &r.route {
+                Some(route) => Some(self.route(i, route, links, me)?),
+                None => None,
+            };
+            let kme = match (&r.kme, &route) {
+                (Some(kme), _) => self.id(kme, &format!("remote_sae[{i}].kme"))?,
+                (None, Some(route)) => route[route.len() - 1].clone(),
+                (None, None) => {
+                    let p = format!(
+                        "SAE '{id}' names no KME: set `kme` to the ID of the KME that hosts it"
+                    );
+                    return Err(self.err(spanned.span(), format!("remote_sae[{i}]"), p));
                 }
-                _ => {}
-            }
-            for (j, hop) in route.iter().enumerate() {
-                if hop == me || route[..j].contains(hop) {
-                    let p = format!("'{hop}' appears twice on the path (routes may not loop)");
-                    return Err(self.err(r.route.span(), rfield, p));
+            };
+            if let Some(kme_span) = r.kme.as_ref().map(Spanned::span) {
+                let kfield = format!("remote_sae[{i}].kme");
+                if kme == me {
+                    let p = format!(
+                        "'{kme}' is this KME; an SAE attached here is an [[sae]], not a [[remote_sae]]"
+                    );
+                    return Err(self.err(kme_span, kfield, p));
+                }
+                if let Some(last) = route.as_ref().and_then(|r| r.last())
+                    && *last != kme
+                {
+                    let p = format!("the route ends at '{last}', not at the SAE's KME '{kme}'");
+                    let span = r.route.as_ref().map_or(kme_span, Spanned::span);
+                    return Err(self.err(span, format!("remote_sae[{i}].route"), p));
                 }
             }
-            out.push(RemoteSae { id, route });
+            let relay = self.relay_mode(i, r, route.is_some())?;
+            out.push(RemoteSae {
+                id,
+                kme,
+                route,
+                relay,
+            });
         }
         Ok(out)
+    }
+
+    /// A configured route (`remote_sae[i].route`): starts at a link peer, never loops.
+    fn route(
+        &self,
+        i: usize,
+        route: &Spanned<Vec<String>>,
+        links: &[LinkConfig],
+        me: &str,
+    ) -> Result<Vec<String>, KmeConfigError> {
+        let rfield = format!("remote_sae[{i}].route");
+        let hops = route.get_ref().clone();
+        match hops.first() {
+            None => return Err(self.err(route.span(), rfield, "must not be empty".into())),
+            Some(first) if !links.iter().any(|l| &l.peer == first) => {
+                let p = format!("the first hop '{first}' is not the peer of any [[link]]");
+                return Err(self.err(route.span(), rfield, p));
+            }
+            _ => {}
+        }
+        for (j, hop) in hops.iter().enumerate() {
+            if hop == me || hops[..j].contains(hop) {
+                let p = format!("'{hop}' appears twice on the path (routes may not loop)");
+                return Err(self.err(route.span(), rfield, p));
+            }
+        }
+        Ok(hops)
+    }
+
+    /// `remote_sae[i].relay` and `.paths`.
+    fn relay_mode(
+        &self,
+        i: usize,
+        r: &RawRemoteSae,
+        routed: bool,
+    ) -> Result<RelayMode, KmeConfigError> {
+        let multipath = match &r.relay {
+            None => false,
+            Some(m) if m.get_ref() == "single" => false,
+            Some(m) if m.get_ref() == "multipath" => true,
+            Some(m) => {
+                let p = format!("'{}' is not \"single\" or \"multipath\"", m.get_ref());
+                return Err(self.err(m.span(), format!("remote_sae[{i}].relay"), p));
+            }
+        };
+        let pfield = format!("remote_sae[{i}].paths");
+        match (&r.paths, multipath) {
+            (Some(p), false) => Err(self.err(
+                p.span(),
+                pfield,
+                "is for relay = \"multipath\" only".into(),
+            )),
+            (_, false) => Ok(RelayMode::Single),
+            (_, true) if routed => {
+                let span = r.relay.as_ref().map_or(0..0, Spanned::span);
+                Err(self.err(
+                    span,
+                    format!("remote_sae[{i}].relay"),
+                    "a configured `route` is one path; multipath routes are computed (remove `route`)".into(),
+                ))
+            }
+            (None, true) => Ok(RelayMode::Multipath { paths: 2 }),
+            (Some(p), true) => {
+                let n = *p.get_ref();
+                if !(2..=MULTIPATH_PATHS_MAX as u64).contains(&n) {
+                    let why = format!("{n} is not between 2 and {MULTIPATH_PATHS_MAX}");
+                    return Err(self.err(p.span(), pfield, why));
+                }
+                Ok(RelayMode::Multipath { paths: n as usize })
+            }
+        }
     }
 
     fn links(&self, raw: &[Spanned<RawLink>]) -> Result<Vec<LinkConfig>, KmeConfigError> {
@@ -676,6 +767,47 @@ mod tests {
         ];
         for (from, to, want) in cases {
             let e = parse(&GOOD.replace(from, to), Path::new("k.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want) && e.starts_with("k.toml:"), "{to}: {e}");
+        }
+    }
+
+    #[test]
+    fn remote_saes_name_their_kme_and_how_keys_travel() {
+        let computed = GOOD.replace("route = [\"kme-b\"]", "kme = \"kme-b\"");
+        let cfg = parse(&computed, Path::new("k.toml")).unwrap();
+        let r = &cfg.remote_saes[0];
+        assert_eq!((r.kme.as_str(), &r.route, r.relay), ("kme-b", &None, RelayMode::Single));
+        let multi = computed.replace(
+            "kme = \"kme-b\"",
+            "kme = \"kme-b\"\nrelay = \"multipath\"\npaths = 3",
+        );
+        let cfg = parse(&multi, Path::new("k.toml")).unwrap();
+        assert_eq!(cfg.remote_saes[0].relay, RelayMode::Multipath { paths: 3 });
+        let bad = [
+            ("kme = \"kme-b\"", "", "remote_sae[0]: SAE 'sae-b' names no KME"),
+            ("kme = \"kme-b\"", "kme = \"kme-a\"", "remote_sae[0].kme: 'kme-a' is this KME"),
+            (
+                "kme = \"kme-b\"",
+                "kme = \"kme-c\"\nroute = [\"kme-b\"]",
+                "remote_sae[0].route: the route ends at 'kme-b', not at the SAE's KME 'kme-c'",
+            ),
+            ("kme = \"kme-b\"", "kme = \"kme-b\"\nrelay = \"split\"", "remote_sae[0].relay"),
+            ("kme = \"kme-b\"", "kme = \"kme-b\"\npaths = 2", "is for relay = \"multipath\" only"),
+            (
+                "kme = \"kme-b\"",
+                "kme = \"kme-b\"\nrelay = \"multipath\"\npaths = 9",
+                "remote_sae[0].paths: 9 is not between 2 and 4",
+            ),
+            (
+                "kme = \"kme-b\"",
+                "route = [\"kme-b\"]\nrelay = \"multipath\"",
+                "multipath routes are computed",
+            ),
+        ];
+        for (from, to, want) in bad {
+            let e = parse(&computed.replace(from, to), Path::new("k.toml"))
                 .unwrap_err()
                 .to_string();
             assert!(e.contains(want) && e.starts_with("k.toml:"), "{to}: {e}");

@@ -16,7 +16,8 @@ use crate::kme::config::KeyLimits;
 use crate::kme::error::ApiError;
 use crate::kme::metrics::PairCounter;
 use crate::kme::pools::unix_ms;
-use crate::kme::relay::send_pool_bits;
+use crate::kme::config::RemoteSae;
+use crate::kme::routing;
 use crate::kme::state::Shared;
 use crate::kme::store::NewKey;
 use crate::kme::tls::Caller;
@@ -36,8 +37,8 @@ use zeroize::Zeroizing;
 pub enum Target<'a> {
     /// Attached to this KME.
     Local,
-    /// Attached to the last KME of this route.
-    Remote(&'a [String]),
+    /// Attached to another KME.
+    Remote(&'a RemoteSae),
 }
 
 type ApiResult<T> = Result<T, ApiError>;
@@ -80,7 +81,7 @@ fn locate_slave<'a>(shared: &'a Shared, caller: &str, slave: &str) -> ApiResult<
         return Ok(Target::Local);
     }
     match shared.cfg.remote_saes.iter().find(|r| r.id == slave) {
-        Some(r) => Ok(Target::Remote(&r.route)),
+        Some(r) => Ok(Target::Remote(r)),
         None => Err(ApiError::bad_detail(
             "Bad request format",
             "slave_SAE_ID",
@@ -106,10 +107,9 @@ pub async fn status(
                 l.max_key_count.saturating_sub(pending),
             )
         }
-        Target::Remote(route) => {
-            let bits = send_pool_bits(&shared, &route[0]).await?;
-            let n = (bits / u64::from(l.default_key_size)).min(l.max_key_count);
-            (route[route.len() - 1].clone(), n)
+        Target::Remote(remote) => {
+            let n = routing::keys_available(&shared, remote, u64::from(l.default_key_size)).await;
+            (remote.kme.clone(), n.min(l.max_key_count))
         }
     };
     Ok(Json(Status {
@@ -315,7 +315,7 @@ async fn enc_keys(
     let keys = fresh_keys(number, size);
     let result = match target {
         Target::Local => store_local(&shared, &caller, &slave, keys).await,
-        Target::Remote(route) => relay::relay_out(&shared, &caller, &slave, route, keys).await,
+        Target::Remote(remote) => relay::relay_out(&shared, &caller, &slave, remote, keys).await,
     };
     let m = &shared.metrics;
     match result {

@@ -10,6 +10,7 @@ pub mod etsi014;
 pub mod link_push;
 pub mod relay;
 pub mod status;
+pub mod topology;
 
 use super::link::cvqkd::wire;
 use super::roles;
@@ -54,6 +55,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
                 .layer(DefaultBodyLimit::max(link_push::LINK_PUSH_BODY_LIMIT_BYTES)),
         )
         .route(routes::LINK_SPENT, post(link_push::link_spent))
+        .route(routes::TOPOLOGY, post(topology::adverts))
         .route(
             routes::CVQKD_LINK,
             post(cvqkd::handle).layer(DefaultBodyLimit::max(wire::body_limit(&shared.cfg.links))),

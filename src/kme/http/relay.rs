@@ -6,7 +6,14 @@ use crate::kme::error::ApiError;
 use crate::kme::metrics::{LinkCounter, PairCounter};
 use crate::kme::neighbours::error_message;
 use crate::kme::pools::Direction;
-use crate::kme::relay::{RelayRequest, check_route, decode_keys, hop, request, send_dir, short};
+use crate::kme::config::RemoteSae;
+use crate::kme::pools::unix_ms;
+use crate::kme::relay::{
+    RelayPath, RelayRequest, ShareTag, check_route, decode_keys, hop, request, send_dir, short,
+};
+use crate::kme::routing::{self, RelayRecord};
+use crate::kme::store::{HopOutcome, Secret};
+use crate::kme::topology::shares;
 use crate::kme::routes;
 use crate::kme::state::Shared;
 use crate::kme::store::NewKey;
@@ -17,19 +24,79 @@ use axum::extract::{Extension, State};
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
-/// At the master's KME: relays `keys` to `slave` along `route`; returns them once the
-/// whole path has stored them.
+/// At the master's KME: relays `keys` to `slave` (hosted as `remote` says) over the path
+/// the link state gives (or the configured route), whole over one path or in XOR shares
+/// over node-disjoint ones; returns them once every path has delivered its part.
 pub async fn relay_out(
     shared: &Arc<Shared>,
     master: &str,
     slave: &str,
-    route: &[String],
+    remote: &RemoteSae,
     keys: Vec<NewKey>,
 ) -> Result<Vec<NewKey>, ApiError> {
-    let first = &route[0];
-    let dir = send_dir(shared, first).ok_or_else(|| ApiError::unavailable("no link"))?;
-    shared.refuse_if_alarm(first)?;
     let total: usize = keys.iter().map(|k| k.bytes.len()).sum();
+    let paths = routing::choose_paths(shared, remote, 8 * total as u64).await?;
+    let ids: Vec<String> = keys.iter().map(|k| k.id.clone()).collect();
+    if let [route] = paths.as_slice() {
+        let plain: Vec<Secret> = keys.iter().map(|k| k.bytes.clone()).collect();
+        send_path(shared, master, slave, route, None, &ids, plain).await?;
+    } else {
+        let count = paths.len();
+        let mut parts: Vec<Vec<Secret>> = vec![Vec::new(); count];
+        for k in &keys {
+            let split = shares::split(&k.bytes, count, |b| {
+                aws_lc_rs::rand::fill(b).expect("system randomness")
+            })
+            .map_err(|e| ApiError::unavailable(e.to_string()))?;
+            for (i, p) in split.into_iter().enumerate() {
+                parts[i].push(p);
+            }
+        }
+        let mut sends = tokio::task::JoinSet::new();
+        for (i, (route, plain)) in paths.iter().zip(parts).enumerate() {
+            let tag = ShareTag {
+                index: i as u8,
+                count: count as u8,
+            };
+            let (shared, master, slave) = (shared.clone(), master.to_string(), slave.to_string());
+            let (route, ids) = (route.clone(), ids.clone());
+            sends.spawn(async move {
+                send_path(&shared, &master, &slave, &route, Some(tag), &ids, plain).await
+            });
+        }
+        let results = sends.join_all().await;
+        if let Some(e) = results.into_iter().find_map(Result::err) {
+            return Err(e);
+        }
+    }
+    shared.pools.mark_master_delivered(ids).await?;
+    shared
+        .metrics
+        .pair_add(master, slave, PairCounter::KeysRelayed, keys.len() as u64);
+    let me = &shared.cfg.id;
+    let shown: Vec<String> = paths
+        .iter()
+        .map(|r| format!("{me} → {}", r.join(" → ")))
+        .collect();
+    tracing::info!(%master, %slave, keys = keys.len(), "relayed over {}", shown.join(" and "));
+    Ok(keys)
+}
+
+/// Sends one relay over `route` (every KME after this one): the keys `plain` (whole, or
+/// share `share` of them) masked with the first link's pad.
+async fn send_path(
+    shared: &Arc<Shared>,
+    master: &str,
+    slave: &str,
+    route: &[String],
+    share: Option<ShareTag>,
+    ids: &[String],
+    plain: Vec<Secret>,
+) -> Result<(), ApiError> {
+    let first = &route[0];
+    let dir = routing::first_hop_dir(shared, first)?;
+    shared.refuse_if_alarm(first)?;
+    let total: usize = plain.iter().map(|k| k.len()).sum();
     let pad = shared
         .pools
         .link(first)
@@ -39,16 +106,27 @@ pub async fn relay_out(
     shared
         .metrics
         .link_add(first, LinkCounter::ConsumedBits, 8 * total as u64);
-    let plain: Vec<Zeroizing<Vec<u8>>> = keys.iter().map(|k| k.bytes.clone()).collect();
     let masked = crate::kme::store::xor_split(&plain, &pad.bytes);
-    let req = request(master, slave, route, pad.ranges, &keys, &masked);
+    let path = RelayPath {
+        master,
+        slave,
+        passed: vec![shared.cfg.id.clone()],
+        route,
+        share,
+    };
+    let req = request(&path, pad.ranges, ids, &masked);
     send_hop(shared, first, &req).await?;
-    let ids: Vec<String> = keys.iter().map(|k| k.id.clone()).collect();
-    shared.pools.mark_master_delivered(ids).await?;
-    shared
-        .metrics
-        .pair_add(master, slave, PairCounter::KeysRelayed, keys.len() as u64);
-    Ok(keys)
+    let mut whole = path.passed;
+    whole.extend_from_slice(route);
+    shared.routing.record(RelayRecord {
+        at_unix_ms: unix_ms(),
+        master: master.to_string(),
+        slave: slave.to_string(),
+        path: whole,
+        share,
+        key_ids: ids.to_vec(),
+    });
+    Ok(())
 }
 
 async fn send_hop(shared: &Arc<Shared>, peer: &str, req: &RelayRequest) -> Result<(), ApiError> {
@@ -135,38 +213,88 @@ async fn serve(
         shared.refuse_if_alarm(next)?;
     }
     let bytes: usize = masked.iter().map(|m| m.len()).sum();
-    let next = req.route.get(1).cloned();
-    let forwarded = hop(shared, caller, from_dir, req, masked, ids).await?;
+    if let (Some(tag), None) = (req.share, req.route.get(1)) {
+        let lens: Vec<usize> = masked.iter().map(|m| m.len()).collect();
+        let now = std::time::Instant::now();
+        shared
+            .shares_in
+            .check(&req.master, &req.slave, tag, ids, &lens, now)
+            .map_err(|e| ApiError::bad(e.to_string()))?;
+    }
+    let outcome = hop(shared, caller, from_dir, req, masked, ids).await?;
     shared
         .metrics
         .link_add(caller, LinkCounter::ConsumedBits, 8 * bytes as u64);
-    if let (Some(next), Some((pads, masked))) = (next, forwarded) {
-        shared
-            .metrics
-            .link_add(&next, LinkCounter::ConsumedBits, 8 * bytes as u64);
-        let keys: Vec<NewKey> = ids
-            .iter()
-            .map(|id| NewKey {
-                id: id.clone(),
-                bytes: Zeroizing::new(Vec::new()),
-            })
-            .collect();
-        let out = request(
-            &req.master,
-            &req.slave,
-            &req.route[1..],
-            pads,
-            &keys,
-            &masked,
-        );
-        send_hop(shared, &next, &out).await?;
-    } else {
-        shared.metrics.pair_add(
-            &req.master,
-            &req.slave,
-            PairCounter::KeysRelayed,
-            ids.len() as u64,
-        );
+    let mut whole = req.passed.clone();
+    whole.extend_from_slice(&req.route);
+    shared.routing.record(RelayRecord {
+        at_unix_ms: unix_ms(),
+        master: req.master.clone(),
+        slave: req.slave.clone(),
+        path: whole.clone(),
+        share: req.share,
+        key_ids: ids.to_vec(),
+    });
+    match outcome {
+        HopOutcome::Forwarded((pads, masked)) => {
+            let next = &req.route[1];
+            shared
+                .metrics
+                .link_add(next, LinkCounter::ConsumedBits, 8 * bytes as u64);
+            let mut passed = req.passed.clone();
+            passed.push(shared.cfg.id.clone());
+            let path = RelayPath {
+                master: &req.master,
+                slave: &req.slave,
+                passed,
+                route: &req.route[1..],
+                share: req.share,
+            };
+            let out = request(&path, pads, ids, &masked);
+            send_hop(shared, next, &out).await?;
+        }
+        HopOutcome::Delivered => {
+            shared.metrics.pair_add(
+                &req.master,
+                &req.slave,
+                PairCounter::KeysRelayed,
+                ids.len() as u64,
+            );
+            tracing::debug!(master = %req.master, slave = %req.slave, keys = ids.len(), "relayed keys stored for the slave, over {}", whole.join(" → "));
+        }
+        HopOutcome::Unmasked(parts) => {
+            let tag = req.share.expect("only shares are unmasked");
+            let joined = shared
+                .shares_in
+                .add(
+                    &req.master,
+                    &req.slave,
+                    tag,
+                    &whole,
+                    ids,
+                    parts,
+                    std::time::Instant::now(),
+                )
+                .map_err(|e| ApiError::bad(e.to_string()))?;
+            if !joined.keys.is_empty() {
+                let n = joined.keys.len() as u64;
+                shared
+                    .pools
+                    .store_relayed(
+                        &req.master,
+                        &req.slave,
+                        joined.keys,
+                        shared.cfg.limits.max_key_count,
+                        shared.expiry_deadline_ms(),
+                    )
+                    .await?;
+                shared
+                    .metrics
+                    .pair_add(&req.master, &req.slave, PairCounter::KeysRelayed, n);
+                let shown: Vec<String> = joined.paths.iter().map(|p| p.join(" → ")).collect();
+                tracing::debug!(master = %req.master, slave = %req.slave, keys = n, "keys joined from their shares and stored for the slave; shares came over {}", shown.join(" and "));
+            }
+        }
     }
     Ok(Json(serde_json::json!({})))
 }

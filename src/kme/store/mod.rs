@@ -252,6 +252,19 @@ pub enum HopAction {
         /// When they expire, Unix ms.
         deadline_ms: u64,
     },
+    /// Give them back: they are shares of keys relayed in parts, stored only when every
+    /// share has arrived ([`Store::store_relayed`]).
+    Unmask,
+}
+
+/// What a relay hop did.
+pub enum HopOutcome {
+    /// Re-masked for the next KME: the pad it names and the masked keys.
+    Forwarded(Masked),
+    /// Stored for the local slave.
+    Delivered,
+    /// Unmasked and given back (shares).
+    Unmasked(Vec<Secret>),
 }
 
 /// A pad taken from a link pool: where it was and its bytes.

@@ -6,7 +6,7 @@
 use super::pending::store_pending;
 use super::schema::{LINK_POOL, meta_add, meta_get, meta_set, meta_sub};
 use super::{
-    Direction, HopAction, LinkLevels, Masked, NewKey, Pad, PadPosition, PadRange, SeqBlock, Store,
+    Direction, HopAction, HopOutcome, LinkLevels, NewKey, Pad, PadPosition, PadRange, SeqBlock, Store,
     StoreError,
 };
 use redb::{ReadableTable, WriteTransaction};
@@ -32,7 +32,7 @@ impl Store {
         ranges: &[PadRange],
         masked: &[Zeroizing<Vec<u8>>],
         action: HopAction,
-    ) -> Result<Option<Masked>, StoreError> {
+    ) -> Result<HopOutcome, StoreError> {
         let txn = self.db.begin_write()?;
         let pad = use_pad(&txn, from, from_dir, ranges)?;
         let keys = xor_split(masked, &pad);
@@ -40,7 +40,7 @@ impl Store {
             HopAction::Forward { peer, dir } => {
                 let total = keys.iter().map(|k| k.len()).sum();
                 let next = take_pad(&txn, &peer, dir, total)?;
-                Some((next.ranges, xor_split(&keys, &next.bytes)))
+                HopOutcome::Forwarded((next.ranges, xor_split(&keys, &next.bytes)))
             }
             HopAction::Deliver {
                 master,
@@ -58,8 +58,9 @@ impl Store {
                     })
                     .collect();
                 store_pending(&txn, &master, &slave, &new, max_pending, deadline_ms)?;
-                None
+                HopOutcome::Delivered
             }
+            HopAction::Unmask => HopOutcome::Unmasked(keys),
         };
         txn.commit()?;
         Ok(out)

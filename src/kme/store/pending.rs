@@ -32,6 +32,23 @@ impl Store {
         Ok(())
     }
 
+    /// Stores keys relayed in shares for a slave attached here, once every share arrived
+    /// and they were joined; refuses as [`Store::enc_local`] does. (The master's KME records
+    /// them delivered to the master when every path answered.)
+    pub fn store_relayed(
+        &self,
+        master: &str,
+        slave: &str,
+        keys: &[NewKey],
+        max_pending: u64,
+        deadline_ms: u64,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        store_pending(&txn, master, slave, keys, max_pending, deadline_ms)?;
+        txn.commit()?;
+        Ok(())
+    }
+
     /// Records relayed keys as delivered to their master at `now_ms` (the relay already
     /// succeeded).
     pub fn mark_master_delivered(&self, ids: &[String], now_ms: u64) -> Result<(), StoreError> {

@@ -138,7 +138,8 @@ impl LinkStateDb {
     }
 }
 
-fn check(advert: &LinkStateAdvert) -> Result<(), AdvertError> {
+/// Refuses an advert with too many links, a link to itself or one peer twice.
+pub fn check(advert: &LinkStateAdvert) -> Result<(), AdvertError> {
     if advert.links.len() > LINKS_PER_ADVERT_MAX {
         return Err(AdvertError::TooManyLinks {
             origin: advert.origin.clone(),

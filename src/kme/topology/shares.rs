@@ -3,7 +3,6 @@
 //! the key (each missing share is a one-time pad over it), so a trusted node that sees one
 //! path's share learns nothing; the slave's KME joins them.
 
-use rand::Rng;
 use zeroize::Zeroizing;
 
 /// Why shares could not be made or joined.
@@ -17,11 +16,12 @@ pub enum ShareError {
     Lengths(usize, usize),
 }
 
-/// Splits `key` into `count` shares whose XOR is the key.
+/// Splits `key` into `count` shares whose XOR is the key; `fill` fills a share with random
+/// bytes (the system's CSPRNG in the KME).
 pub fn split(
     key: &[u8],
     count: usize,
-    rng: &mut impl Rng,
+    mut fill: impl FnMut(&mut [u8]),
 ) -> Result<Vec<Zeroizing<Vec<u8>>>, ShareError> {
     if count < 2 {
         return Err(ShareError::TooFew(count));
@@ -30,7 +30,7 @@ pub fn split(
     let mut shares = Vec::with_capacity(count);
     for _ in 1..count {
         let mut share = Zeroizing::new(vec![0u8; key.len()]);
-        rng.fill_bytes(&mut share);
+        fill(&mut share);
         for (l, s) in last.iter_mut().zip(share.iter()) {
             *l ^= s;
         }
@@ -60,21 +60,21 @@ pub fn join(shares: &[Zeroizing<Vec<u8>>]) -> Result<Zeroizing<Vec<u8>>, ShareEr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::SeedableRng;
+    use rand::{Rng, SeedableRng};
 
     #[test]
     fn shares_join_to_the_key_and_no_share_is_the_key() {
         let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(7);
         let key: Vec<u8> = (0..32).collect();
         for count in 2..5 {
-            let shares = split(&key, count, &mut rng).unwrap();
+            let shares = split(&key, count, |b| rng.fill_bytes(b)).unwrap();
             assert_eq!(shares.len(), count);
             assert!(shares.iter().all(|s| s.len() == 32 && s.as_slice() != key));
             assert_eq!(join(&shares).unwrap().as_slice(), key);
             // all but one share join to something else than the key
             assert_ne!(join(&shares[1..]).unwrap().as_slice(), key);
         }
-        assert_eq!(split(&key, 1, &mut rng).unwrap_err(), ShareError::TooFew(1));
+        assert_eq!(split(&key, 1, |b| rng.fill_bytes(b)).unwrap_err(), ShareError::TooFew(1));
     }
 
     #[test]
