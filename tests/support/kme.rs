@@ -566,3 +566,151 @@ pub async fn settled_levels<L: PartialEq + Debug>(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// One link of a [`Mesh`]: KMEs `leader` and `follower` (indices), a random source at
+/// `rate` bits/s, pools of `pool_max` bits.
+#[derive(Clone, Copy, Debug)]
+pub struct MeshLink {
+    pub leader: usize,
+    pub follower: usize,
+    pub rate: u64,
+    pub pool_max: u64,
+}
+
+/// KMEs `kme-0`, `kme-1`, … running in-process on the links given, routes computed: KME
+/// `i` hosts the SAEs `saes[i]`; every KME knows every SAE (`[[remote_sae]] kme = …`) and
+/// relays every pair of them, both ways. `relay` is the `[[remote_sae]]` relay lines of
+/// every remote SAE (`""` for single-path).
+pub struct Mesh {
+    pub net: KmeNet,
+    pub names: Vec<String>,
+    pub saes: Vec<Vec<String>>,
+}
+
+impl Mesh {
+    pub async fn start(n: usize, links: &[MeshLink], saes: &[&[&str]], relay: &str) -> Self {
+        let names: Vec<String> = (0..n).map(|i| format!("kme-{i}")).collect();
+        let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let all_saes: Vec<&str> = saes.iter().flat_map(|s| s.iter().copied()).collect();
+        let pki = Pki::new("mesh-ca", &name_refs, &all_saes);
+        let ports: Vec<u16> = names.iter().map(|_| free_port()).collect();
+        let mut dirs = Vec::new();
+        let mut kmes = Vec::new();
+        for i in 0..n {
+            let own: Vec<Link<'_>> = links
+                .iter()
+                .filter(|l| l.leader == i || l.follower == i)
+                .map(|l| {
+                    let (other, leader) = if l.leader == i {
+                        (l.follower, true)
+                    } else {
+                        (l.leader, false)
+                    };
+                    Link {
+                        peer: name_refs[other],
+                        port: ports[other],
+                        leader,
+                        rate: l.rate,
+                        pool_max: l.pool_max,
+                    }
+                })
+                .collect();
+            let dir = private_tempdir();
+            let spec = Spec {
+                id: name_refs[i],
+                port: ports[i],
+                extra_kme: "",
+                saes: saes[i],
+                remote: &[],
+                links: &own,
+            };
+            let mut text = config_text_bare(&pki, &dir.path().join("db"), &spec);
+            for (j, hosted) in saes.iter().enumerate() {
+                if j == i {
+                    continue;
+                }
+                for s in hosted.iter() {
+                    text += &format!(
+                        "[[remote_sae]]\nid = \"{s}\"\nkme = \"{}\"\n{relay}\n",
+                        name_refs[j]
+                    );
+                }
+            }
+            for (a, m) in all_saes.iter().enumerate() {
+                for s in &all_saes[a + 1..] {
+                    text += &pair_text(m, s, true, "");
+                }
+            }
+            kmes.push(start(&text, dir.path()).await);
+            dirs.push(dir);
+        }
+        Self {
+            net: KmeNet { pki, dirs, kmes },
+            names,
+            saes: saes
+                .iter()
+                .map(|s| s.iter().map(|x| x.to_string()).collect())
+                .collect(),
+        }
+    }
+
+    /// The ETSI 014 base URL of KME `i`.
+    pub fn base(&self, i: usize) -> String {
+        base(self.net.kmes[i].local_addr())
+    }
+
+    /// Waits (up to `within`) until every KME holds the adverts of all the KMEs, each link
+    /// in them with pad both ways; the time it took.
+    pub async fn converged(&self, within: Duration) -> Duration {
+        let t0 = std::time::Instant::now();
+        loop {
+            let mut all = true;
+            for k in &self.net.kmes {
+                let st = k.status().await;
+                let filled = st.routing.adverts.iter().all(|a| {
+                    a.links
+                        .iter()
+                        .all(|l| l.send_bits > 0 && l.receive_bits > 0)
+                });
+                if st.routing.adverts.len() != self.names.len() || !filled {
+                    all = false;
+                    break;
+                }
+            }
+            if all {
+                return t0.elapsed();
+            }
+            assert!(t0.elapsed() < within, "adverts did not spread within {within:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// `enc_keys` at the KME of `master` for `slave`: `number` keys of 256 bits.
+    pub async fn enc(&self, at: usize, master: &str, slave: &str, number: u64) -> reqwest::Response {
+        let url = format!("{}/{slave}/enc_keys", self.base(at));
+        post_enc_keys(&self.net.pki.client(Some(master)), &url, number, 256).await
+    }
+
+    /// `dec_keys` at KME `at` by `slave` for the keys of `sent` from `master`.
+    pub async fn dec(&self, at: usize, slave: &str, master: &str, sent: &KeyContainer) -> KeyContainer {
+        let url = format!("{}/{master}/dec_keys", self.base(at));
+        dec_all(&self.net.pki.client(Some(slave)), &url, sent).await
+    }
+
+    /// The paths (as KME indices) of the last relays KME `at` began for keys `ids`.
+    pub async fn paths_of(&self, at: usize, ids: &[String]) -> Vec<Vec<String>> {
+        let st = self.net.kmes[at].status().await;
+        st.routing
+            .relays
+            .iter()
+            .filter(|r| r.path[0] == self.names[at] && r.key_ids.iter().any(|k| ids.contains(k)))
+            .map(|r| r.path.clone())
+            .collect()
+    }
+
+    pub async fn shutdown(self) {
+        for k in self.net.kmes {
+            k.shutdown().await;
+        }
+    }
+}
