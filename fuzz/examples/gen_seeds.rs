@@ -174,6 +174,7 @@ fn kme_seeds() {
     let relay = RelayBody {
         master: "sae-a".into(),
         slave: "sae-b".into(),
+        passed: vec!["kme-a".into()],
         route: vec!["kme-b".into()],
         pads: vec![PadRange {
             seq: 0,

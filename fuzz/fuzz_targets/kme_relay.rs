@@ -125,6 +125,7 @@ fn step(kme: &mut Kme, action: Action) {
             let body = RelayBody {
                 master,
                 slave,
+                passed: vec![who.to_string()],
                 route,
                 pads,
                 keys,

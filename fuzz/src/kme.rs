@@ -434,6 +434,8 @@ pub struct RelayBody {
     pub master: String,
     /// Slave SAE.
     pub slave: String,
+    /// The KMEs passed, the sender last.
+    pub passed: Vec<String>,
     /// The route from the receiver on.
     pub route: Vec<String>,
     /// Pad ranges.
@@ -456,7 +458,8 @@ impl RelayBody {
             .map(|(id, m)| serde_json::json!({"key_ID": id, "masked": B64.encode(m)}))
             .collect();
         serde_json::to_vec(&serde_json::json!({
-            "master": self.master, "slave": self.slave, "route": self.route,
+            "master": self.master, "slave": self.slave, "passed": self.passed,
+            "route": self.route,
             "pads": pads, "keys": keys,
         }))
         .expect("JSON")

@@ -1,30 +1,48 @@
 # The Madrid topology (docs/kme.md): hospital A — ring node 1 — ring node 2 — hospital B,
-# one network namespace per node, a veth "fiber section" between neighbours, a KME in every
-# node, one QKD link per section, keys relayed end to end through the ring nodes, and a
-# qshield daemon at each hospital taking its session keys from its KME. Sourced after
-# sites.sh.
+# and a second path hospital A — ring node 3 — hospital B; one network namespace per node, a
+# veth "fiber section" between neighbours, a KME in every node, one QKD link per section,
+# keys relayed end to end over the path the KMEs compute from their link state (the ring
+# while it has key and no alarm, else the second path), and a qshield daemon at each
+# hospital taking its session keys from its KME. Sourced after sites.sh.
 #
 # Link sources (MADRID_SOURCE): "random" (a CSPRNG, NOT QKD; fast, for most tests) or
 # "cvqkd" (the simulated CV-QKD device pair per section: Alice in the leader KME, Bob and
-# the fiber in the follower, the pulses on TCP port 8444 between the nodes). Section
-# lengths are assumptions (the deployment's are not public): 4, 7 and 5 km.
+# the fiber in the follower, the pulses on TCP port 8444 between the nodes; hospital B
+# follows two links, the second on 8445). Section lengths are assumptions (the
+# deployment's are not public): 4, 7 and 5 km on the ring, 9 and 8 km on the second path,
+# whose links keep smaller pools (MADRID_BACKUP_POOL_MAX_BITS), so routes prefer the ring.
 #
-# Underlay: section 1 198.18.1.0/24, section 2 198.18.2.0/24, section 3 198.18.3.0/24; the
-# ring nodes route between sections. Overlay: 198.19.0.1 (A) and 198.19.0.2 (B). Eve, when
-# switched on, has her own node on 198.18.4.0/24 hanging off ring-1.
+# Underlay: the ring's sections 198.18.1.0/24, 198.18.2.0/24, 198.18.3.0/24 (the ring nodes
+# route between them: the tunnel's path); the second path's 198.18.5.0/24 (hospital A -
+# ring-3) and 198.18.6.0/24 (ring-3 - hospital B), used by the KMEs on them. Overlay:
+# 198.19.0.1 (A) and 198.19.0.2 (B). Eve, when switched on, has her own node hanging off
+# the leader of the link she attacks: 198.18.4.0/24 off ring-1 (ring-1 -> ring-2), or
+# 198.18.7.0/24 off ring-3 (ring-3 -> hospital B).
+#
+# MADRID_RELAY: the hospitals' [[remote_sae]] relay lines: "" (one path) or
+# 'relay = "multipath"' (each key in two XOR shares, one over each path).
 
-MADRID_NODES=(ha r1 r2 hb)
-declare -A MADRID_NAME=([ha]=hospital-a [r1]=ring-1 [r2]=ring-2 [hb]=hospital-b)
-declare -A MADRID_KME_ADDR=([ha]=198.18.1.1 [r1]=198.18.1.2 [r2]=198.18.2.2 [hb]=198.18.3.2)
+MADRID_NODES=(ha r1 r2 r3 hb)
+declare -A MADRID_NAME=([ha]=hospital-a [r1]=ring-1 [r2]=ring-2 [r3]=ring-3 [hb]=hospital-b)
+declare -A MADRID_KME_ADDR=([ha]=198.18.1.1 [r1]=198.18.1.2 [r2]=198.18.2.2 [r3]=198.18.5.2 [hb]=198.18.3.2)
+# Each link, by "LEADER FOLLOWER": the leader's and the follower's address on its section.
+declare -A MADRID_LINK_ADDRS=([ha r1]="198.18.1.1 198.18.1.2" [r1 r2]="198.18.2.1 198.18.2.2"
+    [r2 hb]="198.18.3.1 198.18.3.2" [ha r3]="198.18.5.1 198.18.5.2" [r3 hb]="198.18.6.1 198.18.6.2")
+MADRID_LINKS=("ha r1" "r1 r2" "r2 hb" "ha r3" "r3 hb")
+# The neighbour whose certificate reads a node's status.
+declare -A MADRID_ASKER=([ha]=r1 [r1]=ha [r2]=r1 [r3]=ha [hb]=r2)
 KME_PORT=8443
 MADRID_LINK_RATE=${MADRID_LINK_RATE:-262144}      # bits/s per link (random source, not QKD)
 MADRID_SOURCE=${MADRID_SOURCE:-random}            # random | cvqkd
-declare -A MADRID_SECTION_KM=([ha]=4 [r1]=7 [r2]=5)  # by the section's leader node
+declare -A MADRID_SECTION_KM=([ha r1]=4 [r1 r2]=7 [r2 hb]=5 [ha r3]=9 [r3 hb]=8)
+declare -A MADRID_QUANTUM_PORT=([ha r1]=8444 [r1 r2]=8444 [r2 hb]=8444 [ha r3]=8444 [r3 hb]=8445)
 # [link.cvqkd] settings besides the distance (TOML lines). The default is the demo's: blocks
 # of 2^21 pulses at 1 MBd, V_A chosen automatically. Tests pass shorter, faster blocks.
 MADRID_CVQKD=${MADRID_CVQKD:-'block_size = 2097152
 symbol_rate_hz = 1e6'}
 MADRID_POOL_MAX_BITS=${MADRID_POOL_MAX_BITS:-16777216}
+MADRID_BACKUP_POOL_MAX_BITS=${MADRID_BACKUP_POOL_MAX_BITS:-$((MADRID_POOL_MAX_BITS / 4))}
+MADRID_RELAY=${MADRID_RELAY:-}
 # The hospitals' [[sae_pair]] limits (TOML lines): what one SAE certificate may draw.
 MADRID_PAIR_LIMITS=${MADRID_PAIR_LIMITS:-'rate = "10/s"
 volume = "10Mbit/h"'}
@@ -41,14 +59,16 @@ madrid_make_network() {
         EXTRA_NAMESPACES+=("$(madrid_ns "$n")")
         ip -n "$(madrid_ns "$n")" link set lo up
     done
-    madrid_section ha r1 198.18.1.1 198.18.1.2
-    madrid_section r1 r2 198.18.2.1 198.18.2.2
-    madrid_section r2 hb 198.18.3.1 198.18.3.2
+    local link
+    for link in "${MADRID_LINKS[@]}"; do
+        # shellcheck disable=SC2086
+        madrid_section $link ${MADRID_LINK_ADDRS[$link]}
+    done
     ip -n "$(madrid_ns ha)" route add default via 198.18.1.2
     ip -n "$(madrid_ns hb)" route add default via 198.18.3.1
     ip -n "$(madrid_ns r1)" route add 198.18.3.0/24 via 198.18.2.2
     ip -n "$(madrid_ns r2)" route add 198.18.1.0/24 via 198.18.2.1
-    for n in r1 r2; do ip netns exec "$(madrid_ns "$n")" sysctl -qw net.ipv4.ip_forward=1; done
+    for n in r1 r2 r3; do ip netns exec "$(madrid_ns "$n")" sysctl -qw net.ipv4.ip_forward=1; done
 }
 
 # madrid_section LEFT RIGHT LEFT_ADDR RIGHT_ADDR: one fiber section.
@@ -64,29 +84,34 @@ madrid_section() {
 # CA and certificates: every KME (with the addresses it is reached at) and both SAEs.
 madrid_pki() {
     "$QSHIELD" pki init --out "$WORK/pki" --ca madrid-demo-ca \
-        --kme kme-hospital-a=198.18.1.1 kme-ring-1=198.18.1.2,198.18.2.1 \
-              kme-ring-2=198.18.2.2,198.18.3.1 kme-hospital-b=198.18.3.2 \
+        --kme kme-hospital-a=198.18.1.1,198.18.5.1 kme-ring-1=198.18.1.2,198.18.2.1 \
+              kme-ring-2=198.18.2.2,198.18.3.1 kme-ring-3=198.18.5.2,198.18.6.1 \
+              kme-hospital-b=198.18.3.2,198.18.6.2 \
         --sae sae-hospital-a sae-hospital-b >/dev/null
 }
 
-# madrid_link PEER ADDR ROLE SECTION_LEADER: one [[link]] block.
+# madrid_link NODE "LEADER FOLLOWER": NODE's [[link]] block of that link.
 madrid_link() {
+    local n=$1 link=$2 peer role addr pool
+    # shellcheck disable=SC2086
+    set -- $link ${MADRID_LINK_ADDRS[$link]}
+    if [[ $n == "$1" ]]; then peer=$2 role=leader addr=$4; else peer=$1 role=follower addr=$3; fi
+    pool=$MADRID_POOL_MAX_BITS
+    [[ $link == *r3* ]] && pool=$MADRID_BACKUP_POOL_MAX_BITS
     printf '\n[[link]]\npeer = "kme-%s"\nurl = "https://%s:%s"\nrole = "%s"\nsource = "%s"\npool_max_bits = %s\n' \
-        "${MADRID_NAME[$1]}" "$2" "$KME_PORT" "$3" "$MADRID_SOURCE" "$MADRID_POOL_MAX_BITS"
+        "${MADRID_NAME[$peer]}" "$addr" "$KME_PORT" "$role" "$MADRID_SOURCE" "$pool"
     if [[ $MADRID_SOURCE == cvqkd ]]; then
         printf '[link.cvqkd]\ndistance_km = %s\nquantum_port = %s\n%s\n' \
-            "${MADRID_SECTION_KM[$4]}" "$CVQKD_PORT" "$MADRID_CVQKD"
+            "${MADRID_SECTION_KM[$link]}" "${MADRID_QUANTUM_PORT[$link]}" "$MADRID_CVQKD"
     else
         printf 'rate_bits_per_second = %s\n' "$MADRID_LINK_RATE"
     fi
 }
 
-# madrid_remote SAE_NODE HOP...: one [[remote_sae]] block with its route.
+# madrid_remote SAE_NODE [RELAY]: one [[remote_sae]] block: the SAE's KME (routes are
+# computed) and RELAY lines.
 madrid_remote() {
-    local sae=$1; shift
-    local hops=() h
-    for h in "$@"; do hops+=("\"kme-${MADRID_NAME[$h]}\""); done
-    printf '\n[[remote_sae]]\nid = "sae-%s"\nroute = [%s]\n' "${MADRID_NAME[$sae]}" "$(IFS=,; echo "${hops[*]}")"
+    printf '\n[[remote_sae]]\nid = "sae-%s"\nkme = "kme-%s"\n%s\n' "${MADRID_NAME[$1]}" "${MADRID_NAME[$1]}" "${2:-}"
 }
 
 # madrid_pair [LIMITS]: the [[sae_pair]] of the two hospitals (either way), with LIMITS lines.
@@ -102,20 +127,17 @@ madrid_kme_config() {
         printf 'ca_file = "%s"\ncert_file = "%s"\nkey_file = "%s"\n' "$WORK/pki/ca.pem" "$WORK/pki/$id.pem" "$WORK/pki/$id.key"
         case $n in
             ha) printf '\n[[sae]]\nid = "sae-hospital-a"\n'
-                madrid_remote hb r1 r2 hb
-                madrid_pair "$MADRID_PAIR_LIMITS"
-                madrid_link r1 198.18.1.2 leader ha ;;
-            r1) madrid_remote hb r2 hb; madrid_remote ha ha; madrid_pair
-                madrid_link ha 198.18.1.1 follower ha
-                madrid_link r2 198.18.2.2 leader r1 ;;
-            r2) madrid_remote hb hb; madrid_remote ha r1 ha; madrid_pair
-                madrid_link r1 198.18.2.1 follower r1
-                madrid_link hb 198.18.3.2 leader r2 ;;
+                madrid_remote hb "$MADRID_RELAY"
+                madrid_pair "$MADRID_PAIR_LIMITS" ;;
             hb) printf '\n[[sae]]\nid = "sae-hospital-b"\n'
-                madrid_remote ha r2 r1 ha
-                madrid_pair "$MADRID_PAIR_LIMITS"
-                madrid_link r2 198.18.3.1 follower r2 ;;
+                madrid_remote ha "$MADRID_RELAY"
+                madrid_pair "$MADRID_PAIR_LIMITS" ;;
+            *) madrid_remote ha; madrid_remote hb; madrid_pair ;;
         esac
+        local link
+        for link in "${MADRID_LINKS[@]}"; do
+            [[ " $link " == *" $n "* ]] && madrid_link "$n" "$link"
+        done
     } >"$WORK/kme-$n.toml"
 }
 
@@ -193,7 +215,7 @@ madrid_up_daemons() {
     madrid_pki
     local n
     # Followers first, so each leader's first pulses find the quantum port open.
-    for n in hb r2 r1 ha; do madrid_kme_config "$n"; madrid_start_kme "$n"; done
+    for n in hb r2 r3 r1 ha; do madrid_kme_config "$n"; madrid_start_kme "$n"; done
     [[ $MADRID_SOURCE == cvqkd ]] && madrid_wait_links 240
     keygen a
     keygen b
@@ -224,7 +246,7 @@ madrid_agreed_key_id() {
 madrid_pools() {
     local n asker
     for n in "${MADRID_NODES[@]}"; do
-        case $n in ha) asker=r1 ;; r1) asker=ha ;; r2) asker=r1 ;; hb) asker=r2 ;; esac
+        asker=${MADRID_ASKER[$n]}
         ip netns exec "$(madrid_ns "$n")" python3 - "${MADRID_KME_ADDR[$n]}" "$KME_PORT" "$WORK/pki" \
             "kme-${MADRID_NAME[$asker]}" <<'PY' || true
 import http.client, json, ssl, sys
@@ -246,8 +268,7 @@ PY
 # madrid_status NODE: the node's KME status document (JSON), asked over mutual TLS with a
 # neighbour KME's certificate.
 madrid_status() {
-    local n=$1 asker
-    case $n in ha) asker=r1 ;; r1) asker=ha ;; r2) asker=r1 ;; hb) asker=r2 ;; esac
+    local n=$1 asker=${MADRID_ASKER[$1]}
     ip netns exec "$(madrid_ns "$n")" python3 - "${MADRID_KME_ADDR[$n]}" "$KME_PORT" "$WORK/pki" \
         "kme-${MADRID_NAME[$asker]}" <<'PY'
 import http.client, ssl, sys
@@ -274,7 +295,7 @@ print($3)"
 # madrid_wait_links SECONDS: waits until every CV-QKD link has stored key at both ends.
 madrid_wait_links() {
     local deadline=$((SECONDS + $1)) pair
-    for pair in "ha r1" "r1 r2" "r2 hb"; do
+    for pair in "${MADRID_LINKS[@]}"; do
         set -- $pair
         until [[ $(madrid_link_field "$1" "$2" "c.get('key_bits', 0) > 0" 2>/dev/null) == True &&
                  $(madrid_link_field "$2" "$1" "c.get('key_bits', 0) > 0" 2>/dev/null) == True ]]; do
@@ -287,7 +308,7 @@ madrid_wait_links() {
 # madrid_cvqkd_table: one line per CV-QKD link (leader's side): estimates, β, FER, rate, alarm.
 madrid_cvqkd_table() {
     local pair
-    for pair in "ha r1" "r1 r2" "r2 hb"; do
+    for pair in "${MADRID_LINKS[@]}"; do
         set -- $pair
         madrid_link_field "$1" "$2" "'    %-22s %2d km  T^ %s  xi^ %s SNU  SNR %s  beta %s  FER %s  blocks %d (%d aborted)  key %d bits, %.0f bit/s%s' % (
             '${MADRID_NAME[$1]} -> ${MADRID_NAME[$2]}', c['distance_km'],
@@ -298,52 +319,83 @@ madrid_cvqkd_table() {
     done
 }
 
-# madrid_eve_on ATTACK: Eve splices into the ring fiber (ring-1 -> ring-2). She gets her own
-# node off ring-1; nftables in ring-1 sends the link's pulses (new connections to ring-2's
-# quantum port) to her, and she passes them on, attacked, through ring-1 (source-NATed to
-# ring-1's address on that fiber, as light on the same fiber).
+# Eve's node for each link she can attack ("LEADER FOLLOWER"): her namespace suffix and
+# /24 (hanging off the leader).
+declare -A MADRID_EVE_NS=([r1 r2]=eve [r3 hb]=eve2)
+declare -A MADRID_EVE_NET=([r1 r2]=198.18.4 [r3 hb]=198.18.7)
+
+# madrid_eve_on ATTACK [LINK]: Eve splices into the fiber of LINK ("r1 r2", the ring fiber
+# ring-1 -> ring-2, by default; or "r3 hb"). She gets her own node off the link's leader;
+# nftables there sends the link's pulses (new connections to the follower's quantum port)
+# to her, and she passes them on, attacked, through the leader (source-NATed to the
+# leader's address on that fiber, as light on the same fiber).
 madrid_eve_on() {
-    local attack=$1 ns; ns="qs-${TAG}-eve"
+    local attack=$1 link=${2:-r1 r2}
+    local l f l_addr f_addr ns net port var
+    # shellcheck disable=SC2086
+    read -r l f <<<"$link"
+    read -r l_addr f_addr <<<"${MADRID_LINK_ADDRS[$link]}"
+    ns="qs-${TAG}-${MADRID_EVE_NS[$link]}" net=${MADRID_EVE_NET[$link]}
+    port=${MADRID_QUANTUM_PORT[$link]}
     if ! ip netns list | grep -qw "$ns"; then
         ip netns add "$ns"
         EXTRA_NAMESPACES+=("$ns")
         ip -n "$ns" link set lo up
-        ip link add to-eve netns "$(madrid_ns r1)" type veth peer name to-r1 netns "$ns"
-        ip -n "$(madrid_ns r1)" addr add 198.18.4.1/24 dev to-eve
-        ip -n "$ns" addr add 198.18.4.2/24 dev to-r1
-        ip -n "$(madrid_ns r1)" link set to-eve up
-        ip -n "$ns" link set to-r1 up
-        ip -n "$ns" route add default via 198.18.4.1
-        ip -n "$(madrid_ns r2)" route add 198.18.4.0/24 via 198.18.2.1
+        ip link add to-eve netns "$(madrid_ns "$l")" type veth peer name "to-$l" netns "$ns"
+        ip -n "$(madrid_ns "$l")" addr add "$net.1/24" dev to-eve
+        ip -n "$ns" addr add "$net.2/24" dev "to-$l"
+        ip -n "$(madrid_ns "$l")" link set to-eve up
+        ip -n "$ns" link set "to-$l" up
+        ip -n "$ns" route add default via "$net.1"
+        ip -n "$(madrid_ns "$f")" route add "$net.0/24" via "$l_addr"
     fi
-    ip netns exec "$ns" "$QSHIELD" qkd eve --listen "198.18.4.2:$EVE_PORT" \
-        --forward "198.18.2.2:$CVQKD_PORT" --attack "$attack" >>"$WORK/eve.log" 2>&1 &
-    EVE_PID=$!
-    PIDS+=("$EVE_PID")
+    ip netns exec "$ns" "$QSHIELD" qkd eve --listen "$net.2:$EVE_PORT" \
+        --forward "$f_addr:$port" --attack "$attack" >>"$WORK/${MADRID_EVE_NS[$link]}.log" 2>&1 &
+    var="EVE_PID_$l$f"
+    printf -v "$var" '%s' "$!"
+    PIDS+=("$!")
     local deadline=$((SECONDS + 10))
     until ip netns exec "$ns" ss -Hltn "sport = :$EVE_PORT" | grep -q .; do
-        (( SECONDS < deadline )) || { cat "$WORK/eve.log" >&2; fail "Eve did not listen"; }
+        (( SECONDS < deadline )) || { cat "$WORK/${MADRID_EVE_NS[$link]}.log" >&2; fail "Eve did not listen"; }
         sleep 0.1
     done
-    # Spliced in-line, Eve sends on ring-1's fiber: ring-2's quantum port accepts pulses only
-    # from its leader's address, so her forwarded pulses leave ring-1 with that address.
-    ip netns exec "$(madrid_ns r1)" nft -f - <<NFT
+    # Spliced in-line, Eve sends on the leader's fiber: the follower's quantum port accepts
+    # pulses only from its leader's address, so her forwarded pulses leave with that address.
+    ip netns exec "$(madrid_ns "$l")" nft -f - <<NFT
 table ip eve {
     chain out {
         type nat hook output priority -100;
-        ip daddr 198.18.2.2 tcp dport $CVQKD_PORT dnat to 198.18.4.2:$EVE_PORT
+        ip daddr $f_addr tcp dport $port dnat to $net.2:$EVE_PORT
     }
     chain post {
         type nat hook postrouting priority 100;
-        ip saddr 198.18.4.2 ip daddr 198.18.2.2 tcp dport $CVQKD_PORT snat to 198.18.2.1
+        ip saddr $net.2 ip daddr $f_addr tcp dport $port snat to $l_addr
     }
 }
 NFT
 }
 
-# madrid_eve_off: the splice removed (new connections go straight to ring-2) and Eve stopped.
+# madrid_eve_off [LINK]: the splice removed (new connections go straight to the follower)
+# and that Eve stopped.
 madrid_eve_off() {
-    ip netns exec "$(madrid_ns r1)" nft delete table ip eve 2>/dev/null || true
-    kill -TERM "$EVE_PID" 2>/dev/null || true
-    forget_pid "$EVE_PID" 2>/dev/null || true
+    local link=${1:-r1 r2} l f var
+    read -r l f <<<"$link"
+    ip netns exec "$(madrid_ns "$l")" nft delete table ip eve 2>/dev/null || true
+    var="EVE_PID_$l$f"
+    kill -TERM "${!var}" 2>/dev/null || true
+    forget_pid "${!var}" 2>/dev/null || true
+}
+
+# madrid_last_path NODE: the path of the last relay NODE's KME began (KME names without
+# "kme-", joined by " > "; two or more paths joined by " | " for a key sent in shares).
+madrid_last_path() {
+    madrid_status "$1" | python3 -c "
+import json, sys
+d = json.load(sys.stdin)
+mine = [r for r in d['routing']['relays'] if r['path'][0] == d['kme_id']]
+if not mine:
+    print('none'); sys.exit()
+last = mine[-1]['key_ids'][0]
+paths = [r['path'] for r in mine if last in r['key_ids']]
+print(' | '.join(' > '.join(k.removeprefix('kme-') for k in p) for p in paths))"
 }

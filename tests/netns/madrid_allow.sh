@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The Madrid topology with policy "allow" and the ring-2 KME down from the start: no QKD key
-# can be relayed, so the hospitals fall back to the hybrid X25519 + ML-KEM-768 handshake,
+# The Madrid topology with policy "allow" and the ring-2 and ring-3 KMEs down from the
+# start (both paths cut): no QKD key can be relayed, so the hospitals fall back to the hybrid X25519 + ML-KEM-768 handshake,
 # loudly (log line, status counter), and the tunnel carries traffic.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/../../scripts/lib/madrid.sh"
