@@ -136,7 +136,7 @@ madrid_kme_config() {
         esac
         local link
         for link in "${MADRID_LINKS[@]}"; do
-            [[ " $link " == *" $n "* ]] && madrid_link "$n" "$link"
+            if [[ " $link " == *" $n "* ]]; then madrid_link "$n" "$link"; fi
         done
     } >"$WORK/kme-$n.toml"
 }
