@@ -386,16 +386,24 @@ madrid_eve_off() {
     forget_pid "${!var}" 2>/dev/null || true
 }
 
-# madrid_last_path NODE: the path of the last relay NODE's KME began (KME names without
-# "kme-", joined by " > "; two or more paths joined by " | " for a key sent in shares).
+# madrid_last_path: the path of the last relay either hospital's KME began (whichever
+# hospital's daemon initiated the rotation is the master), written from hospital-a to
+# hospital-b: KME names without "kme-", joined by " > "; the paths of a key sent in shares
+# joined by " | ".
 madrid_last_path() {
-    madrid_status "$1" | python3 -c "
+    { madrid_status ha; echo; madrid_status hb; } | python3 -c "
 import json, sys
-d = json.load(sys.stdin)
-mine = [r for r in d['routing']['relays'] if r['path'][0] == d['kme_id']]
-if not mine:
+relays = []
+for doc in sys.stdin.read().split('\n{'):
+    doc = doc if doc.startswith('{') else '{' + doc
+    d = json.loads(doc)
+    relays += [r for r in d['routing']['relays'] if r['path'][0] == d['kme_id']]
+if not relays:
     print('none'); sys.exit()
-last = mine[-1]['key_ids'][0]
-paths = [r['path'] for r in mine if last in r['key_ids']]
-print(' | '.join(' > '.join(k.removeprefix('kme-') for k in p) for p in paths))"
+last = max(relays, key=lambda r: r['at_unix_ms'])
+paths = [r['path'] for r in relays if last['key_ids'][0] in r['key_ids']]
+def shown(p):
+    p = p if p[0] == 'kme-hospital-a' else p[::-1]
+    return ' > '.join(k.removeprefix('kme-') for k in p)
+print(' | '.join(sorted(shown(p) for p in paths)))"
 }

@@ -386,7 +386,13 @@ pub async fn run(shared: Arc<Shared>) {
                 (peer, ok)
             });
         }
-        let results = sends.join_all().await;
+        let mut results = Vec::new();
+        while let Some(done) = sends.join_next().await {
+            // (a send cancelled by the runtime stopping counts for nothing)
+            if let Ok(r) = done {
+                results.push(r);
+            }
+        }
         let mut unreachable = shared.routing.unreachable.lock().expect("lock");
         for (peer, ok) in results {
             let changed = if ok {

@@ -31,7 +31,7 @@ madrid_agreed_key_id 20 0.1 || fail "the two ends never named the same QKD key_I
 log "both ends' current key mixes QKD key $AGREED_KEY_ID"
 [[ $(status_field a "d['peers'][0]['qkd']['fallbacks']") == 0 ]] || fail "fallbacks under require"
 
-path=$(madrid_last_path ha)
+path=$(madrid_last_path)
 [[ $path == "hospital-a > ring-1 > ring-2 > hospital-b" ]] || fail "keys should take the ring (the larger pools), took $path"
 log "keys take the ring: $path"
 
@@ -43,13 +43,13 @@ log "stopping the KME at ring-1: the ring is cut, keys must go over ring-3"
 ids_before=$(qkd_ids)
 madrid_stop_kme r1
 t_stop=$SECONDS
-until (( $(qkd_ids) >= ids_before + 3 )) && [[ $(madrid_last_path ha) == "hospital-a > ring-3 > hospital-b" ]]; do
-    (( SECONDS - t_stop <= 20 )) || { show_logs 40; tail -20 "$WORK"/kme-ha.log >&2; fail "no QKD rotation over ring-3 within 20 s of ring-1 stopping (last path $(madrid_last_path ha))"; }
+until (( $(qkd_ids) >= ids_before + 3 )) && [[ $(madrid_last_path) == "hospital-a > ring-3 > hospital-b" ]]; do
+    (( SECONDS - t_stop <= 20 )) || { show_logs 40; tail -20 "$WORK"/kme-ha.log >&2; fail "no QKD rotation over ring-3 within 20 s of ring-1 stopping (last path $(madrid_last_path))"; }
     sleep 0.5
 done
 ip netns exec "$NS_A" ping -c 3 -i 0.3 -W 1 198.19.0.2 >/dev/null || { show_logs 40; fail "no traffic after the reroute"; }
 [[ $(status_field a "d['peers'][0]['qkd']['fallbacks']") == 0 ]] || fail "a fallback during the reroute under require"
-log "rerouted: $(( $(qkd_ids) - ids_before )) new QKD keys within $((SECONDS - t_stop)) s, over $(madrid_last_path ha)"
+log "rerouted: $(( $(qkd_ids) - ids_before )) new QKD keys within $((SECONDS - t_stop)) s, over $(madrid_last_path)"
 
 log "stopping the KME at ring-3 too: no path is left, no new QKD keys"
 madrid_stop_kme r3

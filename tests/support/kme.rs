@@ -579,16 +579,22 @@ pub struct MeshLink {
 
 /// KMEs `kme-0`, `kme-1`, … running in-process on the links given, routes computed: KME
 /// `i` hosts the SAEs `saes[i]`; every KME knows every SAE (`[[remote_sae]] kme = …`) and
-/// relays every pair of them, both ways. `relay` is the `[[remote_sae]]` relay lines of
-/// every remote SAE (`""` for single-path).
+/// relays every pair of them, both ways. `relay` gives the `[[remote_sae]]` relay lines of
+/// some SAEs (by SAE ID); the others are relayed over one path.
 pub struct Mesh {
-    pub net: KmeNet,
+    pub pki: Pki,
+    pub dirs: Vec<tempfile::TempDir>,
+    kmes: Vec<Option<KmeHandle>>,
     pub names: Vec<String>,
-    pub saes: Vec<Vec<String>>,
 }
 
 impl Mesh {
-    pub async fn start(n: usize, links: &[MeshLink], saes: &[&[&str]], relay: &str) -> Self {
+    pub async fn start(
+        n: usize,
+        links: &[MeshLink],
+        saes: &[&[&str]],
+        relay: &[(&str, &str)],
+    ) -> Self {
         let names: Vec<String> = (0..n).map(|i| format!("kme-{i}")).collect();
         let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let all_saes: Vec<&str> = saes.iter().flat_map(|s| s.iter().copied()).collect();
@@ -630,8 +636,9 @@ impl Mesh {
                     continue;
                 }
                 for s in hosted.iter() {
+                    let lines = relay.iter().find(|(id, _)| id == s).map_or("", |r| r.1);
                     text += &format!(
-                        "[[remote_sae]]\nid = \"{s}\"\nkme = \"{}\"\n{relay}\n",
+                        "[[remote_sae]]\nid = \"{s}\"\nkme = \"{}\"\n{lines}\n",
                         name_refs[j]
                     );
                 }
@@ -641,38 +648,49 @@ impl Mesh {
                     text += &pair_text(m, s, true, "");
                 }
             }
-            kmes.push(start(&text, dir.path()).await);
+            kmes.push(Some(start(&text, dir.path()).await));
             dirs.push(dir);
         }
         Self {
-            net: KmeNet { pki, dirs, kmes },
+            pki,
+            dirs,
+            kmes,
             names,
-            saes: saes
-                .iter()
-                .map(|s| s.iter().map(|x| x.to_string()).collect())
-                .collect(),
+        }
+    }
+
+    /// KME `i` (panics if it was stopped).
+    pub fn kme(&self, i: usize) -> &KmeHandle {
+        self.kmes[i].as_ref().expect("a running KME")
+    }
+
+    /// Stops KME `i` (its index stays taken).
+    pub async fn stop(&mut self, i: usize) {
+        if let Some(k) = self.kmes[i].take() {
+            k.shutdown().await;
         }
     }
 
     /// The ETSI 014 base URL of KME `i`.
     pub fn base(&self, i: usize) -> String {
-        base(self.net.kmes[i].local_addr())
+        base(self.kme(i).local_addr())
     }
 
-    /// Waits (up to `within`) until every KME holds the adverts of all the KMEs, each link
-    /// in them with pad both ways; the time it took.
+    /// Waits (up to `within`) until every running KME holds the adverts of all the running
+    /// KMEs, each link in them with pad both ways; the time it took.
     pub async fn converged(&self, within: Duration) -> Duration {
         let t0 = std::time::Instant::now();
+        let running = self.kmes.iter().flatten().count();
         loop {
             let mut all = true;
-            for k in &self.net.kmes {
+            for k in self.kmes.iter().flatten() {
                 let st = k.status().await;
                 let filled = st.routing.adverts.iter().all(|a| {
                     a.links
                         .iter()
                         .all(|l| l.send_bits > 0 && l.receive_bits > 0)
                 });
-                if st.routing.adverts.len() != self.names.len() || !filled {
+                if st.routing.adverts.len() != running || !filled {
                     all = false;
                     break;
                 }
@@ -685,21 +703,21 @@ impl Mesh {
         }
     }
 
-    /// `enc_keys` at the KME of `master` for `slave`: `number` keys of 256 bits.
+    /// `enc_keys` at KME `at` by `master` for `slave`: `number` keys of 256 bits.
     pub async fn enc(&self, at: usize, master: &str, slave: &str, number: u64) -> reqwest::Response {
         let url = format!("{}/{slave}/enc_keys", self.base(at));
-        post_enc_keys(&self.net.pki.client(Some(master)), &url, number, 256).await
+        post_enc_keys(&self.pki.client(Some(master)), &url, number, 256).await
     }
 
     /// `dec_keys` at KME `at` by `slave` for the keys of `sent` from `master`.
     pub async fn dec(&self, at: usize, slave: &str, master: &str, sent: &KeyContainer) -> KeyContainer {
         let url = format!("{}/{master}/dec_keys", self.base(at));
-        dec_all(&self.net.pki.client(Some(slave)), &url, sent).await
+        dec_all(&self.pki.client(Some(slave)), &url, sent).await
     }
 
-    /// The paths (as KME indices) of the last relays KME `at` began for keys `ids`.
+    /// The paths of the relays KME `at` began for keys `ids` (that it still remembers).
     pub async fn paths_of(&self, at: usize, ids: &[String]) -> Vec<Vec<String>> {
-        let st = self.net.kmes[at].status().await;
+        let st = self.kme(at).status().await;
         st.routing
             .relays
             .iter()
@@ -709,7 +727,7 @@ impl Mesh {
     }
 
     pub async fn shutdown(self) {
-        for k in self.net.kmes {
+        for k in self.kmes.into_iter().flatten() {
             k.shutdown().await;
         }
     }

@@ -64,8 +64,16 @@ pub async fn relay_out(
                 send_path(&shared, &master, &slave, &route, Some(tag), &ids, plain).await
             });
         }
-        let results = sends.join_all().await;
-        if let Some(e) = results.into_iter().find_map(Result::err) {
+        let mut failed = None;
+        while let Some(done) = sends.join_next().await {
+            let result = done.unwrap_or_else(|e| {
+                Err(ApiError::unavailable(format!("a share's relay stopped: {e}")))
+            });
+            if let Err(e) = result {
+                failed.get_or_insert(e);
+            }
+        }
+        if let Some(e) = failed {
             return Err(e);
         }
     }
