@@ -407,3 +407,65 @@ def shown(p):
     return ' > '.join(k.removeprefix('kme-') for k in p)
 print(' | '.join(sorted(shown(p) for p in paths)))"
 }
+
+# madrid_shares_seen: for the last key relayed in shares, what each KME saw of it: "share i
+# of n" per relay it took part in (a ring node sees one share; the hospitals see all).
+madrid_shares_seen() {
+    local n last=""
+    for n in ha hb; do
+        last+=$(madrid_status "$n" | python3 -c "
+import json, sys
+d = json.load(sys.stdin)
+mine = [r for r in d['routing']['relays'] if r['path'][0] == d['kme_id'] and r.get('share')]
+print('%d %s' % (mine[-1]['at_unix_ms'], mine[-1]['key_ids'][0]) if mine else '')")$'\n'
+    done
+    last=$(sort -n <<<"$last" | tail -1 | cut -d' ' -f2)
+    [[ -n $last ]] || { echo "    no key relayed in shares yet"; return; }
+    echo "    key $last:"
+    for n in "${MADRID_NODES[@]}"; do
+        madrid_status "$n" | python3 -c "
+import json, sys
+d = json.load(sys.stdin)
+seen = [r for r in d['routing']['relays'] if '$last' in r['key_ids']]
+what = ', '.join('share %d of %d over %s' % (r['share']['index'] + 1, r['share']['count'],
+                 ' > '.join(k.removeprefix('kme-') for k in r['path'])) for r in seen)
+print('      %-16s %s' % (d['kme_id'].removeprefix('kme-'), what or 'nothing'))"
+    done
+}
+
+# madrid_first_session_over PATH EPOCH: seconds from EPOCH to the first session hospital-a
+# established on a QKD key relayed over PATH (as madrid_last_path writes it), if any.
+madrid_first_session_over() {
+    { madrid_status ha; echo; madrid_status hb; } | python3 -c "
+import datetime, json, re, sys
+want, since, log = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+ids = set()
+for doc in sys.stdin.read().split('\n{'):
+    d = json.loads(doc if doc.startswith('{') else '{' + doc)
+    for r in d['routing']['relays']:
+        p = r['path'] if r['path'][0] == 'kme-hospital-a' else r['path'][::-1]
+        if ' > '.join(k.removeprefix('kme-') for k in p) == want:
+            ids.update(r['key_ids'])
+key = None
+for line in open(log):
+    m = re.search(r'QKD key delivered .*key_id=([0-9a-f-]+)', line)
+    if m:
+        key = m.group(1)
+        continue
+    if 'session established' in line and key in ids:
+        t = datetime.datetime.fromisoformat(line.split()[0].replace('Z', '+00:00')).timestamp()
+        if t >= since:
+            print('%.1f' % (t - since))
+            break
+" "$1" "$2" "$WORK/a.log"
+}
+
+# madrid_log_time FILE PATTERN: the Unix time of the first line of FILE matching PATTERN.
+madrid_log_time() {
+    python3 -c "
+import datetime, sys
+for line in open(sys.argv[1]):
+    if sys.argv[2] in line:
+        print(datetime.datetime.fromisoformat(line.split()[0].replace('Z', '+00:00')).timestamp()); break
+" "$1" "$2"
+}
