@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # scripts/soak.sh DURATION - the Madrid topology under steady load for DURATION (e.g. 3600,
-# 90s, 60m, 1h): four KMEs relaying QKD keys, both hospital daemons under policy "require"
+# 90s, 60m, 1h): five KMEs relaying QKD keys, both hospital daemons under policy "require"
 # rotating their key every second, and iperf3 running across the tunnel the whole time (at
 # SOAK_IPERF_RATE, default 200M, so the machine keeps room for the rotations).
 #
 # Every SOAK_SAMPLE seconds (default 60) it records, for each process (the two daemons and
-# the four KMEs), its resident memory and open file descriptors, and the pool levels of the
+# the five KMEs), its resident memory and open file descriptors, and the pool levels of the
 # three links, the QKD keys the daemons consumed, their drops and fallbacks. At the end it
 # prints the table and checks that nothing grew: each process's RSS at the end is within
 # SOAK_RSS_GROWTH_MAX_KB (default 16384) of its RSS at the first sample after the warm-up
@@ -59,7 +59,7 @@ sample() {
         procs+=", \"kme-$n\": ${!pid}"
     done
     procs+="}"
-    for n in ha r1 r2; do
+    for n in ha r1 r2 r3; do
         pools=$(madrid_status "$n" 2>/dev/null | python3 -c "
 import json, sys
 p = json.loads(sys.argv[1]); d = json.load(sys.stdin)

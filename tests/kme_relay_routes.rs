@@ -81,12 +81,26 @@ async fn relay(
     slave: &str,
     route: &[&str],
 ) -> (StatusCode, Value) {
+    relay_with(n, from, master, slave, route, json!([from]), Value::Null).await
+}
+
+/// [`relay`] naming the KMEs `passed` and a `share` tag (`null`: none).
+async fn relay_with(
+    n: &KmeNet,
+    from: &str,
+    master: &str,
+    slave: &str,
+    route: &[&str],
+    passed: Value,
+    share: Value,
+) -> (StatusCode, Value) {
     let seq = if from == "kme-a" { 0 } else { 1 };
     let body = json!({
         "master": master,
         "slave": slave,
-        "passed": [from],
+        "passed": passed,
         "route": route,
+        "share": share,
         "pads": [{"seq": seq, "offset": 0, "len": 32}],
         "keys": [{
             "key_ID": uuid::Uuid::new_v4().to_string(),
@@ -223,6 +237,34 @@ async fn a_relay_whose_ends_are_not_the_pairs_kmes_is_refused() {
     // The honest relay still goes through.
     let (code, body) = relay(&n, "kme-a", "sae-a", "sae-b", &route).await;
     assert_eq!(code, StatusCode::OK, "{body}");
+    for k in n.kmes {
+        k.shutdown().await;
+    }
+}
+
+/// The KMEs a relay claims to have passed must end at its sender and start at the master's
+/// KME, and a share tag must name one of 2 to 4 shares: else refused, no pad spent.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_relay_must_name_the_kmes_it_passed_and_a_sane_share() {
+    let n = net().await;
+    let route = ["kme-r", "kme-b"];
+    let cases = [
+        (json!(["kme-b"]), Value::Null, "do not end at its sender 'kme-a'"),
+        (json!([]), Value::Null, "do not end at its sender 'kme-a'"),
+        (json!(["kme-b", "kme-a"]), Value::Null, "'kme-b' twice"),
+        (json!(["kme-x", "kme-a"]), Value::Null, "come from 'kme-x'"),
+        (json!(["kme-a"]), json!({"index": 2, "count": 2}), "share 2 of 2"),
+        (json!(["kme-a"]), json!({"index": 0, "count": 9}), "share 0 of 9"),
+    ];
+    for (passed, share, says) in cases {
+        let before = settled(&n).await;
+        let (code, body) =
+            relay_with(&n, "kme-a", "sae-a", "sae-b", &route, passed.clone(), share).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "{passed}: {body}");
+        let msg = body["message"].as_str().unwrap_or_default();
+        assert!(msg.contains(says), "{passed}: {body}");
+        assert_eq!(levels(&n).await, before, "{passed}: no pad spent");
+    }
     for k in n.kmes {
         k.shutdown().await;
     }

@@ -250,3 +250,87 @@ fn walk(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     }
     out
 }
+
+/// Exactly once across kill -9 of a KME on a path, for keys rerouted and keys in shares:
+/// kme-1 (the upper path's middle) is the real binary in a child process, killed with
+/// SIGKILL twice while two masters relay through it (one single-path, one in shares) and
+/// restarted on its store. Every key a master got reaches its slave once, with the same
+/// bytes; a second fetch is refused; every answer is 200 or 503, never a partial key set.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_on_a_path_delivers_every_key_once_or_not_at_all() {
+    let link = |leader, follower, pool_max| MeshLink {
+        leader,
+        follower,
+        rate: 8_000_000,
+        pool_max,
+    };
+    let links = [
+        link(0, 1, BIG),
+        link(1, 3, BIG),
+        link(0, 2, SMALL),
+        link(2, 3, SMALL),
+    ];
+    let saes: [&[&str]; 4] = [&["sae-a", "sae-c"], &[], &[], &["sae-b", "sae-d"]];
+    let relay = [("sae-d", "relay = \"multipath\"")];
+    let mut m = Mesh::start_but(4, &links, &saes, &relay, &[1]).await;
+    let log = m.dirs[1].path().join("kme.log");
+    let mut child = spawn_kme(&m.configs[1], &log);
+    m.converged(Duration::from_secs(20)).await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for (master, slave) in [("sae-a", "sae-b"), ("sae-c", "sae-d")] {
+        let (c, url) = (
+            m.pki.client(Some(master)),
+            format!("{}/{slave}/enc_keys", m.base(0)),
+        );
+        let stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = std::collections::HashMap::new();
+            let mut refused = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let r = post_enc_keys(&c, &url, 2, 256).await;
+                match r.status() {
+                    StatusCode::OK => {
+                        let k: qshield::qkd::etsi014::KeyContainer = r.json().await.unwrap();
+                        assert_eq!(k.keys.len(), 2, "a partial key set");
+                        record_once(&mut got, &k, "an ID twice to the master");
+                    }
+                    StatusCode::SERVICE_UNAVAILABLE => {
+                        refused += 1;
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    other => panic!("{other}: {}", r.text().await.unwrap_or_default()),
+                }
+            }
+            (got, refused)
+        }));
+    }
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        child.kill().unwrap(); // SIGKILL, to this PID only
+        child.wait().unwrap();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        child = spawn_kme(&m.configs[1], &log);
+        m.converged(Duration::from_secs(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for (t, (master, slave)) in tasks.into_iter().zip([("sae-a", "sae-b"), ("sae-c", "sae-d")]) {
+        let (got, refused) = t.await.unwrap();
+        assert!(!got.is_empty(), "{master}: no key at all");
+        let client = m.pki.client(Some(slave));
+        let url = format!("{}/{master}/dec_keys", m.base(3));
+        for (id, key) in &got {
+            let body = key_ids_body([id]);
+            let k = keys(client.post(&url).json(&body).send().await.unwrap()).await;
+            assert_eq!(&k.keys[0].key, key, "{master}: key {id} differs at the slave");
+            let again = client.post(&url).json(&body).send().await.unwrap();
+            assert_eq!(again.status(), StatusCode::BAD_REQUEST, "{id} served twice");
+        }
+        eprintln!("{master} -> {slave}: {} keys delivered once, {refused} requests refused", got.len());
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    m.shutdown().await;
+}

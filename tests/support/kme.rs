@@ -586,6 +586,10 @@ pub struct Mesh {
     pub dirs: Vec<tempfile::TempDir>,
     kmes: Vec<Option<KmeHandle>>,
     pub names: Vec<String>,
+    /// The config file of each KME (written for every KME).
+    pub configs: Vec<PathBuf>,
+    /// KMEs stopped with [`Mesh::stop`].
+    stopped: Vec<usize>,
 }
 
 impl Mesh {
@@ -595,6 +599,18 @@ impl Mesh {
         saes: &[&[&str]],
         relay: &[(&str, &str)],
     ) -> Self {
+        Self::start_but(n, links, saes, relay, &[]).await
+    }
+
+    /// As [`Mesh::start`], but the KMEs `elsewhere` are not started in this process (their
+    /// configs are written; run them with [`spawn_kme`]).
+    pub async fn start_but(
+        n: usize,
+        links: &[MeshLink],
+        saes: &[&[&str]],
+        relay: &[(&str, &str)],
+        elsewhere: &[usize],
+    ) -> Self {
         let names: Vec<String> = (0..n).map(|i| format!("kme-{i}")).collect();
         let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let all_saes: Vec<&str> = saes.iter().flat_map(|s| s.iter().copied()).collect();
@@ -602,6 +618,7 @@ impl Mesh {
         let ports: Vec<u16> = names.iter().map(|_| free_port()).collect();
         let mut dirs = Vec::new();
         let mut kmes = Vec::new();
+        let mut configs = Vec::new();
         for i in 0..n {
             let own: Vec<Link<'_>> = links
                 .iter()
@@ -648,7 +665,14 @@ impl Mesh {
                     text += &pair_text(m, s, true, "");
                 }
             }
-            kmes.push(Some(start(&text, dir.path()).await));
+            let config = dir.path().join("kme.toml");
+            std::fs::write(&config, &text).unwrap();
+            configs.push(config);
+            if elsewhere.contains(&i) {
+                kmes.push(None);
+            } else {
+                kmes.push(Some(start(&text, dir.path()).await));
+            }
             dirs.push(dir);
         }
         Self {
@@ -656,6 +680,8 @@ impl Mesh {
             dirs,
             kmes,
             names,
+            configs,
+            stopped: Vec::new(),
         }
     }
 
@@ -669,6 +695,7 @@ impl Mesh {
         if let Some(k) = self.kmes[i].take() {
             k.shutdown().await;
         }
+        self.stopped.push(i);
     }
 
     /// The ETSI 014 base URL of KME `i`.
@@ -676,11 +703,11 @@ impl Mesh {
         base(self.kme(i).local_addr())
     }
 
-    /// Waits (up to `within`) until every running KME holds the adverts of all the running
-    /// KMEs, each link in them with pad both ways; the time it took.
+    /// Waits (up to `within`) until every KME of this process holds the adverts of all the
+    /// KMEs not stopped, each link in them with pad both ways; the time it took.
     pub async fn converged(&self, within: Duration) -> Duration {
         let t0 = std::time::Instant::now();
-        let running = self.kmes.iter().flatten().count();
+        let running = self.names.len() - self.stopped.len();
         loop {
             let mut all = true;
             for k in self.kmes.iter().flatten() {
