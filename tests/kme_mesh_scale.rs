@@ -51,7 +51,10 @@ impl Seeded {
 fn topology() -> Vec<MeshLink> {
     let mut rng = Seeded(12);
     let mut edges: BTreeSet<(usize, usize)> = (0..KMES).map(|i| (i, (i + 1) % KMES)).collect();
-    edges = edges.into_iter().map(|(a, b)| (a.min(b), a.max(b))).collect();
+    edges = edges
+        .into_iter()
+        .map(|(a, b)| (a.min(b), a.max(b)))
+        .collect();
     while edges.len() < KMES + CHORDS {
         let a = rng.below(KMES);
         let b = rng.below(KMES);
@@ -85,7 +88,7 @@ fn capacities(links: &[MeshLink], down: &BTreeSet<usize>) -> HashMap<(usize, usi
 
 /// The best single path's bottleneck (widest path) from `s` to `t`.
 fn widest(c: &HashMap<(usize, usize), f64>, s: usize, t: usize) -> f64 {
-    let mut best = vec![0.0f64; KMES];
+    let mut best = [0.0f64; KMES];
     best[s] = f64::INFINITY;
     for _ in 0..KMES {
         for (&(u, v), &w) in c {
@@ -100,13 +103,13 @@ fn max_flow(c: &HashMap<(usize, usize), f64>, s: usize, t: usize) -> f64 {
     let mut r = c.clone();
     let mut total = 0.0;
     loop {
-        let mut prev = vec![usize::MAX; KMES];
+        let mut prev = [usize::MAX; KMES];
         prev[s] = s;
         let mut q = std::collections::VecDeque::from([s]);
         while let Some(u) = q.pop_front() {
-            for v in 0..KMES {
-                if prev[v] == usize::MAX && r.get(&(u, v)).copied().unwrap_or(0.0) > 1e-9 {
-                    prev[v] = u;
+            for (v, before) in prev.iter_mut().enumerate() {
+                if *before == usize::MAX && r.get(&(u, v)).copied().unwrap_or(0.0) > 1e-9 {
+                    *before = u;
                     q.push_back(v);
                 }
             }
@@ -222,7 +225,13 @@ async fn twenty_kmes_route_around_attacks_and_deliver_every_key_once() {
     let mut alarm_times = Vec::new();
     while attacked.len() < 3 {
         let st = m.kme(0).status().await;
-        let Some(last) = st.routing.relays.iter().rev().find(|r| r.path[0] == "kme-0") else {
+        let Some(last) = st
+            .routing
+            .relays
+            .iter()
+            .rev()
+            .find(|r| r.path[0] == "kme-0")
+        else {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
@@ -279,7 +288,10 @@ async fn twenty_kmes_route_around_attacks_and_deliver_every_key_once() {
     let mut middle = BTreeSet::new();
     for p in &paths {
         for k in &p[1..p.len() - 1] {
-            assert!(middle.insert(k.clone()), "{k} on two share paths: {paths:?}");
+            assert!(
+                middle.insert(k.clone()),
+                "{k} on two share paths: {paths:?}"
+            );
         }
     }
     for i in (0..KMES).filter(|&i| i != 5 && i != 15) {
@@ -307,7 +319,9 @@ async fn twenty_kmes_route_around_attacks_and_deliver_every_key_once() {
         .unwrap();
     m.stop(victim).await;
     let stop_seen = seen(&m, 0, neighbour, victim, None, STOP_BOUND).await;
-    eprintln!("kme-{victim} stopped: kme-0 dropped the link kme-{neighbour} - kme-{victim} {stop_seen:?} after");
+    eprintln!(
+        "kme-{victim} stopped: kme-0 dropped the link kme-{neighbour} - kme-{victim} {stop_seen:?} after"
+    );
 
     tokio::time::sleep(LOAD.saturating_sub(Duration::from_secs(7))).await;
     stop_load.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -320,7 +334,10 @@ async fn twenty_kmes_route_around_attacks_and_deliver_every_key_once() {
         got.len(),
         elapsed.as_secs_f64(),
     );
-    assert!(rate >= best / 2.0, "{rate:.0} bit/s: below half the best path's {best:.0}");
+    assert!(
+        rate >= best / 2.0,
+        "{rate:.0} bit/s: below half the best path's {best:.0}"
+    );
     // (the pools' first content, at most 16 kbit a link direction, comes on top)
     let first_content = 16_384.0 * links.len() as f64 / elapsed.as_secs_f64();
     assert!(

@@ -249,12 +249,24 @@ async fn a_relay_must_name_the_kmes_it_passed_and_a_sane_share() {
     let n = net().await;
     let route = ["kme-r", "kme-b"];
     let cases = [
-        (json!(["kme-b"]), Value::Null, "do not end at its sender 'kme-a'"),
+        (
+            json!(["kme-b"]),
+            Value::Null,
+            "do not end at its sender 'kme-a'",
+        ),
         (json!([]), Value::Null, "do not end at its sender 'kme-a'"),
         (json!(["kme-b", "kme-a"]), Value::Null, "'kme-b' twice"),
         (json!(["kme-x", "kme-a"]), Value::Null, "come from 'kme-x'"),
-        (json!(["kme-a"]), json!({"index": 2, "count": 2}), "share 2 of 2"),
-        (json!(["kme-a"]), json!({"index": 0, "count": 9}), "share 0 of 9"),
+        (
+            json!(["kme-a"]),
+            json!({"index": 2, "count": 2}),
+            "share 2 of 2",
+        ),
+        (
+            json!(["kme-a"]),
+            json!({"index": 0, "count": 9}),
+            "share 0 of 9",
+        ),
     ];
     for (passed, share, says) in cases {
         let before = settled(&n).await;

@@ -119,8 +119,16 @@ async fn keys_take_the_widest_path_and_go_around_a_link_under_alarm() {
     m.kme(2).set_link_in_service("kme-3", false);
     kme0_sees(&m, "kme-2", "kme-3", true).await;
     let before = settled_at_0(&m).await;
-    let e = refused(m.enc(0, "sae-a", "sae-b", 1).await, StatusCode::SERVICE_UNAVAILABLE).await;
-    assert!(e.message.contains("no route from 'kme-0' to 'kme-3'"), "{}", e.message);
+    let e = refused(
+        m.enc(0, "sae-a", "sae-b", 1).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+    )
+    .await;
+    assert!(
+        e.message.contains("no route from 'kme-0' to 'kme-3'"),
+        "{}",
+        e.message
+    );
     assert_eq!(levels_at_0(&m).await, before, "no pad spent");
 
     // Back in service: keys flow again, over the wider path.
@@ -227,7 +235,11 @@ async fn in_shares_no_middle_kme_ever_holds_a_key() {
     m.kme(2).set_link_in_service("kme-3", false);
     kme0_sees(&m, "kme-2", "kme-3", true).await;
     let before = settled_at_0(&m).await;
-    let e = refused(m.enc(0, "sae-a", "sae-b", 1).await, StatusCode::SERVICE_UNAVAILABLE).await;
+    let e = refused(
+        m.enc(0, "sae-a", "sae-b", 1).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+    )
+    .await;
     assert!(
         e.message.contains("only 1 node-disjoint paths") && e.message.contains("2 wanted"),
         "{}",
@@ -272,7 +284,7 @@ async fn kill_9_on_a_path_delivers_every_key_once_or_not_at_all() {
     ];
     let saes: [&[&str]; 4] = [&["sae-a", "sae-c"], &[], &[], &["sae-b", "sae-d"]];
     let relay = [("sae-d", "relay = \"multipath\"")];
-    let mut m = Mesh::start_but(4, &links, &saes, &relay, &[1]).await;
+    let m = Mesh::start_but(4, &links, &saes, &relay, &[1]).await;
     let log = m.dirs[1].path().join("kme.log");
     let mut child = spawn_kme(&m.configs[1], &log);
     m.converged(Duration::from_secs(20)).await;
@@ -316,7 +328,10 @@ async fn kill_9_on_a_path_delivers_every_key_once_or_not_at_all() {
     }
     tokio::time::sleep(Duration::from_millis(700)).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    for (t, (master, slave)) in tasks.into_iter().zip([("sae-a", "sae-b"), ("sae-c", "sae-d")]) {
+    for (t, (master, slave)) in tasks
+        .into_iter()
+        .zip([("sae-a", "sae-b"), ("sae-c", "sae-d")])
+    {
         let (got, refused) = t.await.unwrap();
         assert!(!got.is_empty(), "{master}: no key at all");
         let client = m.pki.client(Some(slave));
@@ -324,11 +339,17 @@ async fn kill_9_on_a_path_delivers_every_key_once_or_not_at_all() {
         for (id, key) in &got {
             let body = key_ids_body([id]);
             let k = keys(client.post(&url).json(&body).send().await.unwrap()).await;
-            assert_eq!(&k.keys[0].key, key, "{master}: key {id} differs at the slave");
+            assert_eq!(
+                &k.keys[0].key, key,
+                "{master}: key {id} differs at the slave"
+            );
             let again = client.post(&url).json(&body).send().await.unwrap();
             assert_eq!(again.status(), StatusCode::BAD_REQUEST, "{id} served twice");
         }
-        eprintln!("{master} -> {slave}: {} keys delivered once, {refused} requests refused", got.len());
+        eprintln!(
+            "{master} -> {slave}: {} keys delivered once, {refused} requests refused",
+            got.len()
+        );
     }
     child.kill().unwrap();
     child.wait().unwrap();

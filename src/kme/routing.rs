@@ -279,12 +279,7 @@ impl Routing {
 /// key rate (the CV-QKD link's measured rate, a random source's configured one), the alarm
 /// (a CV-QKD alarm, or out of service), ξ̂. Unreachable neighbours are left out.
 async fn own_links(shared: &Shared) -> Vec<LinkReport> {
-    let unreachable = shared
-        .routing
-        .unreachable
-        .lock()
-        .expect("lock")
-        .clone();
+    let unreachable = shared.routing.unreachable.lock().expect("lock").clone();
     let mut out = Vec::new();
     for link in &shared.cfg.links {
         if unreachable.contains(&link.peer) {
@@ -305,10 +300,11 @@ async fn own_links(shared: &Shared) -> Vec<LinkReport> {
             peer: KmeId::from(link.peer.as_str()),
             send_bits: bits(dir),
             receive_bits: bits(dir.opposite()),
-            key_rate_bps: figures.as_ref().map_or(
-                link.rate_bits_per_second as f64,
-                |f| f.secret_key_rate_bits_per_second,
-            ),
+            key_rate_bps: figures
+                .as_ref()
+                .map_or(link.rate_bits_per_second as f64, |f| {
+                    f.secret_key_rate_bits_per_second
+                }),
             alarm: shared.cvqkd.alarm(&link.peer).is_some()
                 || shared.routing.out_of_service(&link.peer),
             excess_noise: figures.and_then(|f| f.excess_noise_estimate_snu),
@@ -467,6 +463,8 @@ pub async fn keys_available(shared: &Shared, remote: &RemoteSae, key_bits: u64) 
 /// `send_dir` for a neighbour that must exist (the first hop of a chosen path).
 pub fn first_hop_dir(shared: &Shared, peer: &str) -> Result<Direction, ApiError> {
     send_dir(shared, peer).ok_or_else(|| {
-        ApiError::unavailable(format!("the path starts at '{peer}', not a link of this KME"))
+        ApiError::unavailable(format!(
+            "the path starts at '{peer}', not a link of this KME"
+        ))
     })
 }

@@ -24,7 +24,9 @@ pub const KEYS_WAITING_MAX: usize = 4096;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ShareError {
     /// The key waits for shares of another pair, count or length.
-    #[error("share {index} of key '{key_id}' does not match the shares that came before it ({why})")]
+    #[error(
+        "share {index} of key '{key_id}' does not match the shares that came before it ({why})"
+    )]
     Mismatch {
         /// The key.
         key_id: String,
@@ -64,6 +66,20 @@ pub struct Joined {
     pub paths: Vec<Vec<String>>,
 }
 
+/// Shares arriving in one relay: whose, which, over which path, for which keys.
+pub struct Arrival<'a> {
+    /// Master SAE.
+    pub master: &'a str,
+    /// Slave SAE.
+    pub slave: &'a str,
+    /// Which share of each key the relay carries.
+    pub tag: ShareTag,
+    /// The whole path it took, the master's KME first.
+    pub path: &'a [String],
+    /// The keys' IDs.
+    pub ids: &'a [String],
+}
+
 /// The shares waiting, by key ID.
 #[derive(Default)]
 pub struct SharesIn {
@@ -71,24 +87,21 @@ pub struct SharesIn {
 }
 
 impl SharesIn {
-    /// Checks that shares `tag` of keys `ids` (of `lens` bytes) for `master` → `slave` would
-    /// be taken, before their pad is spent.
+    /// Checks that the shares of `arrival` (of `lens` bytes) would be taken, before their
+    /// pad is spent.
     pub fn check(
         &self,
-        master: &str,
-        slave: &str,
-        tag: ShareTag,
-        ids: &[String],
+        arrival: &Arrival<'_>,
         lens: &[usize],
         now: Instant,
     ) -> Result<(), ShareError> {
         let mut waiting = self.waiting.lock().expect("shares lock");
         expire(&mut waiting, now);
         let mut new = 0;
-        for (id, &len) in ids.iter().zip(lens) {
+        for (id, &len) in arrival.ids.iter().zip(lens) {
             match waiting.get(id) {
                 None => new += 1,
-                Some(w) => matches(w, id, master, slave, tag, len)?,
+                Some(w) => matches(w, id, arrival, len)?,
             }
         }
         if waiting.len() + new > KEYS_WAITING_MAX {
@@ -97,23 +110,26 @@ impl SharesIn {
         Ok(())
     }
 
-    /// Takes shares `tag` of keys `ids` for `master` → `slave`, which came over `path`;
-    /// returns the keys this completes (all of the request's, when it was the last share).
+    /// Takes the shares of `arrival` (`parts`, one per key); returns the keys this completes
+    /// (all of the relay's, when it carried their last share).
     pub fn add(
         &self,
-        master: &str,
-        slave: &str,
-        tag: ShareTag,
-        path: &[String],
-        ids: &[String],
+        arrival: &Arrival<'_>,
         parts: Vec<Secret>,
         now: Instant,
     ) -> Result<Joined, ShareError> {
+        let Arrival {
+            master,
+            slave,
+            tag,
+            path,
+            ids,
+        } = *arrival;
         let mut waiting = self.waiting.lock().expect("shares lock");
         expire(&mut waiting, now);
         for (id, part) in ids.iter().zip(&parts) {
             if let Some(w) = waiting.get(id) {
-                matches(w, id, master, slave, tag, part.len())?;
+                matches(w, id, arrival, part.len())?;
             }
         }
         let mut joined = Joined {
@@ -152,14 +168,10 @@ impl SharesIn {
     }
 }
 
-fn matches(
-    w: &Waiting,
-    id: &str,
-    master: &str,
-    slave: &str,
-    tag: ShareTag,
-    len: usize,
-) -> Result<(), ShareError> {
+fn matches(w: &Waiting, id: &str, arrival: &Arrival<'_>, len: usize) -> Result<(), ShareError> {
+    let Arrival {
+        master, slave, tag, ..
+    } = *arrival;
     let mismatch = |why| ShareError::Mismatch {
         key_id: id.to_string(),
         index: tag.index,
@@ -203,6 +215,21 @@ mod tests {
         ShareTag { index, count: 2 }
     }
 
+    fn arrival<'a>(
+        slave: &'a str,
+        index: u8,
+        path: &'a [String],
+        ids: &'a [String],
+    ) -> Arrival<'a> {
+        Arrival {
+            master: "m",
+            slave,
+            tag: tag(index),
+            path,
+            ids,
+        }
+    }
+
     #[test]
     fn a_key_is_joined_when_its_last_share_arrives_and_only_then() {
         let s = SharesIn::default();
@@ -212,12 +239,12 @@ mod tests {
         let now = Instant::now();
         let p1 = vec!["a".to_string(), "r1".into(), "b".into()];
         let j = s
-            .add("m", "s", tag(1), &p1, &ids, vec![parts[1].clone()], now)
+            .add(&arrival("s", 1, &p1, &ids), vec![parts[1].clone()], now)
             .unwrap();
         assert!(j.keys.is_empty());
         assert_eq!(s.waiting(), 1);
         assert_eq!(
-            s.add("m", "s", tag(1), &p1, &ids, vec![parts[1].clone()], now)
+            s.add(&arrival("s", 1, &p1, &ids), vec![parts[1].clone()], now)
                 .err(),
             Some(ShareError::Twice {
                 key_id: "k".into(),
@@ -226,7 +253,7 @@ mod tests {
         );
         let p0 = vec!["a".to_string(), "r2".into(), "b".into()];
         let j = s
-            .add("m", "s", tag(0), &p0, &ids, vec![parts[0].clone()], now)
+            .add(&arrival("s", 0, &p0, &ids), vec![parts[0].clone()], now)
             .unwrap();
         assert_eq!(j.keys.len(), 1);
         assert_eq!(*j.keys[0].bytes, *key);
@@ -240,15 +267,18 @@ mod tests {
         let ids = vec!["k".to_string()];
         let now = Instant::now();
         let part = || vec![Zeroizing::new(vec![1u8; 32])];
-        s.add("m", "s", tag(0), &[], &ids, part(), now).unwrap();
-        let other = s.add("m", "x", tag(1), &[], &ids, part(), now).err();
-        assert!(matches!(other, Some(ShareError::Mismatch { .. })), "{other:?}");
+        s.add(&arrival("s", 0, &[], &ids), part(), now).unwrap();
+        let other = s.add(&arrival("x", 1, &[], &ids), part(), now).err();
+        assert!(
+            matches!(other, Some(ShareError::Mismatch { .. })),
+            "{other:?}"
+        );
         let short = vec![Zeroizing::new(vec![1u8; 16])];
-        assert!(s.check("m", "s", tag(1), &ids, &[16], now).is_err());
-        assert!(s.add("m", "s", tag(1), &[], &ids, short, now).is_err());
+        assert!(s.check(&arrival("s", 1, &[], &ids), &[16], now).is_err());
+        assert!(s.add(&arrival("s", 1, &[], &ids), short, now).is_err());
         // after SHARE_WAIT the first share is gone: share 1 starts a new wait
         let later = now + SHARE_WAIT;
-        let j = s.add("m", "s", tag(1), &[], &ids, part(), later).unwrap();
+        let j = s.add(&arrival("s", 1, &[], &ids), part(), later).unwrap();
         assert!(j.keys.is_empty());
         assert_eq!(s.waiting(), 1);
     }

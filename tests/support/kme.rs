@@ -725,19 +725,34 @@ impl Mesh {
             if all {
                 return t0.elapsed();
             }
-            assert!(t0.elapsed() < within, "adverts did not spread within {within:?}");
+            assert!(
+                t0.elapsed() < within,
+                "adverts did not spread within {within:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// `enc_keys` at KME `at` by `master` for `slave`: `number` keys of 256 bits.
-    pub async fn enc(&self, at: usize, master: &str, slave: &str, number: u64) -> reqwest::Response {
+    pub async fn enc(
+        &self,
+        at: usize,
+        master: &str,
+        slave: &str,
+        number: u64,
+    ) -> reqwest::Response {
         let url = format!("{}/{slave}/enc_keys", self.base(at));
         post_enc_keys(&self.pki.client(Some(master)), &url, number, 256).await
     }
 
     /// `dec_keys` at KME `at` by `slave` for the keys of `sent` from `master`.
-    pub async fn dec(&self, at: usize, slave: &str, master: &str, sent: &KeyContainer) -> KeyContainer {
+    pub async fn dec(
+        &self,
+        at: usize,
+        slave: &str,
+        master: &str,
+        sent: &KeyContainer,
+    ) -> KeyContainer {
         let url = format!("{}/{master}/dec_keys", self.base(at));
         dec_all(&self.pki.client(Some(slave)), &url, sent).await
     }

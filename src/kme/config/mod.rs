@@ -486,9 +486,8 @@ volume = "2Mbit/h"
             ("sae-hospital-a", "kme-hospital-a"),
             ("sae-hospital-b", "kme-hospital-b"),
         ];
-        let mut adverts = crate::kme::topology::database::LinkStateDb::new(
-            std::time::Duration::from_secs(60),
-        );
+        let mut adverts =
+            crate::kme::topology::database::LinkStateDb::new(std::time::Duration::from_secs(60));
         for cfg in &cfgs {
             for l in &cfg.links {
                 let other = cfgs.iter().find(|c| c.id == l.peer).expect("peer config");

@@ -7,8 +7,8 @@ use super::raw::{Raw, RawCvqkd, RawKme, RawLink, RawPair, RawRemoteSae, RawSae};
 use super::{
     ConnectionLimits, CvqkdLinkConfig, DEFAULT_PENDING_KEY_EXPIRY, KeyLimits, KmeConfig,
     KmeConfigError, LinkConfig, LinkRole, MAX_CONNECTION_TIMEOUT, MAX_KEY_PER_REQUEST_LIMIT,
-    MAX_KEY_SIZE_LIMIT_BITS, MAX_PENDING_KEY_EXPIRY, MULTIPATH_PATHS_MAX, Modulation, PerPeriod, Quota, RelayMode, RemoteSae,
-    SaePair, SourceKind, kme_id_use,
+    MAX_KEY_SIZE_LIMIT_BITS, MAX_PENDING_KEY_EXPIRY, MULTIPATH_PATHS_MAX, Modulation, PerPeriod,
+    Quota, RelayMode, RemoteSae, SaePair, SourceKind, kme_id_use,
 };
 use crate::config::spanned::{IdCharset, Source};
 use crate::config::units::DurationSyntax;
@@ -475,11 +475,9 @@ impl Validator<'_> {
         };
         let pfield = format!("remote_sae[{i}].paths");
         match (&r.paths, multipath) {
-            (Some(p), false) => Err(self.err(
-                p.span(),
-                pfield,
-                "is for relay = \"multipath\" only".into(),
-            )),
+            (Some(p), false) => {
+                Err(self.err(p.span(), pfield, "is for relay = \"multipath\" only".into()))
+            }
             (_, false) => Ok(RelayMode::Single),
             (_, true) if routed => {
                 let span = r.relay.as_ref().map_or(0..0, Spanned::span);
@@ -778,7 +776,10 @@ mod tests {
         let computed = GOOD.replace("route = [\"kme-b\"]", "kme = \"kme-b\"");
         let cfg = parse(&computed, Path::new("k.toml")).unwrap();
         let r = &cfg.remote_saes[0];
-        assert_eq!((r.kme.as_str(), &r.route, r.relay), ("kme-b", &None, RelayMode::Single));
+        assert_eq!(
+            (r.kme.as_str(), &r.route, r.relay),
+            ("kme-b", &None, RelayMode::Single)
+        );
         let multi = computed.replace(
             "kme = \"kme-b\"",
             "kme = \"kme-b\"\nrelay = \"multipath\"\npaths = 3",
@@ -786,15 +787,31 @@ mod tests {
         let cfg = parse(&multi, Path::new("k.toml")).unwrap();
         assert_eq!(cfg.remote_saes[0].relay, RelayMode::Multipath { paths: 3 });
         let bad = [
-            ("kme = \"kme-b\"", "", "remote_sae[0]: SAE 'sae-b' names no KME"),
-            ("kme = \"kme-b\"", "kme = \"kme-a\"", "remote_sae[0].kme: 'kme-a' is this KME"),
+            (
+                "kme = \"kme-b\"",
+                "",
+                "remote_sae[0]: SAE 'sae-b' names no KME",
+            ),
+            (
+                "kme = \"kme-b\"",
+                "kme = \"kme-a\"",
+                "remote_sae[0].kme: 'kme-a' is this KME",
+            ),
             (
                 "kme = \"kme-b\"",
                 "kme = \"kme-c\"\nroute = [\"kme-b\"]",
                 "remote_sae[0].route: the route ends at 'kme-b', not at the SAE's KME 'kme-c'",
             ),
-            ("kme = \"kme-b\"", "kme = \"kme-b\"\nrelay = \"split\"", "remote_sae[0].relay"),
-            ("kme = \"kme-b\"", "kme = \"kme-b\"\npaths = 2", "is for relay = \"multipath\" only"),
+            (
+                "kme = \"kme-b\"",
+                "kme = \"kme-b\"\nrelay = \"split\"",
+                "remote_sae[0].relay",
+            ),
+            (
+                "kme = \"kme-b\"",
+                "kme = \"kme-b\"\npaths = 2",
+                "is for relay = \"multipath\" only",
+            ),
             (
                 "kme = \"kme-b\"",
                 "kme = \"kme-b\"\nrelay = \"multipath\"\npaths = 9",

@@ -13,10 +13,10 @@
 
 use super::relay;
 use crate::kme::config::KeyLimits;
+use crate::kme::config::RemoteSae;
 use crate::kme::error::ApiError;
 use crate::kme::metrics::PairCounter;
 use crate::kme::pools::unix_ms;
-use crate::kme::config::RemoteSae;
 use crate::kme::routing;
 use crate::kme::state::Shared;
 use crate::kme::store::NewKey;

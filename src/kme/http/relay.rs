@@ -2,22 +2,23 @@
 //! ([`relay_out`]), each KME on the route serves a hop ([`relay_in`]) and sends the next.
 //! The planning and masking are [`crate::kme::relay`]'s.
 
+use crate::kme::config::RemoteSae;
 use crate::kme::error::ApiError;
 use crate::kme::metrics::{LinkCounter, PairCounter};
 use crate::kme::neighbours::error_message;
 use crate::kme::pools::Direction;
-use crate::kme::config::RemoteSae;
 use crate::kme::pools::unix_ms;
 use crate::kme::relay::{
     RelayPath, RelayRequest, ShareTag, check_route, decode_keys, hop, request, send_dir, short,
 };
-use crate::kme::routing::{self, RelayRecord};
-use crate::kme::store::{HopOutcome, Secret};
-use crate::kme::topology::shares;
 use crate::kme::routes;
+use crate::kme::routing::{self, RelayRecord};
+use crate::kme::shares_in::Arrival;
 use crate::kme::state::Shared;
 use crate::kme::store::NewKey;
+use crate::kme::store::{HopOutcome, Secret};
 use crate::kme::tls::Caller;
+use crate::kme::topology::shares;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, State};
@@ -67,7 +68,9 @@ pub async fn relay_out(
         let mut failed = None;
         while let Some(done) = sends.join_next().await {
             let result = done.unwrap_or_else(|e| {
-                Err(ApiError::unavailable(format!("a share's relay stopped: {e}")))
+                Err(ApiError::unavailable(format!(
+                    "a share's relay stopped: {e}"
+                )))
             });
             if let Err(e) = result {
                 failed.get_or_insert(e);
@@ -221,20 +224,27 @@ async fn serve(
         shared.refuse_if_alarm(next)?;
     }
     let bytes: usize = masked.iter().map(|m| m.len()).sum();
-    if let (Some(tag), None) = (req.share, req.route.get(1)) {
+    let mut whole = req.passed.clone();
+    whole.extend_from_slice(&req.route);
+    let arrival = req.share.map(|tag| Arrival {
+        master: &req.master,
+        slave: &req.slave,
+        tag,
+        path: &whole,
+        ids,
+    });
+    if let (Some(arrival), None) = (&arrival, req.route.get(1)) {
         let lens: Vec<usize> = masked.iter().map(|m| m.len()).collect();
         let now = std::time::Instant::now();
         shared
             .shares_in
-            .check(&req.master, &req.slave, tag, ids, &lens, now)
+            .check(arrival, &lens, now)
             .map_err(|e| ApiError::bad(e.to_string()))?;
     }
     let outcome = hop(shared, caller, from_dir, req, masked, ids).await?;
     shared
         .metrics
         .link_add(caller, LinkCounter::ConsumedBits, 8 * bytes as u64);
-    let mut whole = req.passed.clone();
-    whole.extend_from_slice(&req.route);
     shared.routing.record(RelayRecord {
         at_unix_ms: unix_ms(),
         master: req.master.clone(),
@@ -271,18 +281,10 @@ async fn serve(
             tracing::debug!(master = %req.master, slave = %req.slave, keys = ids.len(), "relayed keys stored for the slave, over {}", whole.join(" → "));
         }
         HopOutcome::Unmasked(parts) => {
-            let tag = req.share.expect("only shares are unmasked");
+            let arrival = arrival.expect("only shares are unmasked");
             let joined = shared
                 .shares_in
-                .add(
-                    &req.master,
-                    &req.slave,
-                    tag,
-                    &whole,
-                    ids,
-                    parts,
-                    std::time::Instant::now(),
-                )
+                .add(&arrival, parts, std::time::Instant::now())
                 .map_err(|e| ApiError::bad(e.to_string()))?;
             if !joined.keys.is_empty() {
                 let n = joined.keys.len() as u64;

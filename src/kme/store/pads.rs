@@ -6,8 +6,8 @@
 use super::pending::store_pending;
 use super::schema::{LINK_POOL, meta_add, meta_get, meta_set, meta_sub};
 use super::{
-    Direction, HopAction, HopOutcome, LinkLevels, NewKey, Pad, PadPosition, PadRange, SeqBlock, Store,
-    StoreError,
+    Direction, HopAction, HopOutcome, LinkLevels, NewKey, Pad, PadPosition, PadRange, SeqBlock,
+    Store, StoreError,
 };
 use redb::{ReadableTable, WriteTransaction};
 use zeroize::Zeroizing;

@@ -74,7 +74,10 @@ mod tests {
             // all but one share join to something else than the key
             assert_ne!(join(&shares[1..]).unwrap().as_slice(), key);
         }
-        assert_eq!(split(&key, 1, |b| rng.fill_bytes(b)).unwrap_err(), ShareError::TooFew(1));
+        assert_eq!(
+            split(&key, 1, |b| rng.fill_bytes(b)).unwrap_err(),
+            ShareError::TooFew(1)
+        );
     }
 
     #[test]
