@@ -332,3 +332,50 @@ fn kme_md_figures_match_the_constants() {
         ],
     );
 }
+
+#[test]
+fn kme_md_routing_figures_match_the_constants() {
+    use qshield::kme::config::MULTIPATH_PATHS_MAX;
+    use qshield::kme::routing::{
+        ADVERT_CALL_TIMEOUT, ADVERT_CHECK_INTERVAL, ADVERT_INTERVAL, ADVERT_MAX_AGE,
+        RECENT_RELAYS_MAX,
+    };
+    use qshield::kme::shares_in::{KEYS_WAITING_MAX, SHARE_WAIT};
+    use qshield::kme::topology::database::{LINKS_PER_ADVERT_MAX, ORIGINS_MAX};
+    let kme = read("docs/kme.md");
+    let routes = section(&kme, "## Routes");
+    let second = |d: Duration| match secs(d) {
+        1 => "Every second".to_string(),
+        n => panic!("docs/kme.md says 'Every second'; ADVERT_INTERVAL is {n} s"),
+    };
+    assert_states(
+        "docs/kme.md, Routes",
+        routes,
+        &[
+            format!(
+                "forgets an origin not heard of for {} s (`ADVERT_MAX_AGE`)",
+                secs(ADVERT_MAX_AGE)
+            ),
+            format!("At most {ORIGINS_MAX} origins and {LINKS_PER_ADVERT_MAX} links an advert"),
+            format!("{} (`ADVERT_INTERVAL`)", second(ADVERT_INTERVAL)),
+            format!(
+                "every {} ms (`ADVERT_CHECK_INTERVAL`)",
+                ADVERT_CHECK_INTERVAL.as_millis()
+            ),
+            format!(
+                "within {} s (`ADVERT_CALL_TIMEOUT`)",
+                secs(ADVERT_CALL_TIMEOUT)
+            ),
+            format!("do not all arrive within {} s", secs(SHARE_WAIT)),
+            format!("at most {KEYS_WAITING_MAX} keys wait at once"),
+        ],
+    );
+    assert_states(
+        "docs/kme.md",
+        &kme,
+        &[
+            format!("(2 to {MULTIPATH_PATHS_MAX}, default 2)"),
+            format!("the last {RECENT_RELAYS_MAX} relays this KME took part in"),
+        ],
+    );
+}
