@@ -196,6 +196,47 @@ fn kme_seeds() {
         r("POST", "/kme/v1/relay", "kme-c", &relay.to_json()),
     ];
     write("kme_relay", "push-relay-dec", &raw_list(&relays));
+
+    // Link-state adverts from the neighbours: a batch, a stale one, a malformed one.
+    let advert = |origin: &str, seq: u64, peers: &[&str]| {
+        let links: Vec<_> = peers
+            .iter()
+            .map(|p| {
+                serde_json::json!({"peer": p, "send_bits": 4096, "receive_bits": 2048,
+                    "key_rate_bps": 1000.0, "alarm": false, "excess_noise": null})
+            })
+            .collect();
+        serde_json::json!({"origin": origin, "seq": seq, "links": links})
+    };
+    let batch = |adverts: Vec<serde_json::Value>| {
+        serde_json::to_vec(&serde_json::json!({ "adverts": adverts })).expect("JSON")
+    };
+    let adverts = vec![
+        r(
+            "POST",
+            "/kme/v1/topology",
+            "kme-a",
+            &batch(vec![
+                advert("kme-a", 5, &["kme-b"]),
+                advert("kme-c", 7, &["kme-b", "kme-d"]),
+                advert("kme-b", 9, &["kme-a"]),
+            ]),
+        ),
+        r(
+            "POST",
+            "/kme/v1/topology",
+            "kme-c",
+            &batch(vec![advert("kme-a", 4, &["kme-b"])]),
+        ),
+        r(
+            "POST",
+            "/kme/v1/topology",
+            "kme-a",
+            &batch(vec![advert("kme-a", 6, &["kme-a"])]),
+        ),
+        r("GET", "/kme/v1/status", "kme-a", b""),
+    ];
+    write("kme_relay", "topology-adverts", &raw_list(&adverts));
 }
 
 fn cvqkd_seeds() {
