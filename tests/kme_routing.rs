@@ -263,13 +263,13 @@ fn walk(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     out
 }
 
-/// Exactly once across kill -9 of a KME on a path, for keys rerouted and keys in shares:
-/// kme-1 (the upper path's middle) is the real binary in a child process, killed with
-/// SIGKILL twice while two masters relay through it (one single-path, one in shares) and
-/// restarted on its store. Every key a master got reaches its slave once, with the same
-/// bytes; a second fetch is refused; every answer is 200 or 503, never a partial key set.
-#[tokio::test(flavor = "multi_thread")]
-async fn kill_9_on_a_path_delivers_every_key_once_or_not_at_all() {
+/// Exactly once across kill -9 of any KME on a path, for keys rerouted and keys in shares:
+/// the victim (the master's KME, the upper path's middle, or the slave's KME) is the real
+/// binary in a child process, killed with SIGKILL twice while two masters relay through it
+/// (one single-path, one in shares) and restarted on its store. Every key a master got
+/// reaches its slave once, with the same bytes; a second fetch is refused; every answer is
+/// 200 or 503 (or no answer while the master's KME is down), never a partial key set.
+async fn kill_9_cycle(victim: usize) {
     let link = |leader, follower, pool_max| MeshLink {
         leader,
         follower,
@@ -284,14 +284,15 @@ async fn kill_9_on_a_path_delivers_every_key_once_or_not_at_all() {
     ];
     let saes: [&[&str]; 4] = [&["sae-a", "sae-c"], &[], &[], &["sae-b", "sae-d"]];
     let relay = [("sae-d", "relay = \"multipath\"")];
-    let m = Mesh::start_but(4, &links, &saes, &relay, &[1]).await;
-    let log = m.dirs[1].path().join("kme.log");
-    let mut child = spawn_kme(&m.configs[1], &log);
+    let m = Mesh::start_but(4, &links, &saes, &relay, &[victim]).await;
+    let log = m.dirs[victim].path().join("kme.log");
+    let mut child = spawn_kme(&m.configs[victim], &log);
     m.converged(Duration::from_secs(20)).await;
 
+    let pairs = [("sae-a", "sae-b"), ("sae-c", "sae-d")];
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut tasks = Vec::new();
-    for (master, slave) in [("sae-a", "sae-b"), ("sae-c", "sae-d")] {
+    for (master, slave) in pairs {
         let (c, url) = (
             m.pki.client(Some(master)),
             format!("{}/{slave}/enc_keys", m.base(0)),
@@ -300,11 +301,21 @@ async fn kill_9_on_a_path_delivers_every_key_once_or_not_at_all() {
         tasks.push(tokio::spawn(async move {
             let mut got = std::collections::HashMap::new();
             let mut refused = 0;
+            let body = serde_json::json!({"number": 2, "size": 256});
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                let r = post_enc_keys(&c, &url, 2, 256).await;
+                let Ok(r) = c.post(&url).json(&body).send().await else {
+                    // the master's KME is down: no answer at all
+                    refused += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
                 match r.status() {
                     StatusCode::OK => {
-                        let k: qshield::qkd::etsi014::KeyContainer = r.json().await.unwrap();
+                        let Ok(k) = r.json::<qshield::qkd::etsi014::KeyContainer>().await else {
+                            // killed while answering: the keys never reached the master
+                            refused += 1;
+                            continue;
+                        };
                         assert_eq!(k.keys.len(), 2, "a partial key set");
                         record_once(&mut got, &k, "an ID twice to the master");
                     }
@@ -323,17 +334,17 @@ async fn kill_9_on_a_path_delivers_every_key_once_or_not_at_all() {
         child.kill().unwrap(); // SIGKILL, to this PID only
         child.wait().unwrap();
         tokio::time::sleep(Duration::from_millis(700)).await;
-        child = spawn_kme(&m.configs[1], &log);
+        child = spawn_kme(&m.configs[victim], &log);
         m.converged(Duration::from_secs(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(700)).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    for (t, (master, slave)) in tasks
-        .into_iter()
-        .zip([("sae-a", "sae-b"), ("sae-c", "sae-d")])
-    {
+    for (t, (master, slave)) in tasks.into_iter().zip(pairs) {
         let (got, refused) = t.await.unwrap();
-        assert!(!got.is_empty(), "{master}: no key at all");
+        assert!(
+            !got.is_empty(),
+            "kme-{victim} killed: {master} got no key at all"
+        );
         let client = m.pki.client(Some(slave));
         let url = format!("{}/{master}/dec_keys", m.base(3));
         for (id, key) in &got {
@@ -347,11 +358,26 @@ async fn kill_9_on_a_path_delivers_every_key_once_or_not_at_all() {
             assert_eq!(again.status(), StatusCode::BAD_REQUEST, "{id} served twice");
         }
         eprintln!(
-            "{master} -> {slave}: {} keys delivered once, {refused} requests refused",
+            "kme-{victim} killed twice: {master} -> {slave}: {} keys delivered once, {refused} requests refused",
             got.len()
         );
     }
     child.kill().unwrap();
     child.wait().unwrap();
     m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_of_the_masters_kme_delivers_every_key_once_or_not_at_all() {
+    kill_9_cycle(0).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_of_a_middle_kme_delivers_every_key_once_or_not_at_all() {
+    kill_9_cycle(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_of_the_slaves_kme_delivers_every_key_once_or_not_at_all() {
+    kill_9_cycle(3).await;
 }

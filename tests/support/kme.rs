@@ -590,6 +590,8 @@ pub struct Mesh {
     pub configs: Vec<PathBuf>,
     /// KMEs stopped with [`Mesh::stop`].
     stopped: Vec<usize>,
+    /// The API port of each KME.
+    pub ports: Vec<u16>,
 }
 
 impl Mesh {
@@ -682,6 +684,7 @@ impl Mesh {
             names,
             configs,
             stopped: Vec::new(),
+            ports,
         }
     }
 
@@ -698,9 +701,9 @@ impl Mesh {
         self.stopped.push(i);
     }
 
-    /// The ETSI 014 base URL of KME `i`.
+    /// The ETSI 014 base URL of KME `i` (in this process or not).
     pub fn base(&self, i: usize) -> String {
-        base(self.kme(i).local_addr())
+        base(SocketAddr::from(([127, 0, 0, 1], self.ports[i])))
     }
 
     /// Waits (up to `within`) until every KME of this process holds the adverts of all the
