@@ -6,8 +6,8 @@ use crate::cvqkd::{Detection, FiniteSizeParams, LinkParams};
 use clap::{ArgAction, ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
-/// qshield: a site-to-site VPN whose session keys mix X25519, ML-KEM-768 and QKD keys,
-/// rotated on byte and time budgets.
+/// A site-to-site VPN whose session keys mix X25519, ML-KEM-768 and QKD keys, rotated on
+/// byte and time budgets.
 #[derive(Debug, Parser)]
 #[command(name = "qshield", version, about, long_about = None)]
 pub struct Cli {
@@ -86,6 +86,31 @@ pub enum Command {
         #[command(flatten)]
         log: LogArgs,
     },
+    /// Print a completion script for SHELL to stdout, e.g. `source <(qshield completions
+    /// bash)`, or save it where the shell looks (bash: /usr/share/bash-completion/completions/qshield).
+    Completions {
+        /// The shell.
+        #[arg(value_enum, value_name = "SHELL")]
+        shell: CompletionShell,
+    },
+    /// Print the manual page (roff) to stdout (`qshield man | man -l -`), or with --out-dir
+    /// write one page per command (qshield.1, qshield-up.1, qshield-qkd-rate.1, ...).
+    Man {
+        /// Write every page into DIR (created if missing) instead of printing qshield.1.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+}
+
+/// Shells `qshield completions` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    /// GNU bash.
+    Bash,
+    /// Z shell.
+    Zsh,
+    /// fish.
+    Fish,
 }
 
 /// `qshield pki` subcommands.

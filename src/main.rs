@@ -5,7 +5,8 @@
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use qshield::cli::{
-    Cli, Command, LogArgs, LogFormat, PkiCommand, QkdCommand, RateArgs, SimulateArgs,
+    Cli, Command, CompletionShell, LogArgs, LogFormat, PkiCommand, QkdCommand, RateArgs,
+    SimulateArgs,
 };
 use qshield::config::DEFAULT_CONTROL_DIR;
 use qshield::config::{self, identity_files};
@@ -39,6 +40,8 @@ fn prints_only(command: &Command) -> bool {
         } | Command::Status { .. }
             | Command::Pubkey { .. }
             | Command::CheckConfig { .. }
+            | Command::Completions { .. }
+            | Command::Man { out_dir: None }
     )
 }
 
@@ -67,6 +70,17 @@ fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::CheckConfig { config } => check_config(&config),
+        Command::Completions { shell } => {
+            let shell = match shell {
+                CompletionShell::Bash => clap_complete::Shell::Bash,
+                CompletionShell::Zsh => clap_complete::Shell::Zsh,
+                CompletionShell::Fish => clap_complete::Shell::Fish,
+            };
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "qshield", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man { out_dir } => man_pages(out_dir.as_deref()),
         Command::Up { config, log } => {
             init_logging(&log);
             daemon::run(&config)?;
@@ -349,4 +363,29 @@ fn discover_sockets() -> Result<Vec<PathBuf>> {
         );
     }
     Ok(found)
+}
+
+/// `qshield man`: the page of `qshield` to stdout, or every command's page into `out_dir`.
+fn man_pages(out_dir: Option<&Path>) -> Result<()> {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let Some(dir) = out_dir else {
+        clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+        return Ok(());
+    };
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut written = 0;
+    let mut stack = vec![("qshield".to_string(), cmd)];
+    while let Some((name, cmd)) = stack.pop() {
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            let sub_name = format!("{name}-{}", sub.get_name());
+            stack.push((sub_name, sub.clone()));
+        }
+        let path = dir.join(format!("{name}.1"));
+        let mut out = Vec::new();
+        clap_mangen::Man::new(cmd.clone().name(&name)).render(&mut out)?;
+        std::fs::write(&path, out).with_context(|| format!("writing {}", path.display()))?;
+        written += 1;
+    }
+    eprintln!("qshield: wrote {written} manual pages to {}", dir.display());
+    Ok(())
 }
