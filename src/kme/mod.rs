@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod neighbours;
 pub mod passed_pads;
 pub mod pools;
+pub mod prometheus;
 pub mod quota;
 pub mod relay;
 pub mod roles;
@@ -143,6 +144,13 @@ pub async fn start_on(cfg: KmeConfig, listener: TcpListener) -> Result<KmeHandle
         &cfg.key_file,
     )?);
     let (neighbours, pools, metrics) = open_state(&cfg).await?;
+    let metrics_listener = match cfg.metrics_listen {
+        None => None,
+        Some(at) => Some(TcpListener::bind(at).await.map_err(|source| KmeError::Io {
+            context: format!("binding metrics_listen {at}"),
+            source,
+        })?),
+    };
     let links = CvqkdSetup::build(&cfg).await?;
     let link_state = routing::Routing::new(&cfg.id);
     let shared = Arc::new(Shared {
@@ -162,9 +170,15 @@ pub async fn start_on(cfg: KmeConfig, listener: TcpListener) -> Result<KmeHandle
         shares_in: Default::default(),
     });
     let (stop, stop_rx) = watch::channel(false);
+    if let Some(l) = &metrics_listener
+        && let Ok(at) = l.local_addr()
+    {
+        tracing::info!(%at, "Prometheus metrics at http://{at}/metrics");
+    }
     let background = Background {
         leaders: links.leaders,
         quantum: links.followers,
+        metrics: metrics_listener,
     };
     let task = tokio::spawn(serve(
         shared.clone(),
@@ -309,6 +323,8 @@ async fn serve(
 struct Background {
     leaders: Vec<LeaderLink>,
     quantum: Vec<(Arc<FollowerLink>, TcpListener)>,
+    /// The bound `metrics_listen`, if configured.
+    metrics: Option<TcpListener>,
 }
 
 /// Runs the KME of config file `path` until SIGINT or SIGTERM.
@@ -387,6 +403,9 @@ fn start_background(shared: &Arc<Shared>, tasks: &mut JoinSet<()>, bg: Backgroun
     }
     tasks.spawn(periodic(shared.clone()));
     tasks.spawn(routing::run(shared.clone()));
+    if let Some(listener) = bg.metrics {
+        tasks.spawn(serve_metrics(shared.clone(), listener));
+    }
     tasks.spawn(expire_pending(shared.clone()));
     let roles: Vec<(String, LinkRole)> = shared
         .cfg
@@ -399,6 +418,27 @@ fn start_background(shared: &Arc<Shared>, tasks: &mut JoinSet<()>, bg: Backgroun
     tasks.spawn(async move { passed_pads::sweep(&s.passed_pads, &s.pools, &sweep_roles).await });
     let s = shared.clone();
     tasks.spawn(async move { passed_pads::report_spent(&s.pools, &s.neighbours, &roles).await });
+}
+
+/// Serves `GET /metrics` (the Prometheus text format) on `listener`, plain HTTP.
+async fn serve_metrics(shared: Arc<Shared>, listener: TcpListener) {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(
+                |axum::extract::State(s): axum::extract::State<Arc<Shared>>| async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, prometheus::CONTENT_TYPE)],
+                        prometheus::render(&s).await,
+                    )
+                },
+            ),
+        )
+        .with_state(shared);
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::warn!("metrics listener stopped: {e}");
+    }
 }
 
 async fn periodic(shared: Arc<Shared>) {

@@ -96,6 +96,9 @@ pub struct KmeConfig {
     pub links: Vec<LinkConfig>,
     /// Caps and timeouts of the API's connections.
     pub connections: ConnectionLimits,
+    /// Where the Prometheus metrics are served (plain HTTP, `GET /metrics`), if anywhere
+    /// (`metrics_listen`; a non-loopback address needs `metrics_public = true`).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Caps and timeouts of the API's connections (`[kme]` `max_connections`,

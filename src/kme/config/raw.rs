@@ -55,6 +55,9 @@ pub(super) struct RawKme {
     pub tls_handshake_timeout: Option<Spanned<String>>,
     pub header_read_timeout: Option<Spanned<String>>,
     pub idle_timeout: Option<Spanned<String>>,
+    pub metrics_listen: Option<Spanned<String>>,
+    #[serde(default)]
+    pub metrics_public: bool,
 }
 
 /// `[[sae]]`.

@@ -47,6 +47,7 @@ pub(super) fn config(raw: &Raw, src: &Source<'_>) -> Result<KmeConfig, KmeConfig
         pending_key_expiry,
         links,
         connections: v.connections(kme)?,
+        metrics_listen: v.metrics_listen(kme)?,
     };
     Ok(cfg)
 }
@@ -497,6 +498,22 @@ impl Validator<'_> {
                 Ok(RelayMode::Multipath { paths: n as usize })
             }
         }
+    }
+
+    /// `kme.metrics_listen`: an address, loopback unless `metrics_public = true` (the
+    /// metrics name links, SAE pairs and their traffic: nothing for the world to read).
+    fn metrics_listen(&self, kme: &RawKme) -> Result<Option<SocketAddr>, KmeConfigError> {
+        let Some(raw) = &kme.metrics_listen else {
+            return Ok(None);
+        };
+        let addr = self.socket_addr(raw, "kme.metrics_listen")?;
+        if !addr.ip().is_loopback() && !kme.metrics_public {
+            let p = format!(
+                "{addr} is not a loopback address: the metrics show every link, SAE pair and their traffic to whoever can reach them; listen on 127.0.0.1, or set `metrics_public = true` to serve them there"
+            );
+            return Err(self.err(raw.span(), "kme.metrics_listen", p));
+        }
+        Ok(Some(addr))
     }
 
     fn links(&self, raw: &[Spanned<RawLink>]) -> Result<Vec<LinkConfig>, KmeConfigError> {

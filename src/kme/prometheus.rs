@@ -1,0 +1,349 @@
+//! The KME's metrics in the Prometheus text format (version 0.0.4), served on the opt-in
+//! `metrics_listen` address at `GET /metrics` (plain HTTP; loopback unless
+//! `metrics_public = true`). Built from the status document ([`super::status`]) at each
+//! scrape: per link its pools, key bits generated and spent, relays, refusals, alarm and, on
+//! CV-QKD links, the device pair's estimates; per SAE pair its keys and refusals; the link
+//! state held. Names follow Prometheus' conventions (`_total` counters, base units in the name: key
+//! and pad amounts in bytes, bits / 8);
+//! labels carry KME and SAE IDs only, never a key or a key ID.
+
+use super::metrics::PairCounter;
+use super::state::Shared;
+use super::status::KmeStatus;
+use std::fmt::Write;
+
+/// The content type of the text format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// One sample: label pairs and the value.
+type Sample = (Vec<(&'static str, String)>, f64);
+
+/// The text of one scrape.
+#[derive(Default)]
+struct Exposition {
+    out: String,
+}
+
+impl Exposition {
+    /// A metric family: HELP, TYPE, then its samples (nothing when it has none).
+    fn family(&mut self, name: &str, kind: &str, help: &str, samples: Vec<Sample>) {
+        if samples.is_empty() {
+            return;
+        }
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            self.out.push_str(name);
+            if !labels.is_empty() {
+                self.out.push('{');
+                for (i, (k, v)) in labels.iter().enumerate() {
+                    if i > 0 {
+                        self.out.push(',');
+                    }
+                    let _ = write!(self.out, "{k}=\"{}\"", escape(v));
+                }
+                self.out.push('}');
+            }
+            let _ = writeln!(self.out, " {}", number(value));
+        }
+    }
+}
+
+/// A label value escaped as the format wants (backslash, quote, newline).
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// A value: integers without a fraction, the rest as Rust prints them.
+fn number(v: f64) -> String {
+    if v.is_finite() && v.fract() == 0.0 && v.abs() < 9.0e15 {
+        format!("{}", v as i64)
+    } else if v.is_nan() {
+        "NaN".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+fn peer(p: &str) -> Vec<(&'static str, String)> {
+    vec![("peer", p.to_string())]
+}
+
+fn pair(master: &str, slave: &str) -> Vec<(&'static str, String)> {
+    vec![("master", master.to_string()), ("slave", slave.to_string())]
+}
+
+/// The scrape of this KME now.
+pub async fn render(shared: &Shared) -> String {
+    let doc = super::status::document(shared).await;
+    render_document(&doc, |m, s| {
+        shared.metrics.pair_value(m, s, PairCounter::BitsDelivered)
+    })
+}
+
+/// The scrape of status document `doc`; `bits_delivered` gives a pair's key bits delivered.
+pub fn render_document(doc: &KmeStatus, bits_delivered: impl Fn(&str, &str) -> u64) -> String {
+    let mut e = Exposition::default();
+    let links = &doc.links;
+    let out_of_service = &doc.routing.out_of_service;
+    e.family(
+        "qshield_kme_link_pool_bytes",
+        "gauge",
+        "Unspent pad of a QKD link, in bytes: send, what this KME may spend towards the peer; receive, what the peer may spend towards it.",
+        links
+            .iter()
+            .flat_map(|l| {
+                [
+                    (
+                        vec![("peer", l.peer.clone()), ("direction", "send".into())],
+                        l.send_pool_bits as f64 / 8.0,
+                    ),
+                    (
+                        vec![("peer", l.peer.clone()), ("direction", "receive".into())],
+                        l.receive_pool_bits as f64 / 8.0,
+                    ),
+                ]
+            })
+            .collect(),
+    );
+    e.family(
+        "qshield_kme_link_generated_bytes_total",
+        "counter",
+        "Key the link's source generated (leader) or delivered to this end (follower), in bytes.",
+        links
+            .iter()
+            .map(|l| (peer(&l.peer), l.generated_bits as f64 / 8.0))
+            .collect(),
+    );
+    e.family(
+        "qshield_kme_link_consumed_bytes_total",
+        "counter",
+        "Pad of the link spent by relays, both directions, in bytes.",
+        links
+            .iter()
+            .map(|l| (peer(&l.peer), l.consumed_bits as f64 / 8.0))
+            .collect(),
+    );
+    e.family(
+        "qshield_kme_link_relays_total",
+        "counter",
+        "Relay hops over the link, sent and received.",
+        links
+            .iter()
+            .flat_map(|l| {
+                [
+                    (
+                        vec![("peer", l.peer.clone()), ("direction", "sent".into())],
+                        l.relays_sent as f64,
+                    ),
+                    (
+                        vec![("peer", l.peer.clone()), ("direction", "received".into())],
+                        l.relays_received as f64,
+                    ),
+                ]
+            })
+            .collect(),
+    );
+    e.family(
+        "qshield_kme_link_refusals_total",
+        "counter",
+        "Relays over the link refused for lack of pad or under alarm (HTTP 503).",
+        links
+            .iter()
+            .map(|l| {
+                let mut labels = peer(&l.peer);
+                labels.push(("code", "503".into()));
+                (labels, l.errors_503 as f64)
+            })
+            .collect(),
+    );
+    e.family(
+        "qshield_kme_link_alarm",
+        "gauge",
+        "1 while the link is under alarm (a CV-QKD alarm, or taken out of service): nothing is relayed over it.",
+        links
+            .iter()
+            .map(|l| {
+                let alarm = l.cvqkd.as_ref().is_some_and(|c| c.alarm.is_some())
+                    || out_of_service.contains(&l.peer);
+                (peer(&l.peer), f64::from(u8::from(alarm)))
+            })
+            .collect(),
+    );
+    let cvqkd: Vec<_> = links
+        .iter()
+        .filter_map(|l| l.cvqkd.as_ref().map(|c| (l.peer.as_str(), c)))
+        .collect();
+    let estimate = |f: &dyn Fn(&crate::kme::link::cvqkd::board::CvqkdFigures) -> Option<f64>| {
+        cvqkd
+            .iter()
+            .filter_map(|(p, c)| f(c).map(|v| (peer(p), v)))
+            .collect::<Vec<_>>()
+    };
+    e.family(
+        "qshield_kme_cvqkd_transmittance",
+        "gauge",
+        "Estimated channel transmittance T of the last CV-QKD block (ratio).",
+        estimate(&|c| c.transmittance_estimate),
+    );
+    e.family(
+        "qshield_kme_cvqkd_excess_noise_snu",
+        "gauge",
+        "Estimated excess noise xi of the last CV-QKD block, in shot-noise units.",
+        estimate(&|c| c.excess_noise_estimate_snu),
+    );
+    e.family(
+        "qshield_kme_cvqkd_snr",
+        "gauge",
+        "Estimated signal-to-noise ratio of the last CV-QKD block (ratio).",
+        estimate(&|c| c.snr),
+    );
+    e.family(
+        "qshield_kme_cvqkd_reconciliation_efficiency",
+        "gauge",
+        "Reconciliation efficiency beta of the code of the last reconciled block (ratio).",
+        estimate(&|c| c.beta),
+    );
+    e.family(
+        "qshield_kme_cvqkd_frame_error_ratio",
+        "gauge",
+        "Frame error rate over every reconciled LDPC frame (ratio).",
+        estimate(&|c| c.fer),
+    );
+    e.family(
+        "qshield_kme_cvqkd_secret_key_rate_bytes_per_second",
+        "gauge",
+        "Secret key stored per second since start, in bytes (bits / 8).",
+        estimate(&|c| Some(c.secret_key_rate_bits_per_second / 8.0)),
+    );
+    e.family(
+        "qshield_kme_cvqkd_key_bytes_total",
+        "counter",
+        "Secret key the CV-QKD link stored since start, in bytes (bits / 8).",
+        estimate(&|c| Some(c.key_bits as f64 / 8.0)),
+    );
+    e.family(
+        "qshield_kme_cvqkd_blocks_total",
+        "counter",
+        "CV-QKD blocks run by this end.",
+        estimate(&|c| Some(c.blocks as f64)),
+    );
+    e.family(
+        "qshield_kme_cvqkd_blocks_aborted_total",
+        "counter",
+        "CV-QKD blocks that gave no key, for any reason.",
+        estimate(&|c| Some(c.blocks_aborted as f64)),
+    );
+    let pairs = &doc.pairs;
+    e.family(
+        "qshield_kme_pair_keys_total",
+        "counter",
+        "Keys delivered to an SAE pair's master (enc_keys) and slave (dec_keys).",
+        pairs
+            .iter()
+            .flat_map(|p| {
+                let to = |who: &str| {
+                    let mut l = pair(&p.master, &p.slave);
+                    l.push(("to", who.to_string()));
+                    l
+                };
+                [
+                    (to("master"), p.keys_to_master as f64),
+                    (to("slave"), p.keys_to_slave as f64),
+                ]
+            })
+            .collect(),
+    );
+    e.family(
+        "qshield_kme_pair_key_bytes_total",
+        "counter",
+        "Key delivered to an SAE pair (master and slave), in bytes.",
+        pairs
+            .iter()
+            .map(|p| {
+                (
+                    pair(&p.master, &p.slave),
+                    bits_delivered(&p.master, &p.slave) as f64 / 8.0,
+                )
+            })
+            .collect(),
+    );
+    e.family(
+        "qshield_kme_pair_keys_relayed_total",
+        "counter",
+        "Keys of an SAE pair relayed to or stored from another KME.",
+        pairs
+            .iter()
+            .map(|p| (pair(&p.master, &p.slave), p.keys_relayed as f64))
+            .collect(),
+    );
+    e.family(
+        "qshield_kme_pair_refusals_total",
+        "counter",
+        "Key requests of an SAE pair refused with HTTP 503 (no key material, no path, a quota).",
+        pairs
+            .iter()
+            .map(|p| {
+                let mut l = pair(&p.master, &p.slave);
+                l.push(("code", "503".into()));
+                (l, p.errors_503 as f64)
+            })
+            .collect(),
+    );
+    e.family(
+        "qshield_kme_pair_keys_expired_total",
+        "counter",
+        "Keys the slave never fetched, erased after pending_key_expiry.",
+        pairs
+            .iter()
+            .map(|p| (pair(&p.master, &p.slave), p.keys_expired as f64))
+            .collect(),
+    );
+    e.family(
+        "qshield_kme_link_state_origins",
+        "gauge",
+        "KMEs whose link-state adverts this KME holds (itself included).",
+        vec![(vec![], doc.routing.adverts.len() as f64)],
+    );
+    e.family(
+        "qshield_kme_neighbours_unreachable",
+        "gauge",
+        "Link neighbours that did not take this KME's last adverts.",
+        vec![(vec![], doc.routing.unreachable.len() as f64)],
+    );
+    e.family(
+        "qshield_kme_keys_waiting_for_shares",
+        "gauge",
+        "Keys relayed in shares waiting here for the rest of their shares.",
+        vec![(vec![], doc.keys_waiting_for_shares as f64)],
+    );
+    e.out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_escaped_and_integers_have_no_fraction() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        assert_eq!(number(3.0), "3");
+        assert_eq!(number(0.25), "0.25");
+        assert_eq!(number(f64::NAN), "NaN");
+        let mut e = Exposition::default();
+        e.family("x_total", "counter", "X.", vec![]);
+        assert_eq!(e.out, "", "a family without samples is left out");
+        e.family(
+            "x_total",
+            "counter",
+            "X.",
+            vec![(vec![("peer", "p\"q".into())], 2.0)],
+        );
+        assert_eq!(
+            e.out,
+            "# HELP x_total X.\n# TYPE x_total counter\nx_total{peer=\"p\\\"q\"} 2\n"
+        );
+    }
+}
