@@ -34,4 +34,5 @@ pub mod kme;
 #[allow(unsafe_code)] // the system calls; every block has a `// SAFETY:` comment
 pub mod net;
 pub mod pki;
+pub mod prometheus_text;
 pub mod qkd;

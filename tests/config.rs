@@ -114,6 +114,10 @@ fn commented_example_sets_every_option() {
     assert_eq!(c.rotation.reject_after, Duration::from_secs(180));
     assert_eq!(c.qkd.policy, QkdPolicy::Disable);
     assert_eq!(c.interface.offload, config::OffloadMode::Auto);
+    assert_eq!(
+        c.interface.metrics_listen,
+        Some("127.0.0.1:9465".parse().unwrap())
+    );
 }
 
 #[test]
@@ -140,6 +144,39 @@ name = "site-b"
 public_key = "KEY_B"
 allowed_ips = "198.19.0.2/32"
 "#;
+
+/// `metrics_listen` is off by default, loopback unless `metrics_public = true`, and a
+/// refusal names the field and its line.
+#[test]
+fn metrics_listen_is_loopback_unless_public() {
+    let with =
+        |lines: &str| parse(&MINIMAL.replace("[interface]", &format!("[interface]\n{lines}")));
+    assert_eq!(parse(MINIMAL).unwrap().interface.metrics_listen, None);
+    let local = with("metrics_listen = \"127.0.0.1:9465\"").unwrap();
+    assert_eq!(
+        local.interface.metrics_listen,
+        Some("127.0.0.1:9465".parse().unwrap())
+    );
+    let e = with("metrics_listen = \"198.18.0.1:9465\"")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("interface.metrics_listen")
+            && e.contains("not a loopback address")
+            && e.contains(":2:"),
+        "{e}"
+    );
+    let public = with("metrics_listen = \"198.18.0.1:9465\"\nmetrics_public = true").unwrap();
+    assert_eq!(
+        public.interface.metrics_listen,
+        Some("198.18.0.1:9465".parse().unwrap())
+    );
+    let e = with("metrics_listen = \"9465\"").unwrap_err().to_string();
+    assert!(
+        e.contains("interface.metrics_listen") && e.contains("not IP:PORT"),
+        "{e}"
+    );
+}
 
 #[test]
 fn defaults_fill_every_optional_key() {

@@ -84,6 +84,7 @@ scenarios!(
     offload_off,
     rotation_1s,
     madrid_attack,
+    metrics,
     keepalive,
     roaming,
     three_sites,

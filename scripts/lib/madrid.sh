@@ -125,6 +125,9 @@ madrid_kme_config() {
     {
         printf '[kme]\nid = "%s"\nlisten = "0.0.0.0:%s"\ndata_dir = "%s"\n' "$id" "$KME_PORT" "$WORK/kme-$n"
         printf 'ca_file = "%s"\ncert_file = "%s"\nkey_file = "%s"\n' "$WORK/pki/ca.pem" "$WORK/pki/$id.pem" "$WORK/pki/$id.key"
+        # MADRID_KME_EXTRA_<node>: more [kme] lines for that node (metrics_listen, say)
+        local extra_var="MADRID_KME_EXTRA_$n"
+        [[ -z ${!extra_var:-} ]] || printf '%s\n' "${!extra_var}"
         case $n in
             ha) printf '\n[[sae]]\nid = "sae-hospital-a"\n'
                 madrid_remote hb "$MADRID_RELAY"
@@ -175,12 +178,16 @@ madrid_daemon_config() {
     # MADRID_PEER_ENDPOINT_A/_B: where this side reaches the other (an impairment relay, say)
     local override_var=MADRID_PEER_ENDPOINT_${side^^}
     local endpoint=${!override_var:-${MADRID_KME_ADDR[$peer_node]}:51820}
+    # MADRID_INTERFACE_EXTRA_A/_B: more [interface] lines for that side (metrics_listen, say)
+    local extra_var=MADRID_INTERFACE_EXTRA_${side^^}
+    local extra_interface=${!extra_var:-}
     cat >"$WORK/$side.toml" <<CFG
 [interface]
 name = "qs$side"
 address = ["198.19.0.$n/24"]
 identity_dir = "$WORK/$side"
 control_socket = "$WORK/$side.sock"
+${extra_interface}
 
 [rotation]
 $rotation

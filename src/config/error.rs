@@ -152,6 +152,14 @@ pub enum Problem {
     /// Not an IPv4 or IPv6 address.
     #[error("'{0}' is not an IPv4 or IPv6 address")]
     IpAddress(String),
+    /// Not `IP:PORT`.
+    #[error("'{0}' is not IP:PORT or [IPv6]:PORT")]
+    SocketAddr(String),
+    /// A metrics address anyone on the network could reach, without `metrics_public`.
+    #[error(
+        "{0} is not a loopback address: the metrics show every peer and its traffic to whoever can reach them; listen on 127.0.0.1, or set `metrics_public = true` to serve them there"
+    )]
+    MetricsNotLoopback(std::net::SocketAddr),
     /// Unknown data-plane cipher.
     #[error(transparent)]
     Cipher(#[from] UnknownCipher),

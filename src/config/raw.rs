@@ -32,6 +32,9 @@ pub(super) struct RawInterface {
     pub cipher: Option<Spanned<String>>,
     pub control_socket: Option<Spanned<String>>,
     pub offload: Option<Spanned<String>>,
+    pub metrics_listen: Option<Spanned<String>>,
+    #[serde(default)]
+    pub metrics_public: bool,
 }
 
 /// `[rotation]`.

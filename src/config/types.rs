@@ -45,6 +45,9 @@ pub struct InterfaceConfig {
     /// Kernel offloads of the data plane (TUN TSO/GRO, UDP GSO/GRO): `auto` uses what the
     /// kernel offers, `off` none (default `auto`).
     pub offload: OffloadMode,
+    /// Where the Prometheus metrics are served (plain HTTP, `GET /metrics`), if anywhere
+    /// (`metrics_listen`; a non-loopback address needs `metrics_public = true`).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// `[interface] offload`: whether the data plane asks the kernel for offloads.

@@ -81,8 +81,25 @@ fn interface(raw: &RawInterface, src: &Source<'_>) -> Result<InterfaceConfig, Co
         cipher: cipher(raw.cipher.as_ref(), src)?,
         control_socket: control_socket(raw.control_socket.as_ref(), &name, src)?,
         offload: offload(raw.offload.as_ref(), src)?,
+        metrics_listen: metrics_listen(raw, src)?,
         name,
     })
+}
+
+/// `interface.metrics_listen`: an address, loopback unless `metrics_public = true`.
+fn metrics_listen(raw: &RawInterface, src: &Source<'_>) -> Result<Option<SocketAddr>, ConfigError> {
+    let Some(at) = &raw.metrics_listen else {
+        return Ok(None);
+    };
+    let field = "interface.metrics_listen";
+    let addr: SocketAddr =
+        at.get_ref().trim().parse().map_err(|_| {
+            src.invalid(at.span(), field, Problem::SocketAddr(at.get_ref().clone()))
+        })?;
+    if !addr.ip().is_loopback() && !raw.metrics_public {
+        return Err(src.invalid(at.span(), field, Problem::MetricsNotLoopback(addr)));
+    }
+    Ok(Some(addr))
 }
 
 fn interface_name(raw: &Spanned<String>, src: &Source<'_>) -> Result<String, ConfigError> {

@@ -5,6 +5,7 @@
 pub mod clock;
 pub mod control;
 pub mod logging;
+pub mod prometheus;
 pub mod qkd_worker;
 pub mod runtime;
 pub mod status;
@@ -41,6 +42,14 @@ pub enum DaemonError {
     /// Threads or signal handlers could not be started.
     #[error("cannot start the daemon: {0}")]
     Start(#[from] std::io::Error),
+    /// The metrics address could not be bound.
+    #[error("cannot listen for metrics on {addr} (interface.metrics_listen): {source}")]
+    Metrics {
+        /// `interface.metrics_listen`.
+        addr: std::net::SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
 }
 
 /// Runs the daemon for the config at `path` until SIGINT or SIGTERM.
@@ -63,6 +72,13 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         tun_gro = t.gro, udp_gso = u.gso, udp_gro = u.gro, "offloads"
     );
     let control = ControlSocket::bind(&config.interface.control_socket)?;
+    let metrics = match config.interface.metrics_listen {
+        None => None,
+        Some(addr) => Some(
+            std::net::TcpListener::bind(addr)
+                .map_err(|source| DaemonError::Metrics { addr, source })?,
+        ),
+    };
     let clock = Clock::start();
     let endpoint = Endpoint::new(
         endpoint_settings(&config, identity, &clock),
@@ -89,11 +105,31 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         crate::config::OffloadMode::Auto => "auto",
         crate::config::OffloadMode::Off => "off",
     };
-    let info = status::DaemonInfo::new(&config, tun.clone(), udp.clone()).with_offload(mode, t, u);
+    let info = Arc::new(
+        status::DaemonInfo::new(&config, tun.clone(), udp.clone()).with_offload(mode, t, u),
+    );
+    let metrics_thread = match metrics {
+        None => None,
+        Some(listener) => {
+            let at = listener.local_addr()?;
+            tracing::info!(interface = %config.interface.name, %at, "Prometheus metrics at http://{at}/metrics");
+            let (shared, info, stop) = (shared.clone(), info.clone(), shutdown.clone());
+            Some(
+                std::thread::Builder::new()
+                    .name("qs-metrics".into())
+                    .spawn(move || {
+                        prometheus::serve(listener, &stop, || status::report(&shared, &info))
+                    })?,
+            )
+        }
+    };
     control.serve(&shutdown, || status::report(&shared, &info).to_string());
     tracing::info!(interface = %config.interface.name, "shutting down");
     runtime.stop();
     shutdown.store(true, Ordering::Relaxed);
+    if let Some(t) = metrics_thread {
+        let _ = t.join();
+    }
     Ok(())
 }
 

@@ -1,0 +1,88 @@
+//! The Prometheus text exposition format (version 0.0.4), written by hand: metric
+//! families with HELP and TYPE lines, escaped label values, integers without a fraction.
+//! The KME ([`crate::kme::prometheus`]) and the daemon ([`crate::daemon::prometheus`]) both
+//! write their metrics with it.
+
+use std::fmt::Write;
+
+/// The content type of the text format.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// One sample: label pairs and the value.
+pub type Sample = (Vec<(&'static str, String)>, f64);
+
+/// The text of one scrape.
+#[derive(Default)]
+pub struct Exposition {
+    /// The text so far.
+    pub out: String,
+}
+
+impl Exposition {
+    /// A metric family: HELP, TYPE, then its samples (nothing when it has none).
+    pub fn family(&mut self, name: &str, kind: &str, help: &str, samples: Vec<Sample>) {
+        if samples.is_empty() {
+            return;
+        }
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            self.out.push_str(name);
+            if !labels.is_empty() {
+                self.out.push('{');
+                for (i, (k, v)) in labels.iter().enumerate() {
+                    if i > 0 {
+                        self.out.push(',');
+                    }
+                    let _ = write!(self.out, "{k}=\"{}\"", escape(v));
+                }
+                self.out.push('}');
+            }
+            let _ = writeln!(self.out, " {}", number(value));
+        }
+    }
+}
+
+/// A label value escaped as the format wants (backslash, quote, newline).
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// A value: integers without a fraction, the rest as Rust prints them.
+fn number(v: f64) -> String {
+    if v.is_finite() && v.fract() == 0.0 && v.abs() < 9.0e15 {
+        format!("{}", v as i64)
+    } else if v.is_nan() {
+        "NaN".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_escaped_and_integers_have_no_fraction() {
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        assert_eq!(number(3.0), "3");
+        assert_eq!(number(0.25), "0.25");
+        assert_eq!(number(f64::NAN), "NaN");
+        let mut e = Exposition::default();
+        e.family("x_total", "counter", "X.", vec![]);
+        assert_eq!(e.out, "", "a family without samples is left out");
+        e.family(
+            "x_total",
+            "counter",
+            "X.",
+            vec![(vec![("peer", "p\"q".into())], 2.0)],
+        );
+        assert_eq!(
+            e.out,
+            "# HELP x_total X.\n# TYPE x_total counter\nx_total{peer=\"p\\\"q\"} 2\n"
+        );
+    }
+}
