@@ -18,7 +18,11 @@
 #   man-db                               renders the manual pages `qshield man` writes
 #                                        (tests/cli_docs.rs)
 #   prometheus                           the Prometheus server and promtool, scraping the
-#                                        KME's metrics (tests/kme_metrics.rs)
+#                                        metrics (tests/kme_metrics.rs, tests/netns/metrics.sh)
+#   systemd                              systemd-analyze, verifying and rating the units in
+#                                        deploy/ (tests/deploy.rs)
+#   tshark                               dissects captured tunnel traffic with the plugin
+#                                        contrib/wireshark/qshield.lua (tests/netns/wireshark.sh)
 # Installing needs root; without root it lists what is missing and exits 1. Quiet when
 # everything is present.
 set -euo pipefail
@@ -29,12 +33,12 @@ for arg in "$@"; do
     case "$arg" in
         --bench) BENCH=1 ;;
         --fuzz) FUZZ=1 ;;
-        -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) log "unknown argument '$arg' (see --help)"; exit 2 ;;
     esac
 done
 
-packages=(pkg-config libssl-dev libsodium-dev iperf3 iproute2 iputils-ping nftables python3 procps man-db prometheus)
+packages=(pkg-config libssl-dev libsodium-dev iperf3 iproute2 iputils-ping nftables python3 procps man-db prometheus systemd tshark)
 ((BENCH)) && packages+=(wireguard-tools)
 need=()
 for pkg in "${packages[@]}"; do

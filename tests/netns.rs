@@ -85,6 +85,7 @@ scenarios!(
     rotation_1s,
     madrid_attack,
     metrics,
+    wireshark,
     keepalive,
     roaming,
     three_sites,

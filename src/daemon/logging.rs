@@ -15,10 +15,14 @@ pub fn log_event(interface: &str, event: &Event, peer_name: Option<&str>) {
             role,
             qkd,
             round_trip,
+            local_index,
+            remote_index,
             ..
         } => tracing::info!(
             interface, peer = %peer, epoch, role = ?role, qkd,
             round_trip_ms = round_trip.map(|d| d.as_secs_f64() * 1e3),
+            local_index = %format_args!("{local_index:#010x}"),
+            remote_index = %format_args!("{remote_index:#010x}"),
             "session established"
         ),
         Event::SessionConfirmed { epoch, .. } => {

@@ -63,6 +63,10 @@ pub enum Event {
         qkd: bool,
         /// Initiation to response (initiator only).
         round_trip: Option<Duration>,
+        /// Our index of the session (the peer's data to us carries it).
+        local_index: u32,
+        /// The peer's index of the session (our data to it carries it).
+        remote_index: u32,
     },
     /// The responder saw the first packet under its new session and switched to it.
     SessionConfirmed {

@@ -394,7 +394,7 @@ impl Endpoint {
                     sent_at: now,
                 });
                 self.send_response(now, p, from, index, &response);
-                self.established(p, Role::Responder, keys.qkd_mixed(), None);
+                self.established(p, Role::Responder, &keys, None);
             }
             Err(error) => {
                 self.indices.remove(&index);
@@ -502,25 +502,28 @@ impl Endpoint {
         let freed = self.peers[p].install_initiated(session);
         self.forget_indices(freed);
         self.peers[p].endpoint = Some(from);
-        self.established(
-            p,
-            Role::Initiator,
-            keys.qkd_mixed(),
-            Some(now - pending.last_sent),
-        );
+        self.established(p, Role::Initiator, keys, Some(now - pending.last_sent));
         if self.flush_staged(now, p) == 0 {
             self.send_single(now, p, &[]);
         }
     }
 
-    fn established(&mut self, p: PeerId, role: Role, qkd: bool, round_trip: Option<Duration>) {
+    fn established(
+        &mut self,
+        p: PeerId,
+        role: Role,
+        keys: &crate::proto::handshake::SessionKeys,
+        round_trip: Option<Duration>,
+    ) {
         let peer = &self.peers[p];
         self.events.push_back(Event::SessionEstablished {
             peer: p,
             epoch: peer.epoch,
             role,
-            qkd,
+            qkd: keys.qkd_mixed(),
             round_trip,
+            local_index: keys.local_index,
+            remote_index: keys.remote_index,
         });
     }
 
