@@ -121,6 +121,7 @@ pub fn render_text(v: &Value) -> String {
 
 fn render_peer(out: &mut String, p: &Value) {
     let _ = writeln!(out, "\npeer: {}", s(&p["name"]));
+    let _ = writeln!(out, "  health: {}", health(p));
     let _ = writeln!(
         out,
         "  endpoint: {}",
@@ -154,6 +155,59 @@ fn render_peer(out: &mut String, p: &Value) {
     );
     let _ = writeln!(out, "  drops: {}", counters(&p["drops"]));
     render_qkd(out, &p["qkd"]);
+}
+
+/// One line: whether the tunnel to peer `p` is healthy, and if not, why and what to check.
+pub fn health(p: &Value) -> String {
+    let q = &p["qkd"];
+    let policy = q["policy"].as_str().unwrap_or("disable");
+    let kme_error = q["last_error"].as_str();
+    let Some(key) = p["current_key"].as_object() else {
+        return match (kme_error, p["handshake_in_progress"].as_bool()) {
+            (Some(e), _) if policy != "disable" => format!(
+                "DOWN: no session, and no QKD key (policy \"{policy}\"): the KME says {e}"
+            ),
+            (_, Some(true)) => "DOWN: no session yet; a handshake is under way (no answer yet: check that the peer runs, its endpoint and both public keys)".into(),
+            _ => "DOWN: no session (check that the peer runs, its endpoint and both public keys)".into(),
+        };
+    };
+    let age = key
+        .get("age_seconds")
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0);
+    let reject_in = key
+        .get("reject_in_seconds")
+        .and_then(Value::as_f64)
+        .unwrap_or(f64::MAX);
+    let rekey_in = key
+        .get("rekey_in_seconds")
+        .and_then(Value::as_f64)
+        .unwrap_or(f64::MAX);
+    let has_qkd = key
+        .get("sources")
+        .and_then(Value::as_array)
+        .is_some_and(|s| s.iter().any(|x| x == "qkd"));
+    if rekey_in <= 0.0 {
+        let why = kme_error.map_or_else(
+            || "the new handshake has not completed".to_string(),
+            |e| format!("no QKD key: the KME says {e}"),
+        );
+        return format!(
+            "DEGRADED: the key is past its rotation time and stops in {reject_in:.0} s; {why}"
+        );
+    }
+    if policy != "disable" && !has_qkd {
+        let why = kme_error.map_or_else(String::new, |e| format!(": the KME says {e}"));
+        return format!(
+            "DEGRADED: the current key has no QKD key (policy \"{policy}\" fell back to X25519 + ML-KEM-768){why}"
+        );
+    }
+    let sources = if has_qkd {
+        "X25519 + ML-KEM-768 + QKD"
+    } else {
+        "X25519 + ML-KEM-768"
+    };
+    format!("OK: session {age:.0} s old, keys from {sources}, next rotation in {rekey_in:.0} s")
 }
 
 fn render_qkd(out: &mut String, q: &Value) {
@@ -246,6 +300,43 @@ fn counters(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn health_says_ok_or_why_not_in_one_line() {
+        let ok = json!({"qkd": {"policy": "require"}, "current_key": {"age_seconds": 12.0,
+            "rekey_in_seconds": 108.0, "reject_in_seconds": 168.0,
+            "sources": ["x25519", "ml-kem-768", "qkd"]}});
+        assert_eq!(
+            health(&ok),
+            "OK: session 12 s old, keys from X25519 + ML-KEM-768 + QKD, next rotation in 108 s"
+        );
+        let kme = json!({"qkd": {"policy": "require", "last_error": "KME refused (503): no route"},
+            "current_key": null, "handshake_in_progress": false});
+        assert!(
+            health(&kme).starts_with("DOWN: no session, and no QKD key"),
+            "{}",
+            health(&kme)
+        );
+        assert!(health(&kme).contains("no route"));
+        let late = json!({"qkd": {"policy": "require", "last_error": "KME unreachable"},
+            "current_key": {"age_seconds": 130.0, "rekey_in_seconds": 0.0, "reject_in_seconds": 50.0,
+            "sources": ["x25519", "ml-kem-768", "qkd"]}});
+        assert!(
+            health(&late)
+                .starts_with("DEGRADED: the key is past its rotation time and stops in 50 s"),
+            "{}",
+            health(&late)
+        );
+        let fallback = json!({"qkd": {"policy": "allow"}, "current_key": {"age_seconds": 1.0,
+            "rekey_in_seconds": 100.0, "reject_in_seconds": 160.0, "sources": ["x25519", "ml-kem-768"]}});
+        assert!(
+            health(&fallback).starts_with("DEGRADED: the current key has no QKD key"),
+            "{}",
+            health(&fallback)
+        );
+        let none = json!({"qkd": {"policy": "disable"}, "current_key": null, "handshake_in_progress": true});
+        assert!(health(&none).starts_with("DOWN: no session yet; a handshake is under way"));
+    }
 
     #[test]
     fn offload_line_names_what_is_on() {

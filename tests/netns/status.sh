@@ -15,7 +15,7 @@ cat "$WORK/status.txt" >&2
 for want in "interface: qsa" "peer: site-b" "endpoint: 198.18.0.2:51820" "last handshake: " "s ago" \
     "rotations: " "cipher: aes-256-gcm" "current key: epoch " ", age " "under this key: " \
     "packets sent" "budget left: rekey in " "hard limit in " "drops: bad_tag " "key_expired " "no_session " \
-    "drops (interface): " "malformed "; do
+    "drops (interface): " "malformed " "health: OK: session " "keys from X25519 + ML-KEM-768"; do
     grep -qF -- "$want" "$WORK/status.txt" || fail "text status lacks '$want'"
 done
 python3 - "$WORK/status.json" <<'PY' || fail "JSON status check failed"
