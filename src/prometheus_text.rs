@@ -27,19 +27,47 @@ impl Exposition {
         let _ = writeln!(self.out, "# HELP {name} {help}");
         let _ = writeln!(self.out, "# TYPE {name} {kind}");
         for (labels, value) in samples {
-            self.out.push_str(name);
-            if !labels.is_empty() {
-                self.out.push('{');
-                for (i, (k, v)) in labels.iter().enumerate() {
-                    if i > 0 {
-                        self.out.push(',');
-                    }
-                    let _ = write!(self.out, "{k}=\"{}\"", escape(v));
-                }
-                self.out.push('}');
-            }
-            let _ = writeln!(self.out, " {}", number(value));
+            self.sample(name, &labels, value);
         }
+    }
+}
+
+/// One histogram series: its labels, cumulative counts per upper bound (`"+Inf"` last), the
+/// sum of the observations and their count.
+pub type HistogramSeries = (Vec<(&'static str, String)>, Vec<(String, u64)>, f64, u64);
+
+impl Exposition {
+    /// A histogram family: `NAME_bucket{…,le}`, `NAME_sum`, `NAME_count` per series.
+    pub fn histogram(&mut self, name: &str, help: &str, series: Vec<HistogramSeries>) {
+        if series.is_empty() {
+            return;
+        }
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} histogram");
+        for (labels, buckets, sum, count) in series {
+            for (le, n) in buckets {
+                let mut l = labels.clone();
+                l.push(("le", le));
+                self.sample(&format!("{name}_bucket"), &l, n as f64);
+            }
+            self.sample(&format!("{name}_sum"), &labels, sum);
+            self.sample(&format!("{name}_count"), &labels, count as f64);
+        }
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&'static str, String)], value: f64) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{k}=\"{}\"", escape(v));
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {}", number(value));
     }
 }
 

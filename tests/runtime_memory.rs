@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 struct Site {
     runtime: Runtime,
     host: MemoryTunHost,
+    shared: Arc<Shared>,
 }
 
 fn packet(src: [u8; 4], dst: [u8; 4], tag: u8) -> Vec<u8> {
@@ -77,6 +78,7 @@ fn site(
         shutdown: Arc::new(AtomicBool::new(false)),
         mtu: 1420,
         qkd_jobs: Some(queue.clone()),
+        kme_calls: Default::default(),
     });
     let fetcher = QkdFetcher {
         source: Arc::new(kme.client(names.0)),
@@ -84,7 +86,8 @@ fn site(
         key_bits: 256,
     };
     Site {
-        runtime: Runtime::start(shared, Some((queue, fetcher))).unwrap(),
+        runtime: Runtime::start(shared.clone(), Some((queue, fetcher))).unwrap(),
+        shared,
         host,
     }
 }
@@ -245,6 +248,20 @@ fn two_sites_exchange_packets_with_a_fresh_qkd_key_per_rotation() {
     assert!(back, "recovers by itself when the KME is back");
     let recovered = key_id(&a).expect("the recovered session mixes a QKD key");
     assert_ne!(recovered, later, "the recovered session has a new QKD key");
+    // Every KME call, answered or failed, is in the sites' call-time histograms.
+    let calls = |s: &Site| {
+        let v = s.shared.kme_calls.to_json(0);
+        let n = |c: &str| v[c]["count"].as_u64().unwrap_or(0);
+        n("enc_keys") + n("dec_keys")
+    };
+    let st = (peer_status(&a).qkd, peer_status(&b).qkd);
+    let made = st.0.keys_consumed + st.0.failures + st.1.keys_consumed + st.1.failures;
+    assert!(
+        calls(&a) + calls(&b) >= made,
+        "{} calls timed, {made} made",
+        calls(&a) + calls(&b)
+    );
+    assert!(calls(&a) > 0 && calls(&b) > 0);
     a.runtime.stop();
     b.runtime.stop();
 }

@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod control;
+pub mod kme_calls;
 pub mod logging;
 pub mod prometheus;
 pub mod qkd_worker;
@@ -99,6 +100,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         shutdown: shutdown.clone(),
         mtu: usize::from(config.interface.mtu),
         qkd_jobs: qkd.is_some().then_some(jobs.clone()),
+        kme_calls: Default::default(),
     });
     let runtime = Runtime::start(shared.clone(), qkd.map(|f| (jobs, f)))?;
     let mode = match config.interface.offload {

@@ -6,7 +6,7 @@
 //! current key's age and remaining budgets, QKD keys consumed, fallbacks and KME failures.
 //! Labels carry the interface and peer names only, never a key or a key ID.
 
-use crate::prometheus_text::{CONTENT_TYPE, Exposition, Sample};
+use crate::prometheus_text::{CONTENT_TYPE, Exposition, HistogramSeries, Sample};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -253,6 +253,39 @@ pub fn render(doc: &Value) -> String {
         "Failed calls to the KME for a peer's QKD keys.",
         per_peer(&|p| num(&p["qkd"]["failures"])),
     );
+    let mut calls: Vec<HistogramSeries> = Vec::new();
+    for p in &peers {
+        let Some(by_call) = p["kme_calls"].as_object() else {
+            continue;
+        };
+        for (call, h) in by_call {
+            let buckets = h["buckets"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|b| {
+                    let le = match &b[0] {
+                        Value::String(s) => s.clone(),
+                        v => format!("{}", v.as_f64()?),
+                    };
+                    Some((le, b[1].as_u64()?))
+                })
+                .collect();
+            let mut l = peer_label(p);
+            l.push(("call", call.clone()));
+            calls.push((
+                l,
+                buckets,
+                h["sum_seconds"].as_f64().unwrap_or(0.0),
+                h["count"].as_u64().unwrap_or(0),
+            ));
+        }
+    }
+    e.histogram(
+        "qshield_peer_kme_call_duration_seconds",
+        "Time the daemon's calls to its KME took for a peer's QKD keys (answered or failed).",
+        calls,
+    );
     e.out
 }
 
@@ -275,7 +308,9 @@ mod tests {
                     "rekey_in_bytes": 10, "reject_in_seconds": 178.5, "reject_in_bytes": 20,
                     "packets_left": 30, "sources": ["x25519", "ml-kem-768", "qkd"],
                     "qkd_key_id": "5bd3c1f0-0000-4000-8000-000000000001"},
-                "qkd": {"keys_consumed": 4, "fallbacks": 0, "failures": 1}
+                "qkd": {"keys_consumed": 4, "fallbacks": 0, "failures": 1},
+                "kme_calls": {"enc_keys": {"buckets": [[0.005, 1], [0.01, 3], ["+Inf", 4]],
+                    "sum_seconds": 0.5, "count": 4}}
             }]
         });
         let text = render(&doc);
@@ -287,6 +322,9 @@ mod tests {
             "qshield_peer_key_rekey_in_seconds{interface=\"qsa\",peer=\"site-b\"} 118.5",
             "qshield_peer_key_has_qkd{interface=\"qsa\",peer=\"site-b\"} 1",
             "qshield_peer_qkd_kme_failures_total{interface=\"qsa\",peer=\"site-b\"} 1",
+            "qshield_peer_kme_call_duration_seconds_bucket{interface=\"qsa\",peer=\"site-b\",call=\"enc_keys\",le=\"0.01\"} 3",
+            "qshield_peer_kme_call_duration_seconds_bucket{interface=\"qsa\",peer=\"site-b\",call=\"enc_keys\",le=\"+Inf\"} 4",
+            "qshield_peer_kme_call_duration_seconds_count{interface=\"qsa\",peer=\"site-b\",call=\"enc_keys\"} 4",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
         }

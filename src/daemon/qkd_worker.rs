@@ -8,6 +8,7 @@
 //! handshake still waits for it (its deadline has not passed and the core still wants it),
 //! so no key is fetched that no handshake would use.
 
+use super::kme_calls::KmeCall;
 use super::runtime::Shared;
 use crate::constants::QKD_QUEUE_PER_PEER_MAX;
 use crate::proto::PeerId;
@@ -125,7 +126,16 @@ fn run(shared: &Shared, jobs: &QkdQueue, fetcher: &QkdFetcher) {
         };
         let now = shared.clock.now();
         let wanted = |r: &QkdRequest| shared.lock().qkd_request_wanted(r.id);
+        let started = std::time::Instant::now();
         if let Some(result) = serve(&shared.interface, fetcher, now, &request, wanted) {
+            let call = if request.key_id.is_some() {
+                KmeCall::DecKeys
+            } else {
+                KmeCall::EncKeys
+            };
+            shared
+                .kme_calls
+                .observe(request.peer.index(), call, started.elapsed());
             let drained = {
                 let mut ep = shared.lock();
                 ep.handle_qkd_key(shared.clock.now(), request.id, result);

@@ -46,6 +46,8 @@ pub struct Shared {
     pub mtu: usize,
     /// Where QKD key requests go (`None` with QKD disabled).
     pub qkd_jobs: Option<Arc<super::qkd_worker::QkdQueue>>,
+    /// How long the KME calls took, per peer.
+    pub kme_calls: super::kme_calls::KmeCalls,
 }
 
 /// What the core wants done after a batch: datagrams to send, events to log (with their

@@ -62,6 +62,10 @@ pub fn report(shared: &Shared, info: &DaemonInfo) -> Value {
         let ep = shared.lock();
         (ep.status(shared.clock.now()), ep.public().to_base64())
     };
+    let mut peers = serde_json::to_value(&status.peers).unwrap_or_default();
+    for (i, p) in peers.as_array_mut().into_iter().flatten().enumerate() {
+        p["kme_calls"] = shared.kme_calls.to_json(i);
+    }
     json!({
         "interface": info.interface,
         "listen": info.listen,
@@ -72,7 +76,7 @@ pub fn report(shared: &Shared, info: &DaemonInfo) -> Value {
         "io": { "tun": io_json(info.tun.stats()), "udp": io_json(info.udp.stats()) },
         "offload": info.offload,
         "drops": status.drops,
-        "peers": status.peers,
+        "peers": peers,
     })
 }
 

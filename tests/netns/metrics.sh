@@ -4,9 +4,9 @@
 # namespace, hospital-b's daemon on its underlay address (metrics_public = true). Prometheus
 # runs in hospital-a's namespace and scrapes all three every second while iperf3 runs
 # through the tunnel. Its query API must answer: the three targets up; a rate (bytes per
-# second hospital-a sent to hospital-b) that agrees with iperf3's; a gauge and counters that
-# agree with `qshield status --json` and the KME's status. `promtool check metrics` passes
-# on every endpoint.
+# second hospital-a sent to hospital-b) that agrees with iperf3's; gauges, counters and the
+# KME call-time histogram that agree with `qshield status --json` and the KME's status.
+# `promtool check metrics` passes on every endpoint.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/../../scripts/lib/madrid.sh"
 require_root
@@ -103,5 +103,13 @@ python3 -c "
 import sys
 sys.exit(0 if abs(float('$pool_prom') - $pool_status) <= 65536 else 1)" ||
     fail "pool: Prometheus $pool_prom bytes, KME status $pool_status bytes"
+# The KME call-time histogram: as many calls as the status counts (within a rotation).
+calls_prom=$(query 'sum(qshield_peer_kme_call_duration_seconds_count{interface="qsa"})')
+calls_status=$(status_field a "sum(c['count'] for c in d['peers'][0]['kme_calls'].values())")
+[[ -n $calls_prom ]] || fail "no KME call histogram in Prometheus"
+(( calls_status - ${calls_prom%.*} <= 2 && ${calls_prom%.*} >= 2 )) ||
+    fail "KME calls: Prometheus $calls_prom, status $calls_status"
+median=$(query 'histogram_quantile(0.5, sum by (le) (qshield_peer_kme_call_duration_seconds_bucket{interface="qsa"}))')
+log "KME calls: $calls_prom timed, median under $median s"
 log "QKD keys consumed: Prometheus $consumed_prom, status $consumed_status; origins $origins_prom; pool to ring-1: Prometheus $pool_prom, status $pool_status bytes"
 log "PASS"
