@@ -174,12 +174,11 @@ fn promtool_passes(text: &str) {
     );
 }
 
-/// A CV-QKD link's estimates (and an alarm) render as promtool wants them too.
-#[test]
-fn cvqkd_figures_pass_promtool() {
+/// A status document with a CV-QKD link under alarm and an SAE pair.
+fn cvqkd_document() -> qshield::kme::status::KmeStatus {
     use qshield::kme::link::cvqkd::board::CvqkdFigures;
     use qshield::kme::routing::RoutingStatus;
-    use qshield::kme::status::{KmeStatus, LinkStatus};
+    use qshield::kme::status::{KmeStatus, LinkStatus, PairStatus};
     let mut c = CvqkdFigures::default();
     c.transmittance_estimate = Some(0.83);
     c.excess_noise_estimate_snu = Some(2.01);
@@ -191,7 +190,7 @@ fn cvqkd_figures_pass_promtool() {
     c.blocks = 14;
     c.blocks_aborted = 2;
     c.alarm = Some("2 blocks in a row".into());
-    let doc = KmeStatus {
+    KmeStatus {
         kme_id: "kme-ring-1".into(),
         links: vec![LinkStatus {
             peer: "kme-ring-2".into(),
@@ -208,7 +207,16 @@ fn cvqkd_figures_pass_promtool() {
             errors_503: 3,
             cvqkd: Some(c),
         }],
-        pairs: vec![],
+        pairs: vec![PairStatus {
+            master: "sae-a".into(),
+            slave: "sae-b".into(),
+            keys_to_master: 4,
+            keys_to_slave: 3,
+            keys_relayed: 4,
+            bits_per_second: 0.0,
+            errors_503: 1,
+            keys_expired: 0,
+        }],
         routing: RoutingStatus {
             adverts: vec![],
             unreachable: vec![],
@@ -216,7 +224,13 @@ fn cvqkd_figures_pass_promtool() {
             relays: vec![],
         },
         keys_waiting_for_shares: 0,
-    };
+    }
+}
+
+/// A CV-QKD link's estimates (and an alarm) render as promtool wants them too.
+#[test]
+fn cvqkd_figures_pass_promtool() {
+    let doc = cvqkd_document();
     let text = qshield::kme::prometheus::render_document(&doc, |_, _| 0);
     for (series, want) in [
         (
@@ -367,4 +381,68 @@ async fn a_prometheus_server_scrapes_the_kme_while_keys_flow() {
     drop(prom);
     p.a.shutdown().await;
     p.b.shutdown().await;
+}
+
+/// Every metric the Grafana dashboard (deploy/grafana/qshield.json) queries is one the KME or
+/// the daemon serves.
+#[test]
+fn the_grafana_dashboard_queries_only_metrics_that_exist() {
+    let mut served = std::collections::BTreeSet::new();
+    let kme = qshield::kme::prometheus::render_document(&cvqkd_document(), |_, _| 8);
+    let daemon = qshield::daemon::prometheus::render(&serde_json::json!({
+        "interface": "qsa", "uptime_seconds": 1.0,
+        "io": {"tun": {"received": 1, "sent": 1}, "udp": {"received": 1, "sent": 1}},
+        "drops": {"malformed": 0},
+        "peers": [{"name": "b", "handshakes": 1, "rotations": 1, "last_handshake_seconds_ago": 1.0,
+            "total_bytes_sent": 1, "total_bytes_received": 1, "drops": {"bad_tag": 0},
+            "current_key": {"age_seconds": 1.0, "rekey_in_seconds": 1.0, "rekey_in_bytes": 1,
+                "reject_in_seconds": 1.0, "reject_in_bytes": 1, "packets_left": 1, "sources": ["qkd"]},
+            "qkd": {"keys_consumed": 1, "fallbacks": 0, "failures": 0},
+            "kme_calls": {"enc_keys": {"buckets": [["+Inf", 1]], "sum_seconds": 0.1, "count": 1}}}]
+    }));
+    for line in kme.lines().chain(daemon.lines()) {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut it = rest.split(' ');
+            let (name, kind) = (it.next().unwrap(), it.next().unwrap());
+            served.insert(name.to_string());
+            if kind == "histogram" {
+                for suffix in ["_bucket", "_sum", "_count"] {
+                    served.insert(format!("{name}{suffix}"));
+                }
+            }
+        }
+    }
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/grafana/qshield.json"
+    ))
+    .unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+    let mut exprs = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().into_iter().flatten() {
+            exprs.push(t["expr"].as_str().unwrap().to_string());
+        }
+    }
+    assert!(exprs.len() >= 20, "{} queries", exprs.len());
+    let mut used = std::collections::BTreeSet::new();
+    for e in &exprs {
+        let bytes = e.as_bytes();
+        let mut i = 0;
+        while let Some(at) = e[i..].find("qshield_") {
+            let start = i + at;
+            let end = start
+                + e[start..]
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(e.len() - start);
+            used.insert(e[start..end].to_string());
+            i = end.min(bytes.len());
+        }
+    }
+    let unknown: Vec<_> = used.iter().filter(|m| !served.contains(*m)).collect();
+    assert!(
+        unknown.is_empty(),
+        "the dashboard queries metrics nobody serves: {unknown:?}"
+    );
+    assert!(used.len() >= 20, "{used:?}");
 }
