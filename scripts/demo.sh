@@ -119,8 +119,10 @@ attack_ring_link() {
     say "keys now take: $(madrid_last_path)"
     say "Eve splices into the ring fiber (ring-1 -> ring-2) and intercept-resends every pulse"
     madrid_eve_on intercept-resend "r1 r2"
+    event "Eve on ring-1 → ring-2"
     local t0=$SECONDS
     madrid_wait_alarm "r1 r2" "is not None"
+    event "alarm ring-1 → ring-2"
     say "ALARM after $((SECONDS - t0)) s: the ring link's parameter estimation finds no key; ring-1 and ring-2 stop relaying over it:"
     madrid_cvqkd_table
     grep -h "cvqkd link ALARM" "$WORK/kme-r1.log" | tail -1 | sed 's/^/    ring-1 KME: /' | cut -c1-220
@@ -131,6 +133,7 @@ attack_ring_link() {
         say "and the tunnel (QKD policy \"require\") fails closed at its hard limit rather than send a key whole"
         attack_fail_closed
         madrid_eve_off "r1 r2"
+        event "Eve leaves"
     else
         say "the KMEs' link state carries the alarm; hospital-a's and hospital-b's KMEs route keys over ring-3:"
         local deadline=$((SECONDS + 60)) t_session=""
@@ -138,6 +141,7 @@ attack_ring_link() {
             (( SECONDS < deadline )) || { echo "demo: keys were never rerouted" >&2; exit 1; }
             sleep 0.2
         done
+        event "keys over ring-3"
         local reroute_at
         reroute_at=$(madrid_log_time_after "$alarm_at" "relayed over kme-hospital-[ab] → kme-ring-3")
         deadline=$((SECONDS + 60))
@@ -152,19 +156,24 @@ attack_ring_link() {
         ip netns exec "$NS_A" ping -c 3 -i 0.2 198.19.0.2 | tail -2 | sed 's/^/    /'
         say "a second Eve splices into the second path (ring-3 -> hospital-b)"
         madrid_eve_on intercept-resend "r3 hb"
+        event "Eve on ring-3 → hospital-b"
         t0=$SECONDS
         madrid_wait_alarm "r3 hb" "is not None"
+        event "alarm ring-3 → hospital-b"
         say "ALARM on the second path after $((SECONDS - t0)) s: no path is left for keys"
         attack_fail_closed
         say "both Eves leave the fibers"
         madrid_eve_off "r1 r2"
         madrid_eve_off "r3 hb"
+        event "both Eves leave"
         madrid_wait_alarm "r3 hb" "is None"
     fi
     t0=$SECONDS
     madrid_wait_alarm "r1 r2" "is None"
     say "alarms cleared (a clean block on each link); waiting for the tunnel..."
+    event "alarms cleared"
     wait_ping a 198.19.0.2 60 || { show_logs 20; echo "demo: the tunnel did not recover" >&2; exit 1; }
+    event "tunnel back"
     say "tunnel back $((SECONDS - t0)) s after the alarms cleared:"
     ip netns exec "$NS_A" ping -c 3 -i 0.2 198.19.0.2 | sed 's/^/    /'
     local deadline=$((SECONDS + 60))
@@ -185,6 +194,7 @@ attack_fail_closed() {
         (( SECONDS < deadline )) || { echo "demo: traffic never stopped" >&2; exit 1; }
         sleep 1
     done
+    event "traffic blocked (fail closed)"
     say "traffic blocked $((SECONDS - t1)) s after the alarm; hospital-a's daemon says:"
     grep -h "no QKD key and the QKD policy is\|no route from\|node-disjoint" "$WORK/a.log" | tail -2 | sed 's/^/    /' | cut -c1-220
 }
@@ -231,9 +241,29 @@ with open(sys.argv[1]) as log:
 ' "$WORK/a.log"
 }
 
+# event TEXT: a line of the report's event list, at the time it happens.
+event() { printf '%s %s\n' "$(date +%s.%N)" "$*" >>"$WORK/events"; }
+: >"$WORK/events"
+
+# The report's sampler: hospital-a's status and every KME's, once a second.
+start_sampler() {
+    local nodes=() n
+    if [[ $MODE == madrid ]]; then
+        for n in "${MADRID_NODES[@]}"; do
+            nodes+=("$n=$(madrid_ns "$n"),${MADRID_KME_ADDR[$n]},kme-${MADRID_NAME[${MADRID_ASKER[$n]}]}")
+        done
+    fi
+    python3 "$ROOT/scripts/lib/demo_sampler.py" "$WORK/samples.jsonl" "$QSHIELD" "$WORK/a.sock" \
+        "$WORK/pki" "${KME_PORT:-8443}" "${nodes[@]}" &
+    SAMPLER_PID=$!
+    PIDS+=("$SAMPLER_PID")
+}
+
 if [[ $MODE == madrid ]]; then up_madrid; else up_two_site; fi
+start_sampler
 t0=$(date +%s.%N)
 wait_ping a 198.19.0.2 20 || { show_logs 40; echo "demo: the tunnel did not come up" >&2; exit 1; }
+event "tunnel up"
 say "tunnel up in $(python3 -c "print(f'{$(date +%s.%N)-$t0:.2f}')") s; ping through it:"
 ip netns exec "$NS_A" ping -c 3 -i 0.2 198.19.0.2 | sed 's/^/    /'
 
@@ -242,7 +272,9 @@ follow_rotations &
 FOLLOW_PID=$!
 PIDS+=("$FOLLOW_PID")
 iperf_server
+event "iperf3 starts"
 ip netns exec "$NS_A" iperf3 -c 198.19.0.2 -t "$DURATION" -J >"$WORK/iperf.json"
+event "iperf3 ends"
 sleep 0.5
 kill "$FOLLOW_PID" 2>/dev/null || true
 forget_pid "$FOLLOW_PID" 2>/dev/null || true
@@ -268,4 +300,18 @@ fi
 [[ -n $ATTACK ]] && attack_ring_link
 say "status of hospital-a:"
 "$QSHIELD" status --socket "$WORK/a.sock" | sed 's/^/    /'
+kill -TERM "$SAMPLER_PID" 2>/dev/null || true
+wait "$SAMPLER_PID" 2>/dev/null || true
+forget_pid "$SAMPLER_PID" 2>/dev/null || true
+mkdir -p "$ROOT/target"
+REPORT=$ROOT/target/demo-report.html
+cp "$WORK/samples.jsonl" "$ROOT/target/demo-samples.jsonl"
+cp "$WORK/events" "$ROOT/target/demo-events.txt"
+cp "$WORK/a.log" "$ROOT/target/demo-a.log"
+title="qshield demo: two sites"
+[[ $MODE == madrid ]] && title="qshield demo: the Madrid topology"
+[[ -n $ATTACK ]] && title+=", Eve on the ring"
+((MULTIPATH)) && title+=", keys in shares"
+python3 "$ROOT/scripts/lib/report.py" "$WORK/samples.jsonl" "$WORK/events" "$WORK/a.log" "$REPORT" "$title" >/dev/null
+say "report (one HTML file, open it in a browser): $REPORT"
 say "tearing down (daemons and KMEs stopped, TUNs and namespaces removed)"

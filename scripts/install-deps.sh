@@ -23,6 +23,8 @@
 #                                        deploy/ (tests/deploy.rs)
 #   tshark                               dissects captured tunnel traffic with the plugin
 #                                        contrib/wireshark/qshield.lua (tests/netns/wireshark.sh)
+#   chromium                             renders the demo's HTML report headless
+#                                        (tests/demo_report.rs)
 # Installing needs root; without root it lists what is missing and exits 1. Quiet when
 # everything is present.
 set -euo pipefail
@@ -33,12 +35,12 @@ for arg in "$@"; do
     case "$arg" in
         --bench) BENCH=1 ;;
         --fuzz) FUZZ=1 ;;
-        -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) log "unknown argument '$arg' (see --help)"; exit 2 ;;
     esac
 done
 
-packages=(pkg-config libssl-dev libsodium-dev iperf3 iproute2 iputils-ping nftables python3 procps man-db prometheus systemd tshark)
+packages=(pkg-config libssl-dev libsodium-dev iperf3 iproute2 iputils-ping nftables python3 procps man-db prometheus systemd tshark chromium)
 ((BENCH)) && packages+=(wireguard-tools)
 need=()
 for pkg in "${packages[@]}"; do
