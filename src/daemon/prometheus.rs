@@ -163,6 +163,21 @@ pub fn render(doc: &Value) -> String {
             .collect(),
     );
     e.family(
+        "qshield_peer_packets_total",
+        "counter",
+        "Data packets carried for a peer, each way (keepalives included).",
+        peers
+            .iter()
+            .flat_map(|p| {
+                ["sent", "received"].into_iter().filter_map(move |d| {
+                    let mut l = peer_label(p);
+                    l.push(("direction", d.into()));
+                    Some((l, num(&p[format!("total_packets_{d}")])?))
+                })
+            })
+            .collect(),
+    );
+    e.family(
         "qshield_peer_handshakes_total",
         "counter",
         "Handshakes completed with a peer.",
@@ -303,6 +318,7 @@ mod tests {
                 "name": "site-b", "handshakes": 3, "rotations": 2,
                 "last_handshake_seconds_ago": 1.5,
                 "total_bytes_sent": 1000, "total_bytes_received": 2000,
+                "total_packets_sent": 10, "total_packets_received": 20,
                 "drops": {"bad_tag": 1},
                 "current_key": {"age_seconds": 1.5, "rekey_in_seconds": 118.5,
                     "rekey_in_bytes": 10, "reject_in_seconds": 178.5, "reject_in_bytes": 20,
@@ -319,6 +335,7 @@ mod tests {
             "qshield_interface_drops_total{interface=\"qsa\",reason=\"malformed\"} 2",
             "qshield_peer_bytes_total{interface=\"qsa\",peer=\"site-b\",direction=\"received\"} 2000",
             "qshield_peer_drops_total{interface=\"qsa\",peer=\"site-b\",reason=\"bad_tag\"} 1",
+            "qshield_peer_packets_total{interface=\"qsa\",peer=\"site-b\",direction=\"received\"} 20",
             "qshield_peer_key_rekey_in_seconds{interface=\"qsa\",peer=\"site-b\"} 118.5",
             "qshield_peer_key_has_qkd{interface=\"qsa\",peer=\"site-b\"} 1",
             "qshield_peer_qkd_kme_failures_total{interface=\"qsa\",peer=\"site-b\"} 1",

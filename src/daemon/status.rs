@@ -153,9 +153,11 @@ fn render_peer(out: &mut String, p: &Value) {
     }
     let _ = writeln!(
         out,
-        "  transfer: {} sent, {} received",
+        "  transfer: {} sent ({} packets), {} received ({} packets)",
         bytes(&p["total_bytes_sent"]),
-        bytes(&p["total_bytes_received"])
+        p["total_packets_sent"],
+        bytes(&p["total_bytes_received"]),
+        p["total_packets_received"]
     );
     let _ = writeln!(out, "  drops: {}", counters(&p["drops"]));
     render_qkd(out, &p["qkd"]);

@@ -103,6 +103,15 @@ python3 -c "
 import sys
 sys.exit(0 if abs(float('$pool_prom') - $pool_status) <= 65536 else 1)" ||
     fail "pool: Prometheus $pool_prom bytes, KME status $pool_status bytes"
+# Packets sent to hospital-b: Prometheus' last scrape, then the status, read after it.
+pk_prom=$(query 'qshield_peer_packets_total{interface="qsa",direction="sent"}')
+pk_status=$(status_field a "d['peers'][0]['total_packets_sent']")
+[[ -n $pk_prom ]] || fail "no packet counter in Prometheus"
+python3 -c "
+import sys
+p, s = float('$pk_prom'), $pk_status
+sys.exit(0 if 0.9 * s <= p <= s and p > 1000 else 1)" || fail "packets sent: Prometheus $pk_prom, status $pk_status"
+log "packets sent: Prometheus $pk_prom, status $pk_status"
 # The KME call-time histogram: as many calls as the status counts (within a rotation).
 calls_prom=$(query 'sum(qshield_peer_kme_call_duration_seconds_count{interface="qsa"})')
 calls_status=$(status_field a "sum(c['count'] for c in d['peers'][0]['kme_calls'].values())")

@@ -72,6 +72,10 @@ pub struct PeerStatus {
     pub total_bytes_sent: u64,
     /// See `total_bytes_sent`.
     pub total_bytes_received: u64,
+    /// Data packets sent (keepalives included), all keys.
+    pub total_packets_sent: u64,
+    /// Data packets received and accepted (keepalives included), all keys.
+    pub total_packets_received: u64,
     /// Drops by reason.
     pub drops: PeerDrops,
     /// QKD keys for this peer.

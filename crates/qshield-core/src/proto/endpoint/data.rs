@@ -273,6 +273,7 @@ impl Endpoint {
         let peer = &mut self.peers[p];
         peer.timers.stop(PeerTimer::DeadPeer);
         peer.total_received += inner_len as u64;
+        peer.total_packets_received += 1;
         if inner_len > 0 && peer.timers.get(PeerTimer::Keepalive).is_none() {
             peer.timers
                 .set(PeerTimer::Keepalive, now + KEEPALIVE_TIMEOUT);
@@ -299,6 +300,7 @@ fn note_sent(peer: &mut Peer, now: Instant, inner_len: usize) {
     peer.last_sent = Some(now);
     peer.timers.stop(PeerTimer::Keepalive);
     peer.total_sent += inner_len as u64;
+    peer.total_packets_sent += 1;
     if inner_len > 0 && peer.timers.get(PeerTimer::DeadPeer).is_none() {
         let dead_at = now + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT_MAX;
         peer.timers.set(PeerTimer::DeadPeer, dead_at);

@@ -88,6 +88,8 @@ pub(super) struct Peer {
     pub(super) last_sent: Option<Instant>,
     pub(super) total_sent: u64,
     pub(super) total_received: u64,
+    pub(super) total_packets_sent: u64,
+    pub(super) total_packets_received: u64,
     pub(super) drops: PeerDrops,
     /// Our request for a new key (`enc_keys`) for our own initiation.
     pub(super) qkd_pending: Option<super::qkd::PendingQkd>,
@@ -146,6 +148,8 @@ impl Peer {
             last_sent: None,
             total_sent: 0,
             total_received: 0,
+            total_packets_sent: 0,
+            total_packets_received: 0,
             drops: PeerDrops::default(),
             qkd_pending: None,
             qkd_answering: None,
@@ -261,6 +265,8 @@ impl Peer {
             handshake_in_progress: self.pending.is_some(),
             total_bytes_sent: self.total_sent,
             total_bytes_received: self.total_received,
+            total_packets_sent: self.total_packets_sent,
+            total_packets_received: self.total_packets_received,
             drops: self.drops,
             qkd: QkdStatus {
                 policy: policy.name(),
