@@ -76,6 +76,18 @@ impl ApiError {
     }
 }
 
+/// The refusal as a person reads it in a log: its status and message.
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::BadRequest(b) => write!(f, "400: {}", b.message),
+            Self::Unauthorized => f.write_str("401: not an SAE of this KME"),
+            Self::PairNotAllowed(b) | Self::RoleRefused(b) => write!(f, "401: {}", b.message),
+            Self::Unavailable(b) => write!(f, "503: {}", b.message),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {

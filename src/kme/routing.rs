@@ -355,7 +355,20 @@ pub async fn run(shared: Arc<Shared>) {
             continue;
         }
         if h != last_health {
-            tracing::info!(links = ?h, "link health changed: (peer, alarm) of the links reachable");
+            let shown: Vec<String> = h
+                .iter()
+                .map(|(peer, alarm)| {
+                    format!("{peer} {}", if *alarm { "UNDER ALARM" } else { "ok" })
+                })
+                .collect();
+            tracing::info!(
+                "links reachable and their health: {}; adverts go out now",
+                if shown.is_empty() {
+                    "none".to_string()
+                } else {
+                    shown.join(", ")
+                }
+            );
         }
         last_health = h;
         last_sent = Some(Instant::now());
@@ -397,8 +410,11 @@ pub async fn run(shared: Arc<Shared>) {
                 unreachable.insert(peer.clone())
             };
             if changed {
-                let state = if ok { "reachable again" } else { "unreachable" };
-                tracing::warn!(%peer, "neighbour KME {state}: its link is {} the adverts", if ok { "back in" } else { "left out of" });
+                if ok {
+                    tracing::info!(%peer, "neighbour KME reachable again: its link is back in this KME's adverts");
+                } else {
+                    tracing::warn!(%peer, "neighbour KME unreachable (it did not take this KME's adverts within {} s): its link is left out of the adverts, so no relay uses it; check that it runs and that the network between reaches it", ADVERT_CALL_TIMEOUT.as_secs());
+                }
             }
         }
     }

@@ -185,7 +185,7 @@ pub async fn relay_in(
         return Err(ApiError::bad("relay route does not start at this KME"));
     }
     if let Err(e) = check_route(&shared.cfg, &caller, &req) {
-        tracing::warn!(peer = %caller, master = %req.master, slave = %req.slave, route = ?req.route, "relay refused: {e:?}");
+        tracing::warn!(peer = %caller, master = %req.master, slave = %req.slave, route = ?req.route, "relay refused: {e}");
         return Err(e);
     }
     // A relay of a configured route refused from here on (an alarm, a short pool further
