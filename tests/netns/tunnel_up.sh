@@ -22,7 +22,11 @@ for side in a b; do
     iface_drops=$(status_field "$side" "d['drops']")
     log "$side: peer drops $peer_drops, interface drops $iface_drops"
     [[ $(peer_field "$side" "sum(p['drops'].values())") -eq 0 ]] || fail "$side dropped packets of its peer: $peer_drops"
-    [[ $(status_field "$side" "sum(v for k, v in d['drops'].items() if k != 'no_route')") -eq 0 ]] \
+    # Both daemons start within milliseconds and both initiate: the initiation that loses
+    # the simultaneous start may still be answered, and that one answer is a stale reply.
+    # Anything else, or more than that one, is a drop this clean network must not cause.
+    [[ $(status_field "$side" "sum(v for k, v in d['drops'].items() if k not in ('no_route', 'stale_reply'))") -eq 0 &&
+       $(status_field "$side" "d['drops']['stale_reply']") -le 1 ]] \
         || fail "$side dropped datagrams at the interface: $iface_drops"
 done
 "$QSHIELD" status --socket "$WORK/a.sock" >&2
