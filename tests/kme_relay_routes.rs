@@ -281,3 +281,25 @@ async fn a_relay_must_name_the_kmes_it_passed_and_a_sane_share() {
         k.shutdown().await;
     }
 }
+
+/// Found by fuzzing (kme_relay, this stop): a relay whose next hop is not a link of the
+/// receiver passed the route check and failed in the hop, so the receiver discarded the pad
+/// it named; a forged relay could make a KME drop pad. Now it is refused by the route
+/// check, and no pad moves.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_next_hop_that_is_no_link_is_refused_before_any_pad_is_spent() {
+    let n = net().await;
+    refused(
+        &n,
+        "kme-a",
+        "sae-a",
+        "sae-b",
+        &["kme-r", "kme-x", "kme-b"],
+        StatusCode::BAD_REQUEST,
+        "the next hop 'kme-x' is not a link of 'kme-r'",
+    )
+    .await;
+    for k in n.kmes {
+        k.shutdown().await;
+    }
+}

@@ -175,6 +175,14 @@ pub fn check_route(cfg: &KmeConfig, caller: &str, req: &RelayRequest) -> Result<
         }
         None => return Err(refuse(format!("master '{master}' is unknown here"))),
     }
+    if let Some(next) = req.route.get(1)
+        && !cfg.is_neighbour(next)
+    {
+        return Err(refuse(format!(
+            "the next hop '{next}' is not a link of '{}'",
+            cfg.id
+        )));
+    }
     let last = req.route.last().map_or("", String::as_str);
     match cfg.sae_home(slave) {
         Some(SaeHome::Local) if req.route.len() == 1 => Ok(()),
