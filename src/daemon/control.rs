@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 /// Control-socket failures.
@@ -76,22 +76,12 @@ impl ControlSocket {
 
     /// Serves requests until `shutdown` is set; `answer` builds the status JSON.
     pub fn serve(&self, shutdown: &Arc<AtomicBool>, answer: impl Fn() -> String) {
-        while !shutdown.load(Ordering::Relaxed) {
-            match self.listener.accept() {
-                Ok((stream, _)) => {
-                    if let Err(e) = handle(stream, &answer) {
-                        tracing::debug!(error = %e, "control client went away");
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(50))
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "control socket accept failed");
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-            }
-        }
+        super::accept_loop::serve_until(
+            "control socket",
+            shutdown,
+            || self.listener.accept().map(|(stream, _)| stream),
+            |stream| handle(stream, &answer),
+        );
     }
 }
 

@@ -2,6 +2,7 @@
 //! builds the protocol core, runs the data-plane threads and the control socket, and shuts
 //! everything down cleanly on SIGINT/SIGTERM (the TUN disappears with its file descriptor).
 
+pub mod accept_loop;
 pub mod clock;
 pub mod control;
 pub mod kme_calls;

@@ -11,7 +11,7 @@ use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 /// Most bytes of a request head read.
@@ -26,22 +26,12 @@ pub fn serve(listener: TcpListener, shutdown: &Arc<AtomicBool>, status: impl Fn(
         tracing::warn!("metrics listener: cannot poll it; metrics are off");
         return;
     }
-    while !shutdown.load(Ordering::Relaxed) {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                if let Err(e) = answer(stream, &status) {
-                    tracing::debug!(error = %e, "metrics client went away");
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(50))
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "metrics listener: accept failed");
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        }
-    }
+    super::accept_loop::serve_until(
+        "metrics listener",
+        shutdown,
+        || listener.accept().map(|(stream, _)| stream),
+        |stream| answer(stream, &status),
+    );
 }
 
 fn answer(mut stream: TcpStream, status: &impl Fn() -> Value) -> std::io::Result<()> {
@@ -147,35 +137,29 @@ pub fn render(doc: &Value) -> String {
             .filter_map(|p| Some((peer_label(p), f(p)?)))
             .collect()
     };
-    e.family(
-        "qshield_peer_bytes_total",
-        "counter",
-        "Plaintext bytes carried for a peer, each way.",
+    let each_way = |field: &'static str| -> Vec<Sample> {
         peers
             .iter()
             .flat_map(|p| {
                 ["sent", "received"].into_iter().filter_map(move |d| {
                     let mut l = peer_label(p);
                     l.push(("direction", d.into()));
-                    Some((l, num(&p[format!("total_bytes_{d}")])?))
+                    Some((l, num(&p[format!("{field}_{d}")])?))
                 })
             })
-            .collect(),
+            .collect()
+    };
+    e.family(
+        "qshield_peer_bytes_total",
+        "counter",
+        "Plaintext bytes carried for a peer, each way.",
+        each_way("total_bytes"),
     );
     e.family(
         "qshield_peer_packets_total",
         "counter",
         "Data packets carried for a peer, each way (keepalives included).",
-        peers
-            .iter()
-            .flat_map(|p| {
-                ["sent", "received"].into_iter().filter_map(move |d| {
-                    let mut l = peer_label(p);
-                    l.push(("direction", d.into()));
-                    Some((l, num(&p[format!("total_packets_{d}")])?))
-                })
-            })
-            .collect(),
+        each_way("total_packets"),
     );
     e.family(
         "qshield_peer_handshakes_total",
