@@ -564,7 +564,18 @@ async fn empty_pools_answer_503() {
     let pairs = doc["pairs"].as_array().unwrap();
     let p = pairs.iter().find(|p| p["slave"] == "sae-r").unwrap();
     assert_eq!(p["errors_503"], 1);
+    // ... by code and reason: the relay found too little pad on the link
+    let short = json!([{"code": 503, "reason": "no_key_material", "count": 1}]);
+    assert_eq!(p["refusals"], short, "{doc}");
     assert_eq!(doc["links"][0]["errors_503"], 1);
+    assert_eq!(doc["links"][0]["refusals"], short, "{doc}");
+    // the local pair whose slave never fetched: the store was full
+    let c = pairs.iter().find(|p| p["slave"] == "sae-c").unwrap();
+    assert_eq!(
+        c["refusals"],
+        json!([{"code": 503, "reason": "store_full", "count": 1}]),
+        "{doc}"
+    );
     assert_eq!(doc["links"][0]["source"], "random (NOT QKD)");
     e.kme.shutdown().await;
 }

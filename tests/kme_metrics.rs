@@ -178,7 +178,7 @@ fn promtool_passes(text: &str) {
 fn cvqkd_document() -> qshield::kme::status::KmeStatus {
     use qshield::kme::link::cvqkd::board::CvqkdFigures;
     use qshield::kme::routing::RoutingStatus;
-    use qshield::kme::status::{KmeStatus, LinkStatus, PairStatus};
+    use qshield::kme::status::{KmeStatus, LinkStatus, PairStatus, RefusalCount};
     let mut c = CvqkdFigures::default();
     c.transmittance_estimate = Some(0.83);
     c.excess_noise_estimate_snu = Some(2.01);
@@ -205,6 +205,11 @@ fn cvqkd_document() -> qshield::kme::status::KmeStatus {
             relays_sent: 1,
             relays_received: 1,
             errors_503: 3,
+            refusals: vec![RefusalCount {
+                code: 503,
+                reason: "link_alarm",
+                count: 3,
+            }],
             cvqkd: Some(c),
         }],
         pairs: vec![PairStatus {
@@ -215,6 +220,18 @@ fn cvqkd_document() -> qshield::kme::status::KmeStatus {
             keys_relayed: 4,
             bits_per_second: 0.0,
             errors_503: 1,
+            refusals: vec![
+                RefusalCount {
+                    code: 400,
+                    reason: "bad_request",
+                    count: 2,
+                },
+                RefusalCount {
+                    code: 503,
+                    reason: "quota",
+                    count: 1,
+                },
+            ],
             keys_expired: 0,
         }],
         routing: RoutingStatus {
@@ -242,6 +259,18 @@ fn cvqkd_figures_pass_promtool() {
             331_318.0,
         ),
         ("qshield_kme_link_alarm{peer=\"kme-ring-2\"}", 1.0),
+        (
+            "qshield_kme_link_refusals_total{peer=\"kme-ring-2\",code=\"503\",reason=\"link_alarm\"}",
+            3.0,
+        ),
+        (
+            "qshield_kme_pair_refusals_total{master=\"sae-a\",slave=\"sae-b\",code=\"400\",reason=\"bad_request\"}",
+            2.0,
+        ),
+        (
+            "qshield_kme_pair_refusals_total{master=\"sae-a\",slave=\"sae-b\",code=\"503\",reason=\"quota\"}",
+            1.0,
+        ),
         (
             "qshield_kme_link_pool_bytes{peer=\"kme-ring-2\",direction=\"receive\"}",
             200.0,

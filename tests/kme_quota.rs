@@ -122,6 +122,12 @@ async fn an_sae_over_its_volume_gets_503_for_every_slave() {
     let st = e.kme.status().await;
     let p = st.pairs.iter().find(|p| p.slave == "sae-c").unwrap();
     assert_eq!((p.master.as_str(), p.errors_503), ("sae-a", 1));
+    let reasons: Vec<_> = p
+        .refusals
+        .iter()
+        .map(|r| (r.code, r.reason, r.count))
+        .collect();
+    assert_eq!(reasons, [(503, "quota", 1)], "counted by code and reason");
     e.kme.shutdown().await;
 }
 

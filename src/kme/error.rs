@@ -1,7 +1,8 @@
 //! The refusals of the KME's HTTP handlers ([`ApiError`]): the ETSI GS QKD 014 error
 //! bodies and status codes, and how a store failure becomes one. Imports only the store's
-//! error and the ETSI 014 body types.
+//! error, the ETSI 014 body types and the refusal reasons.
 
+use super::refusal::{Refusal, Shortage};
 use super::store::StoreError;
 use crate::qkd::etsi014::{ErrorBody, messages};
 use axum::Json;
@@ -23,8 +24,8 @@ pub enum ApiError {
     /// ETSI 014 API, an SAE on a KME-to-KME endpoint) or not a link neighbour
     /// ([`super::roles`]).
     RoleRefused(ErrorBody),
-    /// 503 with an error body.
-    Unavailable(ErrorBody),
+    /// 503 with an error body, and why (for the refusal counters).
+    Unavailable(ErrorBody, Shortage),
 }
 
 impl ApiError {
@@ -67,12 +68,25 @@ impl ApiError {
         })
     }
 
-    /// A 503 with `message`.
-    pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::Unavailable(ErrorBody {
-            message: message.into(),
-            details: None,
-        })
+    /// A 503 with `message`, for `why`.
+    pub fn unavailable(why: Shortage, message: impl Into<String>) -> Self {
+        Self::Unavailable(
+            ErrorBody {
+                message: message.into(),
+                details: None,
+            },
+            why,
+        )
+    }
+
+    /// What this refusal counts as for an SAE pair: none for a 401 (the caller may name
+    /// any pair, so no pair is charged).
+    pub fn refusal(&self) -> Option<Refusal> {
+        match self {
+            Self::BadRequest(_) => Some(Refusal::BadRequest),
+            Self::Unavailable(_, why) => Some(Refusal::Unavailable(*why)),
+            Self::Unauthorized | Self::PairNotAllowed(_) | Self::RoleRefused(_) => None,
+        }
     }
 }
 
@@ -83,7 +97,7 @@ impl std::fmt::Display for ApiError {
             Self::BadRequest(b) => write!(f, "400: {}", b.message),
             Self::Unauthorized => f.write_str("401: not an SAE of this KME"),
             Self::PairNotAllowed(b) | Self::RoleRefused(b) => write!(f, "401: {}", b.message),
-            Self::Unavailable(b) => write!(f, "503: {}", b.message),
+            Self::Unavailable(b, _) => write!(f, "503: {}", b.message),
         }
     }
 }
@@ -96,7 +110,7 @@ impl IntoResponse for ApiError {
             Self::PairNotAllowed(b) | Self::RoleRefused(b) => {
                 (StatusCode::UNAUTHORIZED, Json(b)).into_response()
             }
-            Self::Unavailable(b) => (StatusCode::SERVICE_UNAVAILABLE, Json(b)).into_response(),
+            Self::Unavailable(b, _) => (StatusCode::SERVICE_UNAVAILABLE, Json(b)).into_response(),
         }
     }
 }
@@ -111,16 +125,21 @@ impl From<StoreError> for ApiError {
                 "key_ID",
                 format!("'{id}' was used before"),
             ),
-            StoreError::Short { .. } => Self::unavailable("not enough key material"),
-            StoreError::Full { pending } => Self::unavailable(format!(
-                "key store full: {pending} keys are waiting for the slave SAE (max_key_count)"
-            )),
+            StoreError::Short { .. } => {
+                Self::unavailable(Shortage::NoKeyMaterial, "not enough key material")
+            }
+            StoreError::Full { pending } => Self::unavailable(
+                Shortage::StoreFull,
+                format!(
+                    "key store full: {pending} keys are waiting for the slave SAE (max_key_count)"
+                ),
+            ),
             StoreError::Db(_)
             | StoreError::Corrupt(_)
             | StoreError::PadMissing { .. }
             | StoreError::Access(_) => {
                 tracing::error!("{e}");
-                Self::unavailable("key data access error")
+                Self::unavailable(Shortage::Internal, "key data access error")
             }
         }
     }

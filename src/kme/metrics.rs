@@ -2,8 +2,9 @@
 //! ([`PairCounter`]), with their rates per second over the last sampling window. The
 //! names are what the store saves (`link:{peer}:{what}`, `pair:{master}>{slave}:{what}`)
 //! and what operators will scrape. [`LinkMetrics`] is one link's handle, what a link task
-//! is given. Imports nothing else of the KME.
+//! is given. Imports nothing else of the KME but the refusal reasons.
 
+use super::refusal::{Refusal, Shortage};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -21,8 +22,8 @@ pub enum LinkCounter {
     RelaysSent,
     /// Relay hops received over the link.
     RelaysReceived,
-    /// Relays refused for lack of pad or under alarm (503).
-    Errors503,
+    /// Relays over the link refused (503): for lack of pad, or under alarm.
+    Refused(Shortage),
     /// CV-QKD blocks that failed (leader).
     CvqkdBlockErrors,
     /// Pulse frames the quantum port refused (CV-QKD follower).
@@ -30,33 +31,36 @@ pub enum LinkCounter {
 }
 
 impl LinkCounter {
-    const ALL: [Self; 8] = [
-        Self::GeneratedBits,
-        Self::ReceivedBits,
-        Self::ConsumedBits,
-        Self::RelaysSent,
-        Self::RelaysReceived,
-        Self::Errors503,
-        Self::CvqkdBlockErrors,
-        Self::QuantumFramesRefused,
-    ];
+    fn all() -> impl Iterator<Item = Self> {
+        [
+            Self::GeneratedBits,
+            Self::ReceivedBits,
+            Self::ConsumedBits,
+            Self::RelaysSent,
+            Self::RelaysReceived,
+            Self::CvqkdBlockErrors,
+            Self::QuantumFramesRefused,
+        ]
+        .into_iter()
+        .chain(Shortage::ALL.into_iter().map(Self::Refused))
+    }
 
     /// The counter's saved name.
-    pub const fn name(self) -> &'static str {
+    pub fn name(self) -> String {
         match self {
-            Self::GeneratedBits => "generated_bits",
-            Self::ReceivedBits => "received_bits",
-            Self::ConsumedBits => "consumed_bits",
-            Self::RelaysSent => "relays_sent",
-            Self::RelaysReceived => "relays_received",
-            Self::Errors503 => "errors_503",
-            Self::CvqkdBlockErrors => "cvqkd_block_errors",
-            Self::QuantumFramesRefused => "quantum_frames_refused",
+            Self::GeneratedBits => "generated_bits".into(),
+            Self::ReceivedBits => "received_bits".into(),
+            Self::ConsumedBits => "consumed_bits".into(),
+            Self::RelaysSent => "relays_sent".into(),
+            Self::RelaysReceived => "relays_received".into(),
+            Self::Refused(why) => format!("refused_503_{}", why.label()),
+            Self::CvqkdBlockErrors => "cvqkd_block_errors".into(),
+            Self::QuantumFramesRefused => "quantum_frames_refused".into(),
         }
     }
 
     fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|c| c.name() == name)
+        Self::all().find(|c| c.name() == name)
     }
 }
 
@@ -71,36 +75,39 @@ pub enum PairCounter {
     KeysRelayed,
     /// Key bits delivered (master and slave).
     BitsDelivered,
-    /// Requests answered 503.
-    Errors503,
+    /// Requests refused (400 or 503), by reason.
+    Refused(Refusal),
     /// Keys the slave never fetched, erased after `pending_key_expiry`.
     KeysExpired,
 }
 
 impl PairCounter {
-    const ALL: [Self; 6] = [
-        Self::KeysToMaster,
-        Self::KeysToSlave,
-        Self::KeysRelayed,
-        Self::BitsDelivered,
-        Self::Errors503,
-        Self::KeysExpired,
-    ];
+    fn all() -> impl Iterator<Item = Self> {
+        [
+            Self::KeysToMaster,
+            Self::KeysToSlave,
+            Self::KeysRelayed,
+            Self::BitsDelivered,
+            Self::KeysExpired,
+        ]
+        .into_iter()
+        .chain(Refusal::all().map(Self::Refused))
+    }
 
     /// The counter's saved name.
-    pub const fn name(self) -> &'static str {
+    pub fn name(self) -> String {
         match self {
-            Self::KeysToMaster => "keys_to_master",
-            Self::KeysToSlave => "keys_to_slave",
-            Self::KeysRelayed => "keys_relayed",
-            Self::BitsDelivered => "bits_delivered",
-            Self::Errors503 => "errors_503",
-            Self::KeysExpired => "keys_expired",
+            Self::KeysToMaster => "keys_to_master".into(),
+            Self::KeysToSlave => "keys_to_slave".into(),
+            Self::KeysRelayed => "keys_relayed".into(),
+            Self::BitsDelivered => "bits_delivered".into(),
+            Self::Refused(r) => format!("refused_{}_{}", r.code(), r.reason()),
+            Self::KeysExpired => "keys_expired".into(),
         }
     }
 
     fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|c| c.name() == name)
+        Self::all().find(|c| c.name() == name)
     }
 }
 
@@ -249,6 +256,25 @@ impl Metrics {
         self.rate_of(&CounterKey::Pair(master.into(), slave.into(), counter))
     }
 
+    /// The refusals of the pair `master` > `slave` so far, by code and reason (those never
+    /// counted left out).
+    pub fn pair_refusals(&self, master: &str, slave: &str) -> Vec<(Refusal, u64)> {
+        Refusal::all()
+            .map(|r| (r, self.pair_value(master, slave, PairCounter::Refused(r))))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    /// The relays refused over the link to `peer` so far, by reason (those never counted
+    /// left out).
+    pub fn link_refusals(&self, peer: &str) -> Vec<(Shortage, u64)> {
+        Shortage::ALL
+            .into_iter()
+            .map(|why| (why, self.link_value(peer, LinkCounter::Refused(why))))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
     /// The SAE pairs (master, slave) with a counter, in the order of their saved names.
     pub fn pairs(&self) -> Vec<(String, String)> {
         let c = self.counters.lock().expect("metrics lock");
@@ -288,11 +314,17 @@ mod tests {
         let saved = vec![
             ("link:b:consumed_bits".to_string(), 8),
             ("pair:s1>s2:keys_to_master".to_string(), 3),
+            ("pair:s1>s2:refused_503_quota".to_string(), 2),
+            ("link:b:refused_503_link_alarm".to_string(), 4),
             ("something:else".to_string(), 1),
         ];
         let m = Metrics::from_saved(saved.clone());
         assert_eq!(m.link_value("b", LinkCounter::ConsumedBits), 8);
         assert_eq!(m.pair_value("s1", "s2", PairCounter::KeysToMaster), 3);
+        let quota = PairCounter::Refused(Refusal::Unavailable(Shortage::Quota));
+        assert_eq!(m.pair_value("s1", "s2", quota), 2);
+        let alarm = LinkCounter::Refused(Shortage::LinkAlarm);
+        assert_eq!(m.link_value("b", alarm), 4);
         let mut again = m.snapshot();
         again.sort();
         let mut saved = saved;

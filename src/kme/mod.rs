@@ -23,6 +23,7 @@ pub mod passed_pads;
 pub mod pools;
 pub mod prometheus;
 pub mod quota;
+pub mod refusal;
 pub mod relay;
 pub mod roles;
 pub mod routes;

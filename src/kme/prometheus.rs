@@ -9,8 +9,8 @@
 
 use super::metrics::PairCounter;
 use super::state::Shared;
-use super::status::KmeStatus;
-use crate::prometheus_text::Exposition;
+use super::status::{KmeStatus, PairStatus, RefusalCount};
+use crate::prometheus_text::{Exposition, Sample};
 
 pub use crate::prometheus_text::CONTENT_TYPE;
 
@@ -20,6 +20,19 @@ fn peer(p: &str) -> Vec<(&'static str, String)> {
 
 fn pair(master: &str, slave: &str) -> Vec<(&'static str, String)> {
     vec![("master", master.to_string()), ("slave", slave.to_string())]
+}
+
+/// One sample per code and reason counted, labelled `base` plus `code` and `reason`.
+fn refusal_samples(base: Vec<(&'static str, String)>, refusals: &[RefusalCount]) -> Vec<Sample> {
+    refusals
+        .iter()
+        .map(|r| {
+            let mut l = base.clone();
+            l.push(("code", r.code.to_string()));
+            l.push(("reason", r.reason.to_string()));
+            (l, r.count as f64)
+        })
+        .collect()
 }
 
 /// The scrape of this KME now.
@@ -96,14 +109,10 @@ pub fn render_document(doc: &KmeStatus, bits_delivered: impl Fn(&str, &str) -> u
     e.family(
         "qshield_kme_link_refusals_total",
         "counter",
-        "Relays over the link refused for lack of pad or under alarm (HTTP 503).",
+        "Relays over the link refused, by code (503) and reason: no_key_material (not enough pad) or link_alarm (under alarm or out of service).",
         links
             .iter()
-            .map(|l| {
-                let mut labels = peer(&l.peer);
-                labels.push(("code", "503".into()));
-                (labels, l.errors_503 as f64)
-            })
+            .flat_map(|l| refusal_samples(peer(&l.peer), &l.refusals))
             .collect(),
     );
     e.family(
@@ -184,6 +193,12 @@ pub fn render_document(doc: &KmeStatus, bits_delivered: impl Fn(&str, &str) -> u
         estimate(&|c| Some(c.blocks_aborted as f64)),
     );
     let pairs = &doc.pairs;
+    let per_pair = |value: &dyn Fn(&PairStatus) -> f64| -> Vec<Sample> {
+        pairs
+            .iter()
+            .map(|p| (pair(&p.master, &p.slave), value(p)))
+            .collect()
+    };
     e.family(
         "qshield_kme_pair_keys_total",
         "counter",
@@ -207,46 +222,28 @@ pub fn render_document(doc: &KmeStatus, bits_delivered: impl Fn(&str, &str) -> u
         "qshield_kme_pair_key_bytes_total",
         "counter",
         "Key delivered to an SAE pair (master and slave), in bytes.",
-        pairs
-            .iter()
-            .map(|p| {
-                (
-                    pair(&p.master, &p.slave),
-                    bits_delivered(&p.master, &p.slave) as f64 / 8.0,
-                )
-            })
-            .collect(),
+        per_pair(&|p| bits_delivered(&p.master, &p.slave) as f64 / 8.0),
     );
     e.family(
         "qshield_kme_pair_keys_relayed_total",
         "counter",
         "Keys of an SAE pair relayed to or stored from another KME.",
-        pairs
-            .iter()
-            .map(|p| (pair(&p.master, &p.slave), p.keys_relayed as f64))
-            .collect(),
+        per_pair(&|p| p.keys_relayed as f64),
     );
     e.family(
         "qshield_kme_pair_refusals_total",
         "counter",
-        "Key requests of an SAE pair refused with HTTP 503 (no key material, no path, a quota).",
+        "Key requests of an SAE pair refused, by code and reason: 400 bad_request; 503 quota, no_key_material, store_full, no_path, link_alarm, relay_failed or internal.",
         pairs
             .iter()
-            .map(|p| {
-                let mut l = pair(&p.master, &p.slave);
-                l.push(("code", "503".into()));
-                (l, p.errors_503 as f64)
-            })
+            .flat_map(|p| refusal_samples(pair(&p.master, &p.slave), &p.refusals))
             .collect(),
     );
     e.family(
         "qshield_kme_pair_keys_expired_total",
         "counter",
         "Keys the slave never fetched, erased after pending_key_expiry.",
-        pairs
-            .iter()
-            .map(|p| (pair(&p.master, &p.slave), p.keys_expired as f64))
-            .collect(),
+        per_pair(&|p| p.keys_expired as f64),
     );
     e.family(
         "qshield_kme_link_state_origins",

@@ -17,6 +17,7 @@ use super::config::{KmeConfig, MULTIPATH_PATHS_MAX, SaeHome};
 use super::error::ApiError;
 use super::metrics::LinkCounter;
 use super::pools::Direction;
+use super::refusal::Shortage;
 use super::state::Shared;
 use super::store::{HopAction, HopOutcome, PadRange, Secret, StoreError};
 use base64::Engine;
@@ -75,7 +76,8 @@ pub fn send_dir(shared: &Shared, peer: &str) -> Option<Direction> {
 
 /// Unspent bits this KME may send over the link to `peer`.
 pub async fn send_pool_bits(shared: &Arc<Shared>, peer: &str) -> Result<u64, ApiError> {
-    let dir = send_dir(shared, peer).ok_or_else(|| ApiError::unavailable("no link"))?;
+    let dir =
+        send_dir(shared, peer).ok_or_else(|| ApiError::unavailable(Shortage::NoPath, "no link"))?;
     let levels = shared.pools.link(peer).levels().await?;
     Ok(8 * match dir {
         Direction::LeaderSends => levels.leader_sends_bytes,
@@ -85,7 +87,9 @@ pub async fn send_pool_bits(shared: &Arc<Shared>, peer: &str) -> Result<u64, Api
 
 pub fn short(shared: &Shared, peer: &str, master: &str, slave: &str, e: StoreError) -> ApiError {
     if matches!(e, StoreError::Short { .. }) {
-        shared.metrics.link_add(peer, LinkCounter::Errors503, 1);
+        shared
+            .metrics
+            .link_add(peer, LinkCounter::Refused(Shortage::NoKeyMaterial), 1);
         tracing::info!(peer, master, slave, "relay refused: {e}");
     }
     e.into()

@@ -26,6 +26,7 @@
 use super::config::{RelayMode, RemoteSae};
 use super::error::ApiError;
 use super::pools::{Direction, unix_ms};
+use super::refusal::Shortage;
 use super::relay::{ShareTag, send_dir};
 use super::routes;
 use super::state::Shared;
@@ -442,7 +443,7 @@ pub async fn choose_paths(
         Ok(paths) => Ok(paths.iter().map(|p| p.route()).collect()),
         Err(e) => {
             tracing::info!(slave = %remote.id, "no relay path: {e}");
-            Err(ApiError::unavailable(e.to_string()))
+            Err(ApiError::unavailable(Shortage::NoPath, e.to_string()))
         }
     }
 }
@@ -479,8 +480,9 @@ pub async fn keys_available(shared: &Shared, remote: &RemoteSae, key_bits: u64) 
 /// `send_dir` for a neighbour that must exist (the first hop of a chosen path).
 pub fn first_hop_dir(shared: &Shared, peer: &str) -> Result<Direction, ApiError> {
     send_dir(shared, peer).ok_or_else(|| {
-        ApiError::unavailable(format!(
-            "the path starts at '{peer}', not a link of this KME"
-        ))
+        ApiError::unavailable(
+            Shortage::NoPath,
+            format!("the path starts at '{peer}', not a link of this KME"),
+        )
     })
 }

@@ -12,6 +12,7 @@ use super::neighbours::Neighbours;
 use super::passed_pads::PassedPads;
 use super::pools::{Pools, unix_ms};
 use super::quota::Quotas;
+use super::refusal::Shortage;
 use super::routing::Routing;
 use super::shares_in::SharesIn;
 use super::tls::NEIGHBOUR_CALL_TIMEOUT;
@@ -54,10 +55,14 @@ impl Shared {
         match alarm {
             None => Ok(()),
             Some(why) => {
-                self.metrics.link_add(peer, LinkCounter::Errors503, 1);
-                Err(ApiError::unavailable(format!(
-                    "QKD link to '{peer}' is under alarm ({why}); nothing is relayed over it"
-                )))
+                self.metrics
+                    .link_add(peer, LinkCounter::Refused(Shortage::LinkAlarm), 1);
+                Err(ApiError::unavailable(
+                    Shortage::LinkAlarm,
+                    format!(
+                        "QKD link to '{peer}' is under alarm ({why}); nothing is relayed over it"
+                    ),
+                ))
             }
         }
     }

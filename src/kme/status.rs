@@ -1,6 +1,7 @@
 //! The status document: per link the pool levels from the store and the link's counters
-//! (bits generated, received and consumed, relays, 503s), per SAE pair its counters (keys
-//! to the master and to the slave, bits, relayed keys, 503s), rates per second over the
+//! (bits generated, received and consumed, relays, refusals by reason), per SAE pair its
+//! counters (keys to the master and to the slave, bits, relayed keys, refusals by code and
+//! reason), rates per second over the
 //! last sampling window (the counters live in [`super::metrics`]). Served at
 //! `GET /kme/v1/status` and summarised in a periodic log line.
 
@@ -8,6 +9,7 @@ use super::config::{LinkRole, SourceKind};
 use super::link::cvqkd::board::CvqkdFigures;
 use super::link::random::RandomSource;
 use super::metrics::{LinkCounter, Metrics, PairCounter};
+use super::refusal::Refusal;
 use super::state::Shared;
 use serde::Serialize;
 
@@ -52,8 +54,11 @@ pub struct LinkStatus {
     pub relays_sent: u64,
     /// Relay hops received over the link.
     pub relays_received: u64,
-    /// Relays refused for lack of pad or under alarm (503).
+    /// Relays over the link refused (503), for lack of pad or under alarm: the sum of
+    /// `refusals`.
     pub errors_503: u64,
+    /// Those refusals by reason.
+    pub refusals: Vec<RefusalCount>,
     /// The simulated device pair's figures, for `source = "cvqkd"` (both ends report their
     /// own side's estimates).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -75,10 +80,42 @@ pub struct PairStatus {
     pub keys_relayed: u64,
     /// Key bits delivered (master and slave), per second over the last window.
     pub bits_per_second: f64,
-    /// Requests answered 503.
+    /// Requests answered 503 (the 503s of `refusals`).
     pub errors_503: u64,
+    /// Requests refused (400 or 503), by code and reason.
+    pub refusals: Vec<RefusalCount>,
     /// Keys the slave never fetched, erased after `pending_key_expiry`.
     pub keys_expired: u64,
+}
+
+/// How many requests were refused with one code for one reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RefusalCount {
+    /// The HTTP status code (400 or 503).
+    pub code: u16,
+    /// Why ([`Refusal::reason`]): `bad_request`, `quota`, `no_key_material`, `store_full`,
+    /// `no_path`, `link_alarm`, `relay_failed` or `internal`.
+    pub reason: &'static str,
+    /// How many.
+    pub count: u64,
+}
+
+impl RefusalCount {
+    fn of(r: Refusal, count: u64) -> Self {
+        Self {
+            code: r.code(),
+            reason: r.reason(),
+            count,
+        }
+    }
+}
+
+fn errors_503(refusals: &[RefusalCount]) -> u64 {
+    refusals
+        .iter()
+        .filter(|r| r.code == 503)
+        .map(|r| r.count)
+        .sum()
 }
 
 /// Builds the status document.
@@ -115,6 +152,11 @@ fn link_status(shared: &Shared, peer: &str, role: LinkRole, send: u64, recv: u64
     let m = &shared.metrics;
     let get = |c| m.link_value(peer, c);
     let rate = |c| m.link_rate(peer, c);
+    let refusals: Vec<RefusalCount> = m
+        .link_refusals(peer)
+        .into_iter()
+        .map(|(why, n)| RefusalCount::of(Refusal::Unavailable(why), n))
+        .collect();
     LinkStatus {
         peer: peer.to_string(),
         role: match role {
@@ -131,7 +173,8 @@ fn link_status(shared: &Shared, peer: &str, role: LinkRole, send: u64, recv: u64
         consumed_bits_per_second: rate(LinkCounter::ConsumedBits),
         relays_sent: get(LinkCounter::RelaysSent),
         relays_received: get(LinkCounter::RelaysReceived),
-        errors_503: get(LinkCounter::Errors503),
+        errors_503: errors_503(&refusals),
+        refusals,
         cvqkd: None,
     }
 }
@@ -141,12 +184,18 @@ fn pairs(m: &Metrics) -> Vec<PairStatus> {
         .into_iter()
         .map(|(master, slave)| {
             let get = |c| m.pair_value(&master, &slave, c);
+            let refusals: Vec<RefusalCount> = m
+                .pair_refusals(&master, &slave)
+                .into_iter()
+                .map(|(r, n)| RefusalCount::of(r, n))
+                .collect();
             PairStatus {
                 keys_to_master: get(PairCounter::KeysToMaster),
                 keys_to_slave: get(PairCounter::KeysToSlave),
                 keys_relayed: get(PairCounter::KeysRelayed),
                 bits_per_second: m.pair_rate(&master, &slave, PairCounter::BitsDelivered),
-                errors_503: get(PairCounter::Errors503),
+                errors_503: errors_503(&refusals),
+                refusals,
                 keys_expired: get(PairCounter::KeysExpired),
                 master,
                 slave,

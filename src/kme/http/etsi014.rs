@@ -17,6 +17,7 @@ use crate::kme::config::RemoteSae;
 use crate::kme::error::ApiError;
 use crate::kme::metrics::PairCounter;
 use crate::kme::pools::unix_ms;
+use crate::kme::refusal::Shortage;
 use crate::kme::routing;
 use crate::kme::state::Shared;
 use crate::kme::store::NewKey;
@@ -296,51 +297,51 @@ async fn enc_keys(
     req: KeyRequest,
 ) -> ApiResult<Json<KeyContainer>> {
     let (target, pair) = authorize_master(&shared, &caller, &slave)?;
-    let (number, size) = check_request(&shared.cfg.limits, &req)?;
+    let served = serve_enc_keys(&shared, &caller, &slave, target, pair, &req).await;
+    count_refusal(&shared, &caller, &slave, &served);
+    served
+}
+
+/// Counts a refusal of a request of the authorized pair `master` > `slave` by its code and
+/// reason (the pair's `refusals` in the status document).
+fn count_refusal<T>(shared: &Shared, master: &str, slave: &str, served: &ApiResult<T>) {
+    if let Some(r) = served.as_ref().err().and_then(ApiError::refusal) {
+        shared
+            .metrics
+            .pair_add(master, slave, PairCounter::Refused(r), 1);
+    }
+}
+
+async fn serve_enc_keys(
+    shared: &Arc<Shared>,
+    caller: &str,
+    slave: &str,
+    target: Target<'_>,
+    pair: usize,
+    req: &KeyRequest,
+) -> ApiResult<Json<KeyContainer>> {
+    let (number, size) = check_request(&shared.cfg.limits, req)?;
     let bits = u64::from(number) * u64::from(size);
     if let Err(e) = shared.quotas.admit(
         &shared.cfg,
         std::time::Instant::now(),
-        &caller,
+        caller,
         pair,
         u64::from(number),
         bits,
     ) {
         tracing::info!(master = %caller, %slave, "refused: {e}");
-        shared
-            .metrics
-            .pair_add(&caller, &slave, PairCounter::Errors503, 1);
-        return Err(ApiError::unavailable(e.to_string()));
+        return Err(ApiError::unavailable(Shortage::Quota, e.to_string()));
     }
     let keys = fresh_keys(number, size);
-    let result = match target {
-        Target::Local => store_local(&shared, &caller, &slave, keys).await,
-        Target::Remote(remote) => relay::relay_out(&shared, &caller, &slave, remote, keys).await,
+    let keys = match target {
+        Target::Local => store_local(shared, caller, slave, keys).await?,
+        Target::Remote(remote) => relay::relay_out(shared, caller, slave, remote, keys).await?,
     };
     let m = &shared.metrics;
-    match result {
-        Ok(keys) => {
-            m.pair_add(
-                &caller,
-                &slave,
-                PairCounter::KeysToMaster,
-                keys.len() as u64,
-            );
-            m.pair_add(
-                &caller,
-                &slave,
-                PairCounter::BitsDelivered,
-                u64::from(number * size),
-            );
-            Ok(Json(container(&keys)))
-        }
-        Err(e) => {
-            if matches!(e, ApiError::Unavailable(_)) {
-                m.pair_add(&caller, &slave, PairCounter::Errors503, 1);
-            }
-            Err(e)
-        }
-    }
+    m.pair_add(caller, slave, PairCounter::KeysToMaster, keys.len() as u64);
+    m.pair_add(caller, slave, PairCounter::BitsDelivered, bits);
+    Ok(Json(container(&keys)))
 }
 
 async fn store_local(
@@ -421,6 +422,17 @@ async fn dec_keys(
         tracing::info!(%master, slave = %caller, "dec_keys refused: SAE pair not configured");
         return Err(ApiError::pair_not_allowed(&master, &caller));
     }
+    let served = serve_dec_keys(&shared, &caller, &master, ids).await;
+    count_refusal(&shared, &master, &caller, &served);
+    served
+}
+
+async fn serve_dec_keys(
+    shared: &Shared,
+    caller: &str,
+    master: &str,
+    ids: Vec<String>,
+) -> ApiResult<Json<KeyContainer>> {
     let max = shared.cfg.limits.max_key_per_request as usize;
     if ids.is_empty() || ids.len() > max {
         return Err(ApiError::bad_detail(
@@ -430,17 +442,14 @@ async fn dec_keys(
         ));
     }
     let now = unix_ms();
-    let keys = shared.pools.dec_keys(&caller, &master, ids, now).await?;
+    let keys = shared.pools.dec_keys(caller, master, ids, now).await?;
     let bits: usize = keys.iter().map(|k| k.bytes.len() * 8).sum();
-    shared.metrics.pair_add(
-        &master,
-        &caller,
-        PairCounter::KeysToSlave,
-        keys.len() as u64,
-    );
     shared
         .metrics
-        .pair_add(&master, &caller, PairCounter::BitsDelivered, bits as u64);
+        .pair_add(master, caller, PairCounter::KeysToSlave, keys.len() as u64);
+    shared
+        .metrics
+        .pair_add(master, caller, PairCounter::BitsDelivered, bits as u64);
     Ok(Json(container(&keys)))
 }
 

@@ -8,6 +8,7 @@ use crate::kme::metrics::{LinkCounter, PairCounter};
 use crate::kme::neighbours::error_message;
 use crate::kme::pools::Direction;
 use crate::kme::pools::unix_ms;
+use crate::kme::refusal::Shortage;
 use crate::kme::relay::{
     RelayPath, RelayRequest, ShareTag, check_route, decode_keys, hop, request, send_dir, short,
 };
@@ -48,7 +49,7 @@ pub async fn relay_out(
             let split = shares::split(&k.bytes, count, |b| {
                 aws_lc_rs::rand::fill(b).expect("system randomness")
             })
-            .map_err(|e| ApiError::unavailable(e.to_string()))?;
+            .map_err(|e| ApiError::unavailable(Shortage::Internal, e.to_string()))?;
             for (i, p) in split.into_iter().enumerate() {
                 parts[i].push(p);
             }
@@ -68,9 +69,10 @@ pub async fn relay_out(
         let mut failed = None;
         while let Some(done) = sends.join_next().await {
             let result = done.unwrap_or_else(|e| {
-                Err(ApiError::unavailable(format!(
-                    "a share's relay stopped: {e}"
-                )))
+                Err(ApiError::unavailable(
+                    Shortage::RelayFailed,
+                    format!("a share's relay stopped: {e}"),
+                ))
             });
             if let Err(e) = result {
                 failed.get_or_insert(e);
@@ -151,16 +153,20 @@ async fn send_hop(shared: &Arc<Shared>, peer: &str, req: &RelayRequest) -> Resul
         .await
         .map_err(|e| {
             tracing::warn!(peer, "relay hop unreachable: {e}");
-            ApiError::unavailable(format!("relay hop '{peer}' unreachable"))
+            ApiError::unavailable(
+                Shortage::RelayFailed,
+                format!("relay hop '{peer}' unreachable"),
+            )
         })?;
     if resp.status().is_success() {
         return Ok(());
     }
     let body = resp.bytes().await.unwrap_or_default();
     let msg = error_message(&body).unwrap_or_else(|| "relay failed".to_string());
-    Err(ApiError::unavailable(format!(
-        "{msg} (at or beyond '{peer}')"
-    )))
+    Err(ApiError::unavailable(
+        Shortage::RelayFailed,
+        format!("{msg} (at or beyond '{peer}')"),
+    ))
 }
 
 /// `POST /kme/v1/relay` from a neighbour KME: unmask with the incoming link, then re-mask

@@ -25,6 +25,7 @@ use crate::kme::config::LinkConfig;
 use crate::kme::error::ApiError;
 use crate::kme::link::LinkContext;
 use crate::kme::metrics::LinkCounter;
+use crate::kme::refusal::Shortage;
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -383,7 +384,7 @@ where
     let l = link.clone();
     tokio::task::spawn_blocking(move || f(&mut l.bob.lock().expect("bob lock")))
         .await
-        .map_err(|e| ApiError::unavailable(format!("Bob's task failed: {e}")))?
+        .map_err(|e| ApiError::unavailable(Shortage::Internal, format!("Bob's task failed: {e}")))?
         .map_err(|e| ApiError::bad(format!("cvqkd: {e}")))
 }
 
