@@ -25,19 +25,24 @@ use support::kme::*;
 const BIG: u64 = 400_000;
 const SMALL: u64 = 200_000;
 
-async fn diamond(relay: &str) -> Mesh {
+/// kme-0 to kme-3 over kme-1 (the larger pools) and over kme-2, every link at 8 Mbit/s.
+fn diamond_links() -> [MeshLink; 4] {
     let link = |leader, follower, pool_max| MeshLink {
         leader,
         follower,
         rate: 8_000_000,
         pool_max,
     };
-    let links = [
+    [
         link(0, 1, BIG),
         link(1, 3, BIG),
         link(0, 2, SMALL),
         link(2, 3, SMALL),
-    ];
+    ]
+}
+
+async fn diamond(relay: &str) -> Mesh {
+    let links = diamond_links();
     let saes: [&[&str]; 4] = [&["sae-a"], &[], &[], &["sae-b"]];
     let relay = [("sae-b", relay)];
     let m = Mesh::start(4, &links, &saes, &relay).await;
@@ -270,18 +275,7 @@ fn walk(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
 /// reaches its slave once, with the same bytes; a second fetch is refused; every answer is
 /// 200 or 503 (or no answer while the master's KME is down), never a partial key set.
 async fn kill_9_cycle(victim: usize) {
-    let link = |leader, follower, pool_max| MeshLink {
-        leader,
-        follower,
-        rate: 8_000_000,
-        pool_max,
-    };
-    let links = [
-        link(0, 1, BIG),
-        link(1, 3, BIG),
-        link(0, 2, SMALL),
-        link(2, 3, SMALL),
-    ];
+    let links = diamond_links();
     let saes: [&[&str]; 4] = [&["sae-a", "sae-c"], &[], &[], &["sae-b", "sae-d"]];
     let relay = [("sae-d", "relay = \"multipath\"")];
     let m = Mesh::start_but(4, &links, &saes, &relay, &[victim]).await;

@@ -303,6 +303,18 @@ impl Store {
         Ok(Self { db })
     }
 
+    /// Runs `change` in one write transaction, committed only if it succeeds (all or
+    /// nothing).
+    fn write<T>(
+        &self,
+        change: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let txn = self.db.begin_write()?;
+        let out = change(&txn)?;
+        txn.commit()?;
+        Ok(out)
+    }
+
     /// Every saved counter.
     pub fn load_counters(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let txn = self.db.begin_write()?;

@@ -24,12 +24,11 @@ impl Store {
         deadline_ms: u64,
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
         let ids: Vec<String> = keys.iter().map(|k| k.id.clone()).collect();
-        store_pending(&txn, master, slave, keys, max_pending, deadline_ms)?;
-        mark_delivered(&txn, &ids, DELIVERED_MASTER, now_ms)?;
-        txn.commit()?;
-        Ok(())
+        self.write(|txn| {
+            store_pending(txn, master, slave, keys, max_pending, deadline_ms)?;
+            mark_delivered(txn, &ids, DELIVERED_MASTER, now_ms)
+        })
     }
 
     /// Stores keys relayed in shares for a slave attached here, once every share arrived
@@ -43,19 +42,13 @@ impl Store {
         max_pending: u64,
         deadline_ms: u64,
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        store_pending(&txn, master, slave, keys, max_pending, deadline_ms)?;
-        txn.commit()?;
-        Ok(())
+        self.write(|txn| store_pending(txn, master, slave, keys, max_pending, deadline_ms))
     }
 
     /// Records relayed keys as delivered to their master at `now_ms` (the relay already
     /// succeeded).
     pub fn mark_master_delivered(&self, ids: &[String], now_ms: u64) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        mark_delivered(&txn, ids, DELIVERED_MASTER, now_ms)?;
-        txn.commit()?;
-        Ok(())
+        self.write(|txn| mark_delivered(txn, ids, DELIVERED_MASTER, now_ms))
     }
 
     /// `dec_keys`: removes the keys `ids` of `master` for `caller` (who must be their slave)
@@ -68,11 +61,11 @@ impl Store {
         ids: &[String],
         now_ms: u64,
     ) -> Result<Vec<NewKey>, StoreError> {
-        let txn = self.db.begin_write()?;
-        let keys = take_pending(&txn, caller, master, ids, now_ms)?;
-        mark_delivered(&txn, ids, DELIVERED_SLAVE, now_ms)?;
-        txn.commit()?;
-        Ok(keys)
+        self.write(|txn| {
+            let keys = take_pending(txn, caller, master, ids, now_ms)?;
+            mark_delivered(txn, ids, DELIVERED_SLAVE, now_ms)?;
+            Ok(keys)
+        })
     }
 
     /// Erases every pending key whose deadline is at or before `now_ms` and marks its ID
