@@ -311,9 +311,15 @@ impl Kme {
     }
 
     /// A relay from `caller` was answered `reply`: if it delivered keys here, each is its
-    /// masked bytes XOR the pad the ranges name, and no pad byte was spent before.
+    /// masked bytes XOR the pad the ranges name, and no pad byte was spent before. A relay
+    /// refused after its route was checked (a key ID this KME holds, no pad at the next hop,
+    /// the hop beyond unreachable) still costs the pad it names: its sender spent its copy,
+    /// so this KME discards its own (`relay_in`); one refused before spends nothing.
     pub fn note_relay(&mut self, caller: &str, req: &RelayBody, reply: &Reply) {
         if reply.status != StatusCode::OK {
+            if passes_route_check(caller, req) {
+                self.model.discard(&req.pads);
+            }
             return;
         }
         assert_eq!(caller, "kme-a", "a relay accepted from {caller}");
@@ -393,7 +399,42 @@ impl Kme {
     }
 }
 
+/// Whether `kme-b` (configured as [`config_text`] says) takes `req` from `caller` past its
+/// body and route checks (`decode_keys`, `check_route`): the body has keys as long as its pad
+/// ranges, and it is a relay of `sae-a` (behind `kme-a`) from `kme-a` to `sae-b` here or on
+/// to `sae-c` behind `kme-c`. A target's body never carries a share.
+fn passes_route_check(caller: &str, req: &RelayBody) -> bool {
+    let masked: usize = req.keys.iter().map(|(_, m)| m.len()).sum();
+    let pads: usize = req.pads.iter().map(|p| p.len as usize).sum();
+    let route: Vec<&str> = req.route.iter().map(String::as_str).collect();
+    caller == "kme-a"
+        && req.passed == ["kme-a"]
+        && !req.keys.is_empty()
+        && masked == pads
+        && req.master == "sae-a"
+        && match req.slave.as_str() {
+            "sae-b" => route == ["kme-b"],
+            "sae-c" => route == ["kme-b", "kme-c"],
+            _ => false,
+        }
+}
+
 impl KeyModel {
+    /// The pad `ranges` name, of blocks `kme-a` sends from (even ones), is spent: the bytes
+    /// of stored blocks the ranges cover, as `discard_ranges` clips them.
+    fn discard(&mut self, ranges: &[PadRange]) {
+        for r in ranges.iter().filter(|r| r.seq % 2 == 0) {
+            let Some(len) = self.blocks.get(&r.seq).map(Vec::len) else {
+                continue;
+            };
+            let start = (r.offset as usize).min(len);
+            let end = start.saturating_add(r.len as usize).min(len);
+            for i in start..end {
+                self.spent.insert((r.seq, i));
+            }
+        }
+    }
+
     /// Stops checking pool levels (the model lost track of what was stored).
     pub fn forget_levels(&mut self) {
         self.levels_unknown = true;
