@@ -1,5 +1,9 @@
 //! A small self-written SVG line plot with a logarithmic y axis, for key rate against
 //! distance. No plotting crate: the document is a few paths, lines and labels.
+//!
+//! It is drawn in the style of the demo's report (`scripts/lib/report.py`): the same palette,
+//! font, background, grid, tick and legend classes, so a rate plot sits beside the report's
+//! charts as one of them (a test below checks that the two stay the same).
 
 use std::fmt::Write as _;
 
@@ -11,6 +15,19 @@ const HEIGHT: f64 = 520.0;
 const MARGIN: (f64, f64, f64, f64) = (80.0, 170.0, 40.0, 60.0);
 /// At most this many decades are shown below the largest value.
 const MAX_DECADES: f64 = 12.0;
+
+/// The series colours, in order: the demo report's palette (`COLORS` in
+/// `scripts/lib/report.py`).
+pub const PALETTE: [&str; 6] = [
+    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b",
+];
+/// The colour of a reference curve (a bound, not a measurement).
+pub const REFERENCE_COLOR: &str = "#555555";
+
+/// The demo report's chart style (its `<style>` rules for the chart classes).
+pub const STYLE: &str = "svg { font: 14px/1.4 system-ui, sans-serif; color: #222; } \
+.title { font-size: 13px; font-weight: 600; } .tick { font-size: 10px; fill: #666; } \
+.legend { font-size: 11px; } .grid { stroke: #e5e5e5; }";
 
 /// One curve.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,8 +91,9 @@ pub fn svg_log_plot(title: &str, x_label: &str, y_label: &str, series: &[Series]
     let mut s = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" \
          width=\"{WIDTH}\" height=\"{HEIGHT}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" \
-         font-family=\"sans-serif\" font-size=\"12\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+         font-family=\"system-ui, sans-serif\" font-size=\"12\">\n\
+         <style>{STYLE}</style>\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"#fafafa\" stroke=\"#ddd\"/>\n"
     );
     axes(&mut s, &f, title, x_label, y_label);
     for (i, ser) in series.iter().enumerate() {
@@ -90,13 +108,13 @@ fn axes(s: &mut String, f: &Frame, title: &str, x_label: &str, y_label: &str) {
     let (l, r, b, t) = (MARGIN.0, WIDTH - MARGIN.1, HEIGHT - MARGIN.3, MARGIN.2);
     let _ = writeln!(
         s,
-        "<rect x=\"{l}\" y=\"{t}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"black\"/>",
+        "<rect x=\"{l}\" y=\"{t}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#999\"/>",
         r - l,
         b - t
     );
     let _ = writeln!(
         s,
-        "<text x=\"{}\" y=\"24\" text-anchor=\"middle\" font-size=\"14\">{}</text>",
+        "<text x=\"{}\" y=\"24\" text-anchor=\"middle\" class=\"title\">{}</text>",
         (l + r) / 2.0,
         escape(title)
     );
@@ -117,11 +135,11 @@ fn axes(s: &mut String, f: &Frame, title: &str, x_label: &str, y_label: &str) {
         let y = f.py(10f64.powi(d));
         let _ = writeln!(
             s,
-            "<line x1=\"{l}\" y1=\"{y:.1}\" x2=\"{r}\" y2=\"{y:.1}\" stroke=\"#dddddd\"/>"
+            "<line x1=\"{l}\" y1=\"{y:.1}\" x2=\"{r}\" y2=\"{y:.1}\" class=\"grid\"/>"
         );
         let _ = writeln!(
             s,
-            "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">1e{d}</text>",
+            "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\" class=\"tick\">1e{d}</text>",
             l - 6.0,
             y + 4.0
         );
@@ -130,12 +148,12 @@ fn axes(s: &mut String, f: &Frame, title: &str, x_label: &str, y_label: &str) {
         let px = f.px(x);
         let _ = writeln!(
             s,
-            "<line x1=\"{px:.1}\" y1=\"{b}\" x2=\"{px:.1}\" y2=\"{}\" stroke=\"black\"/>",
+            "<line x1=\"{px:.1}\" y1=\"{b}\" x2=\"{px:.1}\" y2=\"{}\" stroke=\"#999\"/>",
             b + 5.0
         );
         let _ = writeln!(
             s,
-            "<text x=\"{px:.1}\" y=\"{}\" text-anchor=\"middle\">{x}</text>",
+            "<text x=\"{px:.1}\" y=\"{}\" text-anchor=\"middle\" class=\"tick\">{x}</text>",
             b + 20.0
         );
     }
@@ -200,9 +218,10 @@ fn legend(s: &mut String, i: usize, ser: &Series) {
     );
     let _ = writeln!(
         s,
-        "<text x=\"{}\" y=\"{}\">{}</text>",
+        "<text x=\"{}\" y=\"{}\" class=\"legend\" fill=\"{}\">{}</text>",
         x + 30.0,
         y + 4.0,
+        ser.color,
         escape(&ser.label)
     );
 }
@@ -235,6 +254,33 @@ mod tests {
         assert!(svg.starts_with("<?xml") && svg.trim_end().ends_with("</svg>"));
         let path = svg.lines().find(|l| l.starts_with("<path")).unwrap();
         assert_eq!(path.matches('M').count(), 2, "{path}");
+    }
+
+    /// The rate plot keeps the demo report's look: the palette and the chart classes'
+    /// rules are the ones `scripts/lib/report.py` writes.
+    #[test]
+    fn matches_the_demo_reports_style() {
+        let py = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lib/report.py"),
+        )
+        .unwrap();
+        let colors = py
+            .lines()
+            .find_map(|l| l.strip_prefix("COLORS = "))
+            .expect("report.py has COLORS");
+        let quoted: Vec<String> = PALETTE.iter().map(|c| format!("\"{c}\"")).collect();
+        assert_eq!(colors, format!("[{}]", quoted.join(", ")));
+        for class in [".title", ".tick", ".legend", ".grid"] {
+            let rule = |css: &str| {
+                let at = css.find(&format!("{class} {{"))?;
+                let end = css[at..].find('}')?;
+                Some(css[at..at + end].replace("{{", "{"))
+            };
+            let theirs = rule(&py).unwrap_or_else(|| panic!("report.py styles {class}"));
+            assert_eq!(rule(STYLE), Some(theirs), "{class}");
+        }
+        let svg = svg_log_plot("t", "x", "y", &[]);
+        assert!(svg.contains(STYLE) && svg.contains("fill=\"#fafafa\""));
     }
 
     #[test]

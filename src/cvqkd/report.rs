@@ -4,7 +4,7 @@
 
 use super::finite_size::{FiniteSizeParams, FiniteSizeRate};
 use super::params::{LinkParams, ParamError, transmittance_from_distance};
-use super::plot::{Series, svg_log_plot};
+use super::plot::{PALETTE, REFERENCE_COLOR, Series, svg_log_plot};
 use super::rate::{AsymptoticRate, asymptotic_rate_unchecked, plob_bound};
 use super::{finite_size, optimal_asymptotic, optimal_finite_size};
 use serde::Serialize;
@@ -484,21 +484,21 @@ pub fn plot_rates(rows: &[RateReport]) -> String {
     };
     let mut series = vec![Series {
         label: "K asymptotic".into(),
-        color: "#1f77b4",
+        color: PALETTE[0],
         dashed: false,
         points: pts(&|r| Some(r.asymptotic.key_rate_bits_per_pulse)),
     }];
     if rows.iter().any(|r| r.finite_size.is_some()) {
         series.push(Series {
             label: "K finite size".into(),
-            color: "#d62728",
+            color: PALETTE[1],
             dashed: false,
             points: pts(&|r| r.finite_size.map(|f| f.rate.key_rate_bits_per_pulse)),
         });
     }
     series.push(Series {
         label: "PLOB bound".into(),
-        color: "#555555",
+        color: REFERENCE_COLOR,
         dashed: true,
         points: pts(&|r| r.plob_bits_per_pulse),
     });
