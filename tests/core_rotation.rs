@@ -380,11 +380,20 @@ fn time_budgets_at_their_exact_edges() {
             )
         })
     };
-    // initiator: soft time at exactly rekey_after
-    sim.run_until(ta + (b.rekey_after - NS));
+    // initiator: soft time at exactly rekey_after less its session's random spread (whole
+    // ms, at most a tenth of rekey_after), which its status shows
+    let key = sim.status(Side::A).current_key.unwrap();
+    assert_eq!(key.role, Role::Initiator);
+    let soft_ms = ((sim.now - ta).as_secs_f64() + key.rekey_in_seconds) * 1e3;
+    let initiator_soft = Duration::from_millis(soft_ms.round() as u64);
+    assert!(
+        initiator_soft <= b.rekey_after && initiator_soft >= b.rekey_after - b.rekey_after / 10,
+        "{initiator_soft:?}"
+    );
+    sim.run_until(ta + (initiator_soft - NS));
     assert_eq!(rekey_started(&sim, Side::A), None);
-    sim.run_until(ta + b.rekey_after);
-    assert_eq!(rekey_started(&sim, Side::A), Some(ta + b.rekey_after));
+    sim.run_until(ta + initiator_soft);
+    assert_eq!(rekey_started(&sim, Side::A), Some(ta + initiator_soft));
     // responder: soft time half-way between soft and hard (12.5 s)
     let responder_soft = b.rekey_after + (b.reject_after - b.rekey_after) / 2;
     let key = sim.status(Side::B).current_key.unwrap();

@@ -48,6 +48,11 @@ pub const REKEY_TIMEOUT_MAX: Duration = Duration::from_secs(5);
 pub const HANDSHAKE_STALLED_AFTER: Duration = Duration::from_secs(5);
 /// Random jitter added to every retransmission timeout, at most this much.
 pub const REKEY_TIMEOUT_JITTER_MAX: Duration = Duration::from_millis(334);
+/// An initiator rekeys by time up to `rekey_after / REKEY_SPREAD_DIVISOR` early, a random
+/// part chosen per session (as strongSwan's `rand_time`), so that sessions established
+/// together (a hub's peers after a restart) do not all rekey in the same second; the
+/// budget stays a maximum (`benches/hub.rs` measures the spread).
+pub const REKEY_SPREAD_DIVISOR: u32 = 10;
 /// Give up a handshake attempt series after this long (then wait for new traffic).
 pub const REKEY_ATTEMPT_TIME: Duration = Duration::from_secs(90);
 /// Send a keepalive this long after receiving data if nothing was sent meanwhile.

@@ -92,6 +92,8 @@ pub struct Session {
     replay: ReplayWindow,
     /// Usage counters.
     pub usage: Usage,
+    /// How much earlier than `rekey_after` an initiator rekeys by time.
+    rekey_early: Duration,
 }
 
 /// Traffic counted under one session.
@@ -124,7 +126,14 @@ impl Session {
             next_counter: 0,
             replay: ReplayWindow::default(),
             usage: Usage::default(),
+            rekey_early: Duration::ZERO,
         }
+    }
+
+    /// Makes an initiator's session rekey by time `early` before `rekey_after` (see
+    /// [`REKEY_SPREAD_DIVISOR`](crate::constants::REKEY_SPREAD_DIVISOR)).
+    pub fn set_rekey_early(&mut self, early: Duration) {
+        self.rekey_early = early;
     }
 
     /// The data cipher.
@@ -208,11 +217,12 @@ impl Session {
         KeyUse::Fresh
     }
 
-    /// The soft time budget: the responder of a session waits half the soft-to-hard margin
-    /// longer, so the initiator normally rekeys first and both rarely initiate at once.
+    /// The soft time budget: the initiator's, less its random spread; the responder of a
+    /// session waits half the soft-to-hard margin longer, so the initiator normally rekeys
+    /// first and both rarely initiate at once.
     pub fn rekey_after(&self, budget: &RotationBudget) -> Duration {
         if self.is_initiator {
-            budget.rekey_after
+            budget.rekey_after.saturating_sub(self.rekey_early)
         } else {
             budget.rekey_after + (budget.reject_after.saturating_sub(budget.rekey_after)) / 2
         }

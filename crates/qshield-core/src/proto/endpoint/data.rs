@@ -6,7 +6,6 @@ use super::Endpoint;
 use super::peer::{Peer, Slot};
 use super::timer::PeerTimer;
 use crate::batch::{PacketBatch, SlotMeta};
-use crate::cidr::longest_match;
 use crate::constants::{
     AEAD_TAG_BYTES, DATA_HEADER_BYTES, KEEPALIVE_TIMEOUT, PADDING_MULTIPLE_BYTES,
     REKEY_TIMEOUT_MAX, STAGED_PACKETS_MAX,
@@ -71,11 +70,7 @@ impl Endpoint {
 
     /// The peer whose allowed IPs hold `dst` (longest prefix wins).
     fn route(&self, dst: IpAddr) -> Option<PeerId> {
-        let table = self
-            .peers
-            .iter()
-            .flat_map(|(id, p)| p.settings.allowed_ips.iter().map(move |c| (c, id)));
-        longest_match(table, dst)
+        self.routes.lookup(dst)
     }
 
     /// True when the current session may seal now; starts a rekey or a handshake as the

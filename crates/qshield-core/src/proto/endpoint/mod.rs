@@ -35,12 +35,15 @@ use super::qkd_flow::{QkdPolicy, QkdRequest};
 use super::session::{RotationBudget, Session};
 use super::status::{EndpointStatus, InterfaceDrops};
 use super::time::Instant;
+use crate::cidr::PrefixTable;
+use crate::constants::REKEY_SPREAD_DIVISOR;
 use crate::crypto::dh::DhPublic;
 use crate::crypto::random::Rng;
 use crate::crypto::{CipherSuite, PublicIdentity, StaticIdentity};
 use peer::Peers;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
 
 /// Everything the endpoint is built from.
 pub struct EndpointSettings {
@@ -66,6 +69,8 @@ pub struct Endpoint {
     suite: CipherSuite,
     budget: RotationBudget,
     peers: Peers,
+    /// The peers' allowed IPs, for routing an inner packet to its peer.
+    routes: PrefixTable<PeerId>,
     by_static: HashMap<DhPublic, PeerId>,
     indices: HashMap<u32, PeerId>,
     reassembler: Reassembler,
@@ -93,6 +98,11 @@ impl Endpoint {
             .enumerate()
             .map(|(i, p)| (p.public.dh, PeerId::from_index(i)))
             .collect();
+        let routes = PrefixTable::new(settings.peers.iter().enumerate().flat_map(|(i, p)| {
+            p.allowed_ips
+                .iter()
+                .map(move |c| (c, PeerId::from_index(i)))
+        }));
         Self {
             cookies: CookieChecker::new(&public.dh),
             identity: settings.identity,
@@ -100,6 +110,7 @@ impl Endpoint {
             suite: settings.suite,
             budget: settings.budget,
             peers: Peers::new(settings.peers),
+            routes,
             by_static,
             indices: HashMap::new(),
             reassembler: Reassembler::default(),
@@ -186,11 +197,22 @@ impl Endpoint {
     }
 
     /// Builds a session from handshake keys with the peer's next epoch.
+    /// An initiator's session rekeys by time a random part of `rekey_after /
+    /// REKEY_SPREAD_DIVISOR` early, so sessions established together rekey apart.
     fn new_session(&mut self, p: PeerId, keys: &SessionKeys, now: Instant) -> Session {
+        let early = if keys.is_initiator {
+            let spread = self.budget.rekey_after / REKEY_SPREAD_DIVISOR;
+            let spread_ms = u64::try_from(spread.as_millis()).unwrap_or(u64::MAX);
+            Duration::from_millis(u64::from(self.rng.next_u32()) % spread_ms.saturating_add(1))
+        } else {
+            Duration::ZERO
+        };
         let peer = &mut self.peers[p];
         peer.epoch += 1;
         peer.handshakes += 1;
         peer.last_handshake = Some(now);
-        Session::new(keys, self.suite, peer.epoch, now)
+        let mut session = Session::new(keys, self.suite, peer.epoch, now);
+        session.set_rekey_early(early);
+        session
     }
 }

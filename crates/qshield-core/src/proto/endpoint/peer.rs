@@ -301,14 +301,6 @@ impl Peers {
         self.0.get(id.index())
     }
 
-    /// Every peer with its ID.
-    pub(super) fn iter(&self) -> impl Iterator<Item = (PeerId, &Peer)> {
-        self.0
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (PeerId::from_index(i), p))
-    }
-
     /// Every peer with its ID, mutably.
     pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = (PeerId, &mut Peer)> {
         self.0
