@@ -96,6 +96,7 @@ scenarios!(
     impair_duplicates,
     impair_rotation,
     impair_transfer_sha,
+    hub_spokes,
 );
 
 #[test]
