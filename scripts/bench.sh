@@ -5,7 +5,9 @@
 # "veth boringtun project", ROUNDS interleaved rounds (default 3), single-stream iperf3 TCP
 # (MODES=fwd by default; add rev/udp with MODES="fwd rev udp"). Prints the harness's table,
 # each daemon's peak RSS and the idle ping RTT through the tunnel next to plain veth
-# (scripts/bench-down.sh), and the median qshield/boringtun and qshield/veth ratios.
+# (scripts/bench-down.sh), and the median qshield/boringtun and qshield/veth ratios. The
+# harness's second table is every contender's ping RTT, idle and during the fwd runs
+# (median and p99; PING_EVERY, IDLE_PINGS; TCP_RATE=500M for a load every contender carries).
 # Extra phases, each a series of project-only harness runs, interleaved round by round:
 #   ROTATION_ROUNDS [0]  fwd with rekey_after_seconds = "1s" against the same without
 #   ABLATION_ROUNDS [0]  fwd with each offload off in turn (QSHIELD_OFFLOAD_DISABLE), and

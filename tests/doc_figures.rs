@@ -196,6 +196,7 @@ fn protocol_md_wire_and_budget_figures_match_the_constants() {
                 DEFAULT_REJECT_MIN_MARGIN_BYTES >> 20
             ),
             format!("(default {} s;", secs(DEFAULT_REKEY_AFTER)),
+            format!("a random part of 1/{REKEY_SPREAD_DIVISOR} of it early"),
             format!(
                 "(default soft × {DEFAULT_REJECT_TIME_NUMERATOR}/{DEFAULT_REJECT_TIME_DENOMINATOR})"
             ),
