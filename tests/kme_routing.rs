@@ -285,8 +285,14 @@ async fn kill_9_cycle(victim: usize) {
 
     let pairs = [("sae-a", "sae-b"), ("sae-c", "sae-d")];
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // key sets each master got so far: a kill waits until every master got one since the
+    // last restart (a fixed pause was too short on a loaded machine: "got no key at all")
+    let served: Vec<_> = pairs
+        .iter()
+        .map(|_| std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0)))
+        .collect();
     let mut tasks = Vec::new();
-    for (master, slave) in pairs {
+    for ((master, slave), served) in pairs.into_iter().zip(served.iter().cloned()) {
         let (c, url) = (
             m.pki.client(Some(master)),
             format!("{}/{slave}/enc_keys", m.base(0)),
@@ -312,6 +318,7 @@ async fn kill_9_cycle(victim: usize) {
                         };
                         assert_eq!(k.keys.len(), 2, "a partial key set");
                         record_once(&mut got, &k, "an ID twice to the master");
+                        served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     }
                     StatusCode::SERVICE_UNAVAILABLE => {
                         refused += 1;
@@ -323,15 +330,42 @@ async fn kill_9_cycle(victim: usize) {
             (got, refused)
         }));
     }
+    let every_master_served_since = |before: Vec<usize>| {
+        let served = served.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while served
+                .iter()
+                .zip(&before)
+                .any(|(n, b)| n.load(std::sync::atomic::Ordering::SeqCst) <= *b)
+            {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "kme-{victim}: a master got no key within 30 s of the KMEs converging"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let snapshot = || -> Vec<usize> {
+        served
+            .iter()
+            .map(|n| n.load(std::sync::atomic::Ordering::SeqCst))
+            .collect()
+    };
+    let mut before = snapshot();
     for _ in 0..2 {
         tokio::time::sleep(Duration::from_millis(700)).await;
+        every_master_served_since(before).await;
         child.kill().unwrap(); // SIGKILL, to this PID only
         child.wait().unwrap();
         tokio::time::sleep(Duration::from_millis(700)).await;
         child = spawn_kme(&m.configs[victim], &log);
+        before = snapshot();
         m.converged(Duration::from_secs(20)).await;
     }
     tokio::time::sleep(Duration::from_millis(700)).await;
+    every_master_served_since(before).await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     for (t, (master, slave)) in tasks.into_iter().zip(pairs) {
         let (got, refused) = t.await.unwrap();
