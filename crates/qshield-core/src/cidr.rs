@@ -162,11 +162,6 @@ impl<T: Copy> PrefixTable<T> {
             IpAddr::V6(a) => self.v6.lookup(u128::from(a), 128),
         }
     }
-
-    /// Trie nodes held (for the memory figures).
-    pub fn nodes(&self) -> usize {
-        self.v4.nodes.len() + self.v6.nodes.len()
-    }
 }
 
 /// Bits are taken from the top of a `u128` (an IPv4 address is shifted up by 96).
