@@ -26,7 +26,6 @@ use reqwest::StatusCode;
 use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -78,7 +77,7 @@ struct Node {
     log: PathBuf,
     store: PathBuf,
     port: u16,
-    child: Child,
+    child: KmeProcess,
 }
 
 /// What the SAEs saw. Key material is kept as a hash (the test's memory stays small).
@@ -336,13 +335,6 @@ impl Net {
             let _ = n.child.kill();
             let _ = n.child.wait();
         }
-    }
-}
-
-/// A failing life (a panic) still ends the KMEs it started: a dropped `Child` is not killed.
-impl Drop for Net {
-    fn drop(&mut self) {
-        self.kill_all();
     }
 }
 

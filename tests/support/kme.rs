@@ -182,7 +182,7 @@ pub fn private_tempdir() -> tempfile::TempDir {
 
 /// `qshield kme --config CONFIG` as a child process (the real binary, so a test can kill -9
 /// it), its log appended to `log`.
-pub fn spawn_kme(config: &Path, log: &Path) -> std::process::Child {
+pub fn spawn_kme(config: &Path, log: &Path) -> KmeProcess {
     let err = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -194,7 +194,34 @@ pub fn spawn_kme(config: &Path, log: &Path) -> std::process::Child {
         .stdout(std::process::Stdio::null())
         .stderr(err)
         .spawn()
+        .map(KmeProcess)
         .unwrap()
+}
+
+/// A KME child process (the real binary), killed with SIGKILL by its PID and reaped when
+/// dropped: a test that fails half-way leaves no KME running (one did, after a failed
+/// kill -9 cycle). Derefs to the [`std::process::Child`]; killing one already reaped sends
+/// nothing (std refuses to signal a PID it has waited for).
+pub struct KmeProcess(std::process::Child);
+
+impl std::ops::Deref for KmeProcess {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KmeProcess {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for KmeProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Waits (up to 20 s) until the KME at `base` answers sae-0's status request for sae-1.
