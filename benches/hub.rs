@@ -554,9 +554,8 @@ fn bench(c: &mut Criterion) {
         net.start();
         assert!(net.run_until(Instant::ZERO + UP_DEADLINE, HubNet::all_up));
         let now = net.now;
-        let (_, to) = packets_to_random_spokes(n);
         // every packet sealed towards its own spoke, none dropped
-        let (mut check, _) = packets_to_random_spokes(n);
+        let (mut check, to) = packets_to_random_spokes(n);
         net.hub.seal_batch(now, &mut check);
         for (slot, &i) in to.iter().enumerate() {
             assert_eq!(check.meta(slot).addr, Some(spoke_addr(i)), "slot {slot}");

@@ -12,7 +12,7 @@ TAG=${TAG:-t$$}
 NS_A=qs-${TAG}-a
 NS_B=qs-${TAG}-b
 NS_C=qs-${TAG}-c     # only made by make_three_sites
-NS_SW=qs-${TAG}-sw   # only made by make_three_sites (its switch)
+NS_SW=qs-${TAG}-sw   # only made by make_switch (make_three_sites, hub_spokes)
 NS_R=qs-${TAG}-r     # only made by make_relay_sites (the impairment relay's namespace)
 IMPAIR=${QSHIELD_IMPAIR_BIN:-$(dirname "$QSHIELD")/qshield-impair}
 declare -A RELAYED_ENDPOINT=()   # side -> the endpoint its peer names for it (make_relay_sites)
@@ -292,23 +292,34 @@ site_number() {
 }
 
 make_three_sites() {
-    local s ns n
-    EXTRA_NAMESPACES+=("$NS_C" "$NS_SW")
-    for ns in "$NS_A" "$NS_B" "$NS_C" "$NS_SW"; do
+    local s ns
+    EXTRA_NAMESPACES+=("$NS_C")
+    for ns in "$NS_A" "$NS_B" "$NS_C"; do
         ip netns add "$ns"
         ip -n "$ns" link set lo up
     done
+    make_switch
+    for s in a b c; do switch_port "$s" "198.18.0.$(site_number "$s")"; done
+}
+
+# make_switch: the namespace NS_SW with a bridge br0 (removed at exit), for switch_port.
+make_switch() {
+    EXTRA_NAMESPACES+=("$NS_SW")
+    ip netns add "$NS_SW"
+    ip -n "$NS_SW" link set lo up
     ip -n "$NS_SW" link add br0 type bridge
     ip -n "$NS_SW" link set br0 up
-    for s in a b c; do
-        ns=$(ns_of "$s")
-        n=$(site_number "$s")
-        ip link add veth0 netns "$ns" type veth peer name "sw-$s" netns "$NS_SW"
-        ip -n "$NS_SW" link set "sw-$s" master br0
-        ip -n "$NS_SW" link set "sw-$s" up
-        ip -n "$ns" addr add "198.18.0.$n/24" dev veth0
-        ip -n "$ns" link set veth0 up
-    done
+}
+
+# switch_port SIDE ADDR: a veth0 in SIDE's namespace (ns_of) with ADDR/24, its peer sw-SIDE
+# a port of NS_SW's bridge.
+switch_port() {
+    local ns; ns=$(ns_of "$1")
+    ip link add veth0 netns "$ns" type veth peer name "sw-$1" netns "$NS_SW"
+    ip -n "$NS_SW" link set "sw-$1" master br0
+    ip -n "$NS_SW" link set "sw-$1" up
+    ip -n "$ns" addr add "$2/24" dev veth0
+    ip -n "$ns" link set veth0 up
 }
 
 # write_config_sites SIDE PEER_SIDE... [extra rotation lines in $ROTATION]: one [[peer]]

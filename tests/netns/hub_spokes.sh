@@ -39,27 +39,17 @@ show_logs() {
 }
 
 # --- the network
-NS_SW=qs-${TAG}-sw
-EXTRA_NAMESPACES+=("$NS_SW")
-ip netns add "$NS_A"
-ip netns add "$NS_SW"
-ip -n "$NS_SW" link set lo up
-ip -n "$NS_SW" link add br0 type bridge
-ip -n "$NS_SW" link set br0 up
-plug() { # plug SIDE UNDERLAY_ADDR
-    local ns; ns=$(ns_of "$1")
-    ip -n "$ns" link set lo up
-    ip link add veth0 netns "$ns" type veth peer name "sw-$1" netns "$NS_SW"
-    ip -n "$NS_SW" link set "sw-$1" master br0
-    ip -n "$NS_SW" link set "sw-$1" up
-    ip -n "$ns" addr add "$2/24" dev veth0
-    ip -n "$ns" link set veth0 up
+add_namespace() { # add_namespace SIDE
+    ip netns add "$(ns_of "$1")"
+    ip -n "$(ns_of "$1")" link set lo up
 }
-plug hub 198.18.0.1
+add_namespace hub
+make_switch
+switch_port hub 198.18.0.1
 for i in $(seq "$SPOKES"); do
     EXTRA_NAMESPACES+=("$(ns_of "s$i")")
-    ip netns add "$(ns_of "s$i")"
-    plug "s$i" "198.18.0.$((10 + i))"
+    add_namespace "s$i"
+    switch_port "s$i" "198.18.0.$((10 + i))"
 done
 # the hub routes between spokes: what it opens for another spoke goes back into its TUN
 ip netns exec "$NS_A" sysctl -qw net.ipv4.ip_forward=1

@@ -197,6 +197,7 @@ impl Endpoint {
     }
 
     /// Builds a session from handshake keys with the peer's next epoch.
+    ///
     /// An initiator's session rekeys by time a random part of `rekey_after /
     /// REKEY_SPREAD_DIVISOR` early, so sessions established together rekey apart.
     fn new_session(&mut self, p: PeerId, keys: &SessionKeys, now: Instant) -> Session {
