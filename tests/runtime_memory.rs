@@ -79,6 +79,7 @@ fn site(
         mtu: 1420,
         qkd_jobs: Some(queue.clone()),
         kme_calls: Default::default(),
+        peer_queues: Default::default(),
     });
     let fetcher = QkdFetcher {
         source: Arc::new(kme.client(names.0)),

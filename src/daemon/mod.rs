@@ -102,6 +102,7 @@ pub fn run(path: &Path) -> Result<(), DaemonError> {
         mtu: usize::from(config.interface.mtu),
         qkd_jobs: qkd.is_some().then_some(jobs.clone()),
         kme_calls: Default::default(),
+        peer_queues: Default::default(),
     });
     let runtime = Runtime::start(shared.clone(), qkd.map(|f| (jobs, f)))?;
     let mode = match config.interface.offload {

@@ -139,7 +139,7 @@ fn run(shared: &Shared, jobs: &QkdQueue, fetcher: &QkdFetcher) {
             let drained = {
                 let mut ep = shared.lock();
                 ep.handle_qkd_key(shared.clock.now(), request.id, result);
-                Shared::drain(&mut ep)
+                shared.drain(&mut ep)
             };
             shared.flush(drained);
         }

@@ -16,7 +16,7 @@ use crate::net::{TunIo, UdpIo};
 use crate::proto::endpoint::Endpoint;
 use crate::proto::events::{Event, Transmit};
 use crate::proto::qkd_flow::QkdRequest;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -48,6 +48,19 @@ pub struct Shared {
     pub qkd_jobs: Option<Arc<super::qkd_worker::QkdQueue>>,
     /// How long the KME calls took, per peer.
     pub kme_calls: super::kme_calls::KmeCalls,
+    /// Which peer endpoints the UDP side was last told about.
+    pub peer_queues: PeerQueuesSeen,
+}
+
+/// The core's [`Endpoint::endpoints_generation`] last handed to
+/// [`UdpIo::set_peer_endpoints`]; none at first.
+#[derive(Debug)]
+pub struct PeerQueuesSeen(AtomicU64);
+
+impl Default for PeerQueuesSeen {
+    fn default() -> Self {
+        Self(AtomicU64::new(u64::MAX))
+    }
 }
 
 /// What the core wants done after a batch: datagrams to send, events to log (with their
@@ -64,8 +77,16 @@ impl Shared {
         self.endpoint.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes what the core wants sent and logged (call with the lock held).
-    pub fn drain(endpoint: &mut Endpoint) -> Drained {
+    /// Takes what the core wants sent and logged (call with the lock held). When a peer's
+    /// endpoint changed, first hands the new list to the UDP side (under the lock, so two
+    /// threads cannot hand over lists out of order; this happens only on a change).
+    pub fn drain(&self, endpoint: &mut Endpoint) -> Drained {
+        let generation = endpoint.endpoints_generation();
+        if self.peer_queues.0.load(Ordering::Relaxed) != generation {
+            self.peer_queues.0.store(generation, Ordering::Relaxed);
+            let endpoints: Vec<_> = endpoint.peer_endpoints().collect();
+            self.udp.set_peer_endpoints(&endpoints);
+        }
         Drained {
             transmits: std::iter::from_fn(|| endpoint.poll_transmit()).collect(),
             events: std::iter::from_fn(|| endpoint.poll_event())
@@ -149,7 +170,7 @@ impl Runtime {
         let drained = {
             let mut ep = shared.lock();
             ep.start(shared.clock.now());
-            Shared::drain(&mut ep)
+            shared.drain(&mut ep)
         };
         shared.flush(drained);
         Ok(Self { shared, threads })
@@ -228,7 +249,7 @@ fn run_pipeline(s: &Shared, mut batch: PacketBatch, p: Pipeline<'_>) {
         let drained = {
             let mut ep = s.lock();
             (p.process)(&mut ep, s.clock.now(), &mut batch);
-            Shared::drain(&mut ep)
+            s.drain(&mut ep)
         };
         if let Err(e) = (p.send)(&batch) {
             tracing::debug!(interface = %s.interface, error = %e, "{} batch send failed", p.output);
@@ -247,7 +268,7 @@ fn timers(s: &Shared) {
                 .poll_timeout()
                 .map_or(TIMER_MAX_SLEEP, |t| t.saturating_since(now));
             (
-                Shared::drain(&mut ep),
+                s.drain(&mut ep),
                 sleep.clamp(TIMER_MIN_SLEEP, TIMER_MAX_SLEEP),
             )
         };

@@ -53,6 +53,21 @@ pub enum NetError {
         /// The system error.
         source: io::Error,
     },
+    /// A peer endpoint could not get a receive socket of its own (see
+    /// [`super::peer_queues`]); its datagrams go on arriving on the bound socket.
+    #[error(
+        "cannot give peer endpoint {endpoint} a receive socket of its own on {local} ({step}): {source}"
+    )]
+    PeerQueue {
+        /// The peer's endpoint.
+        endpoint: SocketAddr,
+        /// The bound socket's address, shared by the peer's socket.
+        local: SocketAddr,
+        /// The step that failed, e.g. "connect".
+        step: &'static str,
+        /// The system error.
+        source: io::Error,
+    },
 }
 
 /// An operator hint for the common causes, with a leading space; empty otherwise.

@@ -358,6 +358,10 @@ impl MemoryUdp {
 }
 
 impl UdpIo for MemoryUdp {
+    /// Not modelled: the twin keeps one bounded queue per socket, shared by every sender
+    /// (the real socket's separation is tested in tests/net_root.rs).
+    fn set_peer_endpoints(&self, _endpoints: &[SocketAddr]) {}
+
     fn recv_batch(&self, batch: &mut PacketBatch, timeout: Duration) -> io::Result<usize> {
         Ok(recv_into(&self.queue, &self.counters, batch, timeout, 0))
     }

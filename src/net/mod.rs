@@ -8,12 +8,14 @@
 //!   implementation honors.
 //! - [`error`]: [`NetError`], the setup failures (creating the TUN, binding the socket).
 //! - `sys.rs`: thin, safe wrappers over the raw system calls shared by the real devices
-//!   (an owned fd, `poll`, socket options, interface ioctls).
+//!   (an owned fd, `poll`, `epoll`, socket options, interface ioctls).
 //! - [`tun`]: [`TunDevice`], a kernel TUN interface opened with `/dev/net/tun` and
 //!   configured (MTU, addresses, routes, up) through [`netlink`].
 //! - [`netlink`]: a small rtnetlink writer: link MTU and up, IPv4/IPv6 addresses, routes.
 //! - [`udp`]: [`UdpSocket`], a dual-stack capable UDP socket moving batches with
 //!   `recvmmsg`/`sendmmsg`.
+//! - [`peer_queues`]: a connected socket per known peer endpoint on the same port, so a
+//!   flood from other addresses cannot crowd a peer's datagrams out of the kernel.
 //! - [`memory`]: [`MemoryTun`] and [`MemoryNetwork`]/[`MemoryUdp`], the in-memory twins.
 //!
 //! # Batch contracts
@@ -30,6 +32,7 @@ pub mod error;
 pub mod memory;
 pub mod netlink;
 pub mod offload;
+pub mod peer_queues;
 mod sys;
 pub mod tun;
 mod tun_too_big;
@@ -154,6 +157,11 @@ pub trait UdpIo: Send + Sync {
 
     /// Sends one datagram (handshake messages).
     fn send_to(&self, buf: &[u8], to: SocketAddr) -> io::Result<()>;
+
+    /// The peers' current endpoints (replacing the last list): each gets a receive queue
+    /// of its own where the implementation has queues to share ([`peer_queues`]). An
+    /// endpoint that cannot have one is logged and shares the common queue.
+    fn set_peer_endpoints(&self, endpoints: &[SocketAddr]);
 
     /// The address the socket is bound to.
     fn local_addr(&self) -> io::Result<SocketAddr>;

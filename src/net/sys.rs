@@ -1,5 +1,5 @@
-//! Thin, safe wrappers over the raw system calls the real devices share: `poll` with a
-//! timeout, integer socket options, socket addresses in C layout, and the interface
+//! Thin, safe wrappers over the raw system calls the real devices share: `poll` and
+//! `epoll` with a timeout, `bind` and `connect`, integer socket options, socket addresses in C layout, and the interface
 //! ioctls (`SIOCGIFMTU`, `SIOCGIFFLAGS`). Nothing here allocates.
 
 use std::ffi::CStr;
@@ -7,6 +7,7 @@ use std::io;
 use std::mem;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::ptr;
 use std::time::{Duration, Instant};
 
 /// Turns a `-1` return into the thread's `errno`.
@@ -65,6 +66,97 @@ pub(crate) fn poll_readable(fd: BorrowedFd<'_>, timeout: Duration) -> io::Result
 fn timeout_ms(d: Duration) -> libc::c_int {
     let ms = d.as_nanos().div_ceil(1_000_000);
     ms.min(libc::c_int::MAX as u128) as libc::c_int
+}
+
+/// An epoll instance (level-triggered, read readiness), owned. Each registered descriptor
+/// carries its own raw fd number as the event's token.
+pub(crate) struct Epoll(OwnedFd);
+
+/// One readiness slot of [`Epoll::wait`].
+pub(crate) type EpollEvent = libc::epoll_event;
+
+/// An empty readiness slot, to fill an array for [`Epoll::wait`].
+pub(crate) const EPOLL_EVENT_NONE: EpollEvent = libc::epoll_event { events: 0, u64: 0 };
+
+impl Epoll {
+    /// A new instance, close-on-exec.
+    pub(crate) fn new() -> io::Result<Self> {
+        // SAFETY: epoll_create1 takes no pointers; EPOLL_CLOEXEC is a valid flag.
+        let fd = cvt(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
+        // SAFETY: `fd` was just returned by epoll_create1, is open and owned by nobody else.
+        Ok(Self(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Watches `fd` for readability (and errors, which the kernel always reports).
+    pub(crate) fn add(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        let mut event = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: fd.as_raw_fd() as u64,
+        };
+        // SAFETY: both descriptors are open; `event` is a live epoll_event for the call.
+        let ret = unsafe {
+            libc::epoll_ctl(
+                self.0.as_raw_fd(),
+                libc::EPOLL_CTL_ADD,
+                fd.as_raw_fd(),
+                &mut event,
+            )
+        };
+        cvt(ret).map(drop)
+    }
+
+    /// Stops watching `fd` (call before closing it).
+    pub(crate) fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        // SAFETY: both descriptors are open; EPOLL_CTL_DEL ignores the (null) event.
+        let ret = unsafe {
+            libc::epoll_ctl(
+                self.0.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                fd.as_raw_fd(),
+                ptr::null_mut(),
+            )
+        };
+        cvt(ret).map(drop)
+    }
+
+    /// Waits until a watched descriptor is ready or `timeout` passes (zero: only looks);
+    /// fills `events` from the front and returns how many are ready. Retries on `EINTR`
+    /// with the time left.
+    pub(crate) fn wait(&self, events: &mut [EpollEvent], timeout: Duration) -> io::Result<usize> {
+        let deadline = Instant::now() + timeout;
+        let max = events.len().min(libc::c_int::MAX as usize) as libc::c_int;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            // SAFETY: `events` is a live, writable array of at least `max` epoll_events.
+            let ret = unsafe {
+                libc::epoll_wait(
+                    self.0.as_raw_fd(),
+                    events.as_mut_ptr(),
+                    max,
+                    timeout_ms(left),
+                )
+            };
+            match cvt(ret) {
+                Ok(n) => return Ok(n as usize),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Connects a datagram socket to `to` (its address in C form, `len` bytes).
+pub(crate) fn connect(fd: BorrowedFd<'_>, to: &RawAddr, len: libc::socklen_t) -> io::Result<()> {
+    // SAFETY: `to` is a valid sockaddr of `len` bytes, live for the call.
+    let ret = unsafe { libc::connect(fd.as_raw_fd(), (to as *const RawAddr).cast(), len) };
+    cvt(ret).map(drop)
+}
+
+/// Binds a socket to `addr` (its address in C form, `len` bytes).
+pub(crate) fn bind(fd: BorrowedFd<'_>, addr: &RawAddr, len: libc::socklen_t) -> io::Result<()> {
+    // SAFETY: `addr` is a valid sockaddr of `len` bytes, live for the call.
+    let ret = unsafe { libc::bind(fd.as_raw_fd(), (addr as *const RawAddr).cast(), len) };
+    cvt(ret).map(drop)
 }
 
 /// Sets an integer socket option.

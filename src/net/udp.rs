@@ -7,6 +7,11 @@
 //! The stack keeps the receiving and the sending thread independent (no lock to share)
 //! and allocates nothing per packet.
 //!
+//! Peer queues: each known peer endpoint gets a connected socket of its own on the same
+//! port ([`super::peer_queues`]), so a flood from other addresses cannot crowd its
+//! datagrams out of the kernel's queue. One receive call reads them all through one epoll,
+//! peers first.
+//!
 //! Path MTU: the socket uses `IP_PMTUDISC_DONT` / `IPV6_PMTUDISC_DONT`. With Linux's
 //! default (`IP_PMTUDISC_WANT`) a data datagram larger than a cached path MTU is refused
 //! locally with `EMSGSIZE`, so one ICMP "fragmentation needed" would silently black-hole
@@ -17,14 +22,15 @@
 //! they never need fragmenting.
 
 use super::error::NetError;
-use super::sys::{self, RawAddr};
+use super::peer_queues::{BoundSocket, PeerQueue, PeerQueues};
+use super::sys::{self, Epoll, RawAddr};
 use super::udp_gso::{self, GroRx};
 use super::{Counters, IoStats, UdpIo};
 use crate::batch::{PacketBatch, SlotMeta};
 use std::io;
 use std::mem;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::ptr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,18 +47,35 @@ pub const UDP_SOCKET_BUFFER_BYTES: usize = 7 << 20;
 const SO_SNDBUFFORCE: libc::c_int = 32;
 const SO_RCVBUFFORCE: libc::c_int = 33;
 
-/// A bound UDP socket. Receiving and sending may run on two threads at once.
+/// Readiness reports taken from epoll per wait.
+const READY_EVENTS_MAX: usize = 64;
+
+/// A bound UDP socket, and a connected socket per known peer endpoint
+/// ([`UdpIo::set_peer_endpoints`]). Receiving and sending may run on two threads at once.
 pub struct UdpSocket {
-    fd: OwnedFd,
+    /// The bound socket: everything is sent from it, and it receives what no peer socket
+    /// takes.
+    bound: Receiver,
     local: SocketAddr,
     /// The socket is `AF_INET6`: IPv4 destinations are sent as IPv4-mapped addresses.
     map_v4: bool,
     counters: Counters,
     /// Sends use `UDP_SEGMENT` (turned off for good if the kernel refuses it on a send).
     gso: AtomicBool,
+    /// Readiness of the bound socket and of every peer socket.
+    epoll: Epoll,
+    /// The peers' own sockets.
+    peers: PeerQueues,
+}
+
+/// One socket datagrams are received from: the bound one or a peer's connected one.
+pub(super) struct Receiver {
+    fd: OwnedFd,
     /// `UDP_GRO` is on: receives go through `gro_rx`.
     gro: bool,
     gro_rx: Mutex<GroRx>,
+    /// Datagrams of an earlier `UDP_GRO` receive wait in `gro_rx`.
+    pending: AtomicBool,
 }
 
 /// The UDP offloads a socket got.
@@ -92,20 +115,30 @@ impl UdpSocket {
         let fd = sys::socket(domain, libc::SOCK_DGRAM, 0).map_err(bind_err)?;
         configure(&fd, addr)?;
         let (raw, len) = RawAddr::from_socket_addr(addr, false);
-        // SAFETY: `raw` is a valid sockaddr of `len` bytes for the socket's family.
-        let ret = unsafe { libc::bind(fd.as_raw_fd(), (&raw as *const RawAddr).cast(), len) };
-        sys::cvt(ret).map_err(bind_err)?;
+        sys::bind(fd.as_fd(), &raw, len).map_err(bind_err)?;
         let local = local_address(&fd).map_err(bind_err)?;
+        // After the bind, so that binding this port without it still fails (a second
+        // daemon): the peers' sockets set it before theirs to share the port.
+        if let Err(e) = sys::set_int_option(fd.as_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT, 1) {
+            tracing::debug!(local = %local, error = %e, "SO_REUSEPORT refused: peers share one receive queue");
+        }
         let gso = wish.udp_gso && udp_gso::gso_supported(fd.as_fd());
         let gro = wish.udp_gro && udp_gso::enable_gro(fd.as_fd());
+        let epoll_err = |source| NetError::UdpOption {
+            addr,
+            option: "epoll",
+            source,
+        };
+        let epoll = Epoll::new().map_err(epoll_err)?;
+        epoll.add(fd.as_fd()).map_err(epoll_err)?;
         Ok(Self {
-            fd,
+            bound: Receiver::new(fd, gro),
             local,
             map_v4: !addr.is_ipv4(),
             counters: Counters::default(),
             gso: AtomicBool::new(gso),
-            gro,
-            gro_rx: Mutex::new(GroRx::new(gro)),
+            epoll,
+            peers: PeerQueues::new(),
         })
     }
 
@@ -113,118 +146,41 @@ impl UdpSocket {
     pub fn offload(&self) -> UdpOffload {
         UdpOffload {
             gso: self.gso.load(Ordering::Relaxed),
-            gro: self.gro,
+            gro: self.bound.gro,
         }
     }
 
-    fn recv_gro(&self, batch: &mut PacketBatch, timeout: Duration) -> io::Result<usize> {
-        batch.clear();
-        let mut rx = self.gro_rx.lock().unwrap_or_else(|e| e.into_inner());
-        let deadline = Instant::now() + timeout;
-        loop {
-            if !rx.has_pending() {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if !sys::poll_readable(self.fd.as_fd(), left)? {
-                    return Ok(0);
-                }
-            }
-            let n = rx.fill(self.fd.as_fd(), batch, &self.counters)?;
-            if n > 0 || Instant::now() >= deadline {
-                batch.set_len(n);
-                self.counters.received(n);
-                return Ok(n);
-            }
-        }
+    /// The peer endpoints that have a receive socket of their own now.
+    pub fn peer_queues(&self) -> Vec<SocketAddr> {
+        self.peers.snapshot().iter().map(|q| q.endpoint).collect()
     }
 
     /// The kernel receive buffer size in bytes (as `SO_RCVBUF` reports it).
     pub fn recv_buffer_bytes(&self) -> io::Result<usize> {
-        sys::get_int_option(self.fd.as_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF).map(|v| v as usize)
+        sys::get_int_option(self.bound.fd.as_fd(), libc::SOL_SOCKET, libc::SO_RCVBUF)
+            .map(|v| v as usize)
     }
 
-    /// One `recvmmsg` with `MSG_DONTWAIT` into slots `from..from + count`
-    /// (`count <= BATCH_PACKETS`); returns (datagrams taken from the kernel, slots filled).
-    fn recv_chunk(
+    /// Takes what a peer's socket has queued into slots `filled..end`; returns the new
+    /// fill. Its errors are the kernel's reports of ICMP errors for earlier sends to that
+    /// peer (a connected socket gets them): logged, never fatal to the receive.
+    fn fill_from_peer(
         &self,
+        queue: &PeerQueue,
         batch: &mut PacketBatch,
-        from: usize,
-        count: usize,
-    ) -> io::Result<(usize, usize)> {
-        let mut scratch = Scratch::new();
-        for (k, slot) in batch.slots_mut().skip(from).take(count).enumerate() {
-            scratch.set(
-                k,
-                slot.as_mut_ptr(),
-                slot.len(),
-                RawAddr::zeroed(),
-                RECV_NAME_BYTES,
-            );
-        }
-        scratch.link(count);
-        // The batch is not touched until the kernel has written the slots.
-        let got = self.recvmmsg_dontwait(&mut scratch, count)?;
-        Ok((got, self.keep_complete(batch, &scratch, from, got)))
-    }
-
-    /// One `recvmmsg(MSG_DONTWAIT)` into the first `count` linked scratch entries; 0 when
-    /// nothing is queued.
-    fn recvmmsg_dontwait(&self, scratch: &mut Scratch, count: usize) -> io::Result<usize> {
-        loop {
-            // SAFETY: entries 0..count are linked (`Scratch::link`): each points at its own
-            // iovec, which covers one whole, distinct batch slot that the caller borrowed
-            // mutably and leaves alone until this returns, and at its own address buffer of
-            // the stated size. Nothing else aliases these buffers during the call.
-            let ret = unsafe {
-                libc::recvmmsg(
-                    self.fd.as_raw_fd(),
-                    scratch.hdrs.as_mut_ptr(),
-                    count as libc::c_uint,
-                    libc::MSG_DONTWAIT,
-                    ptr::null_mut(),
-                )
-            };
-            match sys::cvt(ret) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
-                Err(e) => return Err(e),
-                Ok(n) => return Ok(n as usize),
-            }
-        }
-    }
-
-    /// Sets the metadata of the `got` datagrams just received at `from..`, dropping the
-    /// truncated ones and moving later ones down so the filled slots stay contiguous;
-    /// returns how many were kept.
-    fn keep_complete(
-        &self,
-        batch: &mut PacketBatch,
-        scratch: &Scratch,
-        from: usize,
-        got: usize,
+        filled: usize,
+        end: usize,
     ) -> usize {
-        let mut kept = 0;
-        for k in 0..got {
-            let hdr = &scratch.hdrs[k];
-            let source = scratch.names[k].socket_addr();
-            if hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 || source.is_none() {
-                self.counters.truncated(1);
-                continue;
-            }
-            let len = hdr.msg_len as usize;
-            if kept != k {
-                move_bytes(batch, from + k, from + kept, len);
-            }
-            batch.set_meta(
-                from + kept,
-                SlotMeta {
-                    start: 0,
-                    len,
-                    addr: source,
-                },
-            );
-            kept += 1;
+        if filled >= end {
+            return filled;
         }
-        kept
+        match queue.receiver.fill(batch, filled, end, &self.counters) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!(local = %self.local, endpoint = %queue.endpoint, error = %e, "peer socket reported an error (an ICMP error for an earlier datagram to it)");
+                filled
+            }
+        }
     }
 
     /// Sends the slots listed in `indices` (at most `BATCH_PACKETS`, all with `len > 0`)
@@ -262,7 +218,7 @@ impl UdpSocket {
             // only reads them when sending.
             let ret = unsafe {
                 libc::sendmmsg(
-                    self.fd.as_raw_fd(),
+                    self.bound.fd.as_raw_fd(),
                     scratch.hdrs[next..].as_mut_ptr(),
                     (n - next) as libc::c_uint,
                     0,
@@ -286,20 +242,56 @@ impl UdpSocket {
 }
 
 impl UdpIo for UdpSocket {
+    /// Peers' sockets are read first, then the bound socket, which gets at least a quarter
+    /// of the batch when it has datagrams (a peer's stream cannot starve the handshakes of
+    /// peers without a socket, and a flood on the bound socket cannot starve the peers).
     fn recv_batch(&self, batch: &mut PacketBatch, timeout: Duration) -> io::Result<usize> {
-        if self.gro {
-            return self.recv_gro(batch, timeout);
-        }
         batch.clear();
+        let peers = self.peers.snapshot();
+        let capacity = batch.capacity();
         let deadline = Instant::now() + timeout;
+        let mut events = [sys::EPOLL_EVENT_NONE; READY_EVENTS_MAX];
         let mut filled = 0;
-        while filled == 0 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if !sys::poll_readable(self.fd.as_fd(), left)? {
-                break;
+        loop {
+            let peer_pending = peers.iter().any(|q| q.receiver.has_pending());
+            let wait = if peer_pending || self.bound.has_pending() {
+                Duration::ZERO
+            } else {
+                deadline.saturating_duration_since(Instant::now())
+            };
+            let ready = self.epoll.wait(&mut events, wait)?;
+            let bound_token = self.bound.token();
+            let bound_ready = self.bound.has_pending()
+                || events[..ready].iter().any(|e| {
+                    let token = e.u64;
+                    token == bound_token
+                });
+            let peers_end = if bound_ready {
+                capacity - capacity / 4
+            } else {
+                capacity
+            };
+            if peer_pending {
+                for q in peers.iter().filter(|q| q.receiver.has_pending()) {
+                    filled = self.fill_from_peer(q, batch, filled, peers_end);
+                }
             }
-            filled = self.drain(batch)?;
-            if Instant::now() >= deadline {
+            for event in &events[..ready] {
+                let token = event.u64;
+                if let Ok(i) = peers.binary_search_by_key(&token, |q| q.receiver.token()) {
+                    filled = self.fill_from_peer(&peers[i], batch, filled, peers_end);
+                }
+            }
+            if bound_ready && filled < capacity {
+                match self.bound.fill(batch, filled, capacity, &self.counters) {
+                    Ok(n) => filled = n,
+                    Err(e) if filled > 0 => {
+                        tracing::debug!(local = %self.local, error = %e, "UDP receive failed mid-batch");
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if filled > 0 || Instant::now() >= deadline {
                 break;
             }
         }
@@ -310,7 +302,8 @@ impl UdpIo for UdpSocket {
 
     fn send_batch(&self, batch: &PacketBatch) -> io::Result<usize> {
         if self.gso.load(Ordering::Relaxed) {
-            match udp_gso::send_batch_gso(self.fd.as_fd(), batch, self.map_v4, &self.counters) {
+            match udp_gso::send_batch_gso(self.bound.fd.as_fd(), batch, self.map_v4, &self.counters)
+            {
                 Ok(sent) => {
                     self.counters.sent(sent);
                     return Ok(sent);
@@ -347,7 +340,7 @@ impl UdpIo for UdpSocket {
             // SAFETY: `buf` is a live slice and `raw` a valid sockaddr of `len` bytes.
             let ret = unsafe {
                 libc::sendto(
-                    self.fd.as_raw_fd(),
+                    self.bound.fd.as_raw_fd(),
                     buf.as_ptr().cast(),
                     buf.len(),
                     0,
@@ -366,6 +359,18 @@ impl UdpIo for UdpSocket {
         }
     }
 
+    fn set_peer_endpoints(&self, endpoints: &[SocketAddr]) {
+        let bound = BoundSocket {
+            local: self.local,
+            map_v4: self.map_v4,
+            gro: self.bound.gro,
+            epoll: &self.epoll,
+        };
+        for e in self.peers.set(endpoints, &bound) {
+            tracing::warn!(error = %e, "a peer shares the receive queue of every other sender");
+        }
+    }
+
     fn local_addr(&self) -> io::Result<SocketAddr> {
         Ok(self.local)
     }
@@ -375,18 +380,66 @@ impl UdpIo for UdpSocket {
     }
 }
 
-impl UdpSocket {
-    /// Takes what the kernel has queued, chunk by chunk, until the batch is full or a chunk
-    /// comes back short; returns the number of slots filled.
-    fn drain(&self, batch: &mut PacketBatch) -> io::Result<usize> {
-        let mut filled = 0;
-        while filled < batch.capacity() {
-            let want = (batch.capacity() - filled).min(BATCH_PACKETS);
-            let result = self.recv_chunk(batch, filled, want);
+impl Receiver {
+    pub(super) fn new(fd: OwnedFd, gro: bool) -> Self {
+        Self {
+            fd,
+            gro,
+            gro_rx: Mutex::new(GroRx::new(gro)),
+            pending: AtomicBool::new(false),
+        }
+    }
+
+    /// The socket.
+    pub(super) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// Its epoll token (its descriptor number).
+    pub(super) fn token(&self) -> u64 {
+        self.fd.as_raw_fd() as u64
+    }
+
+    /// Datagrams of an earlier `UDP_GRO` receive are waiting (epoll does not see them).
+    fn has_pending(&self) -> bool {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    /// Takes what is waiting and what the kernel has queued into slots `from..end`, until
+    /// they are full or nothing is queued; returns the new fill.
+    fn fill(
+        &self,
+        batch: &mut PacketBatch,
+        from: usize,
+        end: usize,
+        counters: &Counters,
+    ) -> io::Result<usize> {
+        if !self.gro {
+            return self.drain(batch, from, end, counters);
+        }
+        let mut rx = self.gro_rx.lock().unwrap_or_else(|e| e.into_inner());
+        let filled = rx.fill(self.fd.as_fd(), batch, from, end, counters);
+        self.pending.store(rx.has_pending(), Ordering::Relaxed);
+        filled
+    }
+
+    /// Takes what the kernel has queued, chunk by chunk, into slots `from..end` until they
+    /// are full or a chunk comes back short; returns the new fill.
+    fn drain(
+        &self,
+        batch: &mut PacketBatch,
+        from: usize,
+        end: usize,
+        counters: &Counters,
+    ) -> io::Result<usize> {
+        let mut filled = from;
+        while filled < end {
+            let want = (end - filled).min(BATCH_PACKETS);
+            let result = self.recv_chunk(batch, filled, want, counters);
             let (got, kept) = match result {
                 Ok(r) => r,
-                Err(e) if filled > 0 => {
-                    tracing::debug!(local = %self.local, error = %e, "UDP receive failed mid-batch");
+                Err(e) if filled > from => {
+                    tracing::debug!(error = %e, "UDP receive failed mid-batch");
                     break;
                 }
                 Err(e) => return Err(e),
@@ -398,6 +451,92 @@ impl UdpSocket {
         }
         Ok(filled)
     }
+
+    /// One `recvmmsg` with `MSG_DONTWAIT` into slots `from..from + count`
+    /// (`count <= BATCH_PACKETS`); returns (datagrams taken from the kernel, slots filled).
+    fn recv_chunk(
+        &self,
+        batch: &mut PacketBatch,
+        from: usize,
+        count: usize,
+        counters: &Counters,
+    ) -> io::Result<(usize, usize)> {
+        let mut scratch = Scratch::new();
+        for (k, slot) in batch.slots_mut().skip(from).take(count).enumerate() {
+            scratch.set(
+                k,
+                slot.as_mut_ptr(),
+                slot.len(),
+                RawAddr::zeroed(),
+                RECV_NAME_BYTES,
+            );
+        }
+        scratch.link(count);
+        // The batch is not touched until the kernel has written the slots.
+        let got = self.recvmmsg_dontwait(&mut scratch, count)?;
+        Ok((got, keep_complete(batch, &scratch, from, got, counters)))
+    }
+
+    /// One `recvmmsg(MSG_DONTWAIT)` into the first `count` linked scratch entries; 0 when
+    /// nothing is queued.
+    fn recvmmsg_dontwait(&self, scratch: &mut Scratch, count: usize) -> io::Result<usize> {
+        loop {
+            // SAFETY: entries 0..count are linked (`Scratch::link`): each points at its own
+            // iovec, which covers one whole, distinct batch slot that the caller borrowed
+            // mutably and leaves alone until this returns, and at its own address buffer of
+            // the stated size. Nothing else aliases these buffers during the call.
+            let ret = unsafe {
+                libc::recvmmsg(
+                    self.fd.as_raw_fd(),
+                    scratch.hdrs.as_mut_ptr(),
+                    count as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                    ptr::null_mut(),
+                )
+            };
+            match sys::cvt(ret) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+                Err(e) => return Err(e),
+                Ok(n) => return Ok(n as usize),
+            }
+        }
+    }
+}
+
+/// Sets the metadata of the `got` datagrams just received at `from..`, dropping the
+/// truncated ones and moving later ones down so the filled slots stay contiguous;
+/// returns how many were kept.
+fn keep_complete(
+    batch: &mut PacketBatch,
+    scratch: &Scratch,
+    from: usize,
+    got: usize,
+    counters: &Counters,
+) -> usize {
+    let mut kept = 0;
+    for k in 0..got {
+        let hdr = &scratch.hdrs[k];
+        let source = scratch.names[k].socket_addr();
+        if hdr.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 || source.is_none() {
+            counters.truncated(1);
+            continue;
+        }
+        let len = hdr.msg_len as usize;
+        if kept != k {
+            move_bytes(batch, from + k, from + kept, len);
+        }
+        batch.set_meta(
+            from + kept,
+            SlotMeta {
+                start: 0,
+                len,
+                addr: source,
+            },
+        );
+        kept += 1;
+    }
+    kept
 }
 
 /// Size of the address buffer offered to the kernel per received datagram.
@@ -462,7 +601,7 @@ fn move_bytes(batch: &mut PacketBatch, src: usize, dst: usize, len: usize) {
 }
 
 /// Socket options set before binding: dual stack, buffers, path-MTU behavior.
-fn configure(fd: &OwnedFd, addr: SocketAddr) -> Result<(), NetError> {
+pub(super) fn configure(fd: &OwnedFd, addr: SocketAddr) -> Result<(), NetError> {
     let opt_err = |option| {
         move |source| NetError::UdpOption {
             addr,

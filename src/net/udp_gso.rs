@@ -237,24 +237,26 @@ impl GroRx {
         self.cur < self.count
     }
 
-    /// Fills the batch from slot 0 with waiting datagrams and new receives until it is
-    /// full or nothing is queued; returns the slots filled.
+    /// Fills slots `from..end` with waiting datagrams and new receives until they are
+    /// full or nothing is queued; returns the new fill.
     pub(crate) fn fill(
         &mut self,
         fd: BorrowedFd<'_>,
         batch: &mut PacketBatch,
+        from: usize,
+        end: usize,
         counters: &Counters,
     ) -> io::Result<usize> {
-        let mut filled = 0;
+        let mut filled = from;
         loop {
-            filled = self.split_into(batch, filled, counters);
-            if filled == batch.capacity() {
+            filled = self.split_into(batch, filled, end, counters);
+            if filled == end {
                 return Ok(filled);
             }
             match self.receive(fd) {
                 Ok(0) => return Ok(filled),
                 Ok(_) => {}
-                Err(e) if filled > 0 => {
+                Err(e) if filled > from => {
                     tracing::debug!(error = %e, "UDP receive failed mid-batch");
                     return Ok(filled);
                 }
@@ -263,9 +265,15 @@ impl GroRx {
         }
     }
 
-    /// Cuts waiting runs into slots `filled..`; returns the new fill.
-    fn split_into(&mut self, batch: &mut PacketBatch, mut filled: usize, c: &Counters) -> usize {
-        while self.cur < self.count && filled < batch.capacity() {
+    /// Cuts waiting runs into slots `filled..end`; returns the new fill.
+    fn split_into(
+        &mut self,
+        batch: &mut PacketBatch,
+        mut filled: usize,
+        end: usize,
+        c: &Counters,
+    ) -> usize {
+        while self.cur < self.count && filled < end {
             let (len, seg, addr) = self.got[self.cur];
             let base = self.cur * UDP_GRO_BUFFER_BYTES;
             let n = seg.min(len - self.offset);

@@ -4,17 +4,18 @@
 # qshield-flood at b's UDP port: whole initiations, response fragments (all with a valid
 # mac1 made from b's public key), cookie replies and garbage, from 255 source addresses, as
 # fast as one core sends. Meanwhile a pings b through the tunnel every 0.1 s.
-# Asserts: b stays up, keeps rotating (at least one rotation per 2 s, half the configured
-# rate: genuine handshakes go on under load, with cookies, retransmitting what is lost), still answers pings (at least PING_OK_MIN_PERCENT: a flood
-# faster than b drains its socket makes the kernel drop genuine datagrams with the flood's),
-# sends few cookie replies to spoofed sources, and its memory stays bounded (RSS growth
-# under RSS_GROWTH_MAX_KB). Reports the cost of one flood datagram in b (µs of CPU per
-# datagram its socket delivered) and how the load split between the checks.
+# Asserts: b stays up and the flood does not reach the tunnel: a's datagrams arrive on a
+# socket of their own (connected to a's endpoint), which the kernel fills apart from the
+# flood's full queue, so b keeps rotating (at least 7 rotations in 10 s of 1 s rekeys; the
+# first under load waits for a cookie) and answers at least PING_OK_MIN_PERCENT of the
+# pings. Also: it sends few cookie replies to spoofed sources, and its memory stays bounded
+# (RSS growth under RSS_GROWTH_MAX_KB). Reports the cost of one flood datagram in b (µs of
+# CPU per datagram its socket delivered) and how the load split between the checks.
 source "$(dirname "$0")/lib.sh"
 require_root
 SECS=${SECS:-10}
 RSS_GROWTH_MAX_KB=${RSS_GROWTH_MAX_KB:-32768}
-PING_OK_MIN_PERCENT=${PING_OK_MIN_PERCENT:-25}
+PING_OK_MIN_PERCENT=${PING_OK_MIN_PERCENT:-90}
 FLOOD=${QSHIELD_FLOOD_BIN:-$(dirname "$QSHIELD")/qshield-flood}
 [[ -x $FLOOD ]] || fail "qshield-flood not found at $FLOOD (cargo build first)"
 NS_X=qs-${TAG}-x
@@ -77,7 +78,7 @@ print(f"RESULT rotations={int(rot1) - int(rot0)} rss_growth_kb={int(rss1) - int(
 PY
 cat "$WORK/report.txt" >&2
 eval "$(sed -n 's/^RESULT //p' "$WORK/report.txt")"
-((rotations >= SECS / 2)) || { show_logs; fail "only $rotations rotations during the $SECS s flood"; }
+((rotations * 10 >= SECS * 7)) || { show_logs; fail "only $rotations rotations during the $SECS s flood"; }
 ((rss_growth_kb < RSS_GROWTH_MAX_KB)) || fail "b's RSS grew by $rss_growth_kb kB during the flood"
 ((cookie_required > 0)) || fail "the flood never put b under load (no cookie_required drop)"
 ((rx > 10000)) || fail "only $rx flood datagrams reached b: the flood did not happen"

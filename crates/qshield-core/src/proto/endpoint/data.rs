@@ -262,6 +262,7 @@ impl Endpoint {
         let peer = &mut self.peers[p];
         if peer.endpoint != Some(from) && slot != Slot::Previous {
             peer.endpoint = Some(from);
+            self.endpoints_generation += 1;
             self.events
                 .push_back(Event::EndpointChanged { peer: p, to: from });
         }

@@ -501,7 +501,10 @@ impl Endpoint {
         let session = self.new_session(p, keys, now);
         let freed = self.peers[p].install_initiated(session);
         self.forget_indices(freed);
-        self.peers[p].endpoint = Some(from);
+        if self.peers[p].endpoint != Some(from) {
+            self.peers[p].endpoint = Some(from);
+            self.endpoints_generation += 1;
+        }
         self.established(p, Role::Initiator, keys, Some(now - pending.last_sent));
         if self.flush_staged(now, p) == 0 {
             self.send_single(now, p, &[]);

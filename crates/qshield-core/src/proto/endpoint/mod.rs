@@ -43,6 +43,7 @@ use crate::crypto::{CipherSuite, PublicIdentity, StaticIdentity};
 use peer::Peers;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Everything the endpoint is built from.
@@ -86,6 +87,8 @@ pub struct Endpoint {
     qkd_policy: QkdPolicy,
     qkd_requests: VecDeque<QkdRequest>,
     qkd_next_request_id: u64,
+    /// Counts changes of any peer's endpoint ([`Endpoint::endpoints_generation`]).
+    endpoints_generation: u64,
 }
 
 impl Endpoint {
@@ -125,6 +128,7 @@ impl Endpoint {
             qkd_policy: settings.qkd_policy,
             qkd_requests: VecDeque::new(),
             qkd_next_request_id: 0,
+            endpoints_generation: 0,
         }
     }
 
@@ -153,6 +157,18 @@ impl Endpoint {
     /// Handshake messages being reassembled (bounded; for status and tests).
     pub fn reassembly_in_progress(&self) -> usize {
         self.reassembler.in_progress()
+    }
+
+    /// A number that changes whenever a peer's endpoint does (learned from an
+    /// authenticated packet), so the I/O layer reads [`Endpoint::peer_endpoints`] only
+    /// then.
+    pub fn endpoints_generation(&self) -> u64 {
+        self.endpoints_generation
+    }
+
+    /// Every peer's known endpoint, in peer order (peers without one are left out).
+    pub fn peer_endpoints(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.peers.values().filter_map(|p| p.endpoint)
     }
 
     /// The name of peer `peer` (as configured), or `None` for an ID this endpoint does
