@@ -11,7 +11,7 @@ use qshield::cidr::IpCidr;
 use qshield::constants::DATA_HEADER_BYTES;
 use qshield::net::netlink::Netlink;
 use qshield::net::tun::interface_index;
-use qshield::net::{NetError, TunDevice, TunIo, TunSettings, UdpIo, UdpSocket};
+use qshield::net::{NetError, OffloadWish, TunDevice, TunIo, TunSettings, UdpIo, UdpSocket};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::Command;
@@ -480,14 +480,18 @@ fn dropping_the_tun_removes_the_interface() {
     });
 }
 
-/// Waits until the thread at `/proc/<task>` sits in poll(2) (x86_64: 7; ppoll: 271), read from
-/// its `syscall` file; panics after `WAIT`.
+/// Waits until the thread at `/proc/<task>` sits in poll(2) or epoll_wait(2) (x86_64: poll 7,
+/// ppoll 271, epoll_wait 232, epoll_pwait 281), read from its `syscall` file; panics after
+/// `WAIT`.
 fn wait_until_blocked_in_poll(task: std::path::PathBuf) {
     let file = std::path::Path::new("/proc").join(task).join("syscall");
     let deadline = Instant::now() + WAIT;
     loop {
         let text = std::fs::read_to_string(&file).unwrap_or_default();
-        if matches!(text.split_whitespace().next(), Some("7" | "271")) {
+        if matches!(
+            text.split_whitespace().next(),
+            Some("7" | "271" | "232" | "281")
+        ) {
             return;
         }
         assert!(
@@ -528,5 +532,135 @@ fn one_socket_sends_while_another_thread_waits_in_recv() {
         let got = recv_n(&peer, 1, 1400);
         peer.send_to(b"pong", got[0].1).unwrap();
         assert_eq!(receiver.join().unwrap(), (1, b"pong".to_vec()));
+    });
+}
+
+/// Every datagram queued now: receives until one call comes back empty.
+fn recv_all(sock: &UdpSocket, mtu: usize) -> Vec<(Vec<u8>, SocketAddr)> {
+    let mut batch = PacketBatch::new(64, mtu);
+    let mut got = Vec::new();
+    while sock
+        .recv_batch(&mut batch, Duration::from_millis(100))
+        .unwrap()
+        > 0
+    {
+        for i in 0..batch.len() {
+            got.push((batch.bytes(i).to_vec(), batch.meta(i).addr.unwrap()));
+        }
+    }
+    got
+}
+
+/// Fills `to`'s shared receive queue from `flood` (more bytes than the 7 MiB buffer), then
+/// sends 50 datagrams from `peer`; returns (flood datagrams, peer datagrams) received.
+fn flood_then_peer(rx: &UdpSocket, flood: &UdpSocket, peer: &UdpSocket) -> (usize, usize) {
+    const FLOOD: usize = 8000;
+    let to = rx.local_addr().unwrap();
+    let to = match to {
+        SocketAddr::V6(a) if a.ip().is_unspecified() => {
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), a.port())
+        }
+        a => a,
+    };
+    let flood_batch = udp_batch(&vec![(vec![0xf1; 1400], to); 64], 1400);
+    for _ in 0..FLOOD / 64 {
+        flood.send_batch(&flood_batch).unwrap();
+    }
+    for n in 0..50u8 {
+        peer.send_to(&[0xbe, n], to).unwrap();
+    }
+    let got = recv_all(rx, 1400);
+    let from_peer: Vec<_> = got
+        .iter()
+        .filter(|(_, from)| *from == peer.local_addr().unwrap())
+        .collect();
+    for (n, (bytes, _)) in from_peer.iter().enumerate() {
+        assert_eq!(
+            bytes,
+            &vec![0xbe, n as u8],
+            "the peer's datagrams, in order"
+        );
+    }
+    let flood_got = got.len() - from_peer.len();
+    assert!(
+        flood_got < FLOOD,
+        "the flood did not fill the shared queue ({flood_got} of {FLOOD} received)"
+    );
+    (flood_got, from_peer.len())
+}
+
+#[test]
+fn a_peer_endpoint_keeps_its_datagrams_while_a_flood_fills_the_shared_queue() {
+    in_fresh_netns(|| {
+        for (bind, offload) in [
+            ("127.0.0.1:0", OffloadWish::none()),
+            ("[::]:0", OffloadWish::all()),
+        ] {
+            let rx = UdpSocket::bind_offloaded(sa(bind), offload).unwrap();
+            let flood = UdpSocket::bind(sa("127.0.0.1:0")).unwrap();
+            let peer = UdpSocket::bind(sa("127.0.0.1:0")).unwrap();
+            // Without a queue of its own the peer loses what it sends behind the flood (the
+            // kernel drops from a full queue whoever sent; a datagram may slip into the
+            // last bytes of room).
+            let (_, shared) = flood_then_peer(&rx, &flood, &peer);
+            assert!(
+                shared < 5,
+                "{bind}: {shared} of 50 peer datagrams through the shared queue"
+            );
+            rx.set_peer_endpoints(&[peer.local_addr().unwrap()]);
+            assert_eq!(rx.peer_queues(), vec![peer.local_addr().unwrap()]);
+            let (flood_got, own) = flood_then_peer(&rx, &flood, &peer);
+            assert_eq!(own, 50, "{bind}: peer datagrams through its own queue");
+            assert!(
+                flood_got > 0,
+                "{bind}: the rest still arrives on the bound socket"
+            );
+            // Forgotten again (the peer roamed away): back to the shared queue.
+            rx.set_peer_endpoints(&[]);
+            assert!(rx.peer_queues().is_empty());
+            let (_, shared) = flood_then_peer(&rx, &flood, &peer);
+            assert!(
+                shared < 5,
+                "{bind}: {shared} of 50 after the peer queue was closed"
+            );
+        }
+    });
+}
+
+#[test]
+fn peer_queues_leave_the_port_closed_to_a_second_bind() {
+    in_fresh_netns(|| {
+        let rx = UdpSocket::bind(sa("127.0.0.1:0")).unwrap();
+        let peer = UdpSocket::bind(sa("127.0.0.1:0")).unwrap();
+        rx.set_peer_endpoints(&[peer.local_addr().unwrap()]);
+        assert_eq!(rx.peer_queues().len(), 1);
+        match UdpSocket::bind(rx.local_addr().unwrap()) {
+            Err(NetError::UdpBind { source, .. }) => {
+                assert_eq!(source.raw_os_error(), Some(libc::EADDRINUSE), "{source}")
+            }
+            other => panic!("a second socket bound the daemon's port: {other:?}"),
+        }
+    });
+}
+
+#[test]
+fn an_icmp_error_on_a_peer_queue_is_not_a_receive_error() {
+    in_fresh_netns(|| {
+        let rx = UdpSocket::bind(sa("127.0.0.1:0")).unwrap();
+        let gone = UdpSocket::bind(sa("127.0.0.1:0")).unwrap();
+        let gone_addr = gone.local_addr().unwrap();
+        rx.set_peer_endpoints(&[gone_addr]);
+        drop(gone);
+        // Port unreachable comes back and is reported on the peer's connected socket.
+        rx.send_to(b"to a closed port", gone_addr).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let other = UdpSocket::bind(sa("127.0.0.1:0")).unwrap();
+        other
+            .send_to(b"still here", rx.local_addr().unwrap())
+            .unwrap();
+        assert_eq!(
+            recv_n(&rx, 1, 1400)[0],
+            (b"still here".to_vec(), other.local_addr().unwrap())
+        );
     });
 }
