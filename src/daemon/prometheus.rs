@@ -106,6 +106,14 @@ pub fn render(doc: &Value) -> String {
         "Packets read from and written to the TUN device and the UDP socket.",
         io,
     );
+    e.family(
+        "qshield_udp_peer_queues",
+        "gauge",
+        "Peer endpoints with a UDP receive socket of their own on the listen port.",
+        num(&doc["io"]["udp"]["peer_queues"])
+            .map(|v| vec![(if_label(), v)])
+            .unwrap_or_default(),
+    );
     let by_reason = |obj: &Value, base: Vec<(&'static str, String)>| -> Vec<Sample> {
         obj.as_object()
             .map(|m| {

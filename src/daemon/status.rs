@@ -53,6 +53,7 @@ fn io_json(s: IoStats) -> Value {
         "dropped_too_big": s.dropped_too_big,
         "too_big_answered": s.too_big_answered,
         "send_errors": s.send_errors,
+        "peer_queues": s.peer_queues,
     })
 }
 

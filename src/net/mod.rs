@@ -122,6 +122,8 @@ pub struct IoStats {
     pub too_big_answered: u64,
     /// Packets whose send failed (each error counted once, the batch went on).
     pub send_errors: u64,
+    /// Peer endpoints with a receive socket of their own now ([`peer_queues`]; 0 for TUN).
+    pub peer_queues: u64,
 }
 
 /// The TUN side of the data plane: inner IP packets from and to the operating system.
@@ -244,6 +246,7 @@ impl Counters {
             dropped_too_big: self.dropped_too_big.load(Relaxed),
             too_big_answered: self.too_big_answered.load(Relaxed),
             send_errors: self.send_errors.load(Relaxed),
+            peer_queues: 0,
         }
     }
 }

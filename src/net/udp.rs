@@ -376,7 +376,10 @@ impl UdpIo for UdpSocket {
     }
 
     fn stats(&self) -> IoStats {
-        self.counters.snapshot()
+        IoStats {
+            peer_queues: self.peers.snapshot().len() as u64,
+            ..self.counters.snapshot()
+        }
     }
 }
 

@@ -39,6 +39,8 @@ field() { status_field b "$1"; }
 
 sleep 2 # a couple of rotations before
 rot0=$(peer_field b "p['rotations']")
+queues=$(field "d['io']['udp']['peer_queues']")
+((queues == 1)) || fail "b has $queues peer queues, not 1 (a's endpoint)"
 rx0=$(field "d['io']['udp']['received']")
 cpu0=$(cpu_ticks "$PID_b")
 rss0=$(rss_kb "$PID_b")

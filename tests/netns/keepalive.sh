@@ -6,10 +6,13 @@
 # key with no inner bytes: while idle, b's packets received from a grow (at least 4, within
 # a deadline of 8 s, well before the 10 s passive keepalive could start) while b's inner
 # bytes received from a stay put, and a's packets received from b do not move at all (b
-# sends no keepalive of its own). Neither side starts a handshake meanwhile (same epoch).
+# sends no keepalive of its own). Neither side starts a handshake meanwhile (same epoch),
+# and neither spins: each daemon uses under IDLE_CPU_MAX_PERCENT of one CPU while idle.
 source "$(dirname "$0")/lib.sh"
 require_root
 WANT=4
+IDLE_CPU_MAX_PERCENT=${IDLE_CPU_MAX_PERCENT:-5}
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 make_namespaces
 keygen a
 keygen b
@@ -26,6 +29,8 @@ get() { python3 -c "import json; d=json.load(open('$WORK/$1-$2.json')); p=d['pee
 # the tunnel is idle from here: no test traffic until the end
 snap before
 t0=$(date +%s.%N)
+cpu_a0=$(cpu_ticks "$PID_a")
+cpu_b0=$(cpu_ticks "$PID_b")
 deadline=$(($(date +%s%N) + 8 * 1000000000))
 pkts_b0=$(get before b "p['current_key']['packets_received']")
 while (($(date +%s%N) < deadline)); do
@@ -34,6 +39,15 @@ while (($(date +%s%N) < deadline)); do
 done
 snap after
 secs=$(python3 -c "import time; print(round(time.time() - $t0, 1))")
+hz=$(getconf CLK_TCK)
+for side in a b; do
+    pid_var=PID_$side start_var=cpu_${side}0
+    used=$(($(cpu_ticks "${!pid_var}") - ${!start_var}))
+    percent=$(python3 -c "print(round(100 * $used / $hz / $secs, 1))")
+    log "$side used $used CPU ticks ($percent % of one CPU) while idle"
+    python3 -c "import sys; sys.exit(0 if $percent < $IDLE_CPU_MAX_PERCENT else 1)" \
+        || fail "$side used $percent % of a CPU on an idle tunnel (a thread spins?)"
+done
 # grew SIDE PYTHON_EXPR: the expression's growth from snapshot before to after
 grew() { echo $(($(get after "$1" "$2") - $(get before "$1" "$2"))); }
 keepalives=$(grew b "p['current_key']['packets_received']")
