@@ -1,4 +1,4 @@
-//! Every figure `docs/protocol.md`, `docs/kme.md` and the README state that a constant of the code decides
+//! Every figure `docs/protocol.md`, `docs/kme.md`, `docs/testing.md` and the README state that a constant of the code decides
 //! is checked against that constant, so a changed constant cannot leave a stale document
 //! (the DoS figures of protocol.md §5 once said 200 and 60/s while the code had 4000 and
 //! 1500/s).
@@ -377,6 +377,25 @@ fn kme_md_routing_figures_match_the_constants() {
         &[
             format!("(2 to {MULTIPATH_PATHS_MAX}, default 2)"),
             format!("the last {RECENT_RELAYS_MAX} relays this KME took part in"),
+        ],
+    );
+}
+
+#[test]
+fn testing_md_peer_queue_figures_match_the_constants() {
+    use qshield::daemon::runtime::PEER_QUEUES_UPDATE_INTERVAL;
+    use qshield::net::peer_queues::PEER_QUEUES_MAX;
+    let doc = read("docs/testing.md");
+    let text = section(&doc, "## Handshake flood");
+    assert_states(
+        "docs/testing.md, Handshake flood",
+        text,
+        &[
+            format!(
+                "at most every {} ms (`PEER_QUEUES_UPDATE_INTERVAL`)",
+                PEER_QUEUES_UPDATE_INTERVAL.as_millis()
+            ),
+            format!("At most {PEER_QUEUES_MAX} endpoints (`PEER_QUEUES_MAX`"),
         ],
     );
 }

@@ -52,14 +52,45 @@ pub struct Shared {
     pub peer_queues: PeerQueuesSeen,
 }
 
+/// Shortest time between two hand-overs of the peers' endpoints to the UDP side. Each
+/// opens and closes sockets; someone on the path who rewrites the source port of every
+/// genuine packet changes an endpoint per packet, and would otherwise have each cost a
+/// socket. A change waits at most this long (the timer thread drains every 50 ms at
+/// least); meanwhile the peer's datagrams arrive on the listen socket, nothing is lost.
+pub const PEER_QUEUES_UPDATE_INTERVAL: Duration = Duration::from_millis(100);
+
 /// The core's [`Endpoint::endpoints_generation`] last handed to
-/// [`UdpIo::set_peer_endpoints`]; none at first.
+/// [`UdpIo::set_peer_endpoints`] (none at first), and when.
 #[derive(Debug)]
-pub struct PeerQueuesSeen(AtomicU64);
+pub struct PeerQueuesSeen {
+    generation: AtomicU64,
+    at_ns: AtomicU64,
+}
 
 impl Default for PeerQueuesSeen {
     fn default() -> Self {
-        Self(AtomicU64::new(u64::MAX))
+        Self {
+            generation: AtomicU64::new(u64::MAX),
+            at_ns: AtomicU64::new(0),
+        }
+    }
+}
+
+impl PeerQueuesSeen {
+    /// True when `generation` differs from the one handed over last and the last
+    /// hand-over is at least [`PEER_QUEUES_UPDATE_INTERVAL`] old; then records it as
+    /// handed over at `now` (call with the endpoint's lock held).
+    pub fn due(&self, generation: u64, now: crate::proto::time::Instant) -> bool {
+        let seen = self.generation.load(Ordering::Relaxed);
+        let at = crate::proto::time::Instant::from_nanos(self.at_ns.load(Ordering::Relaxed));
+        if seen == generation
+            || (seen != u64::MAX && now.saturating_since(at) < PEER_QUEUES_UPDATE_INTERVAL)
+        {
+            return false;
+        }
+        self.generation.store(generation, Ordering::Relaxed);
+        self.at_ns.store(now.as_nanos(), Ordering::Relaxed);
+        true
     }
 }
 
@@ -79,11 +110,13 @@ impl Shared {
 
     /// Takes what the core wants sent and logged (call with the lock held). When a peer's
     /// endpoint changed, first hands the new list to the UDP side (under the lock, so two
-    /// threads cannot hand over lists out of order; this happens only on a change).
+    /// threads cannot hand over lists out of order; only on a change, and at most every
+    /// [`PEER_QUEUES_UPDATE_INTERVAL`]).
     pub fn drain(&self, endpoint: &mut Endpoint) -> Drained {
-        let generation = endpoint.endpoints_generation();
-        if self.peer_queues.0.load(Ordering::Relaxed) != generation {
-            self.peer_queues.0.store(generation, Ordering::Relaxed);
+        if self
+            .peer_queues
+            .due(endpoint.endpoints_generation(), self.clock.now())
+        {
             let endpoints: Vec<_> = endpoint.peer_endpoints().collect();
             self.udp.set_peer_endpoints(&endpoints);
         }
@@ -274,5 +307,29 @@ fn timers(s: &Shared) {
         };
         s.flush(drained);
         std::thread::sleep(sleep);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::time::Instant;
+
+    #[test]
+    fn peer_endpoints_are_handed_over_once_per_change_and_at_most_every_interval() {
+        let seen = PeerQueuesSeen::default();
+        let t = |ms: u64| Instant::from_nanos(ms * 1_000_000);
+        assert!(seen.due(0, t(0)), "the first list, at start");
+        assert!(!seen.due(0, t(500)), "no change, no hand-over");
+        assert!(seen.due(1, t(500)));
+        // An endpoint changing with every packet: one hand-over per interval, never more.
+        let handed = (501..1500).filter(|&ms| seen.due(ms, t(ms))).count();
+        assert_eq!(
+            handed, 9,
+            "hand-overs in 999 ms of changes every millisecond"
+        );
+        // The last change is handed over once the interval has passed, without new ones.
+        assert!(seen.due(1499, t(1600)));
+        assert!(!seen.due(1499, t(1700)));
     }
 }

@@ -1,6 +1,7 @@
 //! Thin, safe wrappers over the raw system calls the real devices share: `poll` and
-//! `epoll` with a timeout, `bind` and `connect`, integer socket options, socket addresses in C layout, and the interface
-//! ioctls (`SIOCGIFMTU`, `SIOCGIFFLAGS`). Nothing here allocates.
+//! `epoll` with a timeout, `bind` and `connect`, integer socket options, socket addresses
+//! in C layout, and the interface ioctls (`SIOCGIFMTU`, `SIOCGIFFLAGS`). Nothing here
+//! allocates.
 
 use std::ffi::CStr;
 use std::io;
