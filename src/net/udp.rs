@@ -247,12 +247,14 @@ impl UdpIo for UdpSocket {
     /// peers without a socket, and a flood on the bound socket cannot starve the peers).
     fn recv_batch(&self, batch: &mut PacketBatch, timeout: Duration) -> io::Result<usize> {
         batch.clear();
-        let peers = self.peers.snapshot();
         let capacity = batch.capacity();
         let deadline = Instant::now() + timeout;
         let mut events = [sys::EPOLL_EVENT_NONE; READY_EVENTS_MAX];
         let mut filled = 0;
         loop {
+            // Taken anew each pass: a socket opened since is already in the epoll, and an
+            // older list would leave its readiness unserved (and this loop spinning).
+            let peers = self.peers.snapshot();
             let peer_pending = peers.iter().any(|q| q.receiver.has_pending());
             let wait = if peer_pending || self.bound.has_pending() {
                 Duration::ZERO
