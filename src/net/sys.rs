@@ -160,6 +160,40 @@ pub(crate) fn bind(fd: BorrowedFd<'_>, addr: &RawAddr, len: libc::socklen_t) -> 
     cvt(ret).map(drop)
 }
 
+/// One `recvmmsg(MSG_DONTWAIT)` into `hdrs`: the datagrams received, 0 when nothing is
+/// queued. Retries on `EINTR`.
+///
+/// # Safety
+///
+/// Every header in `hdrs` must point at its own live iovec(s), address buffer and control
+/// buffer (or none), with the lengths stated, writable and aliased by nothing else until
+/// this returns.
+pub(crate) unsafe fn recvmmsg_dontwait(
+    fd: BorrowedFd<'_>,
+    hdrs: &mut [libc::mmsghdr],
+) -> io::Result<usize> {
+    let count = hdrs.len().min(libc::c_uint::MAX as usize) as libc::c_uint;
+    loop {
+        // SAFETY: the caller guarantees every header's buffers (see above); `hdrs` holds
+        // `count` headers.
+        let ret = unsafe {
+            libc::recvmmsg(
+                fd.as_raw_fd(),
+                hdrs.as_mut_ptr(),
+                count,
+                libc::MSG_DONTWAIT,
+                ptr::null_mut(),
+            )
+        };
+        match cvt(ret) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
+            Err(e) => return Err(e),
+            Ok(n) => return Ok(n as usize),
+        }
+    }
+}
+
 /// Sets an integer socket option.
 pub(crate) fn set_int_option(
     fd: BorrowedFd<'_>,

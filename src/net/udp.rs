@@ -31,7 +31,6 @@ use std::io;
 use std::mem;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::ptr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -485,27 +484,11 @@ impl Receiver {
     /// One `recvmmsg(MSG_DONTWAIT)` into the first `count` linked scratch entries; 0 when
     /// nothing is queued.
     fn recvmmsg_dontwait(&self, scratch: &mut Scratch, count: usize) -> io::Result<usize> {
-        loop {
-            // SAFETY: entries 0..count are linked (`Scratch::link`): each points at its own
-            // iovec, which covers one whole, distinct batch slot that the caller borrowed
-            // mutably and leaves alone until this returns, and at its own address buffer of
-            // the stated size. Nothing else aliases these buffers during the call.
-            let ret = unsafe {
-                libc::recvmmsg(
-                    self.fd.as_raw_fd(),
-                    scratch.hdrs.as_mut_ptr(),
-                    count as libc::c_uint,
-                    libc::MSG_DONTWAIT,
-                    ptr::null_mut(),
-                )
-            };
-            match sys::cvt(ret) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
-                Err(e) => return Err(e),
-                Ok(n) => return Ok(n as usize),
-            }
-        }
+        // SAFETY: entries 0..count are linked (`Scratch::link`): each points at its own
+        // iovec, which covers one whole, distinct batch slot that the caller borrowed
+        // mutably and leaves alone until this returns, and at its own address buffer of the
+        // stated size (no control buffer). Nothing else aliases these buffers during the call.
+        unsafe { sys::recvmmsg_dontwait(self.fd.as_fd(), &mut scratch.hdrs[..count]) }
     }
 }
 

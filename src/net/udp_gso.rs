@@ -320,26 +320,13 @@ impl GroRx {
             h.msg_control = cmsgs[k].0.as_mut_ptr().cast();
             h.msg_controllen = CMSG_BYTES;
         }
-        let got = loop {
-            // SAFETY: each header points at its own iovec (one distinct 64 KiB chunk of
-            // `bufs`, exclusively borrowed), its own address buffer and its own aligned
-            // control buffer, with the lengths stated; all outlive the call.
-            let ret = unsafe {
-                libc::recvmmsg(
-                    fd.as_raw_fd(),
-                    hdrs.as_mut_ptr(),
-                    UDP_GRO_BUFFERS as libc::c_uint,
-                    libc::MSG_DONTWAIT,
-                    ptr::null_mut(),
-                )
-            };
-            match sys::cvt(ret) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(0),
-                Err(e) => return Err(e),
-                Ok(n) => break n as usize,
-            }
-        };
+        // SAFETY: each header points at its own iovec (one distinct 64 KiB chunk of
+        // `bufs`, exclusively borrowed), its own address buffer and its own aligned control
+        // buffer, with the lengths stated; all outlive the call.
+        let got = unsafe { sys::recvmmsg_dontwait(fd, &mut hdrs)? };
+        if got == 0 {
+            return Ok(0);
+        }
         for k in 0..got {
             let h = &hdrs[k];
             let len = h.msg_len as usize;
