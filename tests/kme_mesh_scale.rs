@@ -251,7 +251,8 @@ async fn twenty_kmes_route_around_attacks_and_deliver_every_key_once() {
             .routing
             .relays
             .iter()
-            .filter(|r| r.path[0] == "kme-0" && r.at_unix_ms > since_ms)
+            // begun after the alarm was seen (one begun before may end after it)
+            .filter(|r| r.path[0] == "kme-0" && r.started_unix_ms > since_ms)
         {
             for &(a, b) in &attacked {
                 let (a, b) = (format!("kme-{a}"), format!("kme-{b}"));

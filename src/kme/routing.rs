@@ -60,8 +60,11 @@ pub struct AdvertBatch {
 /// One relay as this KME saw it (the status document's `relays`).
 #[derive(Clone, Debug, Serialize)]
 pub struct RelayRecord {
-    /// When, Unix ms.
+    /// When this KME's part of it was done, Unix ms.
     pub at_unix_ms: u64,
+    /// When this KME began it (checked the link's alarm and chose or checked the path),
+    /// Unix ms: a relay begun before a link's alarm may be done after it.
+    pub started_unix_ms: u64,
     /// Master SAE.
     pub master: String,
     /// Slave SAE.

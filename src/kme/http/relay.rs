@@ -106,6 +106,7 @@ async fn send_path(
     ids: &[String],
     plain: Vec<Secret>,
 ) -> Result<(), ApiError> {
+    let started_unix_ms = unix_ms();
     let first = &route[0];
     let dir = routing::first_hop_dir(shared, first)?;
     shared.refuse_if_alarm(first)?;
@@ -133,6 +134,7 @@ async fn send_path(
     whole.extend_from_slice(route);
     shared.routing.record(RelayRecord {
         at_unix_ms: unix_ms(),
+        started_unix_ms,
         master: master.to_string(),
         slave: slave.to_string(),
         path: whole,
@@ -222,6 +224,7 @@ async fn serve(
     masked: Vec<Zeroizing<Vec<u8>>>,
     ids: &[String],
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let started_unix_ms = unix_ms();
     shared
         .metrics
         .link_add(caller, LinkCounter::RelaysReceived, 1);
@@ -253,6 +256,7 @@ async fn serve(
         .link_add(caller, LinkCounter::ConsumedBits, 8 * bytes as u64);
     shared.routing.record(RelayRecord {
         at_unix_ms: unix_ms(),
+        started_unix_ms,
         master: req.master.clone(),
         slave: req.slave.clone(),
         path: whole.clone(),
